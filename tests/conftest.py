@@ -1,0 +1,51 @@
+"""Shared pytest fixtures.
+
+`shared_dir` finds the project's shared reference material (fixtures from other projects' code, real
+published data, facts). It is `../shared` next to the checkout unless `VLA_SHARED_DIR` says otherwise;
+where it is absent (a user's clone) the tests that need it skip and say why. In CI it is always there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _shared_dir() -> Path:
+    return Path(os.environ.get("VLA_SHARED_DIR", REPO_ROOT.parent / "shared")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    path = _shared_dir()
+    if not path.is_dir():
+        pytest.skip(
+            f"shared reference material not found at {path} (set VLA_SHARED_DIR to its location); "
+            "it holds the OpenVLA golden fixtures and the real bridge RLDS data"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def bridge_dataset_dir(shared_dir: Path) -> Path:
+    path = shared_dir / "data" / "bridge_dataset" / "1.0.0"
+    if not (path / "features.json").is_file():
+        pytest.skip(f"real bridge RLDS data not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def openvla_fixture_dir(shared_dir: Path) -> Path:
+    path = shared_dir / "fixtures" / "openvla_reference" / "tiny_openvla_a"
+    if not (path / "reference_io.safetensors").is_file():
+        pytest.skip(f"OpenVLA golden fixture not found at {path}")
+    return path

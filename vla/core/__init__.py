@@ -1,0 +1,1 @@
+"""The contracts every package shares: observation, action, policy, statistics, episode schema."""
