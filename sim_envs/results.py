@@ -1,0 +1,203 @@
+"""Evaluation results: per-episode records, Wilson intervals, aggregation and `eval_info.json`.
+
+The layout of `eval_info.json` follows LeRobot's `lerobot-eval` output (`per_episode`, `per_task`,
+`per_group`, `overall` with `pc_success`, `avg_sum_reward`, `avg_max_reward`, `eval_s`, `eval_ep_s`,
+`video_paths`) and adds what a success rate needs to be read honestly: the number of episodes, the
+successes and a Wilson 95% interval, per task x DR level cell, per task, per DR level and overall.
+
+    eval_info.json
+      policy            name of the evaluated policy
+      per_episode       [{episode_ix, task, dr_level, seed, success, steps, sum_reward, max_reward,
+                          instruction, dr_params, error, video_path, initial_state_hash}]
+      per_task          [{task, dr_level, metrics: {successes, sum_rewards, max_rewards, seeds,
+                          video_paths}, aggregated: {...}}]          one entry per task x DR level
+      per_group         {"task": {task: {...}}, "dr_level": {level: {...}}}
+      overall           {n_episodes, n_success, pc_success, success_rate, ci95: [lo, hi], n_errors,
+                          avg_sum_reward, avg_max_reward, avg_steps, eval_s, eval_ep_s, video_paths}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+#: z for a two-sided 95% interval: the 0.975 quantile of the standard normal distribution.
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (Wilson 1927).
+
+    Unlike the normal ("Wald") interval it stays inside [0, 1] and does not collapse to a point at 0 or
+    n successes, which matters for the small episode counts of robot evaluations.
+
+    Returns (low, high); (0.0, 1.0) when n == 0 (nothing is known).
+    """
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    center = (p + z2 / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    # Clamp the floating-point residue at the edges (e.g. 1.0000000000000002).
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+@dataclass
+class EpisodeResult:
+    """The outcome of one evaluation episode.
+
+    `error` is None for an episode that ran to its end (success or time-out); otherwise it says why the
+    episode was stopped and counted as a failure (the policy raised, returned NaN/inf or a wrong shape).
+    """
+
+    policy: str
+    task: str
+    dr_level: str
+    seed: int
+    success: bool
+    steps: int
+    sum_reward: float = 0.0
+    max_reward: float = 0.0
+    instruction: str = ""
+    dr_params: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    video_path: str | None = None
+    initial_state_hash: str = ""
+    wall_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "EpisodeResult":
+        return cls(**d)
+
+
+def aggregate(results: Sequence[EpisodeResult]) -> dict[str, Any]:
+    """Success statistics of a set of episodes (the `aggregated` block of eval_info.json)."""
+    n = len(results)
+    k = sum(bool(r.success) for r in results)
+    lo, hi = wilson_interval(k, n)
+
+    def mean(values: list[float]) -> float:
+        return float(sum(values) / len(values)) if values else float("nan")
+
+    return {
+        "n_episodes": n,
+        "n_success": k,
+        "success_rate": k / n if n else float("nan"),
+        "pc_success": 100.0 * k / n if n else float("nan"),
+        "ci95": [lo, hi],
+        "n_errors": sum(r.error is not None for r in results),
+        "avg_sum_reward": mean([r.sum_reward for r in results]),
+        "avg_max_reward": mean([r.max_reward for r in results]),
+        "avg_steps": mean([float(r.steps) for r in results]),
+        "video_paths": [r.video_path for r in results if r.video_path],
+    }
+
+
+def _ordered(values: Iterable[str]) -> list[str]:
+    """Unique values in first-seen order (keeps the order of the user's task / level lists)."""
+    return list(dict.fromkeys(values))
+
+
+def build_eval_info(results: Sequence[EpisodeResult], *, eval_s: float, config: dict | None = None) -> dict:
+    """The `eval_info.json` content of one policy's results (layout in the module docstring)."""
+    policies = _ordered(r.policy for r in results)
+    if len(policies) > 1:
+        raise ValueError(f"build_eval_info takes one policy's results, got {policies}")
+    tasks = _ordered(r.task for r in results)
+    levels = _ordered(r.dr_level for r in results)
+    cells: dict[tuple[str, str], list[EpisodeResult]] = defaultdict(list)
+    for r in results:
+        cells[(r.task, r.dr_level)].append(r)
+
+    per_task = []
+    for task in tasks:
+        for level in levels:
+            rs = cells.get((task, level), [])
+            if not rs:
+                continue
+            per_task.append({
+                "task": task,
+                "dr_level": level,
+                "metrics": {
+                    "successes": [bool(r.success) for r in rs],
+                    "sum_rewards": [r.sum_reward for r in rs],
+                    "max_rewards": [r.max_reward for r in rs],
+                    "seeds": [r.seed for r in rs],
+                    "video_paths": [r.video_path for r in rs if r.video_path],
+                },
+                "aggregated": aggregate(rs),
+            })
+    overall = aggregate(results)
+    overall["eval_s"] = float(eval_s)
+    overall["eval_ep_s"] = float(eval_s) / len(results) if results else float("nan")
+    info = {
+        "policy": policies[0] if policies else "",
+        "per_episode": [{"episode_ix": i, **_episode_row(r)} for i, r in enumerate(results)],
+        "per_task": per_task,
+        "per_group": {
+            "task": {t: aggregate([r for r in results if r.task == t]) for t in tasks},
+            "dr_level": {lv: aggregate([r for r in results if r.dr_level == lv]) for lv in levels},
+        },
+        "overall": overall,
+        "video_paths": overall["video_paths"],
+    }
+    if config is not None:
+        info["config"] = config
+    return info
+
+
+def _episode_row(r: EpisodeResult) -> dict[str, Any]:
+    d = r.to_json()
+    d.pop("policy")
+    return d
+
+
+def write_jsonl(results: Iterable[EpisodeResult], path: str | Path) -> Path:
+    """One JSON object per line, one line per episode (easy to `cat`, grep and concatenate)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for r in results:
+            f.write(json.dumps(r.to_json(), sort_keys=True) + "\n")
+    return path
+
+
+def read_jsonl(path: str | Path) -> list[EpisodeResult]:
+    return [EpisodeResult.from_json(json.loads(line)) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """Write JSON with NaN written as null (strict JSON readers reject NaN)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_nan_to_none(obj), indent=2) + "\n")
+    return path
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+def format_rate(agg: dict[str, Any]) -> str:
+    """'0.80 [0.49, 0.94] (8/10)' for tables and logs."""
+    if not agg["n_episodes"]:
+        return "-"
+    lo, hi = agg["ci95"]
+    return f"{agg['success_rate']:.2f} [{lo:.2f}, {hi:.2f}] ({agg['n_success']}/{agg['n_episodes']})"
