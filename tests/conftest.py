@@ -49,3 +49,14 @@ def openvla_fixture_dir(shared_dir: Path) -> Path:
     if not (path / "reference_io.safetensors").is_file():
         pytest.skip(f"OpenVLA golden fixture not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_rlds_dataset(tmp_path_factory) -> Path:
+    """A small RLDS dataset written by `vla.data.rlds_writer` (train: 6 episodes in 3 shards, val: 2;
+    32x32 JPEG `primary` + `wrist`, 8-D state, 7-14 steps per episode). Read-only: copy it to modify."""
+    from vla.data.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(
+        tmp_path_factory.mktemp("rlds"), "tiny_sim", splits={"train": 6, "val": 2}, num_steps=10, episodes_per_shard=2
+    )
