@@ -1,0 +1,104 @@
+"""Turn a safe 7-D command into the message the arm's controller takes, and build the stop/hold messages.
+
+Every stop sends zero velocity (twist / Cartesian velocity array) or a hold of the current joint positions
+(joint trajectory); the gripper holds its last command. Stamps are fresh wall-clock times, because MoveIt
+Servo drops commands whose stamp is >= 0.1 s old.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Callable
+
+import numpy as np
+
+from robot_bridge import msgs
+from robot_bridge.config import OutputConfig, TopicsConfig
+from robot_bridge.transport.base import RELIABLE, Transport
+
+logger = logging.getLogger(__name__)
+
+
+def load_callable(spec: str) -> Callable:
+    """'package.module:function' -> the function (the one way configs reference code)."""
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot load {spec!r} (expected 'package.module:function'): {e}") from e
+
+
+class CommandPublisher:
+    """Publishes commands of the configured kind; all RELIABLE (Servo and ros2_control subscribe RELIABLE)."""
+
+    def __init__(self, out: OutputConfig, topics: TopicsConfig, transport: Transport, dt: float,
+                 wall_clock: Callable[[], float]):
+        self.out, self.dt, self.wall_clock = out, dt, wall_clock
+        self._pub = None
+        if out.command == "twist":
+            self._pub = transport.publisher(topics.twist, msgs.TwistStamped, RELIABLE)
+        elif out.command == "float64_array":
+            self._pub = transport.publisher(topics.float64_array, msgs.Float64MultiArray, RELIABLE)
+        elif out.command == "joint_trajectory":
+            self._pub = transport.publisher(topics.joint_trajectory, msgs.JointTrajectory, RELIABLE)
+            self._ik = load_callable(out.ik)
+        self._gripper_pub = transport.publisher(topics.gripper, msgs.Float64MultiArray, RELIABLE) if out.gripper and topics.gripper else None
+        self._action_pub = transport.publisher(topics.action, msgs.JointState, RELIABLE) if topics.action else None
+        self.last_gripper: float | None = None
+        self.sent = 0
+
+    def _twist(self, v: np.ndarray) -> msgs.TwistStamped:
+        return msgs.TwistStamped(
+            header=msgs.header(self.wall_clock(), self.out.frame_id),
+            twist=msgs.Twist(linear=msgs.Vector3(*map(float, v[:3])), angular=msgs.Vector3(*map(float, v[3:6]))),
+        )
+
+    def _trajectory(self, positions: np.ndarray, velocities: np.ndarray) -> msgs.JointTrajectory:
+        d = msgs.to_time(self.dt)
+        return msgs.JointTrajectory(
+            header=msgs.header(0.0, self.out.frame_id),  # stamp 0 = start now (ros2_control convention)
+            joint_names=list(self.out.joint_names),
+            points=[msgs.JointTrajectoryPoint(positions=[float(x) for x in positions],
+                                              velocities=[float(x) for x in velocities],
+                                              time_from_start=msgs.Duration(sec=d.sec, nanosec=d.nanosec))],
+        )
+
+    def command(self, cmd: np.ndarray, joint_positions: np.ndarray | None, obs_stamp: float) -> None:
+        """Publish one safe command (dxyz, drpy per period, gripper absolute)."""
+        velocity = np.asarray(cmd[:6], np.float64) / self.dt
+        if self.out.command == "twist":
+            self._pub(self._twist(velocity))
+        elif self.out.command == "float64_array":
+            self._pub(msgs.float64_array(velocity, label="ee_velocity"))
+        elif self.out.command == "joint_trajectory":
+            if joint_positions is None:
+                raise RuntimeError("joint_trajectory output needs joint states")
+            target = np.asarray(self._ik(joint_positions, np.asarray(cmd[:6], np.float64)), np.float64)
+            if target.shape != joint_positions.shape or not np.all(np.isfinite(target)):
+                raise RuntimeError(f"ik returned {target.shape} / non-finite for {joint_positions.shape} joints")
+            self._pub(self._trajectory(target, (target - joint_positions) / self.dt))
+        self._gripper(float(cmd[6]))
+        if self._action_pub is not None:
+            self._action_pub(msgs.JointState(
+                header=msgs.header(obs_stamp, self.out.frame_id),
+                name=["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"],
+                position=[float(x) for x in cmd]))
+        self.sent += 1
+
+    def stop(self, joint_positions: np.ndarray | None) -> None:
+        """Zero velocity / hold position; the gripper holds its last command."""
+        if self.out.command == "twist":
+            self._pub(self._twist(np.zeros(6)))
+        elif self.out.command == "float64_array":
+            self._pub(msgs.float64_array(np.zeros(6), label="ee_velocity"))
+        elif self.out.command == "joint_trajectory" and joint_positions is not None:
+            self._pub(self._trajectory(joint_positions, np.zeros_like(joint_positions)))
+        if self.last_gripper is not None:
+            self._gripper(self.last_gripper)
+        self.sent += 1
+
+    def _gripper(self, g: float) -> None:
+        self.last_gripper = g
+        if self._gripper_pub is not None:
+            self._gripper_pub(msgs.float64_array([g], label="gripper"))

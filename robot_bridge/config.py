@@ -1,0 +1,112 @@
+"""Dataclass schema of the bridge (hydra group `bridge/`, also the ROS 2 parameters YAML).
+
+Defaults match a Franka-class arm behind MoveIt Servo; configs/bridge/*.yaml only override.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from robot_bridge.safety import SafetyConfig
+
+COMMAND_KINDS = ("twist", "float64_array", "joint_trajectory", "none")
+PROPRIO_SOURCES = ("joint_positions", "ee_pose")
+
+
+@dataclass
+class TopicsConfig:
+    """ROS 2 topic names (absolute). An empty string switches that input/output off."""
+
+    cameras: dict[str, str] = field(default_factory=lambda: {"primary": "/camera/primary/image_raw"})
+    joint_states: str = "/joint_states"
+    ee_pose: str = "/ee_pose"
+    instruction: str = "/vla/instruction"
+    estop: str = "/vla/estop"
+    lifecycle: str = "/vla_bridge/lifecycle"
+    twist: str = "/servo_node/delta_twist_cmds"
+    float64_array: str = "/forward_velocity_controller/commands"
+    joint_trajectory: str = "/joint_trajectory_controller/joint_trajectory"
+    gripper: str = "/gripper_controller/commands"
+    action: str = "/vla_bridge/action"
+    status: str = "/diagnostics"
+    heartbeat: str = "/vla_bridge/heartbeat"
+
+
+@dataclass
+class OutputConfig:
+    """Which command the arm gets.
+
+    Attributes:
+        command: `twist` (geometry_msgs/TwistStamped in m/s, rad/s, for MoveIt Servo), `float64_array`
+            (std_msgs/Float64MultiArray [vx, vy, vz, wx, wy, wz] for a Cartesian velocity forward
+            controller), `joint_trajectory` (trajectory_msgs/JointTrajectory, one point one period ahead,
+            joint targets from `ik`), or `none` (only the action topic, e.g. for dry runs).
+        frame_id: the base frame the action is expressed in (MoveIt Servo ignores an empty frame).
+        gripper: also publish the absolute gripper command as Float64MultiArray [g] in [0, 1].
+        joint_names: joint order for `joint_trajectory` (and for reading /joint_states by name).
+        ik: "module:function" with signature f(joint_positions (N,), ee_delta (6,)) -> joint targets (N,);
+            required for `joint_trajectory` because an end-effector delta has no joint form without the
+            arm's kinematics.
+    """
+
+    command: str = "twist"
+    frame_id: str = "base_link"
+    gripper: bool = True
+    joint_names: list[str] = field(default_factory=list)
+    ik: str = ""
+
+    def __post_init__(self) -> None:
+        if self.command not in COMMAND_KINDS:
+            raise ValueError(f"bridge.output.command={self.command!r}; choose one of {COMMAND_KINDS}")
+        if self.command == "twist" and not self.frame_id:
+            raise ValueError("bridge.output.frame_id must be non-empty: MoveIt Servo ignores twists without a frame")
+        if self.command == "joint_trajectory" and (not self.ik or ":" not in self.ik):
+            raise ValueError("bridge.output.command=joint_trajectory needs bridge.output.ik='module:function' "
+                             "(joint_positions, ee_delta) -> joint targets, and bridge.output.joint_names")
+
+
+@dataclass
+class NodeConfig:
+    """The rate loop.
+
+    Attributes:
+        rate_hz: control rate; one action per period.
+        stale_after_periods: a required sensor older than this many periods is stale; the loop checks every
+            period, so a sensor that stops is stopped on within (stale_after_periods + 1) periods.
+        required: inputs whose silence stops the arm: `cameras`, `joint_states`, `ee_pose`.
+        proprio: what goes into Observation.proprio, in order (`joint_positions`, `ee_pose` = xyz + quat xyzw).
+        instruction: used until one arrives on the instruction topic ("" = wait for one).
+        autostart: configure and activate at start (otherwise wait for the lifecycle topic).
+        policy_timeout_periods: a policy that has not answered within this many periods is "slow": the arm
+            is stopped for that period and the late answer is discarded.
+        execute_chunk: how many actions of a chunk run before the policy is asked again (0 = all).
+    """
+
+    rate_hz: float = 10.0
+    stale_after_periods: float = 1.0
+    required: list[str] = field(default_factory=lambda: ["cameras", "joint_states"])
+    proprio: list[str] = field(default_factory=lambda: ["joint_positions"])
+    instruction: str = ""
+    autostart: bool = True
+    policy_timeout_periods: float = 0.8
+    execute_chunk: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.rate_hz > 0:
+            raise ValueError(f"bridge.node.rate_hz must be > 0, got {self.rate_hz}")
+        if not self.stale_after_periods > 0:
+            raise ValueError(f"bridge.node.stale_after_periods must be > 0, got {self.stale_after_periods}")
+        bad = [r for r in self.required if r not in ("cameras", "joint_states", "ee_pose")]
+        if bad:
+            raise ValueError(f"bridge.node.required has {bad}; allowed: cameras, joint_states, ee_pose")
+        bad = [p for p in self.proprio if p not in PROPRIO_SOURCES]
+        if bad:
+            raise ValueError(f"bridge.node.proprio has {bad}; allowed: {PROPRIO_SOURCES}")
+
+
+@dataclass
+class BridgeConfig:
+    node: NodeConfig = field(default_factory=NodeConfig)
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)

@@ -1,0 +1,380 @@
+"""The bridge node: rate loop, observation assembly, policy call, safety, watchdog, e-stop, lifecycle.
+
+Independent of the transport (direct DDS or rclpy) and of time: `clock` (monotonic seconds, for the
+watchdog and periods) and `wall_clock` (for message stamps) are injected, so tests can jump them.
+
+Every period (`tick`), in order:
+  lifecycle not ACTIVE         -> no command at all (status and heartbeat only)
+  e-stop latched               -> stop; it is also sent at once from the e-stop callback
+  clock went backwards         -> stop; every sensor must deliver again before motion resumes
+  a required sensor is stale   -> stop ("stale camera 'primary': no message for 0.21 s")
+  no instruction yet           -> stop
+  next action (chunk queue or policy call, with a timeout) -> safety filter -> command, or stop if rejected
+A stop is a zero-velocity / hold command, sent every period while the reason lasts, and the status topic
+(diagnostic_msgs/DiagnosticArray) says why.
+
+Example (sim arm on loopback, see robot_bridge/sim_arm.py for the other side):
+    with make_transport("dds") as t:
+        node = BridgeNode(BridgeConfig(), policy, t)
+        node.run(stop_event)
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from robot_bridge import msgs
+from robot_bridge.commands import CommandPublisher
+from robot_bridge.config import BridgeConfig
+from robot_bridge.safety import SafetyFilter
+from robot_bridge.transport.base import LATCHED, RELIABLE, SENSOR, Transport
+from vla.core.types import ContractError, Observation, Policy, validate_action
+
+logger = logging.getLogger(__name__)
+
+
+class Lifecycle(str, enum.Enum):
+    UNCONFIGURED = "unconfigured"
+    INACTIVE = "inactive"
+    ACTIVE = "active"
+
+
+class Level(enum.IntEnum):  # diagnostic_msgs/DiagnosticStatus levels
+    OK = 0
+    WARN = 1
+    ERROR = 2
+    STALE = 3
+
+
+@dataclass
+class _Sample:
+    value: object
+    rx: float  # receive time on `clock`
+    stamp: float  # header stamp (sensor time)
+
+
+@dataclass
+class TickReport:
+    """What one period did (returned by `tick` for tests and benchmarks)."""
+
+    state: Lifecycle
+    moved: bool
+    reason: str
+    level: Level
+    command: np.ndarray | None = None
+    obs_stamp: float = 0.0
+    policy_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+class BridgeNode:
+    def __init__(self, cfg: BridgeConfig, policy: Policy, transport: Transport, *,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time):
+        self.cfg, self.policy, self.transport = cfg, policy, transport
+        self.clock, self.wall_clock = clock, wall_clock
+        self.period = 1.0 / cfg.node.rate_hz
+        self.stale_after = cfg.node.stale_after_periods * self.period
+        self.state = Lifecycle.UNCONFIGURED
+        self.safety = SafetyFilter(cfg.safety, self.period)
+        self._lock = threading.RLock()
+        self._images: dict[str, _Sample] = {}
+        self._joints: _Sample | None = None
+        self._ee: _Sample | None = None
+        self._instruction = cfg.node.instruction
+        self._policy_instruction: str | None = None
+        self._estop = False
+        self._chunk: list[np.ndarray] = []
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
+        self._inflight: Future | None = None
+        self._last_tick: float | None = None
+        self.malformed: dict[str, int] = {}
+        self.ticks = 0
+        self.last_reason = ""
+        self.commands: CommandPublisher | None = None
+        if cfg.node.autostart:
+            self.configure()
+            self.activate()
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    def configure(self) -> None:
+        """Create publishers and subscriptions (UNCONFIGURED -> INACTIVE). Outputs stay gated."""
+        with self._lock:
+            if self.state is not Lifecycle.UNCONFIGURED:
+                return
+            t, topics = self.transport, self.cfg.topics
+            self.commands = CommandPublisher(self.cfg.output, topics, t, self.period, self.wall_clock)
+            self._status_pub = t.publisher(topics.status, msgs.DiagnosticArray, RELIABLE)
+            self._heartbeat_pub = t.publisher(topics.heartbeat, msgs.Header, RELIABLE) if topics.heartbeat else None
+            for cam, topic in topics.cameras.items():
+                t.subscribe(topic, msgs.Image, SENSOR, lambda m, cam=cam: self._on_image(cam, m))
+            if topics.joint_states:
+                t.subscribe(topics.joint_states, msgs.JointState, SENSOR, self._on_joints)
+            if topics.ee_pose:
+                t.subscribe(topics.ee_pose, msgs.PoseStamped, SENSOR, self._on_ee)
+            if topics.instruction:
+                t.subscribe(topics.instruction, msgs.String, LATCHED, self._on_instruction)
+            if topics.estop:
+                t.subscribe(topics.estop, msgs.Bool, LATCHED, self._on_estop)
+            if topics.lifecycle:
+                t.subscribe(topics.lifecycle, msgs.String, RELIABLE, self._on_lifecycle)
+            self.state = Lifecycle.INACTIVE
+            logger.info("configured: %s command, %.1f Hz, cameras %s", self.cfg.output.command, self.cfg.node.rate_hz,
+                        list(topics.cameras))
+
+    def activate(self) -> None:
+        with self._lock:
+            if self.state is Lifecycle.INACTIVE:
+                self.safety.reset()  # ramp up from rest under the acceleration limit
+                self._chunk.clear()
+                self.state = Lifecycle.ACTIVE
+                logger.info("active")
+
+    def deactivate(self) -> None:
+        with self._lock:
+            if self.state is Lifecycle.ACTIVE:
+                self._stop("deactivated")  # the last thing a deactivating node sends is a stop
+                self.state = Lifecycle.INACTIVE
+                logger.info("inactive")
+
+    def cleanup(self) -> None:
+        with self._lock:
+            self.deactivate()
+            self.state = Lifecycle.UNCONFIGURED
+
+    def close(self) -> None:
+        self.deactivate()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ---- inputs (transport threads) --------------------------------------------------------------------
+    def _bad(self, what: str, err: str) -> None:
+        self.malformed[what] = self.malformed.get(what, 0) + 1
+        if self.malformed[what] in (1, 10, 100, 1000) or self.malformed[what] % 10000 == 0:
+            logger.warning("malformed %s message (%d so far): %s", what, self.malformed[what], err)
+
+    def _on_image(self, cam: str, m: msgs.Image) -> None:
+        try:
+            img = msgs.array_from_image(m)
+            stamp = msgs.from_time(m.header.stamp)
+        except (ValueError, TypeError) as e:
+            return self._bad(f"image {cam}", str(e))
+        with self._lock:
+            self._images[cam] = _Sample(img, self.clock(), stamp)
+
+    def _on_joints(self, m: msgs.JointState) -> None:
+        pos = np.asarray(m.position, np.float64)
+        if pos.size == 0 or not np.all(np.isfinite(pos)) or (m.name and len(m.name) != pos.size):
+            return self._bad("joint_states", f"{len(m.name)} names, positions {pos.tolist()[:8]}")
+        names = self.cfg.output.joint_names
+        if names and m.name:  # reorder by name when the config gives the joint order
+            index = {n: i for i, n in enumerate(m.name)}
+            if not all(n in index for n in names):
+                return self._bad("joint_states", f"names {list(m.name)} lack some of {names}")
+            pos = pos[[index[n] for n in names]]
+        with self._lock:
+            self._joints = _Sample(pos, self.clock(), msgs.from_time(m.header.stamp))
+
+    def _on_ee(self, m: msgs.PoseStamped) -> None:
+        p, q = m.pose.position, m.pose.orientation
+        v = np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w], np.float64)
+        if not np.all(np.isfinite(v)) or abs(np.linalg.norm(v[3:]) - 1.0) > 1e-3:
+            return self._bad("ee_pose", f"pose {v.tolist()}")
+        with self._lock:
+            self._ee = _Sample(v, self.clock(), msgs.from_time(m.header.stamp))
+
+    def _on_instruction(self, m: msgs.String) -> None:
+        with self._lock:
+            if m.data != self._instruction:
+                logger.info("instruction: %r", m.data)
+            self._instruction = m.data
+
+    def _on_estop(self, m: msgs.Bool) -> None:
+        with self._lock:
+            if bool(m.data):
+                if not self._estop:
+                    logger.warning("E-STOP engaged")
+                self._estop = True
+                if self.state is Lifecycle.ACTIVE:
+                    self._stop("e-stop engaged (latched until released with false on %s)" % self.cfg.topics.estop)
+            elif self._estop:
+                logger.warning("e-stop released")
+                self._estop = False
+                self.safety.stopped()
+
+    def _on_lifecycle(self, m: msgs.String) -> None:
+        actions = {"configure": self.configure, "activate": self.activate, "deactivate": self.deactivate,
+                   "cleanup": self.cleanup}
+        if m.data not in actions:
+            return self._bad("lifecycle", f"unknown transition {m.data!r}; allowed {sorted(actions)}")
+        actions[m.data]()
+
+    def estop(self, engaged: bool) -> None:
+        """Engage or release the e-stop from code (same path as the e-stop topic)."""
+        self._on_estop(msgs.Bool(data=engaged))
+
+    # ---- the loop --------------------------------------------------------------------------------------
+    def _fresh(self, s: _Sample | None, now: float) -> bool:
+        return s is not None and now - s.rx <= self.stale_after
+
+    def _why_stale(self, now: float) -> str:
+        req = self.cfg.node.required
+        checks: list[tuple[str, _Sample | None]] = []
+        if "cameras" in req:
+            checks += [(f"camera {c!r}", self._images.get(c)) for c in self.cfg.topics.cameras]
+        if "joint_states" in req:
+            checks.append(("joint_states", self._joints))
+        if "ee_pose" in req:
+            checks.append(("ee_pose", self._ee))
+        for name, s in checks:
+            if s is None:
+                return f"stale {name}: no message received yet"
+            if s.rx == -np.inf:
+                return f"stale {name}: no message since the clock jumped backwards"
+            if now - s.rx > self.stale_after:
+                return f"stale {name}: no message for {now - s.rx:.3f} s (limit {self.stale_after:.3f} s)"
+        return ""
+
+    def _observation(self) -> Observation:
+        parts = []
+        for src in self.cfg.node.proprio:
+            s = self._joints if src == "joint_positions" else self._ee
+            if s is None:
+                raise ContractError(f"proprio source {src} has no data yet")
+            parts.append(np.asarray(s.value, np.float32))
+        stamps = [s.stamp for s in self._images.values()]
+        return Observation(images={c: s.value for c, s in self._images.items()},
+                           proprio=np.concatenate(parts) if parts else np.zeros(0, np.float32),
+                           instruction=self._instruction, timestamp=max(stamps) if stamps else 0.0)
+
+    def _stop(self, reason: str) -> None:
+        self.safety.stopped()
+        self._chunk.clear()
+        if self.commands is not None:
+            joints = self._joints.value if self._joints is not None else None
+            self.commands.stop(joints)
+        self.last_reason = reason
+
+    def _status(self, level: Level, message: str, values: dict[str, str]) -> None:
+        st = msgs.DiagnosticStatus(level=int(level), name="vla_bridge", message=message, hardware_id="",
+                                   values=[msgs.KeyValue(k, str(v)) for k, v in values.items()])
+        self._status_pub(msgs.DiagnosticArray(header=msgs.header(self.wall_clock()), status=[st]))
+        if self._heartbeat_pub is not None:
+            self._heartbeat_pub(msgs.header(self.wall_clock(), self.state.value))
+
+    def _next_action(self, obs: Observation) -> tuple[np.ndarray | None, str, float]:
+        """(action, reason-if-none, policy seconds). Runs the policy in a worker with a timeout."""
+        if self._chunk:
+            return self._chunk.pop(0), "", 0.0
+        if self._inflight is not None:
+            if not self._inflight.done():
+                return None, f"policy slow: no action after {self.cfg.node.policy_timeout_periods:g} periods", 0.0
+            self._inflight = None  # a late answer belongs to an old observation: discard it
+        if self._policy_instruction != obs.instruction:
+            self.policy.reset(obs.instruction)
+            self._policy_instruction = obs.instruction
+        t0 = time.perf_counter()
+        fut = self._executor.submit(self.policy.act, obs)
+        try:
+            out = fut.result(timeout=self.cfg.node.policy_timeout_periods * self.period)
+        except TimeoutError:
+            self._inflight = fut
+            return None, f"policy slow: no action within {self.cfg.node.policy_timeout_periods * self.period * 1e3:.0f} ms", time.perf_counter() - t0
+        except Exception as e:  # remote server gone, model error, ...: stop and say so
+            return None, f"policy failed: {type(e).__name__}: {e}", time.perf_counter() - t0
+        dt = time.perf_counter() - t0
+        try:
+            arr = validate_action(out, name="policy output")
+        except ContractError as e:
+            return None, f"rejected: {e}", dt
+        if arr.ndim == 2:
+            n = self.cfg.node.execute_chunk or arr.shape[0]
+            self._chunk = [a for a in arr[1:n]]
+            arr = arr[0]
+        return arr, "", dt
+
+    def tick(self) -> TickReport:
+        """One control period. Never raises for bad data or a failing policy: it stops and says why."""
+        now = self.clock()
+        with self._lock:
+            self.ticks += 1
+            notes: list[str] = []
+            if self._last_tick is not None and now < self._last_tick:
+                for s in list(self._images.values()) + [self._joints, self._ee]:
+                    if s is not None:  # ages are meaningless across the jump: demand fresh data
+                        s.rx = -np.inf
+                notes.append(f"clock jumped backwards by {self._last_tick - now:.3f} s")
+            self._last_tick = now
+            if self.state is not Lifecycle.ACTIVE:
+                return self._report(TickReport(self.state, False, f"lifecycle {self.state.value}: output gated", Level.OK))
+            if self._estop:
+                self._stop("e-stop engaged (latched until released)")
+                return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR))
+            stale = self._why_stale(now)
+            if stale:
+                self._stop(stale + ("; " + notes[0] if notes else ""))
+                return self._report(TickReport(self.state, False, self.last_reason, Level.STALE))
+            if not self._instruction:
+                self._stop(f"waiting for an instruction on {self.cfg.topics.instruction}")
+                return self._report(TickReport(self.state, False, self.last_reason, Level.WARN))
+            try:
+                obs = self._observation()
+                obs.validate(cameras=tuple(getattr(self.policy, "cameras", ("primary",))))
+            except ContractError as e:
+                self._stop(f"observation: {e}")
+                return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR))
+        action, why, policy_s = self._next_action(obs)  # outside the lock: callbacks and e-stop stay live
+        with self._lock:
+            if self.state is not Lifecycle.ACTIVE:
+                return self._report(TickReport(self.state, False, f"lifecycle {self.state.value}: output gated", Level.OK))
+            if self._estop:
+                self._stop("e-stop engaged (latched until released)")
+                return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR, policy_s=policy_s))
+            if action is None:
+                self._stop(why)
+                return self._report(TickReport(self.state, False, why, Level.ERROR, policy_s=policy_s))
+            ee = self._ee.value[:3] if self._ee is not None and self._fresh(self._ee, self.clock()) else None
+            result = self.safety.filter(action, ee)
+            if not result.ok:
+                self._stop(result.reason)
+                return self._report(TickReport(self.state, False, result.reason, Level.ERROR, policy_s=policy_s))
+            joints = self._joints.value if self._joints is not None else None
+            try:
+                self.commands.command(result.command, joints, obs.timestamp)
+            except RuntimeError as e:
+                self._stop(f"command: {e}")
+                return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR, policy_s=policy_s))
+            self.last_reason = result.reason or "running"
+            level = Level.WARN if result.notes else Level.OK
+            return self._report(TickReport(self.state, True, self.last_reason, level, result.command, obs.timestamp,
+                                           policy_s, result.notes))
+
+    def _report(self, r: TickReport) -> TickReport:
+        values = {"state": r.state.value, "estop": self._estop, "tick": self.ticks,
+                  "policy_ms": f"{r.policy_s * 1e3:.1f}", "obs_stamp": f"{r.obs_stamp:.6f}",
+                  "malformed": sum(self.malformed.values())}
+        if r.command is not None:
+            values["command"] = " ".join(f"{x:.4f}" for x in r.command)
+        self._status(r.level, r.reason, values)
+        return r
+
+    def run(self, stop: threading.Event, max_ticks: int | None = None) -> None:
+        """Tick at `rate_hz` until `stop` is set (absolute schedule, no drift; late ticks are not doubled)."""
+        next_t = time.monotonic()
+        n = 0
+        while not stop.is_set() and (max_ticks is None or n < max_ticks):
+            self.tick()
+            n += 1
+            next_t += self.period
+            delay = next_t - time.monotonic()
+            if delay < 0:
+                next_t = time.monotonic()  # overran: start the next period now
+                delay = 0.0
+            stop.wait(delay)
+        self.deactivate()

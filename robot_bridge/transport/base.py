@@ -1,0 +1,62 @@
+"""What the node needs from a transport: publishers and subscriptions with ROS 2 QoS, and nothing else.
+
+Both transports use the message classes in `robot_bridge.msgs`; the rclpy transport converts them to and
+from the ROS 2 Python classes at the edge, so the node logic is the same on both.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class QoS:
+    """The three ROS 2 QoS profiles the bridge uses (shared/facts/ros2.md, QoS section)."""
+
+    reliable: bool = True
+    transient_local: bool = False
+    depth: int = 10
+
+
+#: cameras: BEST_EFFORT matches both best-effort and reliable camera drivers.
+SENSOR = QoS(reliable=False, transient_local=False, depth=5)
+#: joint states, commands, status: MoveIt Servo and ros2_control subscribe RELIABLE.
+RELIABLE = QoS(reliable=True, transient_local=False, depth=10)
+#: instruction and e-stop: latched, a late joiner still gets the last value.
+LATCHED = QoS(reliable=True, transient_local=True, depth=1)
+
+
+class Transport(abc.ABC):
+    """Create publishers/subscriptions; callbacks may run on transport threads."""
+
+    @abc.abstractmethod
+    def publisher(self, topic: str, msg_type: type, qos: QoS) -> Callable[[Any], None]:
+        """Return a function that publishes one message of `msg_type` on `topic`."""
+
+    @abc.abstractmethod
+    def subscribe(self, topic: str, msg_type: type, qos: QoS, callback: Callable[[Any], None]) -> None:
+        """Call `callback(msg)` for each message received on `topic`."""
+
+    def close(self) -> None:
+        """Release the participant / node."""
+
+    def __enter__(self) -> "Transport":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def make_transport(kind: str, *, domain_id: int = 0, node_name: str = "vla_bridge") -> Transport:
+    """`dds` (cyclonedds, works anywhere) or `rclpy` (needs a ROS 2 install)."""
+    if kind == "dds":
+        from robot_bridge.transport.dds import DdsTransport
+
+        return DdsTransport(domain_id=domain_id)
+    if kind == "rclpy":
+        from robot_bridge.transport.ros import RclpyTransport
+
+        return RclpyTransport(node_name=node_name, domain_id=domain_id)
+    raise ValueError(f"unknown transport {kind!r}; choose 'dds' (cyclonedds) or 'rclpy' (ROS 2 installed)")
