@@ -1,0 +1,202 @@
+"""`VLAProcessor`: images + instructions (+ actions) -> model inputs. With actions it is the training collate.
+
+Inference: `input_ids` = tokenized prompt + suffix token (left padded), `pixel_values` (B, 6 * n_cameras, S, S).
+Training (`actions` given, normalized (B, 7) or (B, K, 7)), autoregressive: prompt + K*7 action ids + EOS,
+labels -100 on the prompt (right padded). Parallel decoding (OFT): prompt + K*7 slots holding the pad id under
+attention 1, labels = the action ids at the slots; `actions` (B, K, 7) is passed through for the L1 head.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from vla.core.types import ContractError
+from vla.model.action_tokenizer import ActionTokenizer
+from vla.model.image_processing import VLAImageProcessor
+from vla.model.prompt import build_prompt
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+CONFIG_NAME = "processor_config.json"
+_SETTINGS = ("action_token_end_id", "n_action_bins", "prompt_suffix_token_id", "bos_token_id", "eos_token_id",
+             "pad_token_id", "cameras", "action_chunk", "action_dim", "decoding", "use_proprio", "proprio_dim",
+             "llm_max_length")
+
+
+class VLAProcessor:
+    """Tokenizes prompts, discretizes actions, processes images; saved beside the model."""
+
+    def __init__(self, image_processor: VLAImageProcessor, tokenizer=None, *, action_token_end_id: int = 32000,
+                 n_action_bins: int = 256, prompt_suffix_token_id: int | None = 29871, bos_token_id: int = 1,
+                 eos_token_id: int = 2, pad_token_id: int = 32000, cameras: Sequence[str] = ("primary",),
+                 action_chunk: int = 1, action_dim: int = 7, decoding: str = "autoregressive",
+                 use_proprio: bool = False, proprio_dim: int = 0, llm_max_length: int = 2048) -> None:
+        self.image_processor = image_processor
+        self.tokenizer = tokenizer
+        self.action_token_end_id = int(action_token_end_id)
+        self.n_action_bins = int(n_action_bins)
+        self.prompt_suffix_token_id = prompt_suffix_token_id
+        self.bos_token_id, self.eos_token_id, self.pad_token_id = int(bos_token_id), int(eos_token_id), int(pad_token_id)
+        self.cameras = list(cameras)
+        self.action_chunk, self.action_dim = int(action_chunk), int(action_dim)
+        self.decoding = decoding
+        self.use_proprio, self.proprio_dim = bool(use_proprio), int(proprio_dim)
+        self.llm_max_length = int(llm_max_length)
+        self.action_tokenizer = ActionTokenizer(self.action_token_end_id, self.n_action_bins)
+
+    # ---- construction / persistence ---------------------------------------------------------------------
+    @classmethod
+    def from_model_config(cls, config, tokenizer=None, **image_kwargs: Any) -> "VLAProcessor":
+        settings = {k: getattr(config, k) for k in _SETTINGS}
+        return cls(VLAImageProcessor(config.image_size, **image_kwargs), tokenizer, **settings)
+
+    def settings(self) -> dict:
+        return {k: getattr(self, k) for k in _SETTINGS}
+
+    def save_pretrained(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        Path(path, CONFIG_NAME).write_text(json.dumps({"processor_class": "VLAProcessor", **self.settings()},
+                                                      indent=2) + "\n")
+        self.image_processor.save_pretrained(path)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "VLAProcessor":
+        path = Path(path)
+        cfg_path = path / CONFIG_NAME
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"{cfg_path} not found: not a checkpoint saved by this project (for a released "
+                                    "OpenVLA directory run `vla-import <openvla_dir> <out_dir>` first)")
+        settings = {k: v for k, v in json.loads(cfg_path.read_text()).items() if k in _SETTINGS}
+        return cls(VLAImageProcessor.from_pretrained(path), load_tokenizer(path), **settings)
+
+    # ---- prompts ----------------------------------------------------------------------------------------
+    def prompt_ids(self, instruction: str) -> list[int]:
+        """BOS + tokenized prompt + the suffix token when the prompt does not already end with it."""
+        if self.tokenizer is None:
+            raise RuntimeError("this processor has no tokenizer (the checkpoint directory has no tokenizer files); "
+                               "copy the Llama-2 tokenizer files (tokenizer.model, tokenizer_config.json) into it")
+        ids = list(self.tokenizer(build_prompt(instruction), add_special_tokens=True)["input_ids"])
+        if not ids or ids[0] != self.bos_token_id:
+            ids = [self.bos_token_id] + ids
+        if self.prompt_suffix_token_id is not None and ids[-1] != self.prompt_suffix_token_id:
+            ids.append(int(self.prompt_suffix_token_id))
+        return ids
+
+    # ---- images -----------------------------------------------------------------------------------------
+    def pixel_values(self, images: Sequence[np.ndarray | Mapping[str, np.ndarray]]) -> torch.Tensor:
+        """(B, 6 * n_cameras, S, S) float32; each item is one array (single-camera models) or {camera: array}."""
+        out = []
+        for i, item in enumerate(images):
+            if isinstance(item, Mapping):
+                missing = [c for c in self.cameras if c not in item]
+                if missing:
+                    raise ContractError(f"images[{i}] lacks camera(s) {missing}; the model reads {self.cameras}, "
+                                        f"got {sorted(item)}")
+                per_cam = [self.image_processor(item[c], name=f"images[{i}][{c!r}]") for c in self.cameras]
+            else:
+                if len(self.cameras) != 1:
+                    raise ContractError(f"images[{i}] is a single image but the model reads cameras {self.cameras}; "
+                                        "pass a dict {camera: uint8 (H, W, 3)}")
+                per_cam = [self.image_processor(item, name=f"images[{i}]")]
+            out.append(torch.cat(per_cam, dim=0))
+        return torch.stack(out)
+
+    # ---- the call ---------------------------------------------------------------------------------------
+    def __call__(
+        self,
+        images: Sequence[np.ndarray | Mapping[str, np.ndarray]],
+        instructions: Sequence[str],
+        actions: np.ndarray | torch.Tensor | None = None,
+        proprio: np.ndarray | torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Model inputs for a batch. `actions`/`proprio` are normalized (the data loader's output)."""
+        if isinstance(instructions, str):
+            raise TypeError("instructions must be a list of strings (one per image), got a single str")
+        if len(images) != len(instructions):
+            raise ValueError(f"{len(images)} images but {len(instructions)} instructions")
+        if len(images) == 0:
+            raise ValueError("empty batch")
+        batch = len(images)
+        seqs, labels = [], []
+        acts = None
+        if actions is not None:
+            acts = np.asarray(actions.detach().cpu() if isinstance(actions, torch.Tensor) else actions, np.float32)
+            if acts.ndim == 2:
+                acts = acts[:, None]
+            if acts.ndim != 3 or acts.shape[0] != batch or acts.shape[2] != self.action_dim:
+                raise ContractError(f"actions must be ({batch}, {self.action_dim}) or ({batch}, K, "
+                                    f"{self.action_dim}), got {np.shape(actions)}")
+            if not np.all(np.isfinite(acts)):
+                raise ContractError("actions contain NaN/inf")
+        for i, instruction in enumerate(instructions):
+            prompt = self.prompt_ids(instruction)
+            if self.decoding == "parallel":
+                n_slots = self.action_chunk * self.action_dim
+                if acts is not None and acts.shape[1] != self.action_chunk:
+                    raise ContractError(f"actions have chunk length {acts.shape[1]}; this model predicts chunks of "
+                                        f"{self.action_chunk}")
+                ids = prompt + [self.pad_token_id] * n_slots
+                lab = [IGNORE_INDEX] * len(prompt)
+                lab += (self.action_tokenizer.encode(acts[i]).reshape(-1).tolist() if acts is not None
+                        else [IGNORE_INDEX] * n_slots)
+            elif acts is not None:
+                action_ids = self.action_tokenizer.encode(acts[i]).reshape(-1).tolist()
+                ids = prompt + action_ids + [self.eos_token_id]
+                lab = [IGNORE_INDEX] * len(prompt) + action_ids + [self.eos_token_id]
+            else:
+                ids, lab = prompt, None
+            seqs.append(ids)
+            labels.append(lab)
+        # training pads on the right, inference on the left (generation appends on the right)
+        left = actions is None
+        width = max(len(s) for s in seqs)
+        if width > self.llm_max_length:
+            raise ValueError(f"a sequence has {width} text tokens, more than llm_max_length={self.llm_max_length}")
+        input_ids = torch.full((batch, width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((batch, width), dtype=torch.long)
+        lab_t = torch.full((batch, width), IGNORE_INDEX, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            sl = slice(width - len(s), width) if left else slice(0, len(s))
+            input_ids[i, sl] = torch.tensor(s)
+            mask[i, sl] = 1
+            if labels[i] is not None:
+                lab_t[i, sl] = torch.tensor(labels[i])
+        out = {"input_ids": input_ids, "attention_mask": mask, "pixel_values": self.pixel_values(images)}
+        if acts is not None:
+            out["labels"] = lab_t
+            out["actions"] = torch.from_numpy(acts)
+        if self.use_proprio:
+            if proprio is None:
+                raise ContractError(f"this model reads proprio ({self.proprio_dim} dims); pass proprio=(B, P)")
+            p = torch.as_tensor(np.asarray(proprio, np.float32)).reshape(batch, -1)
+            if p.shape[1] != self.proprio_dim:
+                raise ContractError(f"proprio has {p.shape[1]} dims, the model expects {self.proprio_dim}")
+            out["proprio"] = p
+        return out
+
+    def collate(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        """Training collate over the data loader's frame samples (images, instruction, action, proprio)."""
+        images = [s["images"] if len(self.cameras) > 1 else s["images"]["primary"] for s in samples]
+        actions = np.stack([np.asarray(s["action"], np.float32) for s in samples])
+        proprio = np.stack([np.asarray(s["proprio"], np.float32) for s in samples]) if self.use_proprio else None
+        return self([i for i in images], [s["instruction"] for s in samples], actions=actions, proprio=proprio)
+
+
+def load_tokenizer(path: str | Path):
+    """The tokenizer saved in a checkpoint directory, or None when it has no tokenizer files."""
+    path = Path(path)
+    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
