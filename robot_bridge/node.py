@@ -262,6 +262,8 @@ class BridgeNode:
         self.last_reason = reason
 
     def _status(self, level: Level, message: str, values: dict[str, str]) -> None:
+        if self.state is Lifecycle.UNCONFIGURED:  # no publishers yet
+            return
         st = msgs.DiagnosticStatus(level=int(level), name="vla_bridge", message=message, hardware_id="",
                                    values=[msgs.KeyValue(k, str(v)) for k, v in values.items()])
         self._status_pub(msgs.DiagnosticArray(header=msgs.header(self.wall_clock()), status=[st]))
