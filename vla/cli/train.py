@@ -1,0 +1,61 @@
+"""`vla-train`: train a VLA from scratch or fine-tune one (full or LoRA), in one process or under torchrun.
+
+    vla-train data.datasets=[outputs/data/sim_pick/1.0.0]                          # tiny VLA from scratch
+    vla-train trainer=lora model.init_from=/ckpt/openvla-7b data.datasets=[/data/my_robot/1.0.0] \
+        data.unnorm_key=my_robot trainer.steps=5000
+    torchrun --nproc_per_node 2 -m vla.cli.train data.datasets=[...] trainer.batch_size=32
+    vla-train --cfg job                                                            # print the full config
+
+Writes `<output_dir>/checkpoints/step_*` (resumable), `<output_dir>/final` (a standalone checkpoint that
+`VLAPolicy.from_pretrained` loads), TensorBoard logs in `<output_dir>/logs` and `history.json`.
+Running the same command again resumes from the latest checkpoint (`trainer.resume=never` starts over).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from vla.train.config import register_configs
+
+logger = logging.getLogger("vla.cli.train")
+
+HINT = (
+    "Hint: vla-train's keys are model.{init_from,preset,overrides}, data.{datasets,weights,unnorm_key,val_episodes,"
+    "image_augmentation,...}, trainer.* (see vla/train/config.py: TrainerConfig), output_dir, seed. "
+    "Print the whole config with `vla-train --cfg job`; presets: trainer=tiny|full|lora|projector "
+    "(configs/trainer/*.yaml)."
+)
+_started = False
+
+
+@hydra.main(version_base=None, config_path="pkg://configs", config_name="train")
+def _app(cfg: DictConfig) -> None:
+    global _started
+    _started = True
+    from vla.train.errors import USER_ERRORS
+    from vla.train.loop import run
+
+    try:
+        final = run(cfg)
+    except USER_ERRORS as e:
+        logger.error("%s: %s", type(e).__name__, e)
+        sys.exit(1)
+    logger.info("done: %s", final)
+
+
+def main() -> None:
+    register_configs()
+    try:
+        _app()
+    except SystemExit as e:
+        if e.code not in (0, None) and not _started:
+            sys.stderr.write(HINT + "\n")
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""What is trained: LoRA adapters through peft, the whole model, the projector only, or all but the towers.
+
+LoRA defaults follow OpenVLA's `vla-scripts/finetune.py`: r 32, alpha 16, dropout 0, every linear layer
+(both vision towers, projector, Llama; peft's "all-linear" leaves out `lm_head`), gaussian init.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from torch import nn
+
+from vla.train.config import FinetuneMode, LoraSettings
+
+logger = logging.getLogger(__name__)
+
+#: Module-name prefixes of the parts a mode freezes or trains (VLAForActionPrediction's attributes).
+VISION_PREFIXES = ("vision_backbone.",)
+PROJECTOR_PREFIXES = ("projector.",)
+
+
+def apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
+    """Wrap `model` in a peft `PeftModel` with LoRA adapters; only the adapters are trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        init_lora_weights=settings.init,
+    )
+    return get_peft_model(model, cfg)
+
+
+def _set_trainable(model: nn.Module, predicate) -> None:
+    for name, p in model.named_parameters():
+        p.requires_grad_(bool(predicate(name)))
+
+
+def prepare_for_mode(model: nn.Module, mode: FinetuneMode, lora: LoraSettings) -> nn.Module:
+    """Return the module to optimize with `requires_grad` set for `mode`; log the trainable count."""
+    mode = FinetuneMode(mode)
+    if mode == FinetuneMode.lora:
+        model = apply_lora(model, lora)
+    elif mode == FinetuneMode.projector:
+        _require_prefix(model, PROJECTOR_PREFIXES, mode)
+        _set_trainable(model, lambda n: n.startswith(PROJECTOR_PREFIXES))
+    elif mode == FinetuneMode.freeze_vision:
+        _require_prefix(model, VISION_PREFIXES, mode)
+        _set_trainable(model, lambda n: not n.startswith(VISION_PREFIXES))
+    else:
+        _set_trainable(model, lambda n: True)
+    trainable, total = count_parameters(model)
+    logger.info("mode %s: %s of %s parameters trainable (%.3f%%)", mode.value, f"{trainable:,}", f"{total:,}",
+                100.0 * trainable / max(total, 1))
+    return model
+
+
+def _require_prefix(model: nn.Module, prefixes: tuple[str, ...], mode: FinetuneMode) -> None:
+    if not any(n.startswith(prefixes) for n, _ in model.named_parameters()):
+        raise ValueError(f"trainer.mode={mode.value} needs parameters named {prefixes[0]}*; this model has none")
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total

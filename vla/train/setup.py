@@ -1,0 +1,124 @@
+"""The two things the trainer plugs in: the model (+ processor) and the data (+ statistics).
+
+Model: `model.init_from=scratch` builds a `vla.model` preset (e.g. `tiny`) with a project-made tokenizer;
+otherwise `init_from` is a local checkpoint directory (`VLAForActionPrediction.from_pretrained`).
+Data: RLDS dataset directories read by `vla.data.loader`, normalized with statistics from
+`vla.data.statistics`; a held-out set of whole episodes per dataset serves validation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+from vla.train.config import DataSource, ModelSource
+from vla.train.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+STATISTICS_FILE = "dataset_statistics.json"
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+
+@dataclass
+class ModelBundle:
+    model: torch.nn.Module  # VLAForActionPrediction
+    processor: Any  # VLAProcessor
+    base_dir: Path | None  # the pretrained checkpoint it started from (None: scratch)
+
+
+def build_model(source: ModelSource, *, load_dtype: torch.dtype | None = None,
+                weights_dir: Path | None = None) -> ModelBundle:
+    """The model and processor `source` names; `weights_dir` (a checkpoint's model/) replaces the weights."""
+    from vla.model.modeling_vla import VLAForActionPrediction
+    from vla.model.processing_vla import VLAProcessor
+
+    if source.init_from == "scratch":
+        from vla.model.presets import build_preset
+
+        if source.preset == "":
+            raise ValueError("model.init_from=scratch needs model.preset (e.g. tiny)")
+        config, processor = build_preset(source.preset, **dict(source.overrides))
+        base_dir = None
+        if weights_dir is None:
+            model = VLAForActionPrediction(config)
+            logger.info("built model preset %r from scratch", source.preset)
+            return ModelBundle(model, processor, None)
+    else:
+        base_dir = Path(source.init_from).expanduser()
+        if not (base_dir / "config.json").is_file():
+            hint = "it does not exist" if not base_dir.exists() else "it has no config.json"
+            raise FileNotFoundError(
+                f"model.init_from={source.init_from!r} is not a checkpoint directory ({hint}). Give a directory "
+                "written by vla-train / save_pretrained, convert a released OpenVLA one with `vla-import`, or use "
+                "model.init_from=scratch"
+            )
+        if source.overrides:
+            raise ValueError("model.overrides only apply to model.init_from=scratch; a checkpoint keeps its config")
+        processor = VLAProcessor.from_pretrained(base_dir)
+    path = weights_dir or base_dir
+    kwargs = {"dtype": load_dtype} if load_dtype is not None else {}
+    model = VLAForActionPrediction.from_pretrained(str(path), **kwargs)
+    logger.info("loaded model weights from %s", path)
+    return ModelBundle(model, processor, base_dir)
+
+
+def save_model_dir(model: torch.nn.Module, processor: Any, state_dict: dict, out: Path, *, statistics: dict,
+                   lora: bool, base_dir: Path | None) -> None:
+    """A directory `VLAPolicy.from_pretrained` (full) or `vla-merge` (LoRA adapter) reads back.
+
+    `state_dict` is the full (gathered) state dict of `model`; for LoRA peft keeps the adapter weights only.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    if lora:
+        model.peft_config["default"].base_model_name_or_path = str(Path(base_dir).resolve())
+        model.save_pretrained(str(out), state_dict=state_dict, save_embedding_layers=False)
+    else:
+        model.save_pretrained(str(out), state_dict=state_dict)
+    processor.save_pretrained(out)
+    (out / STATISTICS_FILE).write_text(json.dumps(statistics, indent=2))
+
+
+def load_adapter_weights(model: torch.nn.Module, adapter_dir: Path) -> None:
+    """Put the LoRA weights saved in `adapter_dir` into a peft model (resume)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(model, weights)
+    unexpected = getattr(result, "unexpected_keys", None) or []
+    if unexpected:
+        raise ValueError(f"adapter in {adapter_dir} does not fit the model: unexpected keys {unexpected[:3]}")
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+@dataclass
+class DataBundle:
+    unnorm_key: str
+    statistics: Any  # DatasetStatistics of the dataset the checkpoint un-normalizes with
+    train: Any  # iterable of frame samples with state_dict() / load_state_dict()
+    make_val: Callable[[], Iterable[dict]] | None  # a fresh, deterministic pass over held-out frames
+    num_train_episodes: int
+    num_val_episodes: int
+
+    @staticmethod
+    def collate(processor: Any, samples: list[dict]) -> dict:
+        return processor.collate(samples)
+
+
+def build_data(cfg: DataSource, *, seed: int, rank: int, world_size: int) -> DataBundle:
+    from vla.train.data import build_data_bundle
+
+    if not cfg.datasets:
+        raise DataError("no training data: set data.datasets=[<RLDS dataset dir>, ...] (e.g. the directory "
+                        "vla-collect wrote, <root>/<name>/<version>)")
+    return build_data_bundle(cfg, seed=seed)
