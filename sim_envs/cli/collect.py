@@ -1,0 +1,72 @@
+"""`vla-collect`: run the scripted experts in parallel processes and write their episodes as RLDS.
+
+    vla-collect task=LiftCube dr=none episodes=50                 # -> outputs/data/sim_liftcube_none/1.0.0
+    vla-collect task=[LiftCube,StackCube] dr=low episodes=20 workers=2 keep_failed=true name=my_sim
+    vla-collect --cfg job                                         # print the resolved config
+
+Prints a progress bar, then the expert success rate per task (Wilson 95% interval), the number of episodes
+written, kept-but-failed and dropped, and the dataset directory; the same numbers go to
+`<output_dir>/<name>/collect_summary.json`. Logic: `sim_envs.collect`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from sim_envs.cli._hints import write_hint
+from sim_envs.cli.config import CollectConfig, register_configs
+
+logger = logging.getLogger("sim_envs.cli.collect")
+_started = False
+
+
+@hydra.main(version_base=None, config_path="pkg://configs", config_name="collect")
+def _app(cfg: DictConfig) -> None:
+    global _started
+    _started = True
+    from sim_envs.collect import CollectSettings, collect, default_dataset_name
+    from sim_envs.results import format_rate
+
+    logger.info("config:\n%s", OmegaConf.to_yaml(cfg))
+    tasks = list(cfg.task) if OmegaConf.is_list(cfg.task) else [str(cfg.task)]
+    try:
+        settings = CollectSettings(
+            tasks=tasks, dr_level=str(cfg.dr), episodes=cfg.episodes, seed_start=cfg.seed_start, workers=cfg.workers,
+            keep_failed=cfg.keep_failed, image_size=cfg.image_size, cameras=tuple(cfg.cameras),
+            max_episode_steps=cfg.max_episode_steps,
+        )
+        name = cfg.name or default_dataset_name(tasks, str(cfg.dr))
+        summary = collect(settings, cfg.output_dir, name, episodes_per_shard=cfg.episodes_per_shard,
+                          overwrite=cfg.overwrite)
+    except (ValueError, FileExistsError) as e:
+        logger.error("%s", e)
+        sys.exit(2)
+    for task, d in summary.per_task.items():
+        agg = {"n_episodes": d["attempted"], "n_success": d["succeeded"], "success_rate": d["success_rate"],
+               "ci95": d["ci95"]}
+        logger.info("expert success %s dr=%s: %s", task, settings.dr_level, format_rate(agg))
+    logger.info(
+        "%d episodes attempted, %d written (%d of them failed, kept), %d dropped, %d steps, %.1f s",
+        summary.attempted, summary.written, summary.failed_kept, summary.dropped, summary.steps_written, summary.wall_s,
+    )
+    if summary.dataset_dir is None:
+        sys.exit(1)
+    logger.info("dataset: %s", summary.dataset_dir)
+
+
+def main() -> None:
+    register_configs()
+    try:
+        _app()
+    except SystemExit as e:
+        if e.code not in (0, None) and not _started:
+            write_hint("vla-collect", CollectConfig)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Typed schemas of `vla-collect` and `vla-eval`, registered in hydra's ConfigStore.
+
+The YAML files in `configs/` (collect.yaml, eval.yaml, eval/*.yaml) only select and override these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class CollectConfig:
+    """`vla-collect task=LiftCube dr=low episodes=100`."""
+
+    task: Any = "LiftCube"  # a task name / gymnasium id, or a list of them
+    dr: str = "none"  # domain-randomization level: none | low | medium | high
+    episodes: int = 10  # per task
+    seed_start: int = 0  # episode i uses seed seed_start + i (evaluation's held-out seeds start at 1_000_000)
+    workers: int = 2  # expert processes (1 = in this process)
+    keep_failed: bool = False  # write failed expert episodes (success=false) instead of dropping them
+    image_size: int = 224
+    cameras: list[str] = field(default_factory=lambda: ["primary", "wrist"])
+    max_episode_steps: Optional[int] = None  # None: the task's own limit
+    output_dir: str = "outputs/data"  # the dataset lands in <output_dir>/<name>/1.0.0
+    name: Optional[str] = None  # None: sim_<task>_<dr>
+    episodes_per_shard: int = 50
+    overwrite: bool = False
+
+
+@dataclass
+class VideoConfig:
+    episodes_per_cell: int = 1  # mp4s per task x DR level (the first seeds); 0 = none
+    fps: float = 10.0
+
+
+@dataclass
+class PolicyOptions:
+    dataset: Any = None  # RLDS dataset dir(s) the no_vision baseline averages (vla-collect output)
+    unnorm_key: Optional[str] = None  # checkpoints: statistics key (None: the checkpoint's only one)
+    device: str = "cpu"  # checkpoints: torch device
+    seed: int = 0  # random baseline: seed of its generator
+
+
+@dataclass
+class EvalConfig:
+    """`vla-eval policy=<checkpoint dir | random | no_vision | expert> tasks=[...] dr=[...] seeds=N`."""
+
+    policy: Any = "expert"  # one name / path or a list: every policy replays the same initial states
+    tasks: Any = "all"  # "all", a task name or a list
+    dr: Any = "none"  # a level, a list of levels or "all"
+    seeds: Any = 10  # N held-out seeds per task x level (from 1_000_000), "a:b", or a list of seeds
+    num_envs: int = 2  # parallel envs per task x level
+    vector: str = "sync"  # sync (one process) | async (one process per env)
+    image_size: int = 224
+    cameras: list[str] = field(default_factory=lambda: ["primary", "wrist"])
+    max_episode_steps: Optional[int] = None  # None: the task's own limit
+    execute_steps: Optional[int] = None  # actions of a chunk run open-loop before re-planning (None: all)
+    video: VideoConfig = field(default_factory=VideoConfig)
+    policy_options: PolicyOptions = field(default_factory=PolicyOptions)
+    plot: bool = True
+    output_dir: str = "outputs/eval"
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="collect_schema", node=CollectConfig)
+    cs.store(name="eval_schema", node=EvalConfig)

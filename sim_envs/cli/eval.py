@@ -1,0 +1,119 @@
+"""`vla-eval`: evaluate policies in simulation over tasks x DR levels x held-out seeds.
+
+    vla-eval policy=outputs/train/final tasks=[LiftCube] dr=[none,low,high] seeds=20
+    vla-eval policy=[outputs/train/final,no_vision,random] policy_options.dataset=outputs/data/sim_liftcube_none/1.0.0
+    vla-eval policy=expert eval=dr_sweep num_envs=2                     # presets: configs/eval/*.yaml
+    vla-eval --cfg job                                                  # print the resolved config
+
+`policy` is a VLA checkpoint directory or a built-in baseline (random, no_vision, expert); with a list,
+every policy replays the same initial states. Writes, under `<output_dir>/<date_time>/`:
+`<policy>/episodes.jsonl`, `<policy>/eval_info.json` (LeRobot-like layout, Wilson 95% intervals),
+`<policy>/videos/*.mp4`, `summary.json` and `success_vs_dr.png`, and prints a table. Logic:
+`sim_envs.evaluation`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from sim_envs.cli._hints import write_hint
+from sim_envs.cli.config import EvalConfig, register_configs
+
+logger = logging.getLogger("sim_envs.cli.eval")
+_started = False
+
+
+def _as_list(value) -> list:
+    if OmegaConf.is_list(value) or isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+@hydra.main(version_base=None, config_path="pkg://configs", config_name="eval")
+def _app(cfg: DictConfig) -> None:
+    global _started
+    _started = True
+    from hydra.core.hydra_config import HydraConfig
+
+    logger.info("config:\n%s", OmegaConf.to_yaml(cfg))
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        run_eval(cfg, out_dir)
+    except (ValueError, FileNotFoundError) as e:
+        logger.error("%s", e)
+        sys.exit(2)
+
+
+def run_eval(cfg: DictConfig, out_dir: Path) -> dict:
+    """Resolve the config, run every policy from the same initial states, write and print the results."""
+    from sim_envs.baselines import make_policy
+    from sim_envs.evaluation import EvalSettings, available_levels, available_tasks, evaluate_policies, plan_episodes, write_outputs
+
+    tasks = available_tasks() if _as_list(cfg.tasks) == ["all"] else [str(t) for t in _as_list(cfg.tasks)]
+    levels = available_levels() if _as_list(cfg.dr) == ["all"] else [str(lv) for lv in _as_list(cfg.dr)]
+    seeds = OmegaConf.to_object(cfg.seeds) if OmegaConf.is_list(cfg.seeds) else cfg.seeds
+    specs = plan_episodes(tasks, levels, seeds)
+    task_ids = list(dict.fromkeys(s.task for s in specs))
+    opts = cfg.policy_options
+    dataset = OmegaConf.to_object(opts.dataset) if OmegaConf.is_list(opts.dataset) else opts.dataset
+    policies = {}
+    for spec in _as_list(cfg.policy):
+        name, policy = make_policy(str(spec), tasks=task_ids, dataset=dataset, unnorm_key=opts.unnorm_key,
+                                   device=opts.device, seed=opts.seed)
+        policies[name] = policy
+    settings = EvalSettings(
+        image_size=cfg.image_size, cameras=tuple(cfg.cameras), num_envs=cfg.num_envs, vector=cfg.vector,
+        max_episode_steps=cfg.max_episode_steps, execute_steps=cfg.execute_steps,
+        videos_per_cell=cfg.video.episodes_per_cell, video_dir=out_dir / "videos", video_fps=cfg.video.fps,
+    )
+    logger.info("%d policies x %d tasks x %d DR levels x %d seeds = %d episodes; output: %s",
+                len(policies), len(task_ids), len(levels), len(specs) // (len(task_ids) * len(levels)),
+                len(specs) * len(policies), out_dir)
+    t0 = time.perf_counter()
+    results = evaluate_policies(policies, specs, settings)
+    paths = write_outputs(results, out_dir, config=OmegaConf.to_container(cfg, resolve=True), levels=levels,
+                          plot=cfg.plot)
+    _print_table(results, levels)
+    logger.info("done in %.1f s; results: %s", time.perf_counter() - t0, out_dir)
+    return {"results": results, "paths": paths}
+
+
+def _print_table(results, levels) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sim_envs.results import aggregate, format_rate
+
+    table = Table(title="success rate [Wilson 95% CI] (successes/episodes)")
+    table.add_column("policy")
+    table.add_column("task")
+    for lv in levels:
+        table.add_column(f"dr={lv}")
+    for name, res in results.items():
+        for task in dict.fromkeys(r.task for r in res):
+            cells = [format_rate(aggregate([r for r in res if r.task == task and r.dr_level == lv])) for lv in levels]
+            table.add_row(name, task.split("/")[-1], *cells)
+        errors = sum(r.error is not None for r in res)
+        if errors:
+            table.add_row(name, f"[red]{errors} episodes failed with an error (see episodes.jsonl)[/red]", *[""] * len(levels))
+    Console(stderr=True).print(table)
+
+
+def main() -> None:
+    register_configs()
+    try:
+        _app()
+    except SystemExit as e:
+        if e.code not in (0, None) and not _started:
+            write_hint("vla-eval", EvalConfig, groups=("eval",))
+        raise
+
+
+if __name__ == "__main__":
+    main()

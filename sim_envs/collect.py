@@ -1,0 +1,282 @@
+"""Demonstration collection: scripted experts in parallel worker processes, episodes written as RLDS.
+
+    summary = collect(CollectSettings(tasks=["LiftCube"], dr_level="low", episodes=100, workers=2),
+                      root_dir="outputs/data", name="sim_lift_low")
+    summary.dataset_dir  # outputs/data/sim_lift_low/1.0.0, loads with RLDSReader and tfds.builder_from_directory
+
+Each worker holds its own env and expert and runs whole episodes; the main process writes them in seed
+order through `vla.data.rlds_writer.RLDSWriter`, so the dataset is the same for any number of workers.
+Every episode records its task, seed, DR parameters and success in `episode_metadata`, so it can be
+replayed exactly (`env.reset(seed=seed, options={"dr_params": randomization})`). Failed expert episodes
+are kept (`keep_failed=True`, with success=False) or dropped; either way they are counted and logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from vla.core.episode import Episode, EpisodeMetadata
+from vla.core.types import validate_action
+
+from sim_envs.results import wilson_interval
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CollectSettings:
+    """What to collect.
+
+    Attributes:
+        tasks: task names or ids (see `sim_envs.TASKS`); `episodes` are collected for each.
+        dr_level: domain-randomization level of every episode.
+        episodes: episodes per task (attempts: dropped failures are not retried).
+        seed_start: first seed; episode i of a task uses seed_start + i. Evaluation's held-out seeds start at
+            `sim_envs.evaluation.EVAL_SEED_START`, far above.
+        workers: expert processes (1 = run in this process).
+        keep_failed: write failed expert episodes too (success=False in their metadata) instead of dropping them.
+        image_size, cameras, max_episode_steps: env options (None = the task's own episode limit).
+    """
+
+    tasks: Sequence[str] = ("LiftCube",)
+    dr_level: str = "none"
+    episodes: int = 10
+    seed_start: int = 0
+    workers: int = 1
+    keep_failed: bool = False
+    image_size: int = 224
+    cameras: tuple[str, ...] = ("primary", "wrist")
+    max_episode_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tasks, str):
+            self.tasks = (self.tasks,)
+        self.tasks = tuple(self.tasks)
+        self.cameras = tuple(self.cameras)
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.seed_start < 0:
+            raise ValueError(f"seed_start must be >= 0, got {self.seed_start}")
+
+
+@dataclass(frozen=True)
+class _Job:
+    task: str
+    dr_level: str
+    seed: int
+    image_size: int
+    cameras: tuple[str, ...]
+    max_episode_steps: int | None
+
+
+@dataclass
+class ExpertEpisode:
+    """One expert rollout as it comes back from a worker."""
+
+    task: str
+    seed: int
+    success: bool
+    steps: int
+    dr_params: dict[str, Any]
+    instruction: str
+    error: str | None = None
+    episode: Episode | None = None
+    wall_s: float = 0.0
+
+
+@dataclass
+class CollectSummary:
+    """What `collect` did: counts, failures (never silent) and where the data went."""
+
+    dataset_dir: str | None
+    attempted: int = 0
+    written: int = 0
+    succeeded: int = 0
+    failed_kept: int = 0
+    dropped: int = 0
+    steps_written: int = 0
+    wall_s: float = 0.0
+    per_task: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------------------- worker side
+_ENVS: dict[tuple, Any] = {}
+
+
+def _env_and_expert(job: _Job):
+    """One env + expert per (task, level, image options) and worker process, built on first use."""
+    key = (job.task, job.dr_level, job.image_size, job.cameras, job.max_episode_steps)
+    if key not in _ENVS:
+        import gymnasium
+
+        import sim_envs
+        from sim_envs.experts import make_expert
+
+        kwargs: dict[str, Any] = dict(dr_level=job.dr_level, image_size=job.image_size, cameras=job.cameras)
+        if job.max_episode_steps is not None:
+            kwargs["max_episode_steps"] = job.max_episode_steps
+        env = gymnasium.make(job.task, **kwargs)
+        _ENVS[key] = (env, make_expert(env), sim_envs.to_observation)
+    return _ENVS[key]
+
+
+def run_expert_episode(job: _Job) -> ExpertEpisode:
+    """Roll out the task's expert from `job.seed`; exceptions become a failed episode with the reason."""
+    t0 = time.perf_counter()
+    try:
+        env, expert, to_observation = _env_and_expert(job)
+        obs, info = env.reset(seed=job.seed)
+    except Exception as e:  # noqa: BLE001  (one broken episode must not end the collection)
+        return ExpertEpisode(job.task, job.seed, False, 0, {}, "", error=f"env setup/reset raised {type(e).__name__}: {e}")
+    instruction = str(info.get("instruction", ""))
+    dr_params = dict(info.get("dr_params", {}))
+    images: dict[str, list[np.ndarray]] = {c: [] for c in job.cameras}
+    states: list[np.ndarray] = []
+    actions: list[np.ndarray] = []
+    success, error = False, None
+    try:
+        expert.reset(instruction)
+        while True:
+            action = validate_action(expert.act(to_observation(obs, info)), allow_chunk=False, name="expert action")
+            for c in job.cameras:
+                images[c].append(np.asarray(obs[c], np.uint8))
+            states.append(np.asarray(obs["proprio"], np.float32))
+            actions.append(action)
+            obs, _, terminated, truncated, info = env.step(action)
+            success = success or bool(info.get("success", False))
+            if terminated or truncated:
+                break
+    except Exception as e:  # noqa: BLE001
+        error = f"{type(e).__name__}: {e}"
+        success = False
+    episode = None
+    if actions:
+        md = EpisodeMetadata(
+            episode_id=f"{job.task.split('/')[-1]}-{job.dr_level}-seed{job.seed}",
+            success=success, seed=job.seed, randomization=dr_params, task=job.task,
+        )
+        episode = Episode(
+            images={c: np.stack(v) for c, v in images.items()}, state=np.stack(states), action=np.stack(actions),
+            instruction=instruction, metadata=md,
+        )
+    return ExpertEpisode(job.task, job.seed, success, len(actions), dr_params, instruction, error, episode,
+                         time.perf_counter() - t0)
+
+
+def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[ExpertEpisode]:
+    """Results in job order (deterministic output for any worker count)."""
+    if workers == 1:
+        for job in jobs:
+            yield run_expert_episode(job)
+        return
+    # spawn: EGL rendering contexts and the threads of an already-imported TensorFlow do not survive fork.
+    with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+        yield from pool.imap(run_expert_episode, jobs, chunksize=1)
+
+
+# ----------------------------------------------------------------------------------------- main side
+def collect(
+    settings: CollectSettings,
+    root_dir: str | Path,
+    name: str,
+    *,
+    episodes_per_shard: int = 50,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> CollectSummary:
+    """Run the experts and write `<root_dir>/<name>/1.0.0` (RLDS, TFDS layout) plus `collect_summary.json`.
+
+    Returns the counts; raises ValueError for unknown tasks / levels before any work starts.
+    """
+    from tqdm.auto import tqdm
+
+    from sim_envs.evaluation import resolve_level, resolve_task
+
+    task_ids = [resolve_task(t) for t in settings.tasks]
+    level = resolve_level(settings.dr_level)
+    jobs = [
+        _Job(t, level, settings.seed_start + i, settings.image_size, settings.cameras, settings.max_episode_steps)
+        for t in task_ids for i in range(settings.episodes)
+    ]
+    existing = Path(root_dir) / name / "1.0.0" / "dataset_info.json"
+    if existing.exists() and not overwrite:
+        raise FileExistsError(f"{existing.parent} already holds a dataset; pass overwrite=true or choose another name")
+    summary = CollectSummary(dataset_dir=None, per_task={t: {"attempted": 0, "succeeded": 0} for t in task_ids})
+    writer = None
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(jobs), desc=f"collect {name}", unit="ep", disable=not progress)
+    try:
+        for ep in _run_jobs(jobs, settings.workers):
+            summary.attempted += 1
+            summary.per_task[ep.task]["attempted"] += 1
+            summary.succeeded += ep.success
+            summary.per_task[ep.task]["succeeded"] += ep.success
+            if not ep.success:
+                reason = ep.error or "task not completed within the episode limit"
+                summary.failures.append({"task": ep.task, "seed": ep.seed, "steps": ep.steps, "reason": reason})
+                logger.warning("expert failed: %s seed %d after %d steps (%s) -> %s", ep.task, ep.seed, ep.steps,
+                               reason, "kept (success=False)" if settings.keep_failed and ep.episode else "dropped")
+            if ep.episode is not None and (ep.success or settings.keep_failed):
+                if writer is None:
+                    writer = _make_writer(root_dir, name, settings, ep.episode, episodes_per_shard, overwrite)
+                writer.write(ep.episode)
+                summary.written += 1
+                summary.steps_written += ep.steps
+                summary.failed_kept += not ep.success
+            else:
+                summary.dropped += 1
+            bar.update(1)
+            bar.set_postfix(ok=summary.succeeded, failed=summary.attempted - summary.succeeded, written=summary.written)
+    finally:
+        bar.close()
+        if writer is not None:
+            summary.dataset_dir = str(writer.close())
+    summary.wall_s = time.perf_counter() - t0
+    for t, d in summary.per_task.items():
+        lo, hi = wilson_interval(d["succeeded"], d["attempted"])
+        d.update(success_rate=d["succeeded"] / max(1, d["attempted"]), ci95=[lo, hi])
+    if summary.dataset_dir is None:
+        logger.error("no episode was written (%d attempted, all failed and keep_failed=false)", summary.attempted)
+    else:
+        out = Path(summary.dataset_dir).parent / "collect_summary.json"
+        out.write_text(json.dumps({**summary.to_json(), "settings": _settings_json(settings, level, task_ids)}, indent=2))
+    return summary
+
+
+def _settings_json(settings: CollectSettings, level: str, task_ids: list[str]) -> dict[str, Any]:
+    d = asdict(settings)
+    d.update(tasks=task_ids, dr_level=level, cameras=list(settings.cameras))
+    return d
+
+
+def _make_writer(root_dir, name, settings: CollectSettings, first: Episode, episodes_per_shard: int, overwrite: bool):
+    from vla.data.rlds_writer import RLDSWriter
+
+    h, w = first.images["primary"].shape[1:3]
+    return RLDSWriter(
+        root_dir, name, cameras=settings.cameras, image_size=(h, w), state_dim=first.state.shape[1],
+        episodes_per_shard=episodes_per_shard, overwrite=overwrite,
+        description=f"Scripted-expert demonstrations from sim_envs ({', '.join(settings.tasks)}, DR level "
+                    f"{settings.dr_level}), written by vla-collect.",
+    )
+
+
+def default_dataset_name(tasks: Sequence[str], dr_level: str) -> str:
+    """A valid TFDS name from the tasks and level, e.g. 'sim_liftcube_none'."""
+    parts = [t.split("/")[-1].rsplit("-v", 1)[0].lower() for t in tasks]
+    base = parts[0] if len(parts) == 1 else f"{len(parts)}tasks"
+    return "".join(c if c.isalnum() else "_" for c in f"sim_{base}_{dr_level}")
