@@ -1,0 +1,283 @@
+"""The dataset registry: one `DatasetSpec` per RLDS dataset, looked up by name.
+
+A spec says where the cameras are, how fast the robot is controlled, how proprio is laid out and which
+standardization function (`vla.data.oxe.transforms`) turns a raw episode into the common one:
+
+    {"images": {"primary": arr, "wrist": arr},   # as the reader gave them: encoded bytes (T,) or uint8 (T,H,W,3)
+     "proprio": float32 (T, P),                  # concatenation of `state_obs_keys`, None -> a zero column
+     "action": float32 (T, 7),                   # dx, dy, dz, droll, dpitch, dyaw, gripper absolute (1 = open)
+     "instruction": str,                         # first step's language instruction
+     "reward": float32 (T,),                     # when the dataset has one
+     "metadata": dict}                           # the raw episode_metadata (absent -> {})
+
+Frame decoding (the loader) applies `rotate_images_180`. Only end-effector-delta datasets can be
+standardized: a spec with another `action_encoding` is registered (so its name resolves and the error is
+precise) but `get_dataset_spec` / `standardize` refuse it and explain how to register a converter.
+
+Example:
+    from vla.data.oxe import get_dataset_spec
+    spec = get_dataset_spec("fractal20220817_data")
+    for ep in RLDSReader(spec.find_dir("/data/oxe")).episodes():
+        std = spec.standardize(ep)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from vla.core.types import ACTION_DIM, ContractError
+from vla.data.oxe.transform_utils import copy_tree, to_str
+
+logger = logging.getLogger(__name__)
+
+#: Action encodings known to the registry; only EEF_DELTA can be standardized to the 7-D contract action.
+EEF_DELTA = "eef_delta"
+ACTION_ENCODINGS = (EEF_DELTA, "eef_r6", "eef_absolute", "joint_pos", "joint_pos_bimanual")
+CAMERAS = ("primary", "wrist")
+
+
+class UnsupportedActionEncodingError(ValueError):
+    """The dataset's actions are not end-effector deltas, so they cannot become the 7-D contract action."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to read and standardize one RLDS dataset.
+
+    Attributes:
+        name: registry name (OpenVLA's dataset name, which is also the `unnorm_key` of its statistics).
+        image_keys: camera -> raw key under `steps/observation` (None: the dataset has no such camera).
+        control_hz: control frequency of the recorded actions.
+        state_obs_keys: proprio layout: observation keys (raw or made by the transform) concatenated in
+            order, each None adding one zero column (the reference's padding).
+        proprio_dim: P of the standardized proprio (None: whatever the data has, e.g. our own datasets).
+        transform: the registered per-dataset standardization function (see `vla.data.oxe.transforms`).
+        rotate_images_180: frames are stored upside down (LIBERO); the loader rotates them when decoding.
+        action_encoding: one of `ACTION_ENCODINGS`; only "eef_delta" is standardizable.
+        action_normalization_mask: per action dim, whether BOUNDS_Q99 normalizes it (not the gripper).
+        tfds_name: directory name of the dataset under a data root (default: `name`).
+        version: version directory (None: the only / highest one present).
+        filter_zero_actions: the reference drops frames whose 6 motion dims are all zero (DROID).
+        optional_cameras: cameras that may be absent from a dataset (our writer's wrist camera).
+        notes: what differs from the raw data or from the reference.
+    """
+
+    name: str
+    image_keys: Mapping[str, str | None]
+    control_hz: float
+    state_obs_keys: tuple[str | None, ...]
+    proprio_dim: int | None
+    transform: Callable[[dict], dict] | None
+    rotate_images_180: bool = False
+    action_encoding: str = EEF_DELTA
+    action_normalization_mask: tuple[bool, ...] = (True,) * 6 + (False,)
+    tfds_name: str | None = None
+    version: str | None = None
+    filter_zero_actions: bool = False
+    optional_cameras: tuple[str, ...] = ()
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.image_keys if c not in CAMERAS]
+        if unknown:
+            raise ValueError(f"DatasetSpec {self.name!r}: image_keys has unknown cameras {unknown}; allowed {list(CAMERAS)}")
+        if self.action_encoding not in ACTION_ENCODINGS:
+            raise ValueError(
+                f"DatasetSpec {self.name!r}: action_encoding {self.action_encoding!r} is not one of {list(ACTION_ENCODINGS)}"
+            )
+        if self.action_encoding == EEF_DELTA:
+            if self.transform is None:
+                raise ValueError(f"DatasetSpec {self.name!r}: an eef_delta dataset needs a standardization transform")
+            if not self.image_keys.get("primary"):
+                raise ValueError(f"DatasetSpec {self.name!r}: needs a primary camera key in image_keys")
+        if len(self.action_normalization_mask) != ACTION_DIM:
+            raise ValueError(f"DatasetSpec {self.name!r}: action_normalization_mask must have {ACTION_DIM} entries")
+        object.__setattr__(self, "image_keys", dict(self.image_keys))
+        object.__setattr__(self, "state_obs_keys", tuple(self.state_obs_keys))
+
+    @property
+    def directory_name(self) -> str:
+        return self.tfds_name or self.name
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return tuple(c for c in CAMERAS if self.image_keys.get(c))
+
+    def check_supported(self) -> None:
+        """Raise `UnsupportedActionEncodingError` unless this dataset's actions are end-effector deltas."""
+        if self.action_encoding != EEF_DELTA:
+            raise UnsupportedActionEncodingError(
+                f"dataset {self.name!r} stores {self.action_encoding!r} actions, not end-effector deltas; the 7-D "
+                "action contract (dxyz, drpy, gripper) cannot be derived from it by re-labelling. Register a "
+                "converter that computes EEF deltas (e.g. with forward kinematics):\n"
+                "    from dataclasses import replace\n"
+                "    from vla.data.oxe import get_dataset_spec, register_dataset\n"
+                f"    spec = get_dataset_spec({self.name!r}, require_eef_delta=False)\n"
+                "    register_dataset(replace(spec, transform=my_converter, action_encoding='eef_delta'), overwrite=True)\n"
+                "where my_converter(steps) sets steps['action'] to float32 (T, 7) (see vla/data/oxe/transforms.py)."
+            )
+
+    def standardize(self, episode: Mapping[str, Any], *, images: bool = True) -> dict[str, Any]:
+        """Raw reader episode (`{"steps": {...}, "episode_metadata": {...}}`) -> the common episode above.
+
+        images=False skips the cameras (statistics read episodes without their image features).
+        """
+        self.check_supported()
+        if "steps" not in episode:
+            raise ContractError(f"{self.name}: an episode must have 'steps'; got keys {sorted(episode)}")
+        steps = copy_tree(episode["steps"])
+        try:
+            traj = self.transform(steps)
+        except KeyError as e:
+            obs_keys = sorted(episode["steps"].get("observation", {}))
+            act = episode["steps"].get("action")
+            act_keys = sorted(act) if isinstance(act, Mapping) else "flat array"
+            raise ContractError(
+                f"{self.name}: standardization needs key {e} which this episode lacks (observation keys: "
+                f"{obs_keys}; action: {act_keys}). Is the dataset directory the one the spec is for?"
+            ) from None
+        action = np.asarray(traj["action"], dtype=np.float32)
+        t = action.shape[0]
+        if action.ndim != 2 or action.shape[1] != ACTION_DIM:
+            raise ContractError(f"{self.name}: standardized action must be (T, 7), got {action.shape}")
+        obs = traj.get("observation", {})
+        frames = {}
+        for cam in self.cameras if images else ():
+            key = self.image_keys[cam]
+            if key not in obs and cam in self.optional_cameras:
+                continue
+            if key not in obs:
+                raise ContractError(
+                    f"{self.name}: image key {key!r} (camera {cam!r}) not in the episode's observation keys "
+                    f"{sorted(obs)}; fix image_keys in the dataset spec"
+                )
+            frames[cam] = obs[key]
+        proprio = self._proprio(obs, t)
+        instr = traj.get("language_instruction")
+        instruction = to_str(np.asarray(instr).reshape(-1)[0]) if instr is not None and t > 0 else ""
+        out = {"images": frames, "proprio": proprio, "action": action, "instruction": instruction,
+               "metadata": dict(episode.get("episode_metadata", {}) or {})}
+        if "reward" in traj:
+            out["reward"] = np.asarray(traj["reward"], dtype=np.float32).reshape(t)
+        return out
+
+    def _proprio(self, obs: Mapping[str, Any], t: int) -> np.ndarray:
+        parts = []
+        for key in self.state_obs_keys:
+            if key is None:
+                parts.append(np.zeros((t, 1), np.float32))
+                continue
+            if key not in obs:
+                raise ContractError(
+                    f"{self.name}: proprio key {key!r} not in observation keys {sorted(obs)}; fix state_obs_keys"
+                )
+            v = np.asarray(obs[key], dtype=np.float32)
+            parts.append(v.reshape(t, -1))
+        proprio = np.concatenate(parts, axis=1) if parts else np.zeros((t, 0), np.float32)
+        if self.proprio_dim is not None and proprio.shape[1] != self.proprio_dim:
+            raise ContractError(f"{self.name}: proprio has {proprio.shape[1]} dims, the spec says {self.proprio_dim}")
+        return proprio
+
+    def find_dir(self, data_root: str | os.PathLike) -> Path:
+        """`<data_root>/<tfds_name>/<version>`; with no version set, the only or highest version present."""
+        base = Path(data_root) / self.directory_name
+        if self.version is not None:
+            path = base / self.version
+        else:
+            versions = sorted((p for p in base.glob("*") if (p / "dataset_info.json").is_file()),
+                              key=lambda p: _version_key(p.name)) if base.is_dir() else []
+            if not versions:
+                raise FileNotFoundError(
+                    f"no RLDS dataset for {self.name!r} under {base} (expected {base}/<version>/dataset_info.json). "
+                    "Point data_root at the directory that holds your local OXE copies, or give the dataset's path."
+                )
+            path = versions[-1]
+        if not (path / "dataset_info.json").is_file():
+            raise FileNotFoundError(f"{path} is not a TFDS dataset directory (no dataset_info.json) for {self.name!r}")
+        return path
+
+
+def _version_key(v: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else -1 for p in v.split("."))
+
+
+_REGISTRY: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec, *, overwrite: bool = False) -> DatasetSpec:
+    """Add `spec` to the registry (fails if the name is taken, unless overwrite=True)."""
+    if spec.name in _REGISTRY and not overwrite:
+        raise ValueError(f"dataset {spec.name!r} is already registered; pass overwrite=True to replace it")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def list_datasets() -> list[str]:
+    """Registered dataset names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_dataset_spec(name: str, *, require_eef_delta: bool = True) -> DatasetSpec:
+    """The spec registered as `name`; KeyError with close names if unknown.
+
+    With require_eef_delta (default) a dataset whose actions are not end-effector deltas raises
+    `UnsupportedActionEncodingError` explaining how to register a converter.
+    """
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.5)
+        hint = f"did you mean {close}?" if close else f"registered datasets: {list_datasets()}"
+        raise KeyError(
+            f"unknown dataset {name!r}; {hint} Register your own with vla.data.oxe.register_dataset "
+            "(see docs/oxe.md)."
+        )
+    if require_eef_delta:
+        spec.check_supported()
+    return spec
+
+
+def spec_for_directory(dataset_dir: str | os.PathLike, name: str | None = None) -> DatasetSpec:
+    """The spec for a dataset directory: by `name`, else by the dataset's own name, else our generic spec.
+
+    A directory written by `RLDSWriter` (flat style with `observation/image`, `observation/state` and a
+    7-D `action`) gets the generic `vla_episodes` spec under its own name, so its statistics are keyed by it.
+    """
+    dataset_dir = Path(dataset_dir)
+    info_name = _dataset_name(dataset_dir)
+    for candidate in (name, info_name):
+        if candidate and candidate in _REGISTRY:
+            return get_dataset_spec(candidate)
+    if _is_vla_episodes_layout(dataset_dir):
+        return dataclasses.replace(get_dataset_spec("vla_episodes"), name=name or info_name or dataset_dir.parent.name)
+    # Unknown and not our layout: the KeyError lists close names.
+    return get_dataset_spec(name or info_name or dataset_dir.parent.name)
+
+
+def _dataset_name(dataset_dir: Path) -> str | None:
+    info = dataset_dir / "dataset_info.json"
+    if info.is_file():
+        return json.loads(info.read_text()).get("name")
+    return None
+
+
+def _is_vla_episodes_layout(dataset_dir: Path) -> bool:
+    path = dataset_dir / "features.json"
+    if not path.is_file():
+        return False
+    try:
+        steps = json.loads(path.read_text())["featuresDict"]["features"]["steps"]["sequence"]["feature"]["featuresDict"]["features"]
+        obs = steps["observation"]["featuresDict"]["features"]
+        action_dims = steps["action"]["tensor"]["shape"]["dimensions"]
+    except (KeyError, TypeError):
+        return False
+    return "image" in obs and "state" in obs and [int(d) for d in action_dims] == [ACTION_DIM]
+
