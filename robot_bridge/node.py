@@ -270,6 +270,12 @@ class BridgeNode:
         if self._heartbeat_pub is not None:
             self._heartbeat_pub(msgs.header(self.wall_clock(), self.state.value))
 
+    def _call_policy(self, obs: Observation):
+        if self._policy_instruction != obs.instruction:  # a new instruction starts a new episode
+            self.policy.reset(obs.instruction)
+            self._policy_instruction = obs.instruction
+        return self.policy.act(obs)
+
     def _next_action(self, obs: Observation) -> tuple[np.ndarray | None, str, float]:
         """(action, reason-if-none, policy seconds). Runs the policy in a worker with a timeout."""
         if self._chunk:
@@ -278,11 +284,8 @@ class BridgeNode:
             if not self._inflight.done():
                 return None, f"policy slow: no action after {self.cfg.node.policy_timeout_periods:g} periods", 0.0
             self._inflight = None  # a late answer belongs to an old observation: discard it
-        if self._policy_instruction != obs.instruction:
-            self.policy.reset(obs.instruction)
-            self._policy_instruction = obs.instruction
         t0 = time.perf_counter()
-        fut = self._executor.submit(self.policy.act, obs)
+        fut = self._executor.submit(self._call_policy, obs)
         try:
             out = fut.result(timeout=self.cfg.node.policy_timeout_periods * self.period)
         except TimeoutError:
