@@ -1,0 +1,136 @@
+"""Build the tabletop scene: the Franka Panda of gymnasium-robotics on a table, cameras, lights, task objects.
+
+The robot model (`franka_assets/`: `assets.xml`, `chain.xml`, `actuator.xml` and the meshes) is the one that
+gymnasium-robotics ships under Apache-2.0 (modified by Farama from github.com/vikashplus/franka, limits from
+Franka's published constants). It is referenced from the installed package at run time; nothing is copied or
+downloaded. `xmls/tabletop.xml` includes it; tasks then add their objects through `SceneBuilder` (MjSpec) and
+the scene compiles to one `mujoco.MjModel`.
+
+Changes to the shipped robot, all made here with MjSpec so the original files stay untouched:
+- gravity compensation on the arm links (the real Panda's controller compensates gravity, and position
+  servos would otherwise sag by centimetres);
+- a `grip_site` between the finger pads (the point the controller moves) and a `wrist` camera on the hand.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+XML_DIR = Path(__file__).resolve().parent / "xmls"
+ARM_JOINTS = tuple(f"robot:panda0_joint{i}" for i in range(1, 8))
+FINGER_JOINTS = ("robot:panda0_finger_joint1", "robot:panda0_finger_joint2")
+GRIP_SITE = "grip_site"
+HAND_BODY = "panda0_link7"
+#: Grip site position in the hand (link7) frame: between the finger pads.
+GRIP_SITE_POS = (0.0, 0.0, 0.2254)
+#: ... and orientation: the hand's frame (-45 deg about z of link7), so the fingers close along its y axis.
+GRIP_SITE_QUAT = (0.9238795, 0.0, 0.0, -0.3826834)
+#: Where the primary camera looks (world frame, metres).
+PRIMARY_LOOKAT = (0.45, 0.0, 0.06)
+
+
+def franka_assets_dir() -> Path:
+    """The `franka_assets` folder inside the installed gymnasium-robotics (found without importing it)."""
+    spec = importlib.util.find_spec("gymnasium_robotics")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "sim_envs needs the Franka Panda model shipped by gymnasium-robotics; install it with "
+            "`pip install gymnasium-robotics==1.4.2` (or `pip install -e .[sim]`)"
+        )
+    path = Path(spec.submodule_search_locations[0]) / "envs" / "assets" / "kitchen_franka" / "franka_assets"
+    for name in ("assets.xml", "chain.xml", "actuator.xml"):
+        if not (path / name).is_file():
+            raise FileNotFoundError(
+                f"{path / name} is missing: this gymnasium-robotics version does not ship the kitchen Franka "
+                "assets sim_envs was built for (tested with 1.4.2)"
+            )
+    return path
+
+
+def lookat_quat(pos, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """Quaternion (w, x, y, z) of a MuJoCo camera at `pos` looking at `target` (cameras look along -z)."""
+    pos, target, up = (np.asarray(v, float) for v in (pos, target, up))
+    back = pos - target
+    back /= np.linalg.norm(back)
+    right = np.cross(up, back)
+    right /= np.linalg.norm(right)
+    cam_up = np.cross(back, right)
+    mat = np.stack([right, cam_up, back], axis=1)
+    import mujoco
+
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, mat.ravel())
+    return quat
+
+
+@dataclass
+class SceneBuilder:
+    """The MjSpec of the tabletop plus helpers tasks use to add their objects."""
+
+    spec: "object"  # mujoco.MjSpec
+
+    @classmethod
+    def tabletop(cls) -> "SceneBuilder":
+        import mujoco
+
+        text = (XML_DIR / "tabletop.xml").read_text()
+        xml = string.Template(text).substitute(FRANKA_DIR=str(franka_assets_dir()))
+        spec = mujoco.MjSpec.from_string(xml)
+        for body in spec.bodies:
+            if body.name.startswith("panda0"):
+                body.gravcomp = 1.0
+        spec.site("end_effector").group = 4  # the shipped site is drawn as a grey ball in the wrist view
+        hand = spec.body(HAND_BODY)
+        hand.add_site(name=GRIP_SITE, pos=list(GRIP_SITE_POS), quat=list(GRIP_SITE_QUAT), size=[0.005, 0, 0], rgba=[1, 0, 0, 0], group=4)
+        # Wrist camera: on the hand, behind the fingers, looking along the gripper (+z of link7). The hand
+        # is rotated -45 deg about z in link7, so the offset (x = -y) is perpendicular to the finger motion.
+        off = 0.075 * np.array([0.7071, -0.7071, 0.0])
+        cam_pos = off + np.array([0.0, 0.0, 0.12])
+        look = np.array([0.0, 0.0, 0.35])
+        # In link7 frame, "up" for the image is the direction away from the offset.
+        hand.add_camera(name="wrist", pos=cam_pos.tolist(), quat=lookat_quat(cam_pos, look, up=-off).tolist(), fovy=75)
+        cam = spec.camera("primary")
+        cam.quat = lookat_quat(cam.pos, PRIMARY_LOOKAT).tolist()
+        return cls(spec)
+
+    def add_box(self, name: str, pos, half_size, rgba, *, free: bool = True, mass: float | None = None,
+                friction=(1.0, 0.005, 0.0001), parent=None):
+        """Add a box body (free-floating by default) with one geom named `name`; returns the body."""
+        import mujoco
+
+        body = (parent or self.spec.worldbody).add_body(name=name, pos=list(pos))
+        if free:
+            body.add_freejoint(name=f"{name}_joint")
+        geom = body.add_geom(name=name, type=mujoco.mjtGeom.mjGEOM_BOX, size=list(half_size), rgba=list(rgba),
+                             friction=list(friction), condim=4)
+        if mass is not None:
+            geom.mass = mass
+        return body
+
+    def add_cylinder(self, name: str, pos, radius: float, half_height: float, rgba, *, free: bool = False,
+                     mass: float | None = None, contact: bool = True, parent=None):
+        """Add a cylinder body with one geom named `name` (static by default); returns the body."""
+        import mujoco
+
+        body = (parent or self.spec.worldbody).add_body(name=name, pos=list(pos))
+        if free:
+            body.add_freejoint(name=f"{name}_joint")
+        geom = body.add_geom(name=name, type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[radius, half_height, 0],
+                             rgba=list(rgba), condim=4)
+        if not contact:
+            geom.contype = 0
+            geom.conaffinity = 0
+        if mass is not None:
+            geom.mass = mass
+        return body
+
+    def compile(self):
+        return self.spec.compile()

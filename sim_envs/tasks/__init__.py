@@ -1,0 +1,20 @@
+"""The task registry: one table, from which gymnasium ids, docs and tests are derived."""
+
+from __future__ import annotations
+
+from sim_envs.tasks.base import Task
+from sim_envs.tasks.lift import LiftCube
+
+#: Task name -> class. Add a task here and it is registered as `vla_sim/<name>-v0` everywhere.
+TASK_CLASSES: dict[str, type[Task]] = {cls.name: cls for cls in (LiftCube,)}
+
+
+def make_task(name: str) -> Task:
+    """A fresh task instance by name; unknown names list the registered ones."""
+    try:
+        return TASK_CLASSES[name]()
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; registered tasks: {sorted(TASK_CLASSES)}") from None
+
+
+__all__ = ["TASK_CLASSES", "Task", "make_task"]
