@@ -185,11 +185,19 @@ class VLAProcessor:
         return out
 
     def collate(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        """Training collate over the data loader's frame samples (images, instruction, action, proprio)."""
-        images = [s["images"] if len(self.cameras) > 1 else s["images"]["primary"] for s in samples]
+        """Training collate over the data loader's samples (`images` {cam: (H, W, 3) or history (T, H, W, 3)},
+        `instruction`, normalized `action` (7,) or chunk (K, 7), `proprio` (P,) or (T, P)); the latest frame
+        of a history is used."""
+        images = []
+        for s in samples:
+            cams = {c: (np.asarray(v)[-1] if np.ndim(v) == 4 else v) for c, v in s["images"].items()}
+            images.append(cams if len(self.cameras) > 1 else cams.get("primary", next(iter(cams.values()))))
         actions = np.stack([np.asarray(s["action"], np.float32) for s in samples])
-        proprio = np.stack([np.asarray(s["proprio"], np.float32) for s in samples]) if self.use_proprio else None
-        return self([i for i in images], [s["instruction"] for s in samples], actions=actions, proprio=proprio)
+        proprio = None
+        if self.use_proprio:
+            proprio = np.stack([np.asarray(s["proprio"], np.float32).reshape(-1, self.proprio_dim)[-1]
+                                for s in samples])
+        return self(images, [s["instruction"] for s in samples], actions=actions, proprio=proprio)
 
 
 def load_tokenizer(path: str | Path):

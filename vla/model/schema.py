@@ -1,0 +1,88 @@
+"""Typed schema of a model preset (`configs/model/*.yaml`), validated in `__post_init__`.
+
+A preset names the architecture sizes and options; `vla.model.presets.build_preset` turns it into a
+`VLAConfig` plus a `VLAProcessor`. Registered in hydra's ConfigStore as `model/model_schema`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from vla.model.configuration_vla import ACTION_HEADS, CAMERAS, DECODING_MODES
+
+
+@dataclass
+class TowerConfig:
+    """One ViT tower: width, blocks, heads, MLP width (timm's `int(width * mlp_ratio)`)."""
+
+    hidden_size: int = 64
+    num_layers: int = 3
+    num_heads: int = 2
+    mlp_dim: int = 256
+
+    def __post_init__(self) -> None:
+        if self.num_layers < 2:
+            raise ValueError(f"a tower needs >= 2 layers (features come from the second-to-last), got {self.num_layers}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"tower hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+
+
+@dataclass
+class LlmConfig:
+    """The Llama backbone. `vocab_size` is the tokenizer's base vocabulary (the action bins are its last ids);
+    the embedding table adds the pad token and rounds up to `pad_to_multiple_of`."""
+
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 4
+    intermediate_size: int = 256
+    vocab_size: int = 1024
+    max_position_embeddings: int = 1024
+    rms_norm_eps: float = 1e-6
+    pad_to_multiple_of: int = 64
+
+
+@dataclass
+class ModelConfig:
+    """A model preset. `tokenizer`: `tiny` (built locally), a directory with tokenizer files, or `none`."""
+
+    name: str = "tiny"
+    image_size: int = 112
+    patch_size: int = 14
+    dino: TowerConfig = field(default_factory=TowerConfig)
+    siglip: TowerConfig = field(default_factory=lambda: TowerConfig(mlp_dim=236))
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    tokenizer: str = "tiny"
+    n_action_bins: int = 256
+    cameras: List[str] = field(default_factory=lambda: ["primary"])
+    use_proprio: bool = False
+    proprio_dim: int = 0
+    decoding: str = "autoregressive"
+    action_chunk: int = 1
+    action_head: str = "tokens"
+    attn_implementation: str = "sdpa"
+    prompt_suffix_token_id: Optional[int] = None  # None: the tokenizer's space piece (29871 for Llama-2)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.decoding not in DECODING_MODES:
+            problems.append(f"decoding={self.decoding!r}, allowed {list(DECODING_MODES)}")
+        if self.action_head not in ACTION_HEADS:
+            problems.append(f"action_head={self.action_head!r}, allowed {list(ACTION_HEADS)}")
+        if any(c not in CAMERAS for c in self.cameras):
+            problems.append(f"cameras={list(self.cameras)}, allowed names {list(CAMERAS)}")
+        if self.image_size % self.patch_size:
+            problems.append(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
+            problems.append(f"attn_implementation={self.attn_implementation!r}, allowed sdpa, eager, flash_attention_2")
+        if problems:
+            raise ValueError("invalid model config: " + "; ".join(problems))
+
+
+def register_configs() -> None:
+    """Register the schema in hydra's ConfigStore (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(group="model", name="model_schema", node=ModelConfig)
