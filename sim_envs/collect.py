@@ -44,6 +44,8 @@ class CollectSettings:
         workers: expert processes (1 = run in this process).
         keep_failed: write failed expert episodes too (success=False in their metadata) instead of dropping them.
         image_size, cameras, max_episode_steps: env options (None = the task's own episode limit).
+        dr_config: a `DRConfig` to use instead of the shipped `configs/dr/<dr_level>.yaml` (a level
+            customized on the command line); None: the shipped level.
     """
 
     tasks: Sequence[str] = ("LiftCube",)
@@ -55,6 +57,7 @@ class CollectSettings:
     image_size: int = 224
     cameras: tuple[str, ...] = ("primary", "wrist")
     max_episode_steps: int | None = None
+    dr_config: Any = None
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
@@ -77,6 +80,7 @@ class _Job:
     image_size: int
     cameras: tuple[str, ...]
     max_episode_steps: int | None
+    dr_config: Any = None
 
 
 @dataclass
@@ -119,7 +123,8 @@ _ENVS: dict[tuple, Any] = {}
 
 def _env_and_expert(job: _Job):
     """One env + expert per (task, level, image options) and worker process, built on first use."""
-    key = (job.task, job.dr_level, job.image_size, job.cameras, job.max_episode_steps)
+    dr_key = json.dumps(asdict(job.dr_config), sort_keys=True) if job.dr_config is not None else ""
+    key = (job.task, job.dr_level, dr_key, job.image_size, job.cameras, job.max_episode_steps)
     if key not in _ENVS:
         import gymnasium
 
@@ -127,6 +132,8 @@ def _env_and_expert(job: _Job):
         from sim_envs.experts import make_expert
 
         kwargs: dict[str, Any] = dict(dr_level=job.dr_level, image_size=job.image_size, cameras=job.cameras)
+        if job.dr_config is not None:
+            kwargs["dr_config"] = job.dr_config
         if job.max_episode_steps is not None:
             kwargs["max_episode_steps"] = job.max_episode_steps
         env = gymnasium.make(job.task, **kwargs)
@@ -209,7 +216,8 @@ def collect(
     task_ids = [resolve_task(t) for t in settings.tasks]
     level = resolve_level(settings.dr_level)
     jobs = [
-        _Job(t, level, settings.seed_start + i, settings.image_size, settings.cameras, settings.max_episode_steps)
+        _Job(t, level, settings.seed_start + i, settings.image_size, settings.cameras, settings.max_episode_steps,
+             settings.dr_config)
         for t in task_ids for i in range(settings.episodes)
     ]
     existing = Path(root_dir) / name / "1.0.0" / "dataset_info.json"
@@ -258,7 +266,7 @@ def collect(
 
 
 def _settings_json(settings: CollectSettings, level: str, task_ids: list[str]) -> dict[str, Any]:
-    d = asdict(settings)
+    d = asdict(settings)  # asdict recurses into dr_config
     d.update(tasks=task_ids, dr_level=level, cameras=list(settings.cameras))
     return d
 

@@ -63,9 +63,11 @@ def available_tasks() -> list[str]:
 
 
 def available_levels() -> list[str]:
-    import sim_envs
+    """The shipped DR levels, mildest first (none, low, medium, high, then any others by name)."""
+    from sim_envs.domain_randomization import available_levels as levels
 
-    return list(getattr(sim_envs, "DR_LEVELS", DR_LEVELS))
+    order = {lv: i for i, lv in enumerate(DR_LEVELS)}
+    return sorted(levels(), key=lambda lv: (order.get(lv, len(order)), lv))
 
 
 def resolve_task(name: str, tasks: Sequence[str] | None = None) -> str:
@@ -149,6 +151,8 @@ class EvalSettings:
         video_dir: where videos go (required when videos_per_cell > 0).
         video_fps: frames per second of the videos.
         progress: show a tqdm bar.
+        dr_configs: level name -> `DRConfig` to use instead of the shipped `configs/dr/<level>.yaml`
+            (a level customized on the command line); None: the shipped levels.
     """
 
     image_size: int = 224
@@ -161,6 +165,7 @@ class EvalSettings:
     video_dir: str | Path | None = None
     video_fps: float = 10.0
     progress: bool = True
+    dr_configs: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.num_envs < 1:
@@ -229,6 +234,8 @@ def make_eval_env(task: str, dr_level: str, settings: "EvalSettings", with_exper
     import sim_envs  # noqa: F401  (registers the tasks in this process)
 
     kwargs: dict[str, Any] = dict(dr_level=dr_level, image_size=settings.image_size, cameras=settings.cameras)
+    if settings.dr_configs and dr_level in settings.dr_configs:
+        kwargs["dr_config"] = settings.dr_configs[dr_level]
     if settings.max_episode_steps is not None:
         kwargs["max_episode_steps"] = settings.max_episode_steps
     return EvalEpisodeWrapper(gymnasium.make(task, **kwargs), with_expert)
@@ -363,13 +370,20 @@ def _run_group(venv, policies, queue_items, settings, name, is_expert, results, 
     slots: list[_Slot | None] = [None] * n
     video_budget = {"left": settings.videos_per_cell}
 
-    def start(mask_indices: list[int]) -> None:
+    # Sub-envs whose episode ended (terminated / truncated) must be reset before the next vector step
+    # (autoreset is disabled); those with no planned episode left get an idle reset and a no-op action.
+    ended: set[int] = set()
+    first_reset = [True]
+
+    def start(mask_indices: list[int], idle: list[int] = ()) -> None:
         picks = {i: queue.popleft() for i in mask_indices}
         seeds = [picks[i][1].seed if i in picks else None for i in range(n)]
         options: dict[str, Any] = {"dr_params_by_seed": {p[1].seed: p[1].dr_params for p in picks.values()}}
-        if len(picks) < n or any(s is not None for s in slots):
-            options["reset_mask"] = np.array([i in picks for i in range(n)])
+        if not first_reset[0]:
+            options["reset_mask"] = np.array([i in picks or i in idle for i in range(n)])
+        first_reset[0] = False
         obs, info = venv.reset(seed=seeds, options=options)
+        ended.difference_update(picks, idle)
         for i, (index, spec) in picks.items():
             o, inf = _obs_at(obs, i), _info_at(info, i)
             instruction = str(inf.get("instruction", ""))
@@ -417,9 +431,12 @@ def _run_group(venv, policies, queue_items, settings, name, is_expert, results, 
             bar.set_postfix_str(f"{name}: {format_rate(aggregate(done))}")
 
     def refill() -> None:
-        free = [i for i, s in enumerate(slots) if s is None][: len(queue)]
-        if free:
-            start(free)
+        free = [i for i, s in enumerate(slots) if s is None]
+        picks = free[: len(queue)]
+        running = bool(picks) or any(s is not None for s in slots)
+        idle = [i for i in free[len(picks):] if i in ended] if running else []
+        if picks or idle:
+            start(picks, idle)
 
     refill()
     while any(s is not None for s in slots):
@@ -434,6 +451,7 @@ def _run_group(venv, policies, queue_items, settings, name, is_expert, results, 
             for i in active:
                 actions[i] = slots[i].pending.popleft()
             obs, reward, terminated, truncated, info = venv.step(actions)
+            ended.update(np.flatnonzero(np.logical_or(terminated, truncated)).tolist())
             for i in active:
                 s = slots[i]
                 o, inf = _obs_at(obs, i), _info_at(info, i)

@@ -18,7 +18,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from sim_envs.cli._hints import write_hint
-from sim_envs.cli.config import CollectConfig, register_configs
+from sim_envs.cli.config import CollectConfig, dr_config_from, register_configs
 
 logger = logging.getLogger("sim_envs.cli.collect")
 _started = False
@@ -34,12 +34,13 @@ def _app(cfg: DictConfig) -> None:
     logger.info("config:\n%s", OmegaConf.to_yaml(cfg))
     tasks = list(cfg.task) if OmegaConf.is_list(cfg.task) else [str(cfg.task)]
     try:
+        dr_config = dr_config_from(cfg.dr)
         settings = CollectSettings(
-            tasks=tasks, dr_level=str(cfg.dr), episodes=cfg.episodes, seed_start=cfg.seed_start, workers=cfg.workers,
+            tasks=tasks, dr_level=dr_config.level, dr_config=dr_config, episodes=cfg.episodes, seed_start=cfg.seed_start, workers=cfg.workers,
             keep_failed=cfg.keep_failed, image_size=cfg.image_size, cameras=tuple(cfg.cameras),
             max_episode_steps=cfg.max_episode_steps,
         )
-        name = cfg.name or default_dataset_name(tasks, str(cfg.dr))
+        name = cfg.name or default_dataset_name(tasks, dr_config.level)
         summary = collect(settings, cfg.output_dir, name, episodes_per_shard=cfg.episodes_per_shard,
                           overwrite=cfg.overwrite)
     except (ValueError, FileExistsError) as e:
@@ -64,7 +65,7 @@ def main() -> None:
         _app()
     except SystemExit as e:
         if e.code not in (0, None) and not _started:
-            write_hint("vla-collect", CollectConfig)
+            write_hint("vla-collect", CollectConfig, groups=("dr",))
         raise
 
 

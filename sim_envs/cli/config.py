@@ -1,6 +1,11 @@
 """Typed schemas of `vla-collect` and `vla-eval`, registered in hydra's ConfigStore.
 
 The YAML files in `configs/` (collect.yaml, eval.yaml, eval/*.yaml) only select and override these.
+
+Domain randomization is the `dr` config group of sim_envs (`configs/dr/<level>.yaml`, schema
+`sim_envs.domain_randomization.DRConfig`): `dr=low` selects a level and its parameters land under `dr`, so
+they can be changed from the command line (`dr.physics.friction_scale=[0.5,1.5]`). `vla-eval` also takes
+several shipped levels at once with `levels=[none,low,high]` (or `levels=all`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ class CollectConfig:
     """`vla-collect task=LiftCube dr=low episodes=100`."""
 
     task: Any = "LiftCube"  # a task name / gymnasium id, or a list of them
-    dr: str = "none"  # domain-randomization level: none | low | medium | high
+    dr: Any = None  # filled by the `dr` config group (dr=none|low|medium|high)
     episodes: int = 10  # per task
     seed_start: int = 0  # episode i uses seed seed_start + i (evaluation's held-out seeds start at 1_000_000)
     workers: int = 2  # expert processes (1 = in this process)
@@ -50,7 +55,8 @@ class EvalConfig:
 
     policy: Any = "expert"  # one name / path or a list: every policy replays the same initial states
     tasks: Any = "all"  # "all", a task name or a list
-    dr: Any = "none"  # a level, a list of levels or "all"
+    dr: Any = None  # filled by the `dr` config group (dr=none|low|medium|high): one level, customizable
+    levels: Any = None  # several shipped DR levels, e.g. [none,low,high] or "all"; None: the `dr` level
     seeds: Any = 10  # N held-out seeds per task x level (from 1_000_000), "a:b", or a list of seeds
     num_envs: int = 2  # parallel envs per task x level
     vector: str = "sync"  # sync (one process) | async (one process per env)
@@ -68,3 +74,14 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="collect_schema", node=CollectConfig)
     cs.store(name="eval_schema", node=EvalConfig)
+
+
+def dr_config_from(node):
+    """The `DRConfig` of the `dr` group's content (validated by the sim_envs schema)."""
+    from omegaconf import OmegaConf
+
+    from sim_envs.domain_randomization import DRConfig
+
+    if node is None:
+        raise ValueError("no domain-randomization config: select a level with dr=none|low|medium|high")
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DRConfig), node))

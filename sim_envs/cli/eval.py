@@ -23,7 +23,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from sim_envs.cli._hints import write_hint
-from sim_envs.cli.config import EvalConfig, register_configs
+from sim_envs.cli.config import EvalConfig, dr_config_from, register_configs
 
 logger = logging.getLogger("sim_envs.cli.eval")
 _started = False
@@ -43,6 +43,10 @@ def _app(cfg: DictConfig) -> None:
 
     logger.info("config:\n%s", OmegaConf.to_yaml(cfg))
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    if any(o.startswith("dr=[") for o in HydraConfig.get().overrides.task):
+        # hydra would silently merge the listed configs of the `dr` group into one
+        logger.error("dr=<level> selects one DR level; evaluate several with levels=[none,low,...] (or levels=all)")
+        sys.exit(2)
     try:
         run_eval(cfg, out_dir)
     except (ValueError, FileNotFoundError) as e:
@@ -56,7 +60,14 @@ def run_eval(cfg: DictConfig, out_dir: Path) -> dict:
     from sim_envs.evaluation import EvalSettings, available_levels, available_tasks, evaluate_policies, plan_episodes, write_outputs
 
     tasks = available_tasks() if _as_list(cfg.tasks) == ["all"] else [str(t) for t in _as_list(cfg.tasks)]
-    levels = available_levels() if _as_list(cfg.dr) == ["all"] else [str(lv) for lv in _as_list(cfg.dr)]
+    dr_configs = None
+    if cfg.levels is None:  # one level, from the `dr` group (possibly customized on the command line)
+        dr_config = dr_config_from(cfg.dr)
+        levels, dr_configs = [dr_config.level], {dr_config.level: dr_config}
+    elif _as_list(cfg.levels) == ["all"]:
+        levels = available_levels()
+    else:
+        levels = [str(lv) for lv in _as_list(cfg.levels)]
     seeds = OmegaConf.to_object(cfg.seeds) if OmegaConf.is_list(cfg.seeds) else cfg.seeds
     specs = plan_episodes(tasks, levels, seeds)
     task_ids = list(dict.fromkeys(s.task for s in specs))
@@ -71,6 +82,7 @@ def run_eval(cfg: DictConfig, out_dir: Path) -> dict:
         image_size=cfg.image_size, cameras=tuple(cfg.cameras), num_envs=cfg.num_envs, vector=cfg.vector,
         max_episode_steps=cfg.max_episode_steps, execute_steps=cfg.execute_steps,
         videos_per_cell=cfg.video.episodes_per_cell, video_dir=out_dir / "videos", video_fps=cfg.video.fps,
+        dr_configs=dr_configs,
     )
     logger.info("%d policies x %d tasks x %d DR levels x %d seeds = %d episodes; output: %s",
                 len(policies), len(task_ids), len(levels), len(specs) // (len(task_ids) * len(levels)),
@@ -111,7 +123,7 @@ def main() -> None:
         _app()
     except SystemExit as e:
         if e.code not in (0, None) and not _started:
-            write_hint("vla-eval", EvalConfig, groups=("eval",))
+            write_hint("vla-eval", EvalConfig, groups=("eval", "dr"))
         raise
 
 
