@@ -137,14 +137,15 @@ class DatasetSpec:
         steps = copy_tree(episode["steps"])
         try:
             traj = self.transform(steps)
-        except KeyError as e:
+        except (KeyError, IndexError, TypeError, ValueError) as e:
             obs_keys = sorted(episode["steps"].get("observation", {}))
             act = episode["steps"].get("action")
-            act_keys = sorted(act) if isinstance(act, Mapping) else "flat array"
+            act_desc = f"dict {sorted(act)}" if isinstance(act, Mapping) else f"array {np.shape(act)}"
             raise ContractError(
-                f"{self.name}: standardization needs key {e} which this episode lacks (observation keys: "
-                f"{obs_keys}; action: {act_keys}). Is the dataset directory the one the spec is for?"
-            ) from None
+                f"{self.name}: the standardization function failed on this episode ({type(e).__name__}: {e}). "
+                f"The episode has observation keys {obs_keys} and action {act_desc}. Is the dataset directory the "
+                f"one this spec is for (see features.json), or does the dataset need its own spec?"
+            ) from e
         action = np.asarray(traj["action"], dtype=np.float32)
         t = action.shape[0]
         if action.ndim != 2 or action.shape[1] != ACTION_DIM:

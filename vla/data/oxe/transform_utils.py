@@ -20,8 +20,14 @@ def as_f32(x: Any) -> np.ndarray:
 
 
 def invert_gripper(actions: np.ndarray) -> np.ndarray:
-    """1 - x: turns a "1 = closed" gripper into the common "1 = open"."""
-    return (1.0 - as_f32(actions)).astype(np.float32)
+    """1 - x: turns a "1 = closed" gripper into the common "1 = open".
+
+    Computed in the input's float precision (float64 for DROID) and cast to float32 afterwards, as the
+    reference does (its final `tf.cast(action, tf.float32)`), so results match it bit for bit.
+    """
+    a = np.asarray(actions)
+    a = a if a.dtype in (np.float32, np.float64) else a.astype(np.float32)
+    return 1.0 - a
 
 
 def rel2abs_gripper(actions: np.ndarray) -> np.ndarray:
