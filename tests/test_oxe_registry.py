@@ -199,3 +199,16 @@ def test_wrong_dataset_or_image_key_is_named():
     spec = replace(get_dataset_spec("libero_goal_no_noops"), image_keys={"primary": "agentview_rgb", "wrist": None})
     with pytest.raises(ContractError, match="'agentview_rgb'.*fix image_keys"):
         spec.standardize(libero_like)
+
+
+@pytest.mark.parametrize("t", [2, 3, 4])
+def test_bridge_short_episodes_lose_first_and_last_step(t):
+    state = np.arange(t * 7, dtype=np.float32).reshape(t, 7)
+    action = np.ones((t, 7), np.float32)
+    ep = _steps(t, {"state": state, "image_0": np.array([b"f%d" % i for i in range(t)], object)}, action,
+                language_instruction=np.array([b"wipe"] * t, object))
+    std = get_dataset_spec("bridge_orig").standardize(ep)
+    assert std["action"].shape == (t - 2, 7) and std["proprio"].shape == (t - 2, 8)
+    assert list(std["images"]["primary"]) == [b"f%d" % i for i in range(1, t - 1)]
+    np.testing.assert_array_equal(std["action"][:, :6], 7.0)  # state[t+1] - state[t] with rows 7 apart
+    assert std["instruction"] == ("wipe" if t > 2 else "")

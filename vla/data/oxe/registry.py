@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from vla.core.types import ACTION_DIM, ContractError
-from vla.data.oxe.transform_utils import copy_tree, to_str
+from vla.data.oxe.transform_utils import as_2d, copy_tree, to_str
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +168,11 @@ class DatasetSpec:
         out = {"images": frames, "proprio": proprio, "action": action, "instruction": instruction,
                "metadata": dict(episode.get("episode_metadata", {}) or {})}
         if "reward" in traj:
-            out["reward"] = np.asarray(traj["reward"], dtype=np.float32).reshape(t)
+            reward = np.asarray(traj["reward"], dtype=np.float32).reshape(-1)
+            if reward.shape[0] != t:
+                raise ContractError(f"{self.name}: reward has {reward.shape[0]} steps, the actions {t}; a transform "
+                                    "that drops steps must slice every array (see transform_utils.slice_tree)")
+            out["reward"] = reward
         return out
 
     def _proprio(self, obs: Mapping[str, Any], t: int) -> np.ndarray:
@@ -181,8 +185,10 @@ class DatasetSpec:
                 raise ContractError(
                     f"{self.name}: proprio key {key!r} not in observation keys {sorted(obs)}; fix state_obs_keys"
                 )
-            v = np.asarray(obs[key], dtype=np.float32)
-            parts.append(v.reshape(t, -1))
+            v = as_2d(np.asarray(obs[key], dtype=np.float32))
+            if v.shape[0] != t:
+                raise ContractError(f"{self.name}: proprio key {key!r} has {v.shape[0]} steps, the actions {t}")
+            parts.append(v)
         proprio = np.concatenate(parts, axis=1) if parts else np.zeros((t, 0), np.float32)
         if self.proprio_dim is not None and proprio.shape[1] != self.proprio_dim:
             raise ContractError(f"{self.name}: proprio has {proprio.shape[1]} dims, the spec says {self.proprio_dim}")

@@ -19,6 +19,12 @@ def as_f32(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
+def as_2d(x: np.ndarray) -> np.ndarray:
+    """(T,) -> (T, 1); (T, a, b, ...) -> (T, a*b*...). Works for T = 0 (episodes emptied by truncation)."""
+    x = np.asarray(x)
+    return x.reshape(x.shape[0], int(np.prod(x.shape[1:])) if x.ndim > 1 else 1)
+
+
 def invert_gripper(actions: np.ndarray) -> np.ndarray:
     """1 - x: turns a "1 = closed" gripper into the common "1 = open".
 

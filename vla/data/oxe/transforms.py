@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from vla.data.oxe.transform_utils import (
+    as_2d,
     as_f32,
     binarize_gripper,
     decode_zlib_float32,
@@ -57,13 +58,12 @@ def register_transform(name: str) -> Callable[[Transform], Transform]:
 
 
 def _concat(*parts: np.ndarray) -> np.ndarray:
-    return np.concatenate([as_f32(p).reshape(p.shape[0], -1) for p in parts], axis=-1).astype(np.float32)
+    return np.concatenate([as_f32(as_2d(p)) for p in parts], axis=-1).astype(np.float32)
 
 
 def _col(x: np.ndarray) -> np.ndarray:
     """(T,) or (T, 1) -> (T, 1)."""
-    x = np.asarray(x)
-    return x.reshape(x.shape[0], 1)
+    return as_2d(x)
 
 
 def _instruction_from_observation(traj: dict) -> None:
