@@ -61,7 +61,7 @@ def infer_tower_sizes(shapes: Mapping[str, tuple], num_heads: tuple[int | None, 
             if hidden not in STANDARD_HEADS:
                 raise CheckpointMismatchError(
                     f"{name} tower width {hidden} is not a standard timm width {sorted(STANDARD_HEADS)}; the head "
-                    f"count cannot be read from weights: pass num_heads (--{name}-num-heads)")
+                    f"count cannot be read from weights: pass {name}_num_heads=N (function: num_heads=(dino, siglip))")
             heads = STANDARD_HEADS[hidden]
         out[name] = {"hidden": hidden, "depth": _blocks(shapes, prefix), "mlp": mlp, "heads": heads, "patch": patch,
                      "num_positions": n_pos}

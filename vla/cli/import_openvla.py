@@ -1,0 +1,103 @@
+"""`vla-import <openvla_dir> <out_dir>`: convert a released OpenVLA checkpoint into a directory of ours.
+
+    vla-import /ckpt/openvla-7b checkpoints/openvla-7b
+    vla-import openvla_dir=/ckpt/tiny out_dir=/tmp/tiny dino_num_heads=2 siglip_num_heads=2 dtype=bfloat16
+
+The output loads with `VLAPolicy.from_pretrained(out_dir, unnorm_key=...)` and `VLAForActionPrediction.
+from_pretrained(out_dir)`: safetensors weights, config.json (with the checkpoint's norm_stats), the processor
+and the tokenizer files when the source has them. Tower head counts are read from standard widths; pass
+`dino_num_heads` / `siglip_num_heads` for non-standard (e.g. tiny) towers.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Optional
+
+import hydra
+from omegaconf import MISSING, DictConfig
+
+logger = logging.getLogger("vla.cli.import_openvla")
+
+HINT = ("Hint: vla-import <openvla_dir> <out_dir> [dino_num_heads=N siglip_num_heads=N dtype=float32|bfloat16|"
+        "float16 max_shard_size=5GB verify=true]")
+_started = False
+
+
+@dataclass
+class ImportConfig:
+    openvla_dir: str = MISSING
+    out_dir: str = MISSING
+    dino_num_heads: Optional[int] = None  # None: from the tower width (standard timm models)
+    siglip_num_heads: Optional[int] = None
+    dtype: Optional[str] = None  # None: keep the checkpoint's dtype
+    max_shard_size: str = "5GB"
+    verify: bool = True  # load the written directory back and run one forward pass
+
+
+def register_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="import_schema", node=ImportConfig)
+
+
+@hydra.main(version_base=None, config_path="pkg://configs", config_name="import")
+def _app(cfg: DictConfig) -> None:
+    global _started
+    _started = True
+    from vla.model.convert_openvla import CheckpointMismatchError, import_openvla
+    from vla.model.policy import resolve_dtype
+
+    try:
+        dtype = resolve_dtype(cfg.dtype, "cpu") if cfg.dtype else None
+        out = import_openvla(cfg.openvla_dir, cfg.out_dir, num_heads=(cfg.dino_num_heads, cfg.siglip_num_heads),
+                             dtype=dtype, max_shard_size=cfg.max_shard_size)
+        if cfg.verify:
+            verify(out)
+    except (CheckpointMismatchError, FileNotFoundError, ValueError, KeyError) as e:
+        logger.error("%s: %s", type(e).__name__, e)
+        sys.exit(1)
+    logger.info("wrote %s", out)
+
+
+def verify(out) -> None:
+    """Load the written checkpoint back (missing/mismatched tensors raise) and run the vision path once."""
+    import torch
+
+    from vla.model.policy import load_checkpoint
+
+    model, _ = load_checkpoint(out)
+    s = model.config.image_size
+    with torch.no_grad():
+        feats = model.project_images(torch.zeros(1, 6 * model.config.num_images, s, s, dtype=torch.float32))
+    logger.info("verified: %d parameters, patch tokens %s, unnorm_keys %s", model.num_parameters(),
+                tuple(feats.shape), model.config.unnorm_keys)
+
+
+def _positional_to_overrides(argv: list[str]) -> list[str]:
+    """`vla-import A B ...` -> `openvla_dir=A out_dir=B ...` (hydra itself only takes key=value)."""
+    names = ["openvla_dir", "out_dir"]
+    out = []
+    for arg in argv:
+        if names and "=" not in arg and not arg.startswith("-"):
+            out.append(f"{names.pop(0)}={arg}")
+        else:
+            out.append(arg)
+    return out
+
+
+def main() -> None:
+    register_configs()
+    sys.argv = [sys.argv[0]] + _positional_to_overrides(sys.argv[1:])
+    try:
+        _app()
+    except SystemExit as e:
+        if e.code not in (0, None) and not _started:
+            sys.stderr.write(HINT + "\n")
+        raise
+
+
+if __name__ == "__main__":
+    main()

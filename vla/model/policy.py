@@ -1,0 +1,178 @@
+"""`VLAPolicy`: a saved VLA checkpoint as a `vla.Policy` (processor + model + statistics -> actions).
+
+    policy = VLAPolicy.from_pretrained("checkpoints/openvla-7b", unnorm_key="bridge_orig", device="cuda",
+                                       dtype="bfloat16")
+    action = policy.act(observation)          # (7,) float32, or (K, 7) for chunked models
+    actions = policy.act_batch(observations)  # one batched forward pass, left padding
+
+The statistics are chosen when the policy is built: a missing or ambiguous `unnorm_key` fails then, listing
+the keys the checkpoint carries. The gripper dimension is clipped to [0, 1] (the contract's absolute
+gripper); everything else is OpenVLA's un-normalization.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from vla.core.statistics import DatasetStatistics, select_statistics
+from vla.core.types import GRIPPER_INDEX, ContractError, Observation, Policy, validate_action
+
+logger = logging.getLogger(__name__)
+
+STATISTICS_FILE = "dataset_statistics.json"
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
+    """`auto`/None: bf16 on a GPU, fp32 on the CPU."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype={dtype!r}; choose one of {sorted(_DTYPES)} or 'auto'")
+    return _DTYPES[dtype]
+
+
+def load_checkpoint(path: str | Path, *, device: str = "cpu", dtype: str | torch.dtype | None = None,
+                    attn_implementation: str | None = None):
+    """(model, processor) from a checkpoint directory; missing or mismatched tensors raise, naming them."""
+    from vla.model.convert_openvla import CheckpointMismatchError
+    from vla.model.modeling_vla import VLAForActionPrediction
+    from vla.model.processing_vla import VLAProcessor
+
+    path = Path(path).expanduser()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a checkpoint directory (no config.json)")
+    cfg = json.loads((path / "config.json").read_text())
+    if cfg.get("model_type") == "openvla":
+        raise ValueError(f"{path} is a released OpenVLA checkpoint (model_type 'openvla'); convert it first: "
+                         f"vla-import {path} <out_dir>")
+    if not any(path.glob("*.safetensors")):
+        raise FileNotFoundError(f"{path} has no *.safetensors weights")
+    kwargs = {"dtype": resolve_dtype(dtype, device), "output_loading_info": True}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        model, info = VLAForActionPrediction.from_pretrained(str(path), **kwargs)
+    except RuntimeError as e:  # size mismatches surface here
+        raise CheckpointMismatchError(f"checkpoint {path} does not fit its config: {e}") from None
+    problems = []
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = sorted(str(k) for k in info.get(kind) or [])
+        if keys:
+            problems.append(f"{kind.replace('_', ' ')} ({len(keys)}): {keys[:20]}")
+    if problems:
+        raise CheckpointMismatchError(f"checkpoint {path} does not fit its config: " + "; ".join(problems))
+    return model.to(device).eval(), VLAProcessor.from_pretrained(path)
+
+
+def checkpoint_statistics(model_config, path: Path | None) -> dict:
+    """`norm_stats` from the config, completed by a `dataset_statistics.json` beside it (fine-tuning runs)."""
+    stats = dict(model_config.norm_stats or {})
+    if path is not None and (path / STATISTICS_FILE).is_file():
+        for key, value in json.loads((path / STATISTICS_FILE).read_text()).items():
+            stats.setdefault(key, value)
+    return stats
+
+
+class VLAPolicy(Policy):
+    """Greedy actions from a VLA; batched over observations; chunks when the model predicts chunks."""
+
+    def __init__(self, model, processor, *, unnorm_key: str | None = None, norm_stats: dict | None = None,
+                 use_cache: bool = True, center_crop: bool = False) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.config = model.config
+        stats = norm_stats if norm_stats is not None else dict(self.config.norm_stats or {})
+        self._statistics = select_statistics(stats, unnorm_key)
+        self.unnorm_key = unnorm_key or sorted(stats)[0]
+        self.use_cache = use_cache
+        self.center_crop = center_crop
+        self.chunk_size = int(self.config.action_chunk)
+        self.cameras = tuple(self.config.cameras)
+        self._instruction = ""
+        if processor.tokenizer is None:
+            raise ValueError("the checkpoint has no tokenizer files; the policy needs them to read instructions")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, unnorm_key: str | None = None, device: str = "cpu",
+                        dtype: str | torch.dtype | None = None, attn_implementation: str | None = None,
+                        **kwargs) -> "VLAPolicy":
+        """Load a checkpoint directory (`save_pretrained` / `vla-train` / `vla-import` output)."""
+        model, processor = load_checkpoint(path, device=device, dtype=dtype, attn_implementation=attn_implementation)
+        stats = checkpoint_statistics(model.config, Path(path).expanduser())
+        return cls(model, processor, unnorm_key=unnorm_key, norm_stats=stats, **kwargs)
+
+    @property
+    def statistics(self) -> DatasetStatistics:
+        return self._statistics
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def reset(self, instruction: str) -> None:
+        self._instruction = instruction
+
+    def act(self, observation: Observation) -> np.ndarray:
+        return self.act_batch([observation])[0]
+
+    def act_batch(self, observations: Sequence[Observation]) -> list[np.ndarray]:
+        if not observations:
+            return []
+        batch = self.prepare(observations)
+        normalized = self.model.predict_normalized(batch["input_ids"], batch["pixel_values"],
+                                                   batch["attention_mask"], batch.get("proprio"),
+                                                   use_cache=self.use_cache)  # (B, K, 7) float64
+        actions = self.unnormalize(normalized)
+        out = []
+        for a in actions:
+            a = a[0] if self.chunk_size == 1 else a
+            out.append(validate_action(a, name="VLAPolicy action"))
+        return out
+
+    def prepare(self, observations: Sequence[Observation]) -> dict[str, torch.Tensor]:
+        """Processor inputs on the model's device (validates the observations against the model's cameras)."""
+        images, instructions, proprio = [], [], []
+        for i, obs in enumerate(observations):
+            if not isinstance(obs, Observation):
+                raise ContractError(f"observations[{i}] must be a vla.Observation, got {type(obs).__name__}")
+            obs.validate(cameras=self.cameras)
+            cams = {c: self._crop(obs.images[c]) for c in self.cameras}
+            images.append(cams if len(self.cameras) > 1 else cams[self.cameras[0]])
+            instruction = obs.instruction or self._instruction
+            if not instruction:
+                raise ContractError(f"observations[{i}] has no instruction and reset(instruction) was not called")
+            instructions.append(instruction)
+            if self.config.use_proprio:
+                if self._statistics.proprio is None:
+                    raise ValueError(f"statistics {self.unnorm_key!r} have no proprio entry; the model reads proprio")
+                proprio.append(self._statistics.proprio.normalize(obs.proprio))
+        batch = self.processor(images, instructions, proprio=np.stack(proprio) if proprio else None)
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def _crop(self, image: np.ndarray) -> np.ndarray:
+        """OpenVLA's test-time center crop (0.9 of the area) for models trained with image augmentation."""
+        if not self.center_crop:
+            return image
+        h, w = image.shape[:2]
+        s = math.sqrt(0.9)
+        ch, cw = max(1, round(h * s)), max(1, round(w * s))
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return np.ascontiguousarray(image[top:top + ch, left:left + cw])
+
+    def unnormalize(self, normalized: np.ndarray) -> np.ndarray:
+        """(B, K, 7) normalized -> float32 contract actions (gripper clipped to [0, 1])."""
+        st = self._statistics.action
+        a = np.where(st.mask, 0.5 * (normalized + 1) * (st.q99 - st.q01) + st.q01, normalized)
+        a[..., GRIPPER_INDEX] = np.clip(a[..., GRIPPER_INDEX], 0.0, 1.0)
+        return a.astype(np.float32)
