@@ -67,6 +67,7 @@ class CommandPublisher:
     def command(self, cmd: np.ndarray, joint_positions: np.ndarray | None, obs_stamp: float) -> None:
         """Publish one safe command (dxyz, drpy per period, gripper absolute)."""
         velocity = np.asarray(cmd[:6], np.float64) / self.dt
+        self._gripper(float(cmd[6]))  # first, so an arm that moves on the arm command already has it
         if self.out.command == "twist":
             self._pub(self._twist(velocity))
         elif self.out.command == "float64_array":
@@ -78,7 +79,6 @@ class CommandPublisher:
             if target.shape != joint_positions.shape or not np.all(np.isfinite(target)):
                 raise RuntimeError(f"ik returned {target.shape} / non-finite for {joint_positions.shape} joints")
             self._pub(self._trajectory(target, (target - joint_positions) / self.dt))
-        self._gripper(float(cmd[6]))
         if self._action_pub is not None:
             self._action_pub(msgs.JointState(
                 header=msgs.header(obs_stamp, self.out.frame_id),
@@ -88,14 +88,14 @@ class CommandPublisher:
 
     def stop(self, joint_positions: np.ndarray | None) -> None:
         """Zero velocity / hold position; the gripper holds its last command."""
+        if self.last_gripper is not None:
+            self._gripper(self.last_gripper)
         if self.out.command == "twist":
             self._pub(self._twist(np.zeros(6)))
         elif self.out.command == "float64_array":
             self._pub(msgs.float64_array(np.zeros(6), label="ee_velocity"))
         elif self.out.command == "joint_trajectory" and joint_positions is not None:
             self._pub(self._trajectory(joint_positions, np.zeros_like(joint_positions)))
-        if self.last_gripper is not None:
-            self._gripper(self.last_gripper)
         self.sent += 1
 
     def _gripper(self, g: float) -> None:

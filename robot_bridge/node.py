@@ -134,6 +134,7 @@ class BridgeNode:
             if self.state is Lifecycle.INACTIVE:
                 self.safety.reset()  # ramp up from rest under the acceleration limit
                 self._chunk.clear()
+                self._policy_instruction = None  # activation starts a new episode: the policy is reset
                 self.state = Lifecycle.ACTIVE
                 logger.info("active")
 

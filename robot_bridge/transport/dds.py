@@ -105,6 +105,15 @@ class DdsTransport(Transport):
         self._entities.append(reader)
 
     def close(self) -> None:
+        """Delete readers first, then writers, topics and the participant, explicitly and in that order.
+
+        Left to the garbage collector, a reader's listener can be freed before the reader itself (they form
+        a reference cycle with the callbacks); a local write in that window calls into freed memory.
+        """
+        readers = [e for e in self._entities if isinstance(e, DataReader)]
+        writers = [e for e in self._entities if not isinstance(e, DataReader)]
+        for e in readers + writers + list(self._topics.values()) + ([self.participant] if self.participant else []):
+            e.__del__()  # cyclonedds' own delete; idempotent (a later GC finalizer returns early)
         self._entities.clear()
         self._topics.clear()
         self.participant = None

@@ -1,0 +1,207 @@
+"""A simulated arm that speaks the real arm's topics, for sim-in-the-loop runs of the bridge over DDS.
+
+It creates any gymnasium env by id after importing the module that registers it (`import_module`, e.g.
+`sim_envs`), so robot_bridge never imports the simulator package. Per episode (seed):
+  deactivate the bridge (lifecycle topic) -> env.reset(seed) -> publish instruction (latched), images,
+  joint states (the env's proprio vector), end-effector pose -> activate the bridge -> on every arm command
+  (TwistStamped, like MoveIt Servo) step the env with [v * dt, w * dt, latest gripper command] and publish
+  the new observation at once; images are also re-published at `camera_hz` with fresh stamps, as a camera
+  driver would.
+An episode ends like in `vla-eval`: terminated (success) or truncated (the env's step limit); success is
+`info["success"]` at the end. Zero-velocity (stop) commands are steps too: time passes on a real arm.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_bridge import msgs
+from robot_bridge.config import BridgeConfig
+from robot_bridge.transport.base import LATCHED, RELIABLE, SENSOR, Transport
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SimArmConfig:
+    """Attributes:
+        env_id: gymnasium id, e.g. `vla_sim/LiftCube-v0`.
+        import_module: imported before `gymnasium.make` so the id is registered ("" = none needed).
+        env_kwargs: passed to `gymnasium.make` (dr_level, image_size, cameras, max_episode_steps, ...).
+        seeds: one episode per seed (vla-eval's default seeds start at 1_000_000).
+        camera_hz: re-publish rate of the current images / joint states (fresh stamps).
+        ee_position_indices: where the end-effector xyz sits in the env's proprio ([] = no pose topic).
+        command_timeout_s: an episode with no arm command for this long is ended as failed.
+        settle_s: pause between publishing a reset observation and activating the bridge.
+    """
+
+    env_id: str = "vla_sim/LiftCube-v0"
+    import_module: str = "sim_envs"
+    env_kwargs: dict[str, Any] = field(default_factory=lambda: {"dr_level": "none", "image_size": 224,
+                                                                   "cameras": ["primary", "wrist"]})
+    seeds: list[int] = field(default_factory=lambda: [1_000_000, 1_000_001])
+    camera_hz: float = 30.0
+    ee_position_indices: list[int] = field(default_factory=lambda: [0, 1, 2])
+    command_timeout_s: float = 5.0
+    settle_s: float = 0.1
+
+
+def make_env(cfg: SimArmConfig):
+    import importlib
+
+    import gymnasium
+
+    if cfg.import_module:
+        importlib.import_module(cfg.import_module)
+    kwargs = dict(cfg.env_kwargs)
+    if "cameras" in kwargs:
+        kwargs["cameras"] = tuple(kwargs["cameras"])
+    try:
+        return gymnasium.make(cfg.env_id, **kwargs)
+    except gymnasium.error.Error as e:
+        raise ValueError(f"cannot make env {cfg.env_id!r} (after importing {cfg.import_module!r}): {e}") from e
+
+
+def _quat_from_rpy(r: float, p: float, y: float) -> tuple[float, float, float, float]:
+    cr, sr, cp, sp, cy, sy = math.cos(r / 2), math.sin(r / 2), math.cos(p / 2), math.sin(p / 2), math.cos(y / 2), math.sin(y / 2)
+    return (sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy, cr * cp * sy - sr * sp * cy, cr * cp * cy + sr * sp * sy)
+
+
+class SimArm:
+    def __init__(self, cfg: SimArmConfig, bridge: BridgeConfig, transport: Transport, env=None):
+        self.cfg, self.bridge = cfg, bridge
+        self.dt = 1.0 / bridge.node.rate_hz
+        self.env = env if env is not None else make_env(cfg)
+        t, topics = transport, bridge.topics
+        self._image_pubs = {cam: t.publisher(topic, msgs.Image, SENSOR) for cam, topic in topics.cameras.items()}
+        self._joint_pub = t.publisher(topics.joint_states, msgs.JointState, SENSOR) if topics.joint_states else None
+        self._ee_pub = t.publisher(topics.ee_pose, msgs.PoseStamped, SENSOR) if topics.ee_pose and cfg.ee_position_indices else None
+        self._instr_pub = t.publisher(topics.instruction, msgs.String, LATCHED)
+        self._life_pub = t.publisher(topics.lifecycle, msgs.String, RELIABLE)
+        self._commands: queue.Queue[np.ndarray] = queue.Queue()
+        self._gripper = 1.0
+        if bridge.output.command != "twist":
+            raise ValueError("the simulated arm takes TwistStamped commands (bridge.output.command=twist)")
+        t.subscribe(topics.twist, msgs.TwistStamped, RELIABLE, self._on_twist)
+        if topics.gripper:
+            t.subscribe(topics.gripper, msgs.Float64MultiArray, RELIABLE, self._on_gripper)
+        self._lock = threading.Lock()
+        self._obs: dict[str, np.ndarray] | None = None
+        self._accepting = False
+        self.stop_event = threading.Event()
+
+    # -- commands in -----------------------------------------------------------------------------------
+    def _on_gripper(self, m: msgs.Float64MultiArray) -> None:
+        if len(m.data) == 1 and math.isfinite(m.data[0]):
+            self._gripper = float(np.clip(m.data[0], 0.0, 1.0))
+
+    def _on_twist(self, m: msgs.TwistStamped) -> None:
+        if not self._accepting:
+            return
+        lin, ang = m.twist.linear, m.twist.angular
+        a = np.array([lin.x, lin.y, lin.z, ang.x, ang.y, ang.z], np.float64) * self.dt
+        self._commands.put(np.append(a, self._gripper).astype(np.float32))
+
+    # -- observations out ------------------------------------------------------------------------------
+    def _publish(self, obs: dict[str, np.ndarray]) -> None:
+        now = time.time()
+        for cam, pub in self._image_pubs.items():
+            if cam in obs:
+                pub(msgs.image_from_array(obs[cam], now, f"{cam}_camera"))
+        proprio = np.asarray(obs["proprio"], np.float64)
+        if self._joint_pub is not None:
+            self._joint_pub(msgs.JointState(header=msgs.header(now), name=[f"proprio_{i}" for i in range(proprio.size)],
+                                            position=proprio.tolist()))
+        if self._ee_pub is not None:
+            xyz = proprio[self.cfg.ee_position_indices]
+            q = _quat_from_rpy(*proprio[3:6]) if proprio.size >= 6 else (0.0, 0.0, 0.0, 1.0)
+            self._ee_pub(msgs.PoseStamped(header=msgs.header(now, self.bridge.output.frame_id),
+                                          pose=msgs.Pose(position=msgs.Point(*map(float, xyz)), orientation=msgs.Quaternion(*q))))
+
+    def _camera_loop(self) -> None:
+        period = 1.0 / self.cfg.camera_hz
+        while not self.stop_event.wait(period):
+            with self._lock:
+                obs = self._obs
+            if obs is not None:
+                self._publish(obs)
+
+    # -- episodes --------------------------------------------------------------------------------------
+    def run_episode(self, seed: int) -> dict[str, Any]:
+        self._accepting = False
+        self._life_pub(msgs.String("deactivate"))
+        obs, info = self.env.reset(seed=seed)
+        instruction = str(info.get("instruction", ""))
+        self._instr_pub(msgs.String(instruction))
+        with self._lock:
+            self._obs = obs
+        self._publish(obs)
+        while not self._commands.empty():
+            self._commands.get_nowait()
+        time.sleep(self.cfg.settle_s)
+        self._accepting = True
+        self._life_pub(msgs.String("activate"))
+        steps, success, reason, t0 = 0, bool(info.get("success", False)), "", time.perf_counter()
+        while True:
+            try:
+                action = self._commands.get(timeout=self.cfg.command_timeout_s)
+            except queue.Empty:
+                reason = f"no arm command for {self.cfg.command_timeout_s} s"
+                break
+            obs, _, terminated, truncated, info = self.env.step(action)
+            with self._lock:
+                self._obs = obs
+            self._publish(obs)
+            steps += 1
+            success = bool(info.get("success", False))
+            if terminated or truncated:
+                reason = "terminated" if terminated else "truncated"
+                break
+        self._accepting = False
+        self._life_pub(msgs.String("deactivate"))
+        return {"env_id": self.cfg.env_id, "seed": int(seed), "success": success, "steps": steps,
+                "instruction": instruction, "end": reason, "seconds": time.perf_counter() - t0}
+
+    def run(self, out_path: str | Path | None = None) -> list[dict[str, Any]]:
+        cam = threading.Thread(target=self._camera_loop, daemon=True)
+        cam.start()
+        results = []
+        try:
+            for seed in self.cfg.seeds:
+                r = self.run_episode(seed)
+                logger.info("episode seed %d: success=%s steps=%d (%s)", seed, r["success"], r["steps"], r["end"])
+                results.append(r)
+        finally:
+            self.stop_event.set()
+            self.env.close()
+        if out_path is not None:
+            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(out_path).write_text(json.dumps(summarize(results), indent=2))
+        return results
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate (what vla-eval style reports compare)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, c - h), min(1.0, c + h))
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+    k, n = sum(r["success"] for r in results), len(results)
+    lo, hi = wilson_interval(k, n)
+    return {"episodes": results, "success_rate": k / n if n else 0.0, "success_ci95": [lo, hi], "num_episodes": n}
