@@ -9,7 +9,7 @@ See docs/oxe.md for pointing the registry at local copies and adding datasets an
 """
 
 from vla.data.oxe.configs import register_all as _register_all
-from vla.data.oxe.mixtures import MIXTURES, MixtureConfig, MixtureEntry, resolve_mixture, sampling_weights
+from vla.data.oxe.mixtures import MIXTURES, ResolvedDataset, resolve_datasets, resolve_mixture, sampling_weights
 from vla.data.oxe.registry import (
     ACTION_ENCODINGS,
     DatasetSpec,
@@ -27,14 +27,14 @@ __all__ = [
     "ACTION_ENCODINGS",
     "DatasetSpec",
     "MIXTURES",
-    "MixtureConfig",
-    "MixtureEntry",
+    "ResolvedDataset",
     "TRANSFORMS",
     "UnsupportedActionEncodingError",
     "get_dataset_spec",
     "list_datasets",
     "register_dataset",
     "register_transform",
+    "resolve_datasets",
     "resolve_mixture",
     "sampling_weights",
     "spec_for_directory",

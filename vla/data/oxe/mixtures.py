@@ -8,22 +8,26 @@ A dataset listed twice keeps its first weight (the reference skips duplicates to
 Unlike the reference, which logs and skips a dataset whose action encoding is not end-effector delta,
 resolving a mixture fails on it: a silently smaller mixture is a different experiment.
 
-User-defined mixtures (hydra, `configs/mixture/*.yaml`):
+User-defined mixtures come from the hydra `data` group (`vla.data.config.DataConfig`):
 
-    name: null                  # or a key of MIXTURES
-    data_root: /data/oxe        # holds <tfds_name>/<version>/ for every dataset
-    datasets:
-      - {name: bridge_orig, weight: 1.0}
-      - {name: my_sim_data, weight: 2.0, path: outputs/data/my_sim_data/1.0.0}   # any RLDSWriter output
+    data:
+      data_root: /data/oxe        # holds <tfds_name>/<version>/ for every registered name
+      datasets:
+        - {name: bridge_orig, weight: 1.0}
+        - {path: outputs/data/my_sim_data/1.0.0, weight: 2.0}   # any RLDSWriter output
+    # or: data.mixture=oxe_magic_soup_plus_minus
+
+`resolve_datasets(cfg.data.mixture or cfg.data.datasets, data_root=cfg.data.data_root)` turns either into
+directories and specs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -122,8 +126,8 @@ def _entry(e: Any) -> tuple[str, float]:
         if "name" not in e:
             raise ValueError(f"a mixture entry needs a 'name' (and optionally 'weight'), got {dict(e)}")
         return str(e["name"]), float(e.get("weight", 1.0))
-    if isinstance(e, MixtureEntry):
-        return e.name, float(e.weight)
+    if hasattr(e, "name") and hasattr(e, "weight"):  # e.g. vla.data.config.DatasetEntry
+        return str(e.name), float(e.weight)
     if isinstance(e, str):
         return e, 1.0
     try:
@@ -144,62 +148,59 @@ def sampling_weights(mixture: Sequence[tuple[str, float]], num_transitions: Mapp
     return w / w.sum()
 
 
-@dataclass
-class MixtureEntry:
-    """One dataset of a user-defined mixture. `path` overrides `<data_root>/<tfds_name>/<version>`."""
-
-    name: str = "???"
-    weight: float = 1.0
-    path: Optional[str] = None
-
-
-@dataclass
+@dataclass(frozen=True)
 class ResolvedDataset:
+    """One dataset of a mixture, ready for the loader: its weight, directory and spec."""
+
     name: str
     weight: float
     dataset_dir: Path
     spec: DatasetSpec
 
 
-@dataclass
-class MixtureConfig:
-    """Hydra schema of the `mixture` config group: a named mixture or an explicit dataset list."""
+def resolve_datasets(
+    datasets: str | Sequence[Any], *, data_root: str | os.PathLike = "data"
+) -> list[ResolvedDataset]:
+    """A named mixture / dataset name, or hydra entries `{name?, path?, weight}`, -> datasets with dirs and specs.
 
-    name: Optional[str] = None
-    data_root: str = "data"
-    datasets: list[MixtureEntry] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.name is None and not self.datasets:
-            raise ValueError("a mixture config needs `name` (one of MIXTURES) or a non-empty `datasets` list")
-        if self.name is not None and self.datasets:
-            raise ValueError("a mixture config takes `name` or `datasets`, not both")
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> "MixtureConfig":
-        """From a hydra/OmegaConf node or a plain dict, with type checks (a typo'd key is an error)."""
-        from omegaconf import OmegaConf
-
-        plain = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
-        d = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(cls), plain), resolve=True)
-        return cls(name=d["name"], data_root=d["data_root"], datasets=[MixtureEntry(**e) for e in d["datasets"]])
-
-    def resolve(self) -> list[ResolvedDataset]:
-        """Each dataset with its directory and spec (directories must exist)."""
-        if self.name is not None:
-            pairs = [(n, w, None) for n, w in resolve_mixture(self.name)]
+    An entry with a `path` is read from that directory, with the spec of `name` when given, else of the
+    dataset's own name, else (any `RLDSWriter` output) the generic `vla_episodes` spec under its name.
+    An entry with only a `name` lives in `<data_root>/<tfds_name>/<version>`. Accepts the entries of
+    `vla.data.config.DataConfig.datasets` (objects with `name`/`path`/`weight`) or plain dicts.
+    """
+    if isinstance(datasets, str):
+        entries = [(name, weight, None) for name, weight in resolve_mixture(datasets)]
+    else:
+        entries = [_entry_with_path(e) for e in datasets]
+    if not entries:
+        raise ValueError("a mixture needs at least one dataset")
+    by_name = [(n, w) for n, w, p in entries if p is None]
+    if by_name:
+        resolve_mixture(by_name)  # validates names (close-name suggestions), weights and encodings
+    out: list[ResolvedDataset] = []
+    for name, weight, path in entries:
+        if path is not None:
+            dataset_dir = Path(os.path.expanduser(os.fspath(path)))
+            spec = spec_for_directory(dataset_dir, name)
         else:
-            pairs = [(e.name, e.weight, e.path) for e in self.datasets]
-            by_name = [(n, w) for n, w, p in pairs if p is None]
-            if by_name:
-                resolve_mixture(by_name)  # validates registered names and weights
-        out = []
-        for name, weight, path in pairs:
-            if path is not None:
-                dataset_dir = Path(os.path.expanduser(path))
-                spec = spec_for_directory(dataset_dir, name)
-            else:
-                spec = get_dataset_spec(name)
-                dataset_dir = spec.find_dir(os.path.expanduser(self.data_root))
-            out.append(ResolvedDataset(name=name, weight=float(weight), dataset_dir=dataset_dir, spec=spec))
-        return out
+            spec = get_dataset_spec(name)
+            dataset_dir = spec.find_dir(os.path.expanduser(os.fspath(data_root)))
+        if any(r.spec.name == spec.name for r in out):
+            raise ValueError(f"dataset {spec.name!r} appears twice in the mixture; statistics are keyed by name, "
+                             "so give each entry its own name")
+        out.append(ResolvedDataset(name=spec.name, weight=float(weight), dataset_dir=dataset_dir, spec=spec))
+    return out
+
+
+def _entry_with_path(e: Any) -> tuple[str | None, float, str | None]:
+    if isinstance(e, (str, tuple, list)):
+        name, weight = _entry(e)
+        return name, weight, None
+    get = e.get if isinstance(e, Mapping) or hasattr(e, "keys") else (lambda k, d=None: getattr(e, k, d))
+    name, path, weight = get("name", None), get("path", None), get("weight", 1.0)
+    if name is None and path is None:
+        raise ValueError(f"a mixture entry needs a `name` (registered dataset) or a `path`, got {e!r}")
+    weight = 1.0 if weight is None else float(weight)
+    if weight < 0 or not np.isfinite(weight):
+        raise ValueError(f"mixture weight for {name or path!r} must be a finite number >= 0, got {weight}")
+    return name, weight, path
