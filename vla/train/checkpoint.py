@@ -2,7 +2,7 @@
 
 Layout of one checkpoint, `<output_dir>/checkpoints/step_000500/`:
     model/               a standalone model directory (`save_pretrained` + processor + statistics), or
-    adapter/             the LoRA adapter only (the base is `model.init_from` in config.yaml)
+    adapter/             the LoRA adapter only (the base is `init_from` in config.yaml)
     trainer_state.pt     step, optimizer and scheduler state (full, unsharded), metrics so far
     rank_00000.pt        per process: RNG states (python, numpy, torch, cuda) and the data-loader position
     config.yaml          the resolved training config

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
+from vla.model.schema import ModelConfig
+
 
 class FinetuneMode(str, Enum):
     """What is trained. `lora` follows OpenVLA (adapters on every linear layer of both towers, projector
@@ -118,20 +120,6 @@ class TrainerConfig:
 
 
 @dataclass
-class ModelSource:
-    """Where the model comes from.
-
-    `init_from: scratch` builds a fresh model from the `vla.model` preset `preset` (e.g. `tiny`) with
-    `overrides` applied to its config; any other value is a local checkpoint directory (a saved
-    `VLAForActionPrediction`, e.g. an imported OpenVLA-7B). Nothing is downloaded.
-    """
-
-    init_from: str = "scratch"
-    preset: str = "tiny"
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class DataSource:
     """Training data: RLDS dataset directories (or registered names), sampled by weight.
 
@@ -160,9 +148,15 @@ class DataSource:
 
 @dataclass
 class TrainConfig:
-    """Root config of `vla-train`."""
+    """Root config of `vla-train`.
 
-    model: ModelSource = field(default_factory=ModelSource)
+    `init_from: scratch` builds a fresh model from the `model` preset (`model=tiny model.llm.num_layers=4`);
+    any other value is a local checkpoint directory (a saved `VLAForActionPrediction`, e.g. an imported
+    OpenVLA-7B), whose own config is used and `model` is ignored. Nothing is downloaded.
+    """
+
+    init_from: str = "scratch"  # scratch (build `model`) or a local checkpoint directory (its config wins)
+    model: ModelConfig = field(default_factory=ModelConfig)  # a preset from configs/model/ (vla.model.schema)
     data: DataSource = field(default_factory=DataSource)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output_dir: str = "outputs/train"

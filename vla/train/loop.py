@@ -73,17 +73,16 @@ class Trainer:
 
         self.data = build_data(cfg.data, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size)
         lora = t.mode == FinetuneMode.lora
-        bundle = build_model(cfg.model, load_dtype=torch.bfloat16 if (self.use_bf16 and lora) else None,
+        bundle = build_model(cfg.init_from, cfg.model, load_dtype=torch.bfloat16 if (self.use_bf16 and lora) else None,
                              weights_dir=resume_from / "model" if (resume_from is not None and not lora) else None)
         self.processor, self.base_dir = bundle.processor, bundle.base_dir
         if t.mode == FinetuneMode.lora and self.base_dir is None:
-            raise ValueError("trainer.mode=lora adapts a pretrained model: set model.init_from=<checkpoint dir> "
+            raise ValueError("trainer.mode=lora adapts a pretrained model: set init_from=<checkpoint dir> "
                              "(training from scratch needs trainer.mode=full)")
         model = bundle.model
-        # The new dataset's statistics travel inside the saved config under their own unnorm_key.
-        norm_stats = dict(model.config.norm_stats or {})
-        norm_stats[self.data.unnorm_key] = self.data.statistics.to_dict()
-        model.config.norm_stats = norm_stats
+        # The checkpoint carries the statistics of the data it was trained on, under their unnorm_keys, so a
+        # model fine-tuned on a new robot un-normalizes with that robot's statistics (the base's stay in the base).
+        model.config.norm_stats = self._statistics_dict()
         self.decoder = ActionTokenDecoder.from_config(model.config)
 
         model = prepare_for_mode(model, t.mode, t.lora)
@@ -300,7 +299,7 @@ class Trainer:
         return path
 
     def _statistics_dict(self) -> dict:
-        return {self.data.unnorm_key: self.data.statistics.to_dict()}
+        return {key: stats.to_dict() for key, stats in self.data.norm_stats.items()}
 
     def _write_model(self, d: Path, msd: dict) -> None:
         lora = self.cfg.trainer.mode == FinetuneMode.lora

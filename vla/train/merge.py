@@ -4,7 +4,7 @@ OpenVLA's merge loads the whole 7B base on every rank and runs out of memory (fa
 merge is plain tensor arithmetic on the files, in one process: for each base shard, load it, add
 `scale * B @ A` to the weights the adapter targets, write the shard out, free it. Peak host memory is the
 largest shard plus the adapter, not the model. The output is a standalone checkpoint directory: the base
-`config.json` with the adapter's statistics added to `norm_stats`, the merged shards (same sharding and
+`config.json` with `norm_stats` set to the adapter's (fine-tuning data) statistics, the merged shards (same sharding and
 index as the base), the processor files and `dataset_statistics.json`.
 """
 
@@ -170,8 +170,8 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, *, base_dir: 
 
     config = json.loads((base_dir / "config.json").read_text())
     stats_path = adapter_dir / STATISTICS_FILE
-    if stats_path.is_file():
-        config.setdefault("norm_stats", {}).update(json.loads(stats_path.read_text()))
+    if stats_path.is_file():  # the fine-tuning data's statistics replace the base's (as vla-train saves them)
+        config["norm_stats"] = json.loads(stats_path.read_text())
     (output_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
 
     # processor, tokenizer, statistics: from the adapter dir (saved with the run), else from the base
@@ -179,12 +179,5 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, *, base_dir: 
         for p in src.iterdir():
             if p.is_file() and p.name not in _SKIP_COPY and not p.name.endswith(".safetensors"):
                 shutil.copy2(p, output_dir / p.name)
-    if stats_path.is_file():
-        merged = {}
-        base_stats = base_dir / STATISTICS_FILE
-        if base_stats.is_file():
-            merged.update(json.loads(base_stats.read_text()))
-        merged.update(json.loads(stats_path.read_text()))
-        (output_dir / STATISTICS_FILE).write_text(json.dumps(merged, indent=2))
     logger.info("merged %d LoRA weights (scale %.4g) into %s", len(lora), scale, output_dir)
     return output_dir

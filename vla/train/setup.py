@@ -1,6 +1,6 @@
 """The two things the trainer plugs in: the model (+ processor) and the data (+ statistics).
 
-Model: `model.init_from=scratch` builds a `vla.model` preset (e.g. `tiny`) with a project-made tokenizer;
+Model: `init_from=scratch` builds the `model` preset (e.g. `tiny`, configs/model/) with a project-made tokenizer;
 otherwise `init_from` is a local checkpoint directory (`VLAForActionPrediction.from_pretrained`).
 Data: RLDS dataset directories read by `vla.data.loader`, normalized with statistics from
 `vla.data.statistics`; a held-out set of whole episodes per dataset serves validation.
@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from vla.train.config import DataSource, ModelSource
+from vla.model.schema import ModelConfig
+from vla.train.config import DataSource
 from vla.train.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -34,34 +35,28 @@ class ModelBundle:
     base_dir: Path | None  # the pretrained checkpoint it started from (None: scratch)
 
 
-def build_model(source: ModelSource, *, load_dtype: torch.dtype | None = None,
+def build_model(init_from: str, model_cfg: ModelConfig, *, load_dtype: torch.dtype | None = None,
                 weights_dir: Path | None = None) -> ModelBundle:
-    """The model and processor `source` names; `weights_dir` (a checkpoint's model/) replaces the weights."""
+    """The model and processor to train; `weights_dir` (a checkpoint's model/) replaces the weights (resume)."""
     from vla.model.modeling_vla import VLAForActionPrediction
     from vla.model.processing_vla import VLAProcessor
 
-    if source.init_from == "scratch":
+    if init_from == "scratch":
         from vla.model.presets import build_preset
 
-        if source.preset == "":
-            raise ValueError("model.init_from=scratch needs model.preset (e.g. tiny)")
-        config, processor = build_preset(source.preset, **dict(source.overrides))
+        config, processor = build_preset(model_cfg)
         base_dir = None
         if weights_dir is None:
-            model = VLAForActionPrediction(config)
-            logger.info("built model preset %r from scratch", source.preset)
-            return ModelBundle(model, processor, None)
+            logger.info("building model preset %r from scratch", model_cfg.name)
+            return ModelBundle(VLAForActionPrediction(config), processor, None)
     else:
-        base_dir = Path(source.init_from).expanduser()
+        base_dir = Path(init_from).expanduser()
         if not (base_dir / "config.json").is_file():
             hint = "it does not exist" if not base_dir.exists() else "it has no config.json"
             raise FileNotFoundError(
-                f"model.init_from={source.init_from!r} is not a checkpoint directory ({hint}). Give a directory "
-                "written by vla-train / save_pretrained, convert a released OpenVLA one with `vla-import`, or use "
-                "model.init_from=scratch"
+                f"init_from={init_from!r} is not a checkpoint directory ({hint}). Give a directory written by "
+                "vla-train / save_pretrained, convert a released OpenVLA one with `vla-import`, or use init_from=scratch"
             )
-        if source.overrides:
-            raise ValueError("model.overrides only apply to model.init_from=scratch; a checkpoint keeps its config")
         processor = VLAProcessor.from_pretrained(base_dir)
     path = weights_dir or base_dir
     kwargs = {"dtype": load_dtype} if load_dtype is not None else {}
@@ -103,8 +98,8 @@ def load_adapter_weights(model: torch.nn.Module, adapter_dir: Path) -> None:
 
 @dataclass
 class DataBundle:
-    unnorm_key: str
-    statistics: Any  # DatasetStatistics of the dataset the checkpoint un-normalizes with
+    unnorm_key: str  # the key of the first dataset (the one a single-dataset fine-tune un-normalizes with)
+    norm_stats: dict[str, Any]  # unnorm_key -> DatasetStatistics, one per training dataset
     train: Any  # iterable of frame samples with state_dict() / load_state_dict()
     make_val: Callable[[], Iterable[dict]] | None  # a fresh, deterministic pass over held-out frames
     num_train_episodes: int

@@ -1,0 +1,117 @@
+"""vla-merge: LoRA adapter + base -> standalone checkpoint, shard by shard; merged logits == adapter logits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vla.core.statistics import ArrayStatistics, DatasetStatistics
+
+# A tiny VLA small enough that building, saving and merging take well under a second.
+SMALL = {
+    "image_size": 28,
+    "dino": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "mlp_dim": 64},
+    "siglip": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "mlp_dim": 64},
+    "llm": {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 4, "intermediate_size": 128},
+}
+
+
+def _stats(scale: float) -> dict:
+    rng = np.random.default_rng(int(scale * 100))
+    mask = np.array([True] * 6 + [False])
+    return DatasetStatistics(ArrayStatistics.compute(rng.normal(0, scale, (50, 7)), mask=mask),
+                             num_transitions=50, num_trajectories=5).to_dict()
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory):
+    from vla.model.presets import build_model
+    from vla.train.config import FinetuneMode, LoraSettings
+    from vla.train.lora import prepare_for_mode
+    from vla.train.setup import save_model_dir
+
+    root = tmp_path_factory.mktemp("merge")
+    model, processor = build_model("tiny", seed=0, **SMALL)
+    model.config.norm_stats = {"robot_a": _stats(1.0)}
+    model.save_pretrained(root / "base", max_shard_size="300KB")
+    processor.save_pretrained(root / "base")
+    peft_model = prepare_for_mode(model, FinetuneMode.lora, LoraSettings(rank=4, alpha=8))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # B starts at zero; give the adapter a real effect
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    save_model_dir(peft_model, processor, peft_model.state_dict(), root / "adapter",
+                   statistics={"robot_b": _stats(2.0)}, lora=True, base_dir=root / "base")
+    return root, peft_model.eval(), processor
+
+
+def _batch(processor):
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (40, 40, 3), dtype=np.uint8) for _ in range(2)]
+    return processor(images, ["pick up the red cube", "open the drawer"])
+
+
+def test_merged_logits_equal_adapter_logits(lora_run, monkeypatch):
+    import safetensors.torch
+
+    from vla.model.modeling_vla import VLAForActionPrediction
+    from vla.model.policy import VLAPolicy
+    from vla.train.merge import merge_adapter
+
+    root, peft_model, processor = lora_run
+    base_shards = sorted(p.name for p in (root / "base").glob("model-*.safetensors"))
+    assert len(base_shards) > 1, "the base must be sharded for this test to mean anything"
+    loaded = []
+    real_load = safetensors.torch.load_file
+    monkeypatch.setattr(safetensors.torch, "load_file", lambda path, *a, **k: loaded.append(Path(path).name) or real_load(path, *a, **k))
+
+    out = merge_adapter(root / "adapter", root / "merged")  # base found through adapter_config.json
+
+    # one shard in memory at a time: every base shard read exactly once, by itself, plus the adapter
+    assert sorted(n for n in loaded if n.startswith("model-")) == base_shards
+    assert sorted(p.name for p in out.glob("model-*.safetensors")) == base_shards
+    batch = _batch(processor)
+    merged = VLAForActionPrediction.from_pretrained(str(out)).eval()
+    with torch.no_grad():
+        want = peft_model(**batch).logits
+        got = merged(**batch).logits
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (got - want).abs().max()
+    with torch.no_grad():
+        base = VLAForActionPrediction.from_pretrained(str(root / "base")).eval()(**batch).logits
+    assert not torch.allclose(base, want, atol=1e-3), "the adapter changed nothing; the test would be vacuous"
+    # standalone: config statistics are the fine-tuning data's, processor files travel, the policy loads it
+    assert sorted(json.loads((out / "config.json").read_text())["norm_stats"]) == ["robot_b"]
+    policy = VLAPolicy.from_pretrained(out)
+    assert policy.unnorm_key == "robot_b"
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    r = subprocess.run([sys.executable, "-m", "vla.cli.merge", *args], cwd=cwd, capture_output=True, text=True,
+                       env=env, timeout=120)
+    r.output = r.stdout + r.stderr  # hydra logs to stdout, errors go to stderr
+    return r
+
+
+def test_cli_merges_and_reports_bad_input(lora_run, tmp_path):
+    root, _, _ = lora_run
+    r = _cli(f"adapter={root / 'adapter'}", f"output={tmp_path / 'm'}", f"base={root / 'base'}", cwd=tmp_path)
+    assert r.returncode == 0, r.output
+    assert (tmp_path / "m" / "config.json").is_file() and (tmp_path / "m" / "dataset_statistics.json").is_file()
+
+    r = _cli(f"adaptr={root / 'adapter'}", f"output={tmp_path / 'x'}", cwd=tmp_path)  # typo in a key
+    assert r.returncode != 0 and "adaptr" in r.output and "Hint: vla-merge takes adapter=" in r.output
+
+    r = _cli(f"adapter={root / 'adapter'}", f"output={tmp_path / 'y'}", f"base={tmp_path / 'nowhere'}", cwd=tmp_path)
+    assert r.returncode != 0 and "base checkpoint" in r.output and "nowhere" in r.output
+
+    r = _cli(f"adapter={root / 'adapter'}", f"output={tmp_path / 'm'}", f"base={root / 'base'}", cwd=tmp_path)
+    assert r.returncode != 0 and "already holds a checkpoint" in r.output
