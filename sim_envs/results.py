@@ -46,8 +46,10 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
     denom = 1.0 + z2 / n
     center = (p + z2 / (2 * n)) / denom
     half = z / denom * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    # Clamp the floating-point residue at the edges (e.g. 1.0000000000000002).
-    return max(0.0, center - half), min(1.0, center + half)
+    # At 0 or n successes the bound is exactly 0 or 1; the formula leaves a floating-point residue there.
+    low = 0.0 if successes == 0 else max(0.0, center - half)
+    high = 1.0 if successes == n else min(1.0, center + half)
+    return low, high
 
 
 @dataclass
