@@ -1,0 +1,547 @@
+"""Torch loader of frames and windows over weighted mixtures of RLDS datasets (TensorFlow-free).
+
+    from vla.data.config import DataConfig, DatasetEntry
+    from vla.data.loader import RLDSLoader
+    loader = RLDSLoader(DataConfig(datasets=[DatasetEntry(path="outputs/data/sim_pick/1.0.0")]))
+    for sample in loader:            # endless training stream of per-sample dicts
+        ...
+    for batch in loader.batches(32): # or stacked torch batches
+        ...
+    state = loader.state_dict()      # exact position; RLDSLoader(cfg).load_state_dict(state) continues there
+
+Pipeline (one job per stage, as the reference's): read an episode (`RLDSReader`, images left encoded) ->
+standardize (`vla.data.oxe` spec of the dataset) -> normalize action/proprio (BOUNDS_Q99 with the
+dataset's statistics from `vla.data.statistics`) -> cut frames or windows, holding only encoded JPEG bytes
+-> weighted mixture + shuffle buffer -> decode, rotate, resize, augment -> sample.
+
+Determinism and resume: the sample sequence is a function of (seed, num_streams, chunk_size) only. Each of
+`num_streams` streams owns a share of every dataset's episode order (a fresh permutation per epoch), its own
+random generator and shuffle buffer (`shuffle_buffer / num_streams` samples), and produces chunks of
+`chunk_size` samples; chunks are delivered round-robin over streams. DataLoader workers host whole streams
+(so any `num_workers` dividing `num_streams` gives the same samples). Each chunk carries its stream's state
+after it (generator state, episode cursors and the buffer as (dataset, episode, step) references, not
+bytes); `state_dict()` is those states plus the position inside the current chunk, and restoring re-reads
+the referenced episodes, so resuming costs O(buffer) reads, not a replay.
+
+Sample layout (frames): images {cam: uint8 (H, W, 3)}, action float32 (7,) normalized, proprio float32 (P,)
+normalized, instruction str, dataset str, episode_id str, step int.
+Windows add a time axis: images {cam: (Th + Tf, H, W, 3)}, proprio (Th + Tf, P), action (K, 7), with
+frame_is_pad (Th + Tf,) and action_is_pad (K,) (padding repeats the first/last frame or action).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from vla.core.statistics import DatasetStatistics
+from vla.data.augmentation import augment, center_crop, resize_image, sample_params
+from vla.data.config import DataConfig, to_data_config
+from vla.data.rlds_reader import RLDSReader, decode_image
+
+logger = logging.getLogger(__name__)
+
+_STATE_VERSION = 1
+
+
+# ------------------------------------------------------------------------------------------------ sources
+@dataclass
+class Source:
+    """One resolved dataset of the mixture."""
+
+    name: str
+    dataset_dir: Path
+    spec: Any  # vla.data.oxe.DatasetSpec
+    weight: float
+    statistics: DatasetStatistics
+    num_episodes: int
+
+
+def resolve_sources(cfg: DataConfig) -> list[Source]:
+    """Dataset directories, specs and statistics of the configured mixture (statistics cached on disk)."""
+    from vla.data.oxe import resolve_datasets
+    from vla.data.statistics import get_dataset_statistics
+
+    resolved = resolve_datasets(cfg.mixture if cfg.mixture is not None else cfg.datasets, data_root=cfg.data_root)
+    sources = []
+    for r in resolved:
+        missing = [c for c in cfg.cameras if not r.spec.image_keys.get(c)]
+        if missing:
+            raise KeyError(
+                f"dataset {r.name!r} ({r.dataset_dir}) has no {missing} camera (its cameras: {list(r.spec.cameras)}); "
+                f"set data.cameras to a subset of them"
+            )
+        reader = RLDSReader(r.dataset_dir)
+        reader.check_keys({f"steps/observation/{r.spec.image_keys[c]}" for c in cfg.cameras
+                           if c not in r.spec.optional_cameras})
+        stats = get_dataset_statistics(r.dataset_dir, r.spec, cache_dir=cfg.statistics_cache)
+        n = reader.num_episodes(cfg.split)
+        if n == 0:
+            raise ValueError(f"dataset {r.name!r} has no episodes in split {cfg.split!r} ({r.dataset_dir})")
+        sources.append(Source(r.name, Path(r.dataset_dir), r.spec, r.weight, stats, n))
+    return sources
+
+
+def sampling_probabilities(sources: Sequence[Source]) -> np.ndarray:
+    """weight x num_transitions, normalized (as the reference's balanced interleave)."""
+    from vla.data.oxe import sampling_weights
+
+    return sampling_weights([(s.name, s.weight) for s in sources], {s.name: s.statistics.num_transitions for s in sources})
+
+
+# ---------------------------------------------------------------------------------------------- episodes
+class _EpisodeSource:
+    """Reads, standardizes and normalizes episodes of one dataset (one per process: open files are cached)."""
+
+    def __init__(self, source: Source, cfg: DataConfig) -> None:
+        self.source = source
+        self.cfg = cfg
+        self.reader = RLDSReader(source.dataset_dir)
+        self.refs = self.reader.episode_refs(cfg.split)
+        spec = source.spec
+        image_keys = {f"steps/observation/{spec.image_keys[c]}" for c in cfg.cameras}
+        self.keys = {leaf.key for leaf in self.reader.spec.leaves() if leaf.kind != "image"} | (
+            image_keys & {leaf.key for leaf in self.reader.spec.leaves()})
+        self._files: dict[str, Any] = {}
+
+    def load(self, index: int) -> dict[str, Any]:
+        ref = self.refs[index]
+        f = self._files.get(ref.shard)
+        if f is None:
+            if len(self._files) >= 8:
+                self._files.pop(next(iter(self._files))).close()
+            f = self._files[ref.shard] = open(ref.shard, "rb")
+        raw = self.reader.read_episode(ref, keys=self.keys, file=f)
+        std = self.source.spec.standardize(raw)
+        stats = self.source.statistics
+        action = stats.action.normalize(std["action"])
+        proprio = std["proprio"]
+        if stats.proprio is not None and proprio.shape[1] > 0:
+            proprio = stats.proprio.normalize(proprio)
+        missing = [c for c in self.cfg.cameras if c not in std["images"]]
+        if missing:
+            raise KeyError(
+                f"episode {index} of {self.source.name!r} ({ref.shard}) has no {missing} images; set data.cameras "
+                f"to cameras every episode has"
+            )
+        keep = np.arange(action.shape[0])
+        if getattr(self.source.spec, "filter_zero_actions", False):
+            keep = keep[np.any(std["action"][:, :6] != 0, axis=1)]  # the reference drops no-op frames (DROID)
+        meta = std.get("metadata", {})
+        ep_id = meta.get("episode_id", index)
+        ep_id = ep_id.decode() if isinstance(ep_id, bytes) else str(ep_id)
+        return {"images": {c: std["images"][c] for c in self.cfg.cameras}, "action": action,
+                "proprio": proprio.astype(np.float32), "instruction": std["instruction"], "keep": keep,
+                "episode_id": ep_id, "index": index}
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+
+def _make_item(d: int, ep: dict[str, Any], t: int, cfg: DataConfig) -> tuple:
+    """What the shuffle buffer holds for step t: references to encoded frames and small arrays (copied)."""
+    w = cfg.window
+    n = ep["action"].shape[0]
+    if w.is_frames:
+        images = {c: ep["images"][c][t] for c in cfg.cameras}
+        return (d, ep["index"], t, images, ep["action"][t].copy(), ep["proprio"][t].copy(), ep["instruction"],
+                ep["episode_id"], None, None)
+    frames = np.arange(t - w.history + 1, t + w.future_frames + 1)
+    frame_pad = (frames < 0) | (frames >= n)
+    frames = np.clip(frames, 0, n - 1)
+    acts = np.arange(t, t + w.action_chunk)
+    action_pad = acts >= n
+    acts = np.minimum(acts, n - 1)
+    images = {c: tuple(ep["images"][c][i] for i in frames) for c in cfg.cameras}
+    return (d, ep["index"], t, images, ep["action"][acts], ep["proprio"][frames], ep["instruction"], ep["episode_id"],
+            frame_pad, action_pad)
+
+
+# ------------------------------------------------------------------------------------------------ streams
+class _Stream:
+    """One deterministic stream: mixture sampling, per-dataset episode order, shuffle buffer, frame processing."""
+
+    def __init__(self, stream_id: int, sources: list[Source], probs: np.ndarray, cfg: DataConfig, train: bool,
+                 state: dict | None = None) -> None:
+        self.id = stream_id
+        self.sources = sources
+        self.probs = probs
+        self.cfg = cfg
+        self.train = train
+        self.buffer_size = max(1, cfg.shuffle_buffer // cfg.num_streams)
+        self._episodes: list[_EpisodeSource | None] = [None] * len(sources)
+        self._perm_cache: dict[tuple[int, int], np.ndarray] = {}
+        state = state or initial_stream_state(stream_id, cfg, len(sources))
+        self.rng = np.random.Generator(np.random.PCG64())
+        self.rng.bit_generator.state = state["rng"]
+        self.cursor = list(state["cursor"])  # per dataset: next global episode position of this stream
+        self.current = list(state["current"])  # per dataset: [episode index or -1, next step position]
+        self.emitted = int(state["emitted"])
+        self._pending_buffer = np.asarray(state["buffer"], np.int64).reshape(-1, 3)
+        self.buffer: list[tuple] = []
+        self._ep: list[dict | None] = [None] * len(sources)
+
+    # episode order: global position g -> (epoch, position) -> episode index of a per-epoch permutation
+    def _episode_at(self, d: int, g: int) -> int:
+        n = self.sources[d].num_episodes
+        epoch, pos = divmod(g, n)
+        key = (d, epoch)
+        perm = self._perm_cache.get(key)
+        if perm is None:
+            if not self.train:
+                perm = np.arange(n)
+            else:
+                perm = np.random.default_rng([self.cfg.seed, d, epoch, 7]).permutation(n)
+            self._perm_cache = {k: v for k, v in self._perm_cache.items() if k[0] != d}
+            self._perm_cache[key] = perm
+        return int(perm[pos])
+
+    def _episode_source(self, d: int) -> _EpisodeSource:
+        src = self._episodes[d]
+        if src is None:
+            src = self._episodes[d] = _EpisodeSource(self.sources[d], self.cfg)
+        return src
+
+    def _load(self, d: int, index: int) -> dict:
+        return self._episode_source(d).load(index)
+
+    def _next_item(self) -> tuple:
+        d = int(self.rng.choice(len(self.sources), p=self.probs)) if len(self.sources) > 1 else 0
+        tries = 0
+        while True:
+            index, pos = self.current[d]
+            ep = self._ep[d]
+            if index >= 0 and (ep is None or ep["index"] != index):
+                ep = self._ep[d] = self._load(d, index)
+            if ep is not None and index >= 0 and pos < len(ep["keep"]):
+                self.current[d] = [index, pos + 1]
+                return _make_item(d, ep, int(ep["keep"][pos]), self.cfg)
+            index = self._episode_at(d, self.cursor[d])
+            self.cursor[d] += self.cfg.num_streams
+            self.current[d] = [index, 0]
+            tries += 1
+            if tries > self.sources[d].num_episodes + 1:
+                raise ValueError(f"dataset {self.sources[d].name!r}: no episode has any step to sample")
+
+    def _restore_buffer(self) -> None:
+        by_episode: dict[tuple[int, int], dict] = {}
+        for d, index, t in self._pending_buffer.tolist():
+            ep = by_episode.get((d, index))
+            if ep is None:
+                ep = by_episode[(d, index)] = self._load(d, index)
+            self.buffer.append(_make_item(d, ep, t, self.cfg))
+        self._pending_buffer = None
+
+    def next_items(self, n: int) -> list[tuple]:
+        if self._pending_buffer is not None:
+            self._restore_buffer()
+        out = []
+        for _ in range(n):
+            while len(self.buffer) < self.buffer_size:
+                self.buffer.append(self._next_item())
+            i = int(self.rng.integers(len(self.buffer)))
+            self.buffer[i], self.buffer[-1] = self.buffer[-1], self.buffer[i]
+            out.append(self.buffer.pop())
+        return out
+
+    def next_chunk(self, n: int, skip: int = 0) -> dict:
+        """The next n samples, processed and stacked; the first `skip` are drawn but not decoded."""
+        items = self.next_items(n)
+        first = self.emitted
+        self.emitted += n
+        samples = [self._process(item, first + k) for k, item in enumerate(items) if k >= skip]
+        return {"stream": self.id, "skip": skip, "batch": collate_samples(samples) if samples else None,
+                "state": self.state()}
+
+    def _process(self, item: tuple, sample_index: int) -> dict:
+        d, _, t, images, action, proprio, instruction, episode_id, frame_pad, action_pad = item
+        cfg = self.cfg
+        size = (cfg.image_size, cfg.image_size)
+        params = None
+        if self.train and cfg.image_augmentation:
+            params = sample_params(np.random.default_rng([cfg.seed, self.id, sample_index, 11]), cfg.augmentation)
+        rotate = bool(getattr(self.sources[d].spec, "rotate_images_180", False))
+
+        def frame(data: bytes) -> np.ndarray:
+            img = decode_image(data)
+            if rotate:
+                img = img[::-1, ::-1]
+            img = resize_image(img, size)
+            if params is not None:
+                return augment(img, params)
+            if not self.train and cfg.center_crop:
+                return center_crop(img, cfg.augmentation.crop_scale)
+            return np.ascontiguousarray(img)
+
+        if frame_pad is None:
+            out_images = {c: frame(b) for c, b in images.items()}
+        else:
+            out_images = {c: np.stack([frame(b) for b in seq]) for c, seq in images.items()}
+        sample = {"images": out_images, "action": action, "proprio": proprio, "instruction": instruction,
+                  "dataset": self.sources[d].name, "episode_id": episode_id, "step": t}
+        if frame_pad is not None:
+            sample["frame_is_pad"] = frame_pad
+            sample["action_is_pad"] = action_pad
+        return sample
+
+    def state(self) -> dict:
+        buf = [(it[0], it[1], it[2]) for it in self.buffer] if self._pending_buffer is None else self._pending_buffer
+        return {"rng": self.rng.bit_generator.state, "cursor": list(self.cursor),
+                "current": [list(c) for c in self.current], "emitted": self.emitted,
+                "buffer": np.asarray(buf, np.int32).reshape(-1, 3)}
+
+    def close(self) -> None:
+        for src in self._episodes:
+            if src is not None:
+                src.close()
+
+
+def initial_stream_state(stream_id: int, cfg: DataConfig, num_sources: int) -> dict:
+    rng = np.random.Generator(np.random.PCG64([cfg.seed, stream_id, 3]))
+    return {"rng": rng.bit_generator.state, "cursor": [stream_id] * num_sources,
+            "current": [[-1, 0] for _ in range(num_sources)], "emitted": 0, "buffer": np.zeros((0, 3), np.int32)}
+
+
+def collate_samples(samples: list[dict]) -> dict:
+    """Stack per-sample dicts into a batch of numpy arrays (strings stay lists)."""
+    out: dict[str, Any] = {"images": {c: np.stack([s["images"][c] for s in samples]) for c in samples[0]["images"]}}
+    for k in ("action", "proprio", "frame_is_pad", "action_is_pad"):
+        if k in samples[0]:
+            out[k] = np.stack([s[k] for s in samples])
+    out["step"] = np.array([s["step"] for s in samples], np.int64)
+    for k in ("instruction", "dataset", "episode_id"):
+        out[k] = [s[k] for s in samples]
+    return out
+
+
+def split_batch(batch: dict, start: int = 0) -> Iterator[dict]:
+    """Per-sample dicts (numpy views) from a collated batch."""
+    n = len(batch["instruction"])
+    for i in range(start, n):
+        s = {"images": {c: np.asarray(v[i]) for c, v in batch["images"].items()}}
+        for k, v in batch.items():
+            if k == "images":
+                continue
+            s[k] = v[i] if isinstance(v, list) else np.asarray(v[i])
+        s["step"] = int(s["step"])
+        yield s
+
+
+def to_torch(batch: dict) -> dict:
+    """numpy arrays of a collated batch -> torch tensors (zero copy)."""
+    out = {"images": {c: torch.from_numpy(v) for c, v in batch["images"].items()}}
+    for k, v in batch.items():
+        if k != "images":
+            out[k] = torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+    return out
+
+
+# ---------------------------------------------------------------------------------------- torch plumbing
+def _identity(x: Any) -> Any:
+    return x
+
+
+class _StreamsDataset:
+    """torch IterableDataset body: each worker runs its share of the streams, round-robin, forever."""
+
+    def __init__(self, sources: list[Source], probs: np.ndarray, cfg: DataConfig, train: bool,
+                 states: list[dict], first_stream: int, skip: int) -> None:
+        self.sources, self.probs, self.cfg, self.train = sources, probs, cfg, train
+        self.states, self.first_stream, self.skip = states, first_stream, skip
+
+    def __iter__(self) -> Iterator[dict]:
+        info = torch.utils.data.get_worker_info()
+        num_workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        if info is not None:
+            torch.set_num_threads(1)  # a busy box: one thread per loader process
+        s_total = self.cfg.num_streams
+        order = [(self.first_stream + j) % s_total for j in range(s_total)]
+        mine = [_Stream(s, self.sources, self.probs, self.cfg, self.train, self.states[s]) for s in order[worker::num_workers]]
+        skip = self.skip if worker == 0 else 0
+        try:
+            while True:
+                for stream in mine:
+                    yield stream.next_chunk(self.cfg.chunk_size, skip)
+                    skip = 0
+        finally:
+            for stream in mine:
+                stream.close()
+
+
+class _TorchStreams(torch.utils.data.IterableDataset):
+    def __init__(self, body: _StreamsDataset) -> None:
+        self.body = body
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.body)
+
+
+# ------------------------------------------------------------------------------------------------ loader
+class RLDSLoader:
+    """Endless, deterministic, resumable stream of training samples (or one ordered pass with train=False).
+
+    Args:
+        cfg: a `DataConfig` (or a dict / hydra node of one).
+        train: True: shuffled, augmented, endless. False: every step of every episode once, in order,
+            without augmentation (`center_crop` applies), in this process.
+        sources: pre-resolved datasets (skips resolving and statistics; used to share them train/val).
+    """
+
+    def __init__(self, cfg: DataConfig | Any, *, train: bool = True, sources: list[Source] | None = None) -> None:
+        self.cfg = to_data_config(cfg)
+        self.train = train
+        self.sources = sources if sources is not None else resolve_sources(self.cfg)
+        self.probs = sampling_probabilities(self.sources)
+        s = self.cfg.num_streams
+        self._states = [initial_stream_state(i, self.cfg, len(self.sources)) for i in range(s)]
+        self._next_stream = 0  # stream whose chunk is consumed next
+        self._consumed = 0  # samples of that chunk already consumed
+        self._iterating = False
+        logger.info(
+            "loader over %s (probabilities %s), split %s, %s, buffer %d, %d worker(s), %d stream(s)",
+            [src.name for src in self.sources], np.round(self.probs, 4).tolist(), self.cfg.split,
+            "frames" if self.cfg.window.is_frames else f"windows {self.cfg.window}", self.cfg.shuffle_buffer,
+            self.cfg.num_workers, s,
+        )
+
+    @property
+    def statistics(self) -> dict[str, DatasetStatistics]:
+        return {s.name: s.statistics for s in self.sources}
+
+    @property
+    def num_episodes(self) -> int:
+        return sum(s.num_episodes for s in self.sources)
+
+    # ---------------------------------------------------------------------------------------- iteration
+    def _chunks(self) -> Iterator[dict]:
+        """Collated chunks in delivery order, keeping the resume position up to date."""
+        if self._iterating:
+            raise RuntimeError("this RLDSLoader is already being iterated; create a second loader for a second stream")
+        self._iterating = True
+        body = _StreamsDataset(self.sources, self.probs, self.cfg, True, list(self._states), self._next_stream,
+                               self._consumed)
+        if self.cfg.num_workers == 0:
+            chunks = iter(body)
+        else:
+            chunks = iter(torch.utils.data.DataLoader(
+                _TorchStreams(body), batch_size=None, num_workers=self.cfg.num_workers, collate_fn=_identity,
+                prefetch_factor=2, persistent_workers=False,
+            ))
+        try:
+            for chunk in chunks:
+                yield chunk
+        finally:
+            self._iterating = False
+            del chunks
+
+    def _chunk_done(self, chunk: dict) -> None:
+        self._states[chunk["stream"]] = chunk["state"]
+        self._next_stream = (chunk["stream"] + 1) % self.cfg.num_streams
+        self._consumed = 0
+
+    def __iter__(self) -> Iterator[dict]:
+        if not self.train:
+            yield from self._ordered_pass()
+            return
+        for chunk in self._chunks():
+            if chunk["batch"] is not None:
+                for sample in split_batch(chunk["batch"]):
+                    self._consumed += 1
+                    yield sample
+            self._chunk_done(chunk)
+
+    def batches(self, batch_size: int | None = None, *, as_torch: bool = True) -> Iterator[dict]:
+        """Endless collated batches (torch tensors by default); the same sample sequence as iterating.
+
+        With batch_size == chunk_size (the default) each worker's chunk is handed over as it is."""
+        batch_size = batch_size or self.cfg.chunk_size
+        if not self.train:
+            yield from _rebatch(self._ordered_pass(), batch_size, as_torch)
+            return
+        pending: list[tuple[dict, dict, bool]] = []  # (sample, its chunk, last of its chunk)
+        for chunk in self._chunks():
+            batch = chunk["batch"]
+            n = len(batch["instruction"]) if batch is not None else 0
+            if n == 0:
+                self._chunk_done(chunk)
+                continue
+            if not pending and n == batch_size:  # fast path
+                self._consumed += n
+                self._chunk_done(chunk)
+                yield to_torch(batch) if as_torch else batch
+                continue
+            for i, sample in enumerate(split_batch(batch)):
+                pending.append((sample, chunk, i == n - 1))
+                if len(pending) == batch_size:
+                    for _, c, last in pending:  # the position advances only over samples handed out
+                        self._consumed += 1
+                        if last:
+                            self._chunk_done(c)
+                    out = collate_samples([p[0] for p in pending])
+                    pending = []
+                    yield to_torch(out) if as_torch else out
+
+    def _ordered_pass(self) -> Iterator[dict]:
+        stream = _Stream(0, self.sources, self.probs, self.cfg, False)
+        try:
+            for d in range(len(self.sources)):
+                for index in range(self.sources[d].num_episodes):
+                    ep = stream._load(d, index)
+                    for t in ep["keep"]:
+                        yield stream._process(_make_item(d, ep, int(t), self.cfg), 0)
+        finally:
+            stream.close()
+
+    # ------------------------------------------------------------------------------------------- resume
+    def state_dict(self) -> dict:
+        """The exact position: plain Python types (safe for `torch.save` / `torch.load(weights_only=True)`)."""
+        streams = []
+        for st in self._states:
+            streams.append({"rng": st["rng"], "cursor": list(st["cursor"]), "current": [list(c) for c in st["current"]],
+                            "emitted": int(st["emitted"]), "buffer": np.asarray(st["buffer"]).reshape(-1).tolist()})
+        return {"version": _STATE_VERSION, "seed": self.cfg.seed, "num_streams": self.cfg.num_streams,
+                "chunk_size": self.cfg.chunk_size, "datasets": [s.name for s in self.sources],
+                "split": self.cfg.split, "next_stream": self._next_stream, "consumed": self._consumed,
+                "streams": streams}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue exactly where `state` was taken (same datasets, seed, streams and chunk size)."""
+        if self._iterating:
+            raise RuntimeError("load_state_dict must be called before iterating the loader")
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"loader state version {state.get('version')!r} is not {_STATE_VERSION}")
+        mine = {"seed": self.cfg.seed, "num_streams": self.cfg.num_streams, "chunk_size": self.cfg.chunk_size,
+                "datasets": [s.name for s in self.sources], "split": self.cfg.split}
+        diff = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
+        if diff:
+            raise ValueError(
+                "the saved loader position belongs to a different data setup (saved vs now): "
+                + ", ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in diff.items())
+                + "; resume with the saved data config"
+            )
+        self._states = [{"rng": st["rng"], "cursor": list(st["cursor"]), "current": [list(c) for c in st["current"]],
+                         "emitted": int(st["emitted"]), "buffer": np.asarray(st["buffer"], np.int32).reshape(-1, 3)}
+                        for st in state["streams"]]
+        self._next_stream = int(state["next_stream"])
+        self._consumed = int(state["consumed"])
+
+
+def _rebatch(samples: Iterator[dict], batch_size: int, as_torch: bool) -> Iterator[dict]:
+    pending = []
+    for s in samples:
+        pending.append(s)
+        if len(pending) == batch_size:
+            out = collate_samples(pending)
+            pending = []
+            yield to_torch(out) if as_torch else out
+    if pending:
+        out = collate_samples(pending)
+        yield to_torch(out) if as_torch else out
