@@ -1,0 +1,267 @@
+"""rosbag2 (mcap or sqlite3) recordings -> RLDS episodes for `vla-train` (LoRA fine-tuning on a new robot).
+
+Per bag:
+1. Read every mapped topic with `rosbags` and check the count read against the bag's metadata
+   (`message_count` per connection): rosbags can read 0 messages from a bag whose QoS metadata it does not
+   understand without raising, so a mismatch is an error that names the topic.
+2. Time-align at the control rate: a grid t_k = t0 + k / rate_hz over the span where every required stream
+   has data; each stream contributes its latest message at or before t_k (sensor header stamps; the bag's
+   receive time where a stamp is 0). A stream older than `max_age_periods` at t_k is a gap: the episode is
+   split there, so a recording with a pause does not teach "stand still while the world jumps".
+3. Actions (7-D contract: dxyz, drpy in the base frame, gripper absolute):
+   `commanded`: the bridge's safe commands (`/vla_bridge/action`, stamped with the observation they answered)
+                whose observation lies in (t_k-1, t_k], summed; a period without a command (a stop) is a zero
+                motion holding the gripper.
+   `measured`:  end-effector pose differences pose(t_k+1) relative to pose(t_k) (rotation as extrinsic
+                xyz Euler angles of R_k+1 R_k^T); the gripper from the gripper command topic (1 = open).
+4. Write with `vla.data.rlds_writer.RLDSWriter` (the same layout as our sim data and the OXE datasets).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vla.core.episode import Episode, EpisodeMetadata
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ConvertTopics:
+    """Topic mapping (ROS names); empty strings switch a stream off."""
+
+    cameras: dict[str, str] = field(default_factory=lambda: {"primary": "/camera/primary/image_raw"})
+    joint_states: str = "/joint_states"
+    ee_pose: str = "/ee_pose"
+    instruction: str = "/vla/instruction"
+    action: str = "/vla_bridge/action"
+    gripper: str = "/gripper_controller/commands"
+
+
+@dataclass
+class ConvertConfig:
+    """Attributes:
+        bags: rosbag2 directories (mcap or sqlite3; the storage is read from metadata.yaml).
+        output_dir / name / version: the RLDS dataset goes to <output_dir>/<name>/<version>.
+        rate_hz: control rate of the episodes (the policy's rate).
+        action_source: `commanded` or `measured` (see the module docstring).
+        proprio: Observation.state sources in order: `joint_positions`, `ee_pose` (xyz + quat xyzw).
+        image_size: [H, W] the images are resized to (the dataset has one size).
+        instruction: used when the bag has no instruction message.
+        max_age_periods: a stream older than this at a grid time is a gap (split).
+        min_steps: shorter segments are dropped.
+        success: written to episode_metadata/success (a recording does not know it).
+        strict_counts: a message-count mismatch with the metadata is an error (else a warning).
+    """
+
+    bags: list[str] = field(default_factory=list)
+    output_dir: str = "outputs/data"
+    name: str = "robot_recordings"
+    version: str = "1.0.0"
+    rate_hz: float = 10.0
+    action_source: str = "commanded"
+    proprio: list[str] = field(default_factory=lambda: ["joint_positions"])
+    image_size: list[int] = field(default_factory=lambda: [224, 224])
+    instruction: str = ""
+    max_age_periods: float = 2.0
+    min_steps: int = 2
+    success: bool = False
+    strict_counts: bool = True
+    overwrite: bool = False
+    topics: ConvertTopics = field(default_factory=ConvertTopics)
+
+    def __post_init__(self) -> None:
+        if self.action_source not in ("commanded", "measured"):
+            raise ValueError(f"convert.action_source={self.action_source!r}; choose commanded or measured")
+        bad = [p for p in self.proprio if p not in ("joint_positions", "ee_pose")]
+        if bad:
+            raise ValueError(f"convert.proprio has {bad}; allowed: joint_positions, ee_pose")
+        if "primary" not in self.topics.cameras:
+            raise ValueError("convert.topics.cameras needs a 'primary' camera topic")
+        if not self.rate_hz > 0:
+            raise ValueError(f"convert.rate_hz must be > 0, got {self.rate_hz}")
+
+
+class BagCountError(RuntimeError):
+    """Messages read from a bag do not match its metadata."""
+
+
+def _stamp(msg, bag_t: float) -> float:
+    h = getattr(msg, "header", None)
+    if h is None:
+        return bag_t
+    s = float(h.stamp.sec) + float(h.stamp.nanosec) * 1e-9
+    return s if s > 0 else bag_t
+
+
+def read_bag(path: str | Path, topics: list[str], *, strict: bool = True) -> dict[str, list[tuple[float, float, Any]]]:
+    """topic -> [(stamp, bag_time, message)] sorted by stamp, for the given topics (missing topics: [])."""
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    out: dict[str, list] = {t: [] for t in topics}
+    with Reader(Path(path)) as reader:
+        conns = [c for c in reader.connections if c.topic in out]
+        read = {c.id: 0 for c in conns}
+        for conn, t_ns, raw in reader.messages(connections=conns):
+            msg = ts.deserialize_cdr(raw, conn.msgtype)
+            read[conn.id] += 1
+            bag_t = t_ns * 1e-9
+            out[conn.topic].append((_stamp(msg, bag_t), bag_t, msg))
+        for c in conns:
+            if read[c.id] != c.msgcount:
+                text = (f"{path}: read {read[c.id]} messages on {c.topic} but the bag metadata says {c.msgcount} "
+                        "(a QoS-metadata or storage mismatch; re-index the bag with `ros2 bag reindex`)")
+                if strict:
+                    raise BagCountError(text)
+                logger.warning(text)
+        logger.info("%s: %s", Path(path).name, ", ".join(f"{c.topic} {read[c.id]}/{c.msgcount}" for c in conns))
+    for v in out.values():
+        v.sort(key=lambda x: x[0])
+    return out
+
+
+def _image(msg, size: tuple[int, int]) -> np.ndarray:
+    h, w, enc, step = int(msg.height), int(msg.width), msg.encoding, int(msg.step)
+    ch = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}.get(enc)
+    data = np.asarray(msg.data, np.uint8)
+    if ch is None or data.size != h * step or step < w * ch:
+        raise ValueError(f"cannot convert image: encoding {enc!r}, {h}x{w}, step {step}, {data.size} bytes")
+    arr = data.reshape(h, step)[:, : w * ch].reshape(h, w, ch)
+    arr = arr[..., [2, 1, 0]] if enc.startswith("bgr") else arr[..., :3] if ch == 4 else np.repeat(arr, 3, 2) if ch == 1 else arr
+    if (h, w) != tuple(size):
+        from PIL import Image as PILImage
+
+        arr = np.asarray(PILImage.fromarray(np.ascontiguousarray(arr)).resize((size[1], size[0]), PILImage.BILINEAR))
+    return np.ascontiguousarray(arr, np.uint8)
+
+
+def _pose(msg) -> np.ndarray:
+    p, q = msg.pose.position, msg.pose.orientation
+    return np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w], np.float64)
+
+
+def _latest(stream: list[tuple[float, float, Any]], t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the latest sample at or before each t (-1 if none) and its age."""
+    stamps = np.array([s[0] for s in stream])
+    idx = np.searchsorted(stamps, t, side="right") - 1
+    age = np.where(idx >= 0, t - stamps[np.clip(idx, 0, None)], np.inf)
+    return idx, age
+
+
+def bag_to_episodes(path: str | Path, cfg: ConvertConfig) -> list[Episode]:
+    tp = cfg.topics
+    wanted = list(tp.cameras.values()) + [x for x in (tp.joint_states, tp.ee_pose, tp.instruction, tp.action, tp.gripper) if x]
+    data = read_bag(path, wanted, strict=cfg.strict_counts)
+    required = list(tp.cameras.values())
+    if "joint_positions" in cfg.proprio:
+        required.append(tp.joint_states)
+    if "ee_pose" in cfg.proprio or cfg.action_source == "measured":
+        required.append(tp.ee_pose)
+    empty = [t for t in required if not data.get(t)]
+    if empty:
+        raise ValueError(f"{path}: no messages on required topic(s) {empty}; check convert.topics")
+    period = 1.0 / cfg.rate_hz
+    t0 = max(data[t][0][0] for t in required)
+    t1 = min(data[t][-1][0] for t in required)
+    grid = np.arange(t0, t1 + 1e-9, period)
+    idx = {t: _latest(data[t], grid) for t in required}
+    ok = np.all([age <= cfg.max_age_periods * period for _, age in idx.values()], axis=0)
+    # actions per grid interval
+    if cfg.action_source == "commanded":
+        if not data.get(tp.action):
+            raise ValueError(f"{path}: action_source=commanded needs messages on {tp.action!r} (the bridge's safe "
+                             "commands); record them, or use action_source=measured with an ee_pose topic")
+        cmd_t = np.array([s[0] for s in data[tp.action]])  # the stamp of the observation each command answered
+        cmd = np.array([np.asarray(s[2].position, np.float64) for s in data[tp.action]])
+    gripper = 1.0
+    grip_stream = data.get(tp.gripper) or []
+    instr_stream = data.get(tp.instruction) or []
+    steps: list[dict[str, Any]] = []
+    segments: list[list[dict[str, Any]]] = []
+    for k in range(len(grid) - 1):
+        if not (ok[k] and ok[k + 1]):
+            if steps:
+                segments.append(steps)
+            steps = []
+            continue
+        if cfg.action_source == "commanded":
+            lo = grid[k - 1] if k > 0 else -np.inf
+            sel = (cmd_t > lo) & (cmd_t <= grid[k])  # commands computed from the observation recorded at step k
+            if np.any(sel):
+                action = np.append(cmd[sel, :6].sum(0), cmd[sel][-1, 6])
+                gripper = float(cmd[sel][-1, 6])
+            else:
+                action = np.append(np.zeros(6), gripper)
+        else:
+            from scipy.spatial.transform import Rotation
+
+            pe = data[tp.ee_pose]
+            a, b = _pose(pe[idx[tp.ee_pose][0][k]][2]), _pose(pe[idx[tp.ee_pose][0][k + 1]][2])
+            drot = (Rotation.from_quat(b[3:]) * Rotation.from_quat(a[3:]).inv()).as_euler("xyz")
+            gi = [s for s in grip_stream if s[1] <= grid[k + 1]]
+            gripper = float(np.clip(gi[-1][2].data[0], 0, 1)) if gi else 1.0
+            action = np.concatenate([b[:3] - a[:3], drot, [gripper]])
+        state = []
+        for src in cfg.proprio:
+            if src == "joint_positions":
+                state.append(np.asarray(data[tp.joint_states][idx[tp.joint_states][0][k]][2].position, np.float64))
+            else:
+                state.append(_pose(data[tp.ee_pose][idx[tp.ee_pose][0][k]][2]))
+        images = {cam: _image(data[topic][idx[topic][0][k]][2], tuple(cfg.image_size)) for cam, topic in tp.cameras.items()}
+        instr = [s for s in instr_stream if s[1] <= grid[k]] or instr_stream[:1]
+        steps.append({"images": images, "state": np.concatenate(state).astype(np.float32),
+                      "action": action.astype(np.float32), "instruction": instr[-1][2].data if instr else cfg.instruction})
+    if steps:
+        segments.append(steps)
+    episodes = []
+    for i, seg in enumerate(s for s in segments if len(s) >= cfg.min_steps):
+        instructions = {s["instruction"] for s in seg}
+        if len(instructions) > 1:
+            logger.warning("%s segment %d has several instructions %s; using the first", path, i, instructions)
+        episodes.append(Episode(
+            images={cam: np.stack([s["images"][cam] for s in seg]) for cam in tp.cameras},
+            state=np.stack([s["state"] for s in seg]), action=np.stack([s["action"] for s in seg]),
+            instruction=seg[0]["instruction"],
+            metadata=EpisodeMetadata(episode_id=f"{Path(path).name}_{i}", success=cfg.success, task="ros2_bag")))
+    dropped = len(segments) - len(episodes)
+    logger.info("%s: %d grid steps -> %d episode(s)%s", Path(path).name, len(grid), len(episodes),
+                f", {dropped} short segment(s) dropped" if dropped else "")
+    return episodes
+
+
+def convert(cfg: ConvertConfig) -> tuple[Path, int]:
+    """Convert every bag; returns (dataset dir, number of episodes)."""
+    from vla.data.rlds_writer import RLDSWriter
+
+    if not cfg.bags:
+        raise ValueError("no bags given: vla-convert bags=[path/to/bag1,path/to/bag2]")
+    missing = [b for b in cfg.bags if not (Path(b) / "metadata.yaml").is_file()]
+    if missing:
+        raise FileNotFoundError(f"not rosbag2 directories (no metadata.yaml): {missing}")
+    n = 0
+    state_dim = None
+    writer = None
+    try:
+        for bag in cfg.bags:
+            for ep in bag_to_episodes(bag, cfg):
+                if writer is None:
+                    state_dim = ep.state.shape[1]
+                    writer = RLDSWriter(cfg.output_dir, cfg.name, cameras=tuple(cfg.topics.cameras),
+                                        image_size=tuple(cfg.image_size), state_dim=state_dim, version=cfg.version,
+                                        overwrite=cfg.overwrite, description="Converted from rosbag2 by vla-convert")
+                if ep.state.shape[1] != state_dim:
+                    raise ValueError(f"{bag}: state has {ep.state.shape[1]} dims, earlier bags {state_dim}")
+                writer.write(ep)
+                n += 1
+    finally:
+        out = writer.close() if writer is not None else None
+    if out is None:
+        raise ValueError("no episode came out of the bags (too short, or gaps everywhere); see the log")
+    return Path(out), n

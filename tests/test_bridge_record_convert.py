@@ -1,0 +1,96 @@
+"""Record a bridge session to rosbag2 (mcap and sqlite3) and convert it to RLDS with `vla-convert`'s logic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("rosbags")
+
+from test_bridge_node import ConstPolicy, FakeClock, MemoryTransport  # noqa: E402
+
+from robot_bridge import msgs  # noqa: E402
+from robot_bridge.config import BridgeConfig, NodeConfig  # noqa: E402
+from robot_bridge.convert import BagCountError, ConvertConfig, bag_to_episodes, convert  # noqa: E402
+from robot_bridge.node import BridgeNode  # noqa: E402
+from robot_bridge.recorder import Recorder  # noqa: E402
+
+N = 24
+
+
+def _session(tmp_path, gap=None):
+    """A 10 Hz session: a toy arm integrates the commanded motion; images encode the step index."""
+    cfg = BridgeConfig(node=NodeConfig(instruction=""))
+    t, clock = MemoryTransport(), FakeClock(1000.0)
+    rec_mcap = Recorder(tmp_path / "bag_mcap", t, cfg.topics)
+    rec_sql = Recorder(tmp_path / "bag_sqlite", t, cfg.topics, storage="sqlite3")
+    node = BridgeNode(cfg, ConstPolicy([0.01, 0, 0, 0, 0, 0.05, 0.0]), t, clock=clock, wall_clock=clock)
+    t.send(cfg.topics.instruction, msgs.String("push the block right"))
+    p = np.array([0.4, 0.0, 0.3])
+    yaw = 0.0
+    for k in range(N):
+        if gap is None or not (gap[0] <= k < gap[1]):
+            img = np.full((32, 48, 3), k * 5, np.uint8)
+            t.send(cfg.topics.cameras["primary"], msgs.image_from_array(img, clock.t))
+        t.send(cfg.topics.joint_states, msgs.JointState(header=msgs.header(clock.t), name=["j0", "j1"], position=[k, -k]))
+        q = (0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2))
+        t.send(cfg.topics.ee_pose, msgs.PoseStamped(header=msgs.header(clock.t), pose=msgs.Pose(
+            position=msgs.Point(*p), orientation=msgs.Quaternion(*q))))
+        r = node.tick()
+        if r.moved:
+            p, yaw = p + r.command[:3], yaw + r.command[5]
+        clock.t += node.period
+    rec_mcap.close()
+    rec_sql.close()
+    return cfg, rec_mcap, rec_sql
+
+
+def test_record_and_convert_mcap_and_sqlite3(tmp_path):
+    cfg, rec, rec_sql = _session(tmp_path)
+    assert rec.counts[cfg.topics.cameras["primary"]] == N and rec.counts[cfg.topics.action] >= N - 2
+    meta = yaml.safe_load((tmp_path / "bag_mcap" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["storage_identifier"] == "mcap" and meta["message_count"] == sum(rec.counts.values())
+    ccfg = ConvertConfig(image_size=[16, 24], rate_hz=10.0)
+    for bag in ("bag_mcap", "bag_sqlite"):
+        (ep,) = bag_to_episodes(tmp_path / bag, ccfg)
+        assert ep.instruction == "push the block right"
+        assert ep.images["primary"].shape[1:] == (16, 24, 3)
+        k0 = int(ep.state[0, 0])
+        # step k shows image k, state k, and the command answering observation k
+        np.testing.assert_array_equal(ep.state[:, 0], np.arange(k0, k0 + len(ep)))
+        np.testing.assert_array_equal(ep.images["primary"][:, 0, 0, 0], 5 * ep.state[:, 0])
+        moving = ep.action[2:]
+        np.testing.assert_allclose(moving[:, 0], 0.01, atol=1e-6)
+        np.testing.assert_allclose(moving[:, 5], 0.05, atol=1e-6)
+        assert np.all(ep.action[:, 6] == 0.0)
+    # measured: end-effector differences give the same motion
+    (ep,) = bag_to_episodes(tmp_path / "bag_mcap", ConvertConfig(image_size=[16, 24], action_source="measured",
+                                                                 proprio=["ee_pose"]))
+    np.testing.assert_allclose(ep.action[2:-1, 0], 0.01, atol=1e-5)
+    np.testing.assert_allclose(ep.action[2:-1, 5], 0.05, atol=1e-5)
+    assert ep.state.shape[1] == 7
+    # the whole path to RLDS, read back TensorFlow-free
+    from vla.data.rlds_reader import RLDSReader
+
+    out, n = convert(ConvertConfig(bags=[str(tmp_path / "bag_mcap"), str(tmp_path / "bag_sqlite")],
+                                   output_dir=str(tmp_path / "rlds"), name="robot", image_size=[16, 24]))
+    assert n == 2
+    eps = list(RLDSReader(out).episodes(decode_images=True))
+    assert len(eps) == 2 and eps[0]["steps"]["action"].shape[1] == 7
+    assert eps[0]["steps"]["observation"]["image"].shape[1:] == (16, 24, 3)
+
+
+def test_gap_splits_episode_and_count_mismatch_is_an_error(tmp_path):
+    _session(tmp_path, gap=(10, 14))
+    eps = bag_to_episodes(tmp_path / "bag_mcap", ConvertConfig(image_size=[32, 48]))
+    assert len(eps) == 2 and all(len(e) >= 2 for e in eps)
+    meta_path = tmp_path / "bag_mcap" / "metadata.yaml"
+    meta = yaml.safe_load(meta_path.read_text())
+    topic = meta["rosbag2_bagfile_information"]["topics_with_message_count"][0]
+    topic["message_count"] += 3
+    meta_path.write_text(yaml.safe_dump(meta))
+    with pytest.raises(BagCountError, match="bag metadata says"):
+        bag_to_episodes(tmp_path / "bag_mcap", ConvertConfig())
+    with pytest.raises(FileNotFoundError, match="metadata.yaml"):
+        convert(ConvertConfig(bags=[str(tmp_path)]))
