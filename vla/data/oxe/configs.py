@@ -67,9 +67,9 @@ _TABLE: dict[str, tuple] = {
         for suite in ("spatial", "object", "goal", "10")
     },
     # --- our own data: any dataset written by vla.data.rlds_writer.RLDSWriter ---
-    "vla_episodes": ("image", "wrist_image", 20, ("state",), None, "vla_episodes", {
+    "vla_episodes": ("image", "wrist_image", 10, ("state",), None, "vla_episodes", {
         "optional_cameras": ("wrist",),
-        "notes": "generic spec for RLDSWriter output; control_hz is the sim default, override per dataset"}),
+        "notes": "generic spec for RLDSWriter output; control_hz is the sim_envs default (10 Hz)"}),
     "taco_play_fixed_proprio": ("rgb_static", "rgb_gripper", 15, ("state_eef", None, "state_gripper"), 8,
                                 "taco_play_fixed_proprio", {"tfds_name": "taco_play",
                                                             "notes": "taco_play with robot_obs[6] (gripper width) as gripper state"}),
