@@ -63,8 +63,8 @@ def load_checkpoint(path: str | Path, *, device: str = "cpu", dtype: str | torch
         kwargs["attn_implementation"] = attn_implementation
     try:
         model, info = VLAForActionPrediction.from_pretrained(str(path), **kwargs)
-    except RuntimeError as e:  # size mismatches surface here
-        raise CheckpointMismatchError(f"checkpoint {path} does not fit its config: {e}") from None
+    except RuntimeError:  # size mismatches raise without naming the tensors; load again to collect them
+        model, info = VLAForActionPrediction.from_pretrained(str(path), ignore_mismatched_sizes=True, **kwargs)
     problems = []
     for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
         keys = sorted(str(k) for k in info.get(kind) or [])

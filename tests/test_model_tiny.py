@@ -1,0 +1,248 @@
+"""Tiny VLA models built from config alone: save/load, processor (training collate), decoding paths, policy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vla import Observation
+from vla.core.statistics import ArrayStatistics, DatasetStatistics
+from vla.model.action_tokenizer import ActionTokenizer
+from vla.model.presets import build_model
+
+INSTRUCTIONS = ["pick up the red cube", "open the drawer", "Put the SPOON in the bowl next to the cup"]
+
+
+def _images(rng, n, sizes=((64, 64), (48, 80), (120, 90))):
+    return [rng.integers(0, 256, (*sizes[i % len(sizes)], 3), dtype=np.uint8) for i in range(n)]
+
+
+def _stats(rng, proprio_dim=0) -> dict:
+    act = DatasetStatistics(
+        action=ArrayStatistics.compute(rng.normal(size=(200, 7)), mask=[True] * 6 + [False]),
+        proprio=ArrayStatistics.compute(rng.normal(size=(200, proprio_dim))) if proprio_dim else None,
+        num_transitions=200, num_trajectories=4)
+    return {"sim_a": act.to_dict(), "sim_b": act.to_dict()}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.set_num_threads(1)
+    return build_model("tiny", seed=0)
+
+
+def test_action_tokenizer_openvla_layout():
+    tok = ActionTokenizer(32000, 256)
+    assert tok.encode(np.array([-1.0, 0.0, 1.0])).tolist() == [31999, 31872, 31744]
+    a = np.random.default_rng(0).uniform(-1, 1, (1000, 7))
+    assert np.abs(tok.decode(tok.encode(a)) - a).max() <= 1 / 255 + 1e-12
+    assert tok.encode(np.array([5.0, -5.0])).tolist() == [31744, 31999]  # clipped
+
+
+def test_tiny_tokenizer_layout(tiny):
+    model, processor = tiny
+    tok, cfg = processor.tokenizer, model.config
+    assert cfg.action_token_end_id == 1024 and cfg.pad_token_id == 1024 and tok.pad_token_id == 1024
+    assert cfg.text_config.vocab_size == 1088  # 1024 + pad, rounded up to a multiple of 64
+    assert tok.convert_ids_to_tokens(cfg.action_token_begin_id) == "<action_0>"
+    ids = processor.prompt_ids("pick up the red cube")
+    assert ids[0] == 1 and ids[-1] == cfg.prompt_suffix_token_id
+    assert tok.decode(ids[1:-1]) == "In: What action should the robot take to pick up the red cube?\nOut:"
+
+
+def test_processor_inference_and_training_batches(tiny):
+    model, processor = tiny
+    rng = np.random.default_rng(1)
+    images = _images(rng, 3)
+    inf = processor(images, INSTRUCTIONS)
+    assert inf["pixel_values"].shape == (3, 6, 112, 112) and "labels" not in inf
+    assert torch.all(inf["input_ids"][:, -1] == model.config.prompt_suffix_token_id)  # left padded
+    assert inf["attention_mask"][:, -1].all() and not inf["attention_mask"][:2, 0].all()
+    actions = rng.uniform(-1, 1, (3, 7)).astype(np.float32)
+    train = processor(images, INSTRUCTIONS, actions=actions)
+    for i in range(3):
+        n = int(train["attention_mask"][i].sum())
+        assert train["attention_mask"][i, :n].all()  # right padded
+        labelled = train["labels"][i][train["labels"][i] != -100]
+        assert labelled[:7].tolist() == processor.action_tokenizer.encode(actions[i]).tolist()
+        assert labelled[-1] == processor.eos_token_id and labelled.numel() == 8
+        assert train["input_ids"][i, n - 8 : n].tolist() == labelled.tolist()
+    chunk = processor(images, INSTRUCTIONS, actions=rng.uniform(-1, 1, (3, 4, 7)))
+    assert ((chunk["labels"] != -100).sum(-1) == 4 * 7 + 1).all()
+
+
+def test_collate_reads_loader_samples(tiny):
+    _, processor = tiny
+    rng = np.random.default_rng(2)
+    samples = [{"images": {"primary": img}, "instruction": ins, "action": rng.uniform(-1, 1, 7).astype(np.float32),
+                "proprio": np.zeros(3, np.float32), "dataset": "x"} for img, ins in zip(_images(rng, 3), INSTRUCTIONS)]
+    batch = processor.collate(samples)
+    assert set(batch) == {"input_ids", "attention_mask", "pixel_values", "labels", "actions"}
+    history = [dict(s, images={"primary": np.stack([s["images"]["primary"]] * 2)}) for s in samples]
+    assert torch.equal(processor.collate(history)["pixel_values"], batch["pixel_values"])
+
+
+def test_save_load_roundtrip_and_auto_classes(tiny, tmp_path):
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from vla.model.modeling_vla import VLAForActionPrediction
+    from vla.model.policy import load_checkpoint
+
+    model, processor = tiny
+    model.config.norm_stats = _stats(np.random.default_rng(0))
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "tokenizer.json").is_file()
+    assert json.loads((tmp_path / "config.json").read_text())["norm_stats"]["sim_a"]["action"]["mask"][-1] is False
+    assert type(AutoConfig.from_pretrained(tmp_path)).__name__ == "VLAConfig"
+    auto = AutoModelForImageTextToText.from_pretrained(tmp_path)
+    assert isinstance(auto, VLAForActionPrediction)
+    loaded, proc2 = load_checkpoint(tmp_path)
+    batch = processor(_images(np.random.default_rng(3), 2), INSTRUCTIONS[:2])
+    assert torch.equal(proc2(_images(np.random.default_rng(3), 2), INSTRUCTIONS[:2])["input_ids"], batch["input_ids"])
+    a = model.generate_action_tokens(batch["input_ids"], batch["pixel_values"], batch["attention_mask"])
+    b = loaded.generate_action_tokens(batch["input_ids"], batch["pixel_values"], batch["attention_mask"])
+    assert torch.equal(a, b)
+
+
+def test_training_steps_reduce_loss(tiny):
+    model, processor = tiny
+    model = type(model)(model.config)  # a private copy, trained here
+    model.load_state_dict(tiny[0].state_dict())
+    rng = np.random.default_rng(4)
+    batch = processor(_images(rng, 3), INSTRUCTIONS, actions=rng.uniform(-1, 1, (3, 7)))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    losses = []
+    for _ in range(8):
+        loss = model(**batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert all(p.grad is not None for n, p in model.named_parameters()
+               if n.startswith(("projector", "vision_backbone.dino.encoder.layer.0")))
+
+
+def test_kv_cache_and_batching_give_the_same_tokens(tiny):
+    model, processor = tiny
+    rng = np.random.default_rng(5)
+    images = _images(rng, 3)
+    batch = processor(images, INSTRUCTIONS)
+    cached = model.generate_action_tokens(batch["input_ids"], batch["pixel_values"], batch["attention_mask"])
+    uncached = model.generate_action_tokens(batch["input_ids"], batch["pixel_values"], batch["attention_mask"],
+                                            use_cache=False)
+    assert torch.equal(cached, uncached)
+    for i in range(3):
+        one = processor(images[i : i + 1], INSTRUCTIONS[i : i + 1])
+        single = model.generate_action_tokens(one["input_ids"], one["pixel_values"], one["attention_mask"])
+        assert torch.equal(single[0], cached[i])
+    # left padding must not change the logits of the padded sample (beyond float noise)
+    one = processor(images[:1], INSTRUCTIONS[:1])
+    _, s_single = model.generate_action_tokens(one["input_ids"], one["pixel_values"], one["attention_mask"],
+                                               return_scores=True)
+    _, s_batch = model.generate_action_tokens(batch["input_ids"], batch["pixel_values"], batch["attention_mask"],
+                                              return_scores=True)
+    torch.testing.assert_close(s_batch[0], s_single[0], rtol=0, atol=1e-4)
+
+
+def test_policy_act_and_act_batch(tiny, tmp_path):
+    from vla.model.policy import VLAPolicy
+
+    model, processor = tiny
+    rng = np.random.default_rng(6)
+    model.config.norm_stats = _stats(rng)
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    policy = VLAPolicy.from_pretrained(tmp_path, unnorm_key="sim_b")
+    obs = [Observation(images={"primary": img}, instruction=ins) for img, ins in zip(_images(rng, 3), INSTRUCTIONS)]
+    singles = [policy.act(o) for o in obs]
+    batched = policy.act_batch(obs)
+    for s, b in zip(singles, batched):
+        assert s.shape == (7,) and s.dtype == np.float32 and 0 <= s[6] <= 1
+        np.testing.assert_array_equal(s, b)
+    stats = policy.statistics.action
+    assert np.all(singles[0][:6] >= stats.q01[:6] - 1e-6) and np.all(singles[0][:6] <= stats.q99[:6] + 1e-6)
+    policy.reset("open the drawer")
+    assert policy.act(Observation(images={"primary": obs[0].images["primary"]})).shape == (7,)
+
+
+def test_parallel_decoding_chunks_bidirectional_one_pass():
+    torch.manual_seed(0)
+    model, processor = build_model("tiny", decoding="parallel", action_chunk=4)
+    assert model.config.text_config.is_causal is False
+    rng = np.random.default_rng(7)
+    images = _images(rng, 3)
+    batch = processor(images, INSTRUCTIONS)
+    n_slots = 4 * 7
+    assert (batch["input_ids"][:, -n_slots:] == model.config.pad_token_id).all()
+    calls = []
+    hook = model.language_model.model.register_forward_hook(lambda *a: calls.append(1))
+    ids, normalized = model.predict_parallel(batch["input_ids"], batch["pixel_values"], batch["attention_mask"])
+    hook.remove()
+    assert len(calls) == 1 and ids.shape == (3, n_slots) and normalized.shape == (3, 4, 7)
+    lo, hi = model.config.action_token_begin_id, model.config.action_token_end_id
+    assert ((ids >= lo) & (ids < hi)).all()
+    for i in range(3):
+        one = processor(images[i : i + 1], INSTRUCTIONS[i : i + 1])
+        assert torch.equal(model.predict_parallel(one["input_ids"], one["pixel_values"], one["attention_mask"])[0][0],
+                           ids[i])
+    # bidirectional: the first slot's state depends on a later position
+    emb, mask, _, slots = model.build_multimodal_inputs(batch["input_ids"][:1], batch["attention_mask"][:1],
+                                                        batch["pixel_values"][:1])
+    first = slots[0].nonzero()[0, 0]
+    h1 = model.language_model.model(inputs_embeds=emb, attention_mask=mask).last_hidden_state
+    emb2 = emb.clone()
+    emb2[0, -1] += 1.0
+    h2 = model.language_model.model(inputs_embeds=emb2, attention_mask=mask).last_hidden_state
+    assert (h1[0, first] - h2[0, first]).abs().max() > 1e-4
+    # slot inputs are zeroed placeholders
+    assert emb[0, slots[0]].abs().max() == 0
+    # training: token labels at the slots, loss decreases
+    train = processor(images, INSTRUCTIONS, actions=rng.uniform(-1, 1, (3, 4, 7)))
+    _train_a_few_steps(model, train)
+
+
+def test_l1_head_wrist_image_and_proprio():
+    torch.manual_seed(0)
+    model, processor = build_model("tiny", decoding="parallel", action_chunk=2, action_head="l1",
+                                   cameras=["primary", "wrist"], use_proprio=True, proprio_dim=5)
+    rng = np.random.default_rng(8)
+    images = [{"primary": a, "wrist": b} for a, b in zip(_images(rng, 3), _images(rng, 3))]
+    proprio = rng.normal(size=(3, 5)).astype(np.float32)
+    batch = processor(images, INSTRUCTIONS, proprio=proprio)
+    assert batch["pixel_values"].shape == (3, 12, 112, 112) and batch["proprio"].shape == (3, 5)
+    emb, mask, _, _ = model.build_multimodal_inputs(batch["input_ids"], batch["attention_mask"],
+                                                    batch["pixel_values"], batch["proprio"])
+    assert emb.shape[1] == batch["input_ids"].shape[1] + 2 * model.config.num_patches + 1  # 2 images + proprio
+    ids, actions = model.predict_parallel(batch["input_ids"], batch["pixel_values"], batch["attention_mask"],
+                                          batch["proprio"])
+    assert ids is None and actions.shape == (3, 2, 7) and actions.abs().max() <= 1
+    train = processor(images, INSTRUCTIONS, actions=rng.uniform(-1, 1, (3, 2, 7)), proprio=proprio)
+    _train_a_few_steps(model, train)
+    # policy over it: chunks (K, 7), statistics used for proprio and actions
+    from vla.model.policy import VLAPolicy
+
+    model.config.norm_stats = _stats(rng, proprio_dim=5)
+    policy = VLAPolicy(model, processor, unnorm_key="sim_a")
+    assert policy.chunk_size == 2 and policy.cameras == ("primary", "wrist")
+    obs = Observation(images=images[0], proprio=rng.normal(size=5), instruction="lift")
+    assert policy.act(obs).shape == (2, 7)
+
+
+def _train_a_few_steps(model, batch, steps=6):
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(steps):
+        loss = model(**batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    assert losses[-1] < losses[0], losses
