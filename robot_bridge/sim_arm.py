@@ -170,7 +170,8 @@ class SimArm:
         self._accepting = False
         self._life_pub(msgs.String("deactivate"))
         return {"env_id": self.cfg.env_id, "seed": int(seed), "success": success, "steps": steps,
-                "instruction": instruction, "end": reason, "seconds": time.perf_counter() - t0}
+                "instruction": instruction, "end": reason, "seconds": time.perf_counter() - t0,
+                "final_proprio": np.asarray(obs["proprio"], float).tolist()}
 
     def run(self, out_path: str | Path | None = None) -> list[dict[str, Any]]:
         cam = threading.Thread(target=self._camera_loop, daemon=True)

@@ -1,0 +1,1 @@
+"""Console scripts of robot_bridge: `vla-bridge` (bridge.py) and `vla-convert` (convert.py)."""
