@@ -20,7 +20,7 @@ from oxe_raw_data import (
     write_raw_datasets,
 )
 from vla.core.types import validate_action
-from vla.data.oxe import get_dataset_spec, spec_for_directory
+from vla.data.oxe import get_dataset_spec, nonzero_motion_mask, spec_for_directory
 from vla.data.rlds_reader import RLDSReader, decode_image
 
 
@@ -119,6 +119,7 @@ def test_droid_float64_action_dict(raw_dirs):
         np.testing.assert_array_equal(std["images"]["primary"], o["exterior_image_1_left"])  # no random camera swap
         assert not np.allclose(std["action"], ep["steps"]["action"])  # the top-level joint-space action is ignored
         assert np.all(std["action"][1, :6] == 0) and spec.filter_zero_actions  # zero frames kept here, loader filters
+        assert nonzero_motion_mask(std["action"]).tolist() == [True, False, True, True]
 
 
 def ep_dtype(ep):

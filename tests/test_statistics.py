@@ -97,7 +97,7 @@ def test_cache_layout_hit_and_invalidation(raw_dirs, tmp_path, monkeypatch):
 def test_statistics_of_every_raw_family(raw_dirs, tmp_path):
     for name, proprio_dim in [("kuka", 8), ("libero_spatial_no_noops", 9), ("droid", 7)]:
         spec = get_dataset_spec(name)
-        stats = get_dataset_statistics(raw_dirs[name], spec, cache_dir=tmp_path)
+        stats = get_dataset_statistics(raw_dirs[name], name, cache_dir=tmp_path)  # a registered name works too
         action, proprio, n = _standardized(raw_dirs[name], spec)
         assert stats.num_trajectories == n and stats.num_transitions == len(action)
         assert stats.proprio.dim == proprio_dim

@@ -64,7 +64,8 @@ def get_dataset_statistics(
 
     Args:
         dataset_dir: `<root>/<name>/<version>` (the folder with features.json and the shards).
-        spec: the dataset's `vla.data.oxe.DatasetSpec` (see `get_dataset_spec` / `spec_for_directory`).
+        spec: the dataset's `vla.data.oxe.DatasetSpec` (see `get_dataset_spec` / `spec_for_directory`), or
+            a registered dataset name.
         cache_dir: where the JSON cache lives (default `default_cache_dir()`).
         recompute: ignore an existing cache entry and overwrite it.
     Returns:
@@ -72,6 +73,10 @@ def get_dataset_statistics(
     """
     from vla.data.rlds_reader import RLDSReader
 
+    if isinstance(spec, str):
+        from vla.data.oxe import get_dataset_spec
+
+        spec = get_dataset_spec(spec)
     spec.check_supported()
     reader = RLDSReader(dataset_dir)
     splits = _available_splits(reader)

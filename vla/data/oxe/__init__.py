@@ -16,6 +16,7 @@ from vla.data.oxe.registry import (
     UnsupportedActionEncodingError,
     get_dataset_spec,
     list_datasets,
+    nonzero_motion_mask,
     register_dataset,
     spec_for_directory,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "UnsupportedActionEncodingError",
     "get_dataset_spec",
     "list_datasets",
+    "nonzero_motion_mask",
     "register_dataset",
     "register_transform",
     "resolve_datasets",

@@ -213,6 +213,18 @@ class DatasetSpec:
         return path
 
 
+def nonzero_motion_mask(action: np.ndarray, atol: float = 1e-5) -> np.ndarray:
+    """(T, 7) standardized actions -> (T,) bool, False where all six motion dims are zero.
+
+    For `spec.filter_zero_actions` (DROID): the reference drops a frame when every action of its chunk has
+    zero motion (it tests this after normalization against the normalized zero of hard-coded DROID
+    statistics, which is the same test on DROID's own statistics). Keep a frame if any action of its chunk
+    is True here.
+    """
+    a = np.asarray(action)
+    return np.any(np.abs(a[..., :6]) > atol, axis=-1)
+
+
 def _version_key(v: str) -> tuple:
     return tuple(int(p) if p.isdigit() else -1 for p in v.split("."))
 
