@@ -78,8 +78,13 @@ def resolve_sources(cfg: DataConfig) -> list[Source]:
                 f"set data.cameras to a subset of them"
             )
         reader = RLDSReader(r.dataset_dir)
-        reader.check_keys({f"steps/observation/{r.spec.image_keys[c]}" for c in cfg.cameras
-                           if c not in r.spec.optional_cameras})
+        for cam in cfg.cameras:
+            key = f"steps/observation/{r.spec.image_keys[cam]}"
+            if reader.spec.find(key) is None:
+                raise KeyError(
+                    f"dataset {r.name!r} ({r.dataset_dir}) has no {cam!r} camera: {key!r} is not in its features.json "
+                    f"(image features: {reader.image_keys()}); set data.cameras to the cameras it has"
+                )
         stats = get_dataset_statistics(r.dataset_dir, r.spec, cache_dir=cfg.statistics_cache)
         n = reader.num_episodes(cfg.split)
         if n == 0:
