@@ -1,0 +1,71 @@
+"""The `vla-bridge` / `vla-convert` hydra apps: presets compose, bad keys get hydra's error plus a hint, the
+ROS 2 launch file's parameters become valid overrides."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from robot_bridge.app import BridgeAppConfig
+from robot_bridge.cli.bridge import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _compose(overrides):
+    register_configs()
+    with initialize_config_module(config_module="configs", version_base=None):
+        return OmegaConf.to_object(compose(config_name="bridge", overrides=overrides))
+
+
+@pytest.mark.parametrize("preset", ["servo", "ros2_control", "sim"])
+def test_presets_compose_to_valid_configs(preset):
+    cfg = _compose([f"bridge={preset}"])
+    assert isinstance(cfg, BridgeAppConfig)
+    if preset == "sim":
+        assert cfg.role == "sim_in_loop" and cfg.loopback and "wrist" in cfg.bridge.topics.cameras
+
+
+def test_invalid_values_are_named():
+    with pytest.raises(ValueError, match="bridge.output.command"):
+        _compose(["bridge.output.command=teleport"])
+    with pytest.raises(ValueError, match="frame_id must be non-empty"):
+        _compose(["bridge.output.frame_id="])
+
+
+def test_launch_params_become_valid_overrides():
+    spec = importlib.util.spec_from_file_location("vla_bridge_launch", ROOT / "robot_bridge/launch/vla_bridge.launch.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    overrides = mod.params_to_overrides(mod.DEFAULT_PARAMS)
+    assert "bridge.node.rate_hz=10.0" in overrides and "transport=rclpy" in overrides
+    cfg = _compose(overrides)
+    assert cfg.transport == "rclpy" and cfg.bridge.output.frame_id == "panda_link0"
+    assert cfg.bridge.safety.workspace_max == [0.8, 0.5, 0.7]
+
+
+def test_wrong_key_gets_hydra_error_and_hint(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "robot_bridge.cli.bridge", "bridge.node.rate=5"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "Could not override" in r.stderr or "not in struct" in r.stderr
+    assert "did you mean 'bridge.node.rate_hz'" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "robot_bridge.cli.convert", "bags=[/does/not/exist]",
+                        f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "no metadata.yaml" in r.stdout + r.stderr
+
+
+def test_rclpy_transport_says_what_to_install():
+    from robot_bridge.transport.base import make_transport
+
+    pytest.importorskip("cyclonedds")
+    if importlib.util.find_spec("rclpy") is not None:
+        pytest.skip("rclpy is installed here")
+    with pytest.raises(ImportError, match="transport=dds"):
+        make_transport("rclpy")
