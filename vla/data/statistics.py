@@ -87,7 +87,7 @@ def get_dataset_statistics(
         return DatasetStatistics.from_dict(json.loads(path.read_text()))
 
     logger.info("computing dataset statistics of %s over splits %s (one pass, no images)", spec.name, splits)
-    stats = compute_statistics(_iter_episodes(reader, splits, spec), spec, total=sum(reader.splits[s] for s in splits))
+    stats = compute_statistics(_iter_episodes(reader, splits), spec, total=sum(reader.splits[s] for s in splits))
     stats.extra.update({"cache_key": key, "splits": list(splits)})
     _write_json_atomic(path, stats.to_dict())
     logger.info("wrote dataset statistics of %s to %s (%d trajectories, %d transitions)", spec.name, path,
@@ -183,7 +183,7 @@ def _available_splits(reader: Any) -> list[str]:
     return present
 
 
-def _iter_episodes(reader: Any, splits: list[str], spec: Any) -> Iterator[dict]:
+def _iter_episodes(reader: Any, splits: list[str]) -> Iterator[dict]:
     keys = _non_image_keys(reader)
     for split in splits:
         yield from reader.episodes(split, decode_images=False, keys=keys)
