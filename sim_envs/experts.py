@@ -23,6 +23,7 @@ import numpy as np
 from vla.core.types import Observation, Policy
 
 OPEN, CLOSED = 1.0, 0.0
+CUBE_HALF = 0.02
 MAX_STEP = 0.04  # m per control step the experts ask for (the controller allows 0.05)
 MAX_YAW_STEP = 0.25  # rad
 HOVER = 0.10  # m above a grasp point before descending
@@ -34,17 +35,25 @@ def _wrap_quarter(angle: float) -> float:
     return float((angle + np.pi / 4) % (np.pi / 2) - np.pi / 4)
 
 
+def _wrap_half(angle: float) -> float:
+    """Wrap to [-pi/2, pi/2): a parallel gripper looks the same every 180 degrees."""
+    return float((angle + np.pi / 2) % np.pi - np.pi / 2)
+
+
 def _wrap(angle: float) -> float:
     return float((angle + np.pi) % (2 * np.pi) - np.pi)
 
 
 class ScriptedExpert(Policy):
-    """Base class: a phase machine over waypoints. Subclasses implement `plan(state) -> (target, yaw, grip)`."""
+    """Base class: a phase machine over waypoints. Subclasses implement `plan(state) -> (target, yaw, grip)`.
+
+    `gain` < 1 keeps the proportional step stable under the action latency of the DR levels (up to 2 steps).
+    """
 
     cameras = ("primary",)
     task_name: str = ""
 
-    def __init__(self, state_fn: Callable[[], dict[str, Any]] | None = None, *, gain: float = 1.0):
+    def __init__(self, state_fn: Callable[[], dict[str, Any]] | None = None, *, gain: float = 0.6):
         self._state_fn = state_fn
         self.gain = gain
         self.reset("")
@@ -65,7 +74,7 @@ class ScriptedExpert(Policy):
         action = np.zeros(7, np.float32)
         action[:3] = np.clip(self.gain * (np.asarray(target) - ee), -MAX_STEP, MAX_STEP)
         if yaw is not None:
-            action[5] = np.clip(_wrap(yaw - state["ee_yaw"]), -MAX_YAW_STEP, MAX_YAW_STEP)
+            action[5] = np.clip(self.gain * _wrap(yaw - state["ee_yaw"]), -MAX_YAW_STEP, MAX_YAW_STEP)
         action[6] = grip
         return action
 
@@ -121,8 +130,136 @@ class LiftExpert(ScriptedExpert):
         return target, None, CLOSED
 
 
+class PushExpert(ScriptedExpert):
+    """Closed fingers behind the cube, on the line cube -> target; push along it, re-approach if it drifts off."""
+
+    task_name = "PushCube"
+    CONTACT = 0.05  # m behind the cube centre where the fingers start pushing
+    PUSH_Z = 0.035
+
+    def plan(self, state):
+        ee = np.asarray(state["ee_pos"])
+        obj, tgt = np.asarray(state["object_pos"]), np.asarray(state["target_pos"])
+        d = tgt[:2] - obj[:2]
+        u = d / max(np.linalg.norm(d), 1e-6)
+        n = np.array([-u[1], u[0]])
+        rel = ee[:2] - obj[:2]
+        along, lateral = float(rel @ u), float(rel @ n)
+        behind = obj[:2] - u * self.CONTACT
+        if self.phase == "push":
+            if abs(lateral) > 0.02 or along > -0.025:
+                self._go("retreat")
+            else:
+                # Keep the fingers just behind the cube, advance up to 3 cm, steer back onto the line.
+                xy = obj[:2] - u * (CUBE_HALF + 0.012) + u * min(float(np.linalg.norm(d)), 0.03) - n * lateral
+                return np.array([*xy, self.PUSH_Z]), 0.0, CLOSED
+        if self.phase == "retreat":
+            if ee[2] > self.PUSH_Z + HOVER * 0.8:
+                self._go("approach")
+            else:
+                return np.array([ee[0] - u[0] * 0.01, ee[1] - u[1] * 0.01, self.PUSH_Z + HOVER]), 0.0, CLOSED
+        if self.phase in ("start", "approach"):
+            self.phase = "approach"
+            if np.linalg.norm(ee[:2] - behind) < 0.01:
+                self._go("descend")
+            else:
+                # Stay high while far away so the fingers never sweep the cube.
+                z = self.PUSH_Z + HOVER if np.linalg.norm(ee[:2] - behind) > 0.02 else ee[2]
+                return np.array([*behind, max(z, ee[2])]), 0.0, CLOSED
+        if self.phase == "descend":
+            target = np.array([*behind, self.PUSH_Z])
+            if self._near(state, target, 0.01):
+                self._go("push")
+            return target, 0.0, CLOSED
+        return np.array([*behind, self.PUSH_Z]), 0.0, CLOSED
+
+
+class PlaceExpert(ScriptedExpert):
+    """Pick the cube, carry it above the place point, lower, open, back off upwards."""
+
+    task_name = "PlaceCubeOnPlate"
+    CARRY_Z = 0.14
+    RELEASE_STEPS = 3
+
+    def plan(self, state):
+        ee = np.asarray(state["ee_pos"])
+        obj = np.asarray(state["object_pos"])
+        place = np.asarray(state["place_pos"])
+        wp = self._pick(state, obj, state["object_yaw"], "lift")
+        if wp is not None:
+            return wp
+        place_yaw = state.get("place_yaw")
+        yaw = None if place_yaw is None else state["ee_yaw"] + _wrap_quarter(place_yaw - state["ee_yaw"])
+        if self.phase == "lift":
+            if ee[2] > self.CARRY_Z - 0.02:
+                self._go("carry")
+            else:
+                return np.array([ee[0], ee[1], self.CARRY_Z]), None, CLOSED
+        if self.phase == "carry":
+            above = np.array([place[0], place[1], self.CARRY_Z])
+            if obj[2] < place[2] - 0.005:  # dropped on the way: start over
+                self._go("approach")
+                return above, None, OPEN
+            yaw_ok = yaw is None or abs(_wrap(yaw - state["ee_yaw"])) < 0.08
+            if np.linalg.norm(obj[:2] - place[:2]) < 0.008 and yaw_ok:
+                self._go("lower")
+            else:
+                return above + np.append(ee[:2] - obj[:2], 0.0), yaw, CLOSED
+        if self.phase == "lower":
+            target = np.array([place[0], place[1], place[2] + 0.012]) + np.append(ee[:2] - obj[:2], 0.0)
+            target[2] = max(target[2] + (ee[2] - obj[2]), 0.035)
+            if obj[2] < place[2] + 0.008 or self._near(state, target, 0.006):
+                self._go("release")
+            else:
+                return target, yaw, CLOSED
+        if self.phase == "release":
+            self.counter += 1
+            if self.counter > self.RELEASE_STEPS:
+                self._go("retreat")
+            return ee, None, OPEN
+        return np.array([ee[0], ee[1], self.CARRY_Z]), None, OPEN
+
+
+class StackExpert(PlaceExpert):
+    task_name = "StackCube"
+
+
+class DrawerExpert(ScriptedExpert):
+    """Open fingers around the vertical handle from above, close, pull along the drawer's slide axis."""
+
+    task_name = "OpenDrawer"
+
+    def plan(self, state):
+        ee = np.asarray(state["ee_pos"])
+        handle = np.asarray(state["handle_pos"])
+        pull = np.asarray(state["pull_dir"])
+        # Fingers close along the hand's y axis (world y at yaw 0): turn them across the pull direction.
+        yaw = _wrap_half(float(np.arctan2(pull[1], pull[0])))
+        above = np.array([handle[0], handle[1], handle[2] + HOVER])
+        if self.phase in ("start", "approach"):
+            self.phase = "approach"
+            if np.linalg.norm(ee[:2] - above[:2]) < 0.008 and abs(_wrap(yaw - state["ee_yaw"])) < 0.08:
+                self._go("descend")
+            else:
+                return above, yaw, OPEN
+        if self.phase == "descend":
+            if self._near(state, handle, 0.008):
+                self._go("grasp")
+            else:
+                return handle, yaw, OPEN
+        if self.phase == "grasp":
+            self.counter += 1
+            if self.counter > GRASP_STEPS:
+                self._go("pull")
+            return handle, yaw, CLOSED
+        if np.linalg.norm(ee[:2] - handle[:2]) > 0.03:  # slipped off the handle: start over
+            self._go("approach")
+            return np.array([ee[0], ee[1], above[2]]), yaw, OPEN
+        return handle + pull * (state["open_target"] - state["drawer_opening"] + 0.01), yaw, CLOSED
+
+
 #: Task name -> expert class (kept in step with sim_envs.tasks.TASK_CLASSES; tests check both match).
-EXPERTS: dict[str, type[ScriptedExpert]] = {cls.task_name: cls for cls in (LiftExpert,)}
+EXPERTS: dict[str, type[ScriptedExpert]] = {cls.task_name: cls for cls in (LiftExpert, PushExpert, PlaceExpert, StackExpert, DrawerExpert)}
 
 
 def make_expert_for_task(task_name: str, state_fn: Callable[[], dict[str, Any]] | None = None) -> ScriptedExpert:

@@ -34,7 +34,7 @@ GRIP_SITE_POS = (0.0, 0.0, 0.2254)
 #: ... and orientation: the hand's frame (-45 deg about z of link7), so the fingers close along its y axis.
 GRIP_SITE_QUAT = (0.9238795, 0.0, 0.0, -0.3826834)
 #: Where the primary camera looks (world frame, metres).
-PRIMARY_LOOKAT = (0.45, 0.0, 0.06)
+PRIMARY_LOOKAT = (0.45, -0.04, 0.05)
 
 
 def franka_assets_dir() -> Path:
