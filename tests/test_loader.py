@@ -233,3 +233,24 @@ def test_training_loader_does_not_import_tensorflow(tiny_rlds_dataset, stats_dir
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
+
+
+def test_hydra_data_configs_compose(tiny_rlds_dataset, stats_dir):
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_module
+
+    from vla.data.config import register_configs
+
+    register_configs()
+    names = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs" / "data").glob("*.yaml"))
+    assert {"sim_pick", "bridge", "sim_pick_windows"} <= set(names)
+    with initialize_config_module(config_module="configs", version_base=None):
+        for name in names:
+            cfg = to_data_config(compose(config_name=f"data/{name}").data)
+            assert cfg.mixture is not None or cfg.datasets, name
+        cfg = compose(config_name="data/sim_pick_windows", overrides=[
+            f"data.datasets=[{{path: {tiny_rlds_dataset}}}]", "data.image_size=32", "data.num_workers=0",
+            f"data.statistics_cache={stats_dir}", "data.shuffle_buffer=8"])
+    sample = next(iter(RLDSLoader(cfg.data)))
+    assert sample["images"]["wrist"].shape == (6, 32, 32, 3) and sample["action"].shape == (8, 7)
