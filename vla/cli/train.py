@@ -1,9 +1,9 @@
 """`vla-train`: train a VLA from scratch or fine-tune one (full or LoRA), in one process or under torchrun.
 
-    vla-train data.datasets=[outputs/data/sim_pick/1.0.0]                          # tiny VLA from scratch
-    vla-train trainer=lora init_from=/ckpt/openvla-7b data.datasets=[/data/my_robot/1.0.0] \
-        data.unnorm_key=my_robot trainer.steps=5000
-    torchrun --nproc_per_node 2 -m vla.cli.train data.datasets=[...] trainer.batch_size=32
+    vla-train 'data.datasets=[{path: outputs/data/sim_pick/1.0.0}]'                # tiny VLA from scratch
+    vla-train trainer=lora init_from=/ckpt/openvla-7b 'data.datasets=[{path: /data/my_robot/1.0.0}]' \
+        trainer.steps=5000
+    torchrun --nproc_per_node 2 -m vla.cli.train 'data.datasets=[...]' trainer.batch_size=32
     vla-train --cfg job                                                            # print the full config
 
 Writes `<output_dir>/checkpoints/step_*` (resumable), `<output_dir>/final` (a standalone checkpoint that
@@ -24,8 +24,8 @@ from vla.train.config import register_configs
 logger = logging.getLogger("vla.cli.train")
 
 HINT = (
-    "Hint: vla-train's keys are init_from, model.* (configs/model/*.yaml, vla/model/schema.py), data.{datasets,weights,unnorm_key,val_episodes,"
-    "image_augmentation,...}, trainer.* (see vla/train/config.py: TrainerConfig), output_dir, seed. "
+    "Hint: vla-train's keys are init_from, model.* (configs/model/*.yaml, vla/model/schema.py), data.* (vla/data/config.py: "
+    "DataConfig, e.g. 'data.datasets=[{path: DIR}]'), trainer.* (see vla/train/config.py: TrainerConfig), output_dir, seed. "
     "Print the whole config with `vla-train --cfg job`; presets: model=tiny|openvla_7b, trainer=tiny|full|lora|projector "
     "(configs/trainer/*.yaml)."
 )

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
+from omegaconf import MISSING
+
+from vla.data.config import DataConfig
 from vla.model.schema import ModelConfig
 
 
@@ -88,6 +91,7 @@ class TrainerConfig:
     fsdp_min_params: int = 1_000_000_000
     device: str = "auto"  # auto | cpu | cuda
     num_threads: Optional[int] = None  # torch CPU threads per process; None: torch's default
+    val_fraction: float = 0.1  # whole episodes held out for validation: the last 10% of each dataset's split
     log_every: int = 10
     val_every: int = 0  # 0: validate only at the end
     val_batches: int = 8
@@ -113,37 +117,12 @@ class TrainerConfig:
             problems.append(f"trainer.keep_last must be >= 1, got {self.keep_last}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             problems.append(f"trainer.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            problems.append(f"trainer.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append(f"trainer.device must be auto, cpu or cuda, got {self.device!r}")
         if problems:
             raise ValueError("; ".join(problems))
-
-
-@dataclass
-class DataSource:
-    """Training data: RLDS dataset directories (or registered names), sampled by weight.
-
-    `unnorm_key` names the statistics in the saved checkpoint (default: the first dataset's name), so a
-    policy fine-tuned on a new robot un-normalizes with that robot's statistics.
-    `val_episodes` whole episodes per dataset are held out for validation (a fraction when < 1).
-    """
-
-    datasets: list[str] = field(default_factory=list)
-    weights: Optional[list[float]] = None
-    unnorm_key: Optional[str] = None
-    val_episodes: float = 0.1
-    image_augmentation: bool = False
-    shuffle_buffer: int = 1000
-    num_workers: int = 0
-    statistics_cache: Optional[str] = None
-
-    def __post_init__(self) -> None:
-        if self.weights is not None and len(self.weights) != len(self.datasets):
-            raise ValueError(
-                f"data.weights has {len(self.weights)} entries for {len(self.datasets)} datasets; give one per dataset or none"
-            )
-        if self.val_episodes < 0:
-            raise ValueError(f"data.val_episodes must be >= 0, got {self.val_episodes}")
 
 
 @dataclass
@@ -157,7 +136,7 @@ class TrainConfig:
 
     init_from: str = "scratch"  # scratch (build `model`) or a local checkpoint directory (its config wins)
     model: ModelConfig = field(default_factory=ModelConfig)  # a preset from configs/model/ (vla.model.schema)
-    data: DataSource = field(default_factory=DataSource)
+    data: DataConfig = MISSING  # vla.data.config.DataConfig: data.datasets=[{path: <root>/<name>/<version>}]
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output_dir: str = "outputs/train"
     seed: int = 0
@@ -172,14 +151,34 @@ def register_configs() -> None:
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
 
 
+def compose_train_config(overrides: list[str] | None = None):
+    """`configs/train.yaml` with its defaults (model=tiny, trainer=tiny) and hydra-style overrides, as the CLI
+    builds it; works inside another hydra app too (e.g. the demo)."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    overrides = list(overrides or [])
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="train", overrides=overrides)
+    with initialize_config_module(config_module="configs", version_base=None):
+        return compose(config_name="train", overrides=overrides)
+
+
 def to_train_config(cfg: Any) -> TrainConfig:
-    """A `TrainConfig` from a hydra DictConfig, a plain dict or a `TrainConfig` (validated either way)."""
+    """A validated `TrainConfig` from a `TrainConfig`, a hydra DictConfig (used as is) or a plain dict (merged
+    over `configs/train.yaml`'s defaults, so `run({...})` trains like `vla-train` with the same overrides)."""
     from omegaconf import OmegaConf
 
     if isinstance(cfg, TrainConfig):
         return cfg
-    base = OmegaConf.structured(TrainConfig)
-    merged = OmegaConf.merge(base, cfg if OmegaConf.is_config(cfg) else OmegaConf.create(cfg))
+    if OmegaConf.is_config(cfg):
+        base = OmegaConf.structured(TrainConfig)
+        merged = OmegaConf.merge(base, cfg)
+    else:
+        base = compose_train_config()
+        base = OmegaConf.merge(OmegaConf.structured(TrainConfig), {k: v for k, v in base.items() if k != "hydra"})
+        merged = OmegaConf.merge(base, OmegaConf.create(dict(cfg)))
     return OmegaConf.to_object(merged)
 
 

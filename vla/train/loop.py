@@ -39,7 +39,7 @@ from vla.train.distributed import (
     unwrap,
     wrap_model,
 )
-from vla.train.lora import count_parameters, prepare_for_mode
+from vla.train.lora import count_parameters, freeze_unused_parameters, prepare_for_mode
 from vla.train.metrics import ActionTokenDecoder, MetricSink, Smoothed, action_metrics
 from vla.train.optim import build_optimizer, build_scheduler
 from vla.train.setup import build_data, build_model, load_adapter_weights, save_model_dir
@@ -71,7 +71,6 @@ class Trainer:
         resume_from = self._find_resume()
         _seed_everything(cfg.seed)
 
-        self.data = build_data(cfg.data, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size)
         lora = t.mode == FinetuneMode.lora
         bundle = build_model(cfg.init_from, cfg.model, load_dtype=torch.bfloat16 if (self.use_bf16 and lora) else None,
                              weights_dir=resume_from / "model" if (resume_from is not None and not lora) else None)
@@ -80,6 +79,7 @@ class Trainer:
             raise ValueError("trainer.mode=lora adapts a pretrained model: set init_from=<checkpoint dir> "
                              "(training from scratch needs trainer.mode=full)")
         model = bundle.model
+        self.data = build_data(cfg.data, model_config=model.config, seed=cfg.seed, val_fraction=t.val_fraction)
         # The checkpoint carries the statistics of the data it was trained on, under their unnorm_keys, so a
         # model fine-tuned on a new robot un-normalizes with that robot's statistics (the base's stay in the base).
         model.config.norm_stats = self._statistics_dict()
@@ -92,6 +92,7 @@ class Trainer:
         if grad_ckpt:
             unwrap_hf(model).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.to(ctx.device)
+        freeze_unused_parameters(model, self.processor, unwrap_hf(model).config)
         self.trainable, self.total = count_parameters(model)
         self.parallelism = choose_parallelism(t.parallelism.value, self.total, t.fsdp_min_params)
         self.model = wrap_model(model, ctx, self.parallelism)
@@ -154,7 +155,7 @@ class Trainer:
     def _micro_batches(self) -> Iterator[dict]:
         """Each micro-step draws micro x world samples of one global stream; this process keeps its slice,
         so any number of processes sees the same global batches as one process."""
-        it = iter(self.data.train)
+        it = self._train_iter = iter(self.data.train)
         while True:
             samples = [next(it) for _ in range(self.micro * self.ctx.world_size)]
             mine = samples[self.ctx.rank * self.micro:(self.ctx.rank + 1) * self.micro]
@@ -251,6 +252,9 @@ class Trainer:
                 self.save(ckpt.checkpoint_dir_name(self.step), keep_last=t.keep_last)
         if bar is not None:
             bar.close()
+        batches.close()
+        if getattr(self, "_train_iter", None) is not None:
+            self._train_iter.close()  # stops the loader's worker processes
         final = self.export_final()
         if self.sink is not None:
             self.sink.close()

@@ -66,3 +66,38 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total
+
+
+def freeze_unused_parameters(model: nn.Module, processor, config) -> list[str]:
+    """Freeze trainable parameters the forward pass never uses; return their names.
+
+    OpenVLA's towers keep layers that feed nothing (features come from the second-to-last block; the final
+    norms, SigLIP's attention-pool head, DINOv2's mask token), and so do LoRA adapters placed on them. Left
+    trainable they get no gradient, which DDP rejects and which leaves holes in the optimizer state. One
+    probe forward/backward on a blank sample finds them; it reads no training data and draws no random numbers
+    in the data stream.
+    """
+    import numpy as np
+
+    size = int(config.image_size)
+    chunk = int(getattr(config, "action_chunk", 1))
+    sample = {
+        "images": {c: np.zeros((size, size, 3), np.uint8) for c in config.cameras},
+        "instruction": "probe",
+        "action": np.zeros((chunk, 7) if chunk > 1 else (7,), np.float32),
+        "proprio": np.zeros(int(getattr(config, "proprio_dim", 0)), np.float32),
+    }
+    batch = processor.collate([sample])
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.train()
+    model(**{k: v.to(device) for k, v in batch.items()}).loss.backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    for n, p in model.named_parameters():
+        p.grad = None
+        if n in unused:
+            p.requires_grad_(False)
+    model.train(was_training)
+    if unused:
+        logger.info("froze %d parameter tensors the forward pass does not use (e.g. %s)", len(unused), unused[0])
+    return unused

@@ -17,7 +17,6 @@ from typing import Any, Callable, Iterable
 import torch
 
 from vla.model.schema import ModelConfig
-from vla.train.config import DataSource
 from vla.train.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -99,9 +98,9 @@ def load_adapter_weights(model: torch.nn.Module, adapter_dir: Path) -> None:
 @dataclass
 class DataBundle:
     unnorm_key: str  # the key of the first dataset (the one a single-dataset fine-tune un-normalizes with)
-    norm_stats: dict[str, Any]  # unnorm_key -> DatasetStatistics, one per training dataset
-    train: Any  # iterable of frame samples with state_dict() / load_state_dict()
-    make_val: Callable[[], Iterable[dict]] | None  # a fresh, deterministic pass over held-out frames
+    norm_stats: dict[str, Any]  # unnorm_key (dataset name) -> DatasetStatistics, one per training dataset
+    train: Any  # RLDSLoader: endless frame samples with state_dict() / load_state_dict()
+    make_val: Callable[[], Iterable[dict]] | None  # a fresh, ordered pass over the held-out episodes
     num_train_episodes: int
     num_val_episodes: int
 
@@ -110,10 +109,57 @@ class DataBundle:
         return processor.collate(samples)
 
 
-def build_data(cfg: DataSource, *, seed: int, rank: int, world_size: int) -> DataBundle:
-    from vla.train.data import build_data_bundle
+def split_names(split: str, val_fraction: float) -> tuple[str, str | None]:
+    """(train split, validation split) holding out the last `val_fraction` of each dataset's episodes."""
+    if val_fraction <= 0:
+        return split, None
+    if "[" in split:
+        raise DataError(f"data.split={split!r} is already sliced; trainer.val_fraction={val_fraction} would slice it "
+                        "again. Use a plain split name or set trainer.val_fraction=0")
+    cut = int(round(100 * (1.0 - val_fraction)))
+    return f"{split}[:{cut}%]", f"{split}[{cut}%:]"
 
-    if not cfg.datasets:
-        raise DataError("no training data: set data.datasets=[<RLDS dataset dir>, ...] (e.g. the directory "
-                        "vla-collect wrote, <root>/<name>/<version>)")
-    return build_data_bundle(cfg, seed=seed)
+
+def build_data(cfg: Any, *, model_config: Any, seed: int, val_fraction: float) -> DataBundle:
+    """Train/val loaders over `cfg` (a `vla.data.config.DataConfig`), shaped for the model.
+
+    Frames are resized to the model's input size and carry its cameras (and its action chunk), so the data
+    config never has to repeat the model's dimensions. Statistics: one pass per dataset, cached on disk.
+    """
+    from dataclasses import replace
+
+    from vla.data.config import to_data_config
+    from vla.data.loader import RLDSLoader
+
+    cfg = to_data_config(cfg)
+    window = cfg.window
+    if model_config.action_chunk > 1:
+        window = replace(window, action_chunk=int(model_config.action_chunk))
+    train_split, val_split = split_names(cfg.split, val_fraction)
+    cfg = replace(cfg, image_size=int(model_config.image_size), cameras=list(model_config.cameras),
+                  window=window, seed=cfg.seed + seed, split=train_split)
+    try:
+        train = RLDSLoader(cfg, train=True)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        raise DataError(f"cannot load the training data: {e}") from e
+    _check_has_steps(train)
+    norm_stats = train.statistics
+    make_val, n_val = None, 0
+    if val_split is not None:
+        val_cfg = replace(cfg, split=val_split, image_augmentation=False)
+        try:
+            probe = RLDSLoader(val_cfg, train=False)
+            n_val = probe.num_episodes
+            make_val = lambda: RLDSLoader(val_cfg, train=False, sources=probe.sources)  # noqa: E731
+        except ValueError as e:  # a dataset too small to hold episodes out
+            logger.warning("no validation: %s (trainer.val_fraction=%s); training on all episodes", e, val_fraction)
+            train = RLDSLoader(replace(cfg, split=cfg.split.split("[")[0]), train=True)
+    unnorm_key = next(iter(norm_stats))
+    return DataBundle(unnorm_key, norm_stats, train, make_val, train.num_episodes, n_val)
+
+
+def _check_has_steps(loader: Any) -> None:
+    empty = [name for name, st in loader.statistics.items() if st.num_transitions == 0]
+    if empty:
+        raise DataError(f"dataset(s) {empty} have no steps (num_transitions = 0); there is nothing to train on. "
+                        "Collect episodes with at least one step (vla-collect) or drop them from data.datasets")

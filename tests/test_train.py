@@ -1,0 +1,213 @@
+"""vla-train in one process: a real tiny VLA on real RLDS data (RLDSWriter in a tmp dir).
+
+Covers: checkpoints (atomic, keep last N, what they hold), validation on held-out episodes, TensorBoard logs,
+a full disk while saving (OSError injected at os.fsync), a NaN loss, a new robot's statistics in the saved
+policy, LoRA (+ merge at the end), projector-only training, and the bad-input errors.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SMALL = {
+    "image_size": 28,
+    "dino": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "mlp_dim": 64},
+    "siglip": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "mlp_dim": 64},
+    "llm": {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 4, "intermediate_size": 128},
+}
+
+
+def write_dataset(root: Path, name: str, *, episodes: int = 10, steps: int = 8, action_scale: float = 1.0) -> Path:
+    from vla.data.rlds_writer import RLDSWriter
+    from vla.data.synthetic import make_episode
+
+    with RLDSWriter(root, name, cameras=("primary",), image_size=(32, 32), state_dim=8, episodes_per_shard=4) as w:
+        for i in range(episodes):
+            ep = make_episode(i, num_steps=steps, image_size=(32, 32), cameras=("primary",), seed=len(name))
+            ep.action[:, :6] *= action_scale
+            w.write(ep)
+    return root / name / "1.0.0"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("rlds")
+    return {"robot_a": write_dataset(root, "robot_a"),
+            "robot_b": write_dataset(root, "robot_b", episodes=6, action_scale=20.0),
+            "cache": root / "stats_cache"}
+
+
+def config(data: dict, out: Path, dataset: str = "robot_a", **trainer) -> dict:
+    t = {"steps": 4, "batch_size": 4, "save_every": 2, "val_every": 2, "val_batches": 2, "log_every": 1,
+         "progress": False, "num_threads": 1, **trainer}
+    return {"model": SMALL, "output_dir": str(out), "trainer": t,
+            "data": {"datasets": [{"path": str(data[dataset])}], "num_workers": 0, "shuffle_buffer": 40,
+                     "chunk_size": 4, "statistics_cache": str(data["cache"]), "image_augmentation": False}}
+
+
+@pytest.fixture(scope="module")
+def base_run(data, tmp_path_factory) -> Path:
+    """A 4-step run from scratch on robot_a (checkpoints at 2 and 4, keep_last 1)."""
+    from vla.train import run
+
+    out = tmp_path_factory.mktemp("base_run")
+    final = run(config(data, out, keep_last=1))
+    assert final == out / "final"
+    return out
+
+
+def _digest(path: Path) -> dict[str, str]:
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_run_writes_resumable_checkpoints_logs_and_a_standalone_policy(base_run):
+    from vla.model.policy import VLAPolicy
+    from vla.train.checkpoint import list_checkpoints, load_trainer_state
+
+    ckpts = list_checkpoints(base_run / "checkpoints")
+    assert [s for s, _ in ckpts] == [4]  # keep_last=1 pruned step 2
+    ck = ckpts[0][1]
+    assert {"model", "trainer_state.pt", "rank_00000.pt", "config.yaml", "dataset_statistics.json"} <= {p.name for p in ck.iterdir()}
+    state = load_trainer_state(ck)
+    assert state["step"] == 4 and state["optimizer"]["state"] and state["scheduler"]["last_epoch"] == 4
+    rank = torch.load(ck / "rank_00000.pt", weights_only=False)
+    assert {"python", "numpy", "torch"} <= set(rank["rng"]) and rank["loader"]["split"] == "train[:90%]"
+    assert not list((base_run / "checkpoints").glob(".tmp-*"))
+
+    history = json.loads((base_run / "history.json").read_text())
+    assert any("val_loss" in h for h in history) and any("action_accuracy" in h for h in history)
+    assert list((base_run / "logs").glob("events.out.tfevents.*"))
+
+    policy = VLAPolicy.from_pretrained(base_run / "final")
+    assert policy.unnorm_key == "robot_a"
+    from vla.core.types import Observation
+
+    a = policy.act(Observation(images={"primary": np.zeros((32, 32, 3), np.uint8)}, instruction="pick up the red cube"))
+    assert a.shape == (7,) and np.all(np.isfinite(a))
+
+
+def test_full_disk_while_saving_keeps_the_previous_checkpoint(base_run, data, monkeypatch, tmp_path):
+    import shutil
+
+    from vla.train import run
+    from vla.train.checkpoint import CheckpointError, list_checkpoints
+
+    out = tmp_path / "run"
+    shutil.copytree(base_run, out)
+    before = _digest(out / "checkpoints" / "step_000004")
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)  # the system edge where a full disk surfaces
+    with pytest.raises(CheckpointError, match=r"step_000006.*No space left.*step_000004 is intact"):
+        run(config(data, out, steps=6, keep_last=1))  # resumes at 4, fails to save 6
+    monkeypatch.undo()
+    assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [4]
+    assert _digest(out / "checkpoints" / "step_000004") == before
+    assert not list((out / "checkpoints").glob(".tmp-*"))
+
+
+def test_nan_loss_stops_with_the_step_and_a_checkpoint(data, tmp_path):
+    from vla.train import run
+    from vla.train.errors import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match=r"at step (\d+).*nan_step_") as info:
+        run(config(data, tmp_path, steps=20, lr=1e36, schedule="constant", max_grad_norm=None, save_every=0))
+    step = int(info.value.args[0].split("at step ")[1].split(";")[0])
+    assert (tmp_path / "checkpoints" / f"nan_step_{step:06d}" / "model" / "config.json").is_file()
+
+
+def test_finetune_on_a_new_robot_saves_its_statistics(base_run, data, tmp_path):
+    from vla.data.oxe import spec_for_directory
+    from vla.data.statistics import get_dataset_statistics
+    from vla.model.policy import VLAPolicy
+    from vla.core.types import Observation
+    from vla.train import run
+
+    final = run({**config(data, tmp_path, dataset="robot_b", steps=2), "init_from": str(base_run / "final")})
+    cfg = json.loads((final / "config.json").read_text())
+    assert sorted(cfg["norm_stats"]) == ["robot_b"]
+    policy = VLAPolicy.from_pretrained(final)  # no unnorm_key needed: the checkpoint knows its robot
+    want = get_dataset_statistics(data["robot_b"], spec_for_directory(data["robot_b"]), cache_dir=data["cache"])
+    np.testing.assert_allclose(policy.statistics.action.q99, want.action.q99)
+    obs = Observation(images={"primary": np.full((32, 32, 3), 90, np.uint8)}, instruction="open the drawer")
+    batch = policy.prepare([obs])
+    norm = policy.model.predict_normalized(batch["input_ids"], batch["pixel_values"], batch["attention_mask"])
+    expected = want.action.unnormalize(np.asarray(norm)[0, 0])
+    expected[6] = np.clip(expected[6], 0, 1)
+    np.testing.assert_allclose(policy.act(obs), expected, rtol=1e-5, atol=1e-6)
+    # robot_b's actions are 20x robot_a's: un-normalizing with the wrong key would be far off
+    a_stats = get_dataset_statistics(data["robot_a"], spec_for_directory(data["robot_a"]), cache_dir=data["cache"])
+    assert np.abs(want.action.q99[:6] - a_stats.action.q99[:6]).max() > 5 * np.abs(a_stats.action.q99[:6]).max()
+
+
+def test_lora_finetune_trains_adapters_only_and_exports_merged(base_run, data, tmp_path):
+    from peft import PeftModel
+
+    from vla.model.modeling_vla import VLAForActionPrediction
+    from vla.model.processing_vla import VLAProcessor
+    from vla.train import run
+
+    base_dir = base_run / "final"
+    final = run({**config(data, tmp_path, steps=2, mode="lora", lr=5e-3, lora={"rank": 4, "alpha": 8}),
+                 "init_from": str(base_dir)})
+    adapter = tmp_path / "final_adapter"
+    acfg = json.loads((adapter / "adapter_config.json").read_text())
+    assert acfg["r"] == 4 and acfg["lora_alpha"] == 8 and acfg["init_lora_weights"] == "gaussian"
+    assert Path(acfg["base_model_name_or_path"]) == base_dir.resolve()
+    processor = VLAProcessor.from_pretrained(final)
+    rng = np.random.default_rng(0)
+    batch = processor([rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)], ["open the drawer"])
+    with torch.no_grad():
+        peft_logits = PeftModel.from_pretrained(VLAForActionPrediction.from_pretrained(str(base_dir)), str(adapter)).eval()(**batch).logits
+        merged_logits = VLAForActionPrediction.from_pretrained(str(final)).eval()(**batch).logits
+        base_logits = VLAForActionPrediction.from_pretrained(str(base_dir)).eval()(**batch).logits
+    assert torch.allclose(merged_logits, peft_logits, atol=1e-4)
+    assert not torch.allclose(merged_logits, base_logits, atol=1e-4)  # the adapters learned something
+
+
+def test_projector_mode_changes_only_the_projector(base_run, data, tmp_path):
+    from safetensors.torch import load_file
+
+    from vla.train import run
+
+    final = run({**config(data, tmp_path, steps=1, mode="projector", save_every=0, val_every=0),
+                 "init_from": str(base_run / "final")})
+    before, after = load_file(str(base_run / "final" / "model.safetensors")), load_file(str(final / "model.safetensors"))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("projector.") for k in changed), sorted(changed)[:5]
+
+
+def test_bad_input_gives_clear_errors(data, tmp_path):
+    from vla.data.rlds_writer import RLDSWriter
+    from vla.train import run
+    from vla.train.errors import DataError
+
+    with pytest.raises(FileNotFoundError, match="init_from='.*nowhere' is not a checkpoint directory"):
+        run({**config(data, tmp_path / "a"), "init_from": str(tmp_path / "nowhere")})
+    with pytest.raises(ValueError, match="trainer.mode=lora adapts a pretrained model"):
+        run(config(data, tmp_path / "b", mode="lora"))
+    empty = RLDSWriter(tmp_path / "rlds", "no_steps", cameras=("primary",), image_size=(32, 32), state_dim=8).close()
+    cfg = config(data, tmp_path / "c")
+    cfg["data"]["datasets"] = [{"path": str(empty)}]
+    with pytest.raises(DataError, match="no_steps"):
+        run(cfg)
+
+
+def test_cli_unknown_key_gives_hydra_error_and_hint(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "vla.cli.train", "trainer.stepz=3"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+    assert r.returncode != 0
+    assert "Key 'stepz' not in 'TrainerConfig'" in r.stderr
+    assert "Hint: vla-train's keys are" in r.stderr and "vla-train --cfg job" in r.stderr
