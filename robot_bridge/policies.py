@@ -6,6 +6,8 @@ Kinds (`bridge policy=<kind>`, schema `PolicyConfig`):
   callable "module:function" returning a `vla.Policy` (e.g. your own wrapper), called with `kwargs`
   random   small random actions (seeded), to exercise the loop and the safety layer without a model
   tiny_cnn a small torch CNN (conv + MLP over the primary image and proprio), untrained, for latency tests
+  tiny_vla the project's tiny VLA preset with random weights (`vla.model.presets.build_model("tiny")`) and
+           synthetic action statistics: the real inference path at toy size, for latency tests
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from vla.core.types import Observation, Policy
 
 logger = logging.getLogger(__name__)
 
-POLICY_KINDS = ("vla", "remote", "callable", "random", "tiny_cnn")
+POLICY_KINDS = ("vla", "remote", "callable", "random", "tiny_cnn", "tiny_vla")
 
 
 @dataclass
@@ -90,6 +92,18 @@ class TinyCNNPolicy(Policy):
         return a
 
 
+def tiny_vla_policy(seed: int = 0) -> Policy:
+    """The tiny VLA preset, randomly initialized, with synthetic statistics (latency tests only)."""
+    from vla.core.statistics import ArrayStatistics, DatasetStatistics
+    from vla.model.policy import VLAPolicy
+    from vla.model.presets import build_model
+
+    model, processor = build_model("tiny", seed=seed)
+    rng = np.random.default_rng(seed)
+    stats = DatasetStatistics(action=ArrayStatistics.compute(rng.normal(0, 0.005, (100, 7)), mask=[True] * 6 + [False]))
+    return VLAPolicy(model, processor, norm_stats={"synthetic": stats.to_dict()})
+
+
 def make_policy(cfg: PolicyConfig) -> Policy:
     if cfg.kind == "vla":
         from vla.model.policy import VLAPolicy  # the model helper's inference wrapper
@@ -106,6 +120,8 @@ def make_policy(cfg: PolicyConfig) -> Policy:
         if not isinstance(policy, Policy):
             raise TypeError(f"{cfg.target} returned {type(policy).__name__}, not a vla.Policy")
         return policy
+    if cfg.kind == "tiny_vla":
+        return tiny_vla_policy(seed=cfg.seed)
     if cfg.kind == "tiny_cnn":
         return TinyCNNPolicy(seed=cfg.seed, **cfg.kwargs)
     return RandomPolicy(seed=cfg.seed, scale=cfg.scale)
