@@ -4,11 +4,14 @@ scripted experts, gymnasium registration.
     import gymnasium, sim_envs
     env = gymnasium.make("vla_sim/LiftCube-v0", dr_level="none", image_size=224)
 
-`import sim_envs` registers every task of `sim_envs.tasks.TASK_CLASSES` as `vla_sim/<Task>-v0` (the only
-work done at import; mujoco is imported when an env is built). `sim_envs.TASKS` lists the ids.
+`import sim_envs` registers every task of `sim_envs.tasks.TASK_CLASSES` as `vla_sim/<Task>-v0` and, on a
+machine without a display, defaults `MUJOCO_GL` to `egl` (offscreen); nothing else runs at import, and
+mujoco is imported when an env is built. `sim_envs.TASKS` lists the ids.
 """
 
 from __future__ import annotations
+
+import os
 
 import gymnasium
 
@@ -17,6 +20,12 @@ from sim_envs.tasks import TASK_CLASSES
 NAMESPACE = "vla_sim"
 #: Registered gymnasium ids, e.g. "vla_sim/LiftCube-v0".
 TASKS: tuple[str, ...] = tuple(f"{NAMESPACE}/{name}-v0" for name in TASK_CLASSES)
+
+
+def _default_headless_gl() -> None:
+    """Render offscreen with EGL when no display is configured (MuJoCo would try GLFW/X11 and fail)."""
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"
 
 
 def _register() -> None:
@@ -32,6 +41,7 @@ def _register() -> None:
         )
 
 
+_default_headless_gl()
 _register()
 
 

@@ -9,11 +9,15 @@ the scene compiles to one `mujoco.MjModel`.
 Changes to the shipped robot, all made here with MjSpec so the original files stay untouched:
 - gravity compensation on the arm links (the real Panda's controller compensates gravity, and position
   servos would otherwise sag by centimetres);
-- a `grip_site` between the finger pads (the point the controller moves) and a `wrist` camera on the hand.
+- a `grip_site` between the finger pads (the point the controller moves) and a `wrist` camera on the hand;
+- the visual meshes (136k triangles, 20-35 ms per 64 px frame on llvmpipe) are simplified by vertex
+  clustering to ~16k triangles at load time (`visual_mesh_cell`, 0 keeps the originals). Collision meshes,
+  and so the physics, are unchanged.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import string
@@ -71,6 +75,49 @@ def lookat_quat(pos, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     return quat
 
 
+def read_stl(path: Path) -> np.ndarray:
+    """Triangle corners (3 * n_triangles, 3) of a binary STL file."""
+    raw = path.read_bytes()
+    n = int(np.frombuffer(raw, np.uint32, 1, 80)[0])
+    rec = np.frombuffer(raw, np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")]), n, 84)
+    return rec["v"].reshape(-1, 3).astype(np.float64)
+
+
+def cluster_decimate(corners: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """Vertex-clustering simplification (Rossignac & Borrel 1993): merge vertices per `cell`-sized voxel.
+
+    Args:
+        corners: (3 * T, 3) triangle corners.
+        cell: voxel edge (m).
+    Returns:
+        vertices (V, 3) and faces (F, 3) int, degenerate and duplicate triangles removed.
+    """
+    keys = np.floor(corners / cell).astype(np.int64) + (1 << 10)
+    flat = (keys[:, 0] << 42) + (keys[:, 1] << 21) + keys[:, 2]
+    uniq, inv = np.unique(flat, return_inverse=True)
+    inv = inv.ravel()
+    sums = np.zeros((len(uniq), 3))
+    np.add.at(sums, inv, corners)
+    verts = sums / np.bincount(inv, minlength=len(uniq))[:, None]
+    faces = inv.reshape(-1, 3)
+    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
+    srt = np.sort(faces, axis=1)
+    _, first = np.unique((srt[:, 0] << 42) + (srt[:, 1] << 21) + srt[:, 2], return_index=True)
+    faces = faces[np.sort(first)]
+    used, faces = np.unique(faces, return_inverse=True)
+    return verts[used], faces.reshape(-1, 3)
+
+
+@functools.lru_cache(maxsize=None)
+def _simplified_visual_meshes(cell: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    out = {}
+    for path in sorted((franka_assets_dir() / "meshes" / "visual").glob("*.stl")):
+        if path.stem == "finger":  # the finger visual uses a scaled collision mesh in assets.xml
+            continue
+        out[f"{path.stem}_viz"] = cluster_decimate(read_stl(path), cell)
+    return out
+
+
 @dataclass
 class SceneBuilder:
     """The MjSpec of the tabletop plus helpers tasks use to add their objects."""
@@ -78,12 +125,19 @@ class SceneBuilder:
     spec: "object"  # mujoco.MjSpec
 
     @classmethod
-    def tabletop(cls) -> "SceneBuilder":
+    def tabletop(cls, visual_mesh_cell: float = 0.01) -> "SceneBuilder":
+        """The table, the robot and the cameras. `visual_mesh_cell` (m): mesh simplification, 0 = off."""
         import mujoco
 
         text = (XML_DIR / "tabletop.xml").read_text()
         xml = string.Template(text).substitute(FRANKA_DIR=str(franka_assets_dir()))
         spec = mujoco.MjSpec.from_string(xml)
+        if visual_mesh_cell > 0:
+            for name, (verts, faces) in _simplified_visual_meshes(float(visual_mesh_cell)).items():
+                mesh = spec.mesh(name)
+                mesh.file = ""
+                mesh.uservert = verts.ravel().tolist()
+                mesh.userface = faces.ravel().tolist()
         for body in spec.bodies:
             if body.name.startswith("panda0"):
                 body.gravcomp = 1.0
