@@ -31,9 +31,7 @@ from transformers import (
     SiglipVisionConfig,
 )
 
-ACTION_HEADS = ("tokens", "l1")
-DECODING_MODES = ("autoregressive", "parallel")
-CAMERAS = ("primary", "wrist")
+from vla.model.schema import ACTION_HEADS, CAMERAS, DECODING_MODES
 
 # Keys a config.json may carry that are not fields of ours but are harmless (written by transformers itself
 # or by older versions); anything else is rejected so typos do not pass silently.

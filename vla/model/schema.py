@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from vla.model.configuration_vla import ACTION_HEADS, CAMERAS, DECODING_MODES
+ACTION_HEADS = ("tokens", "l1")
+DECODING_MODES = ("autoregressive", "parallel")
+CAMERAS = ("primary", "wrist")
 
 
 @dataclass

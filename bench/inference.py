@@ -1,0 +1,206 @@
+"""Inference speed of the VLA policy: KV cache, batching, parallel decoding (tiny config, CPU, one run).
+
+    python bench/inference.py                 # writes bench/results/inference.json, prints a table
+    python bench/inference.py --gpu-7b        # also the 7B config in bf16 with random weights (needs CUDA)
+
+Each figure is actions per second through `VLAPolicy.act_batch` (processor + model + un-normalization),
+median over repeated calls after warm-up; each target is a ratio to a baseline measured in the same run:
+- greedy decoding with the KV cache vs recomputing the whole sequence at every step (target >= 2x),
+- one batch of 8 observations vs 8 single calls (target >= 4x),
+- OFT parallel decoding with chunks of 8 vs autoregressive decoding of single actions (target >= 5x).
+The machine is shared with other jobs, so absolute numbers are noisy; the ratios are what is tracked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results" / "inference.json"
+
+
+def _observations(n: int, seed: int = 0):
+    from vla import Observation
+
+    rng = np.random.default_rng(seed)
+    words = ["pick up the red cube", "open the top drawer", "put the spoon in the bowl", "lift the block"]
+    return [Observation(images={"primary": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)},
+                        instruction=words[i % len(words)]) for i in range(n)]
+
+
+def _policy(use_cache: bool = True, **overrides):
+    from vla.core.statistics import ArrayStatistics, DatasetStatistics
+    from vla.model.policy import VLAPolicy
+    from vla.model.presets import build_model
+
+    model, processor = build_model("tiny", seed=0, **overrides)
+    rng = np.random.default_rng(0)
+    stats = DatasetStatistics(action=ArrayStatistics.compute(rng.normal(size=(100, 7)), mask=[True] * 6 + [False]))
+    return VLAPolicy(model, processor, norm_stats={"bench": stats.to_dict()}, use_cache=use_cache)
+
+
+def _actions_per_s(fn, actions_per_call: int, repeats: int, warmup: int = 2) -> dict:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return _summary(times, actions_per_call)
+
+
+def _summary(times: list[float], actions_per_call: int) -> dict:
+    med = statistics.median(times)
+    return {"actions_per_s": actions_per_call / med, "median_s_per_call": med, "calls": len(times),
+            "actions_per_call": actions_per_call}
+
+
+def _interleaved(fn_a, n_a: int, fn_b, n_b: int, repeats: int, warmup: int = 2) -> tuple[dict, dict]:
+    """Alternate candidate and baseline calls so both see the same load on a shared machine."""
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, ts in ((fn_a, ta), (fn_b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return _summary(ta, n_a), _summary(tb, n_b)
+
+
+def bench_cpu(repeats: int, image_size: int) -> tuple[dict, list]:
+    obs1 = _observations(1)
+    obs8 = _observations(8, seed=1)
+    cached = _policy(use_cache=True, image_size=image_size)
+    uncached = _policy(use_cache=False, image_size=image_size)
+    parallel = _policy(decoding="parallel", action_chunk=8, image_size=image_size)
+    pairs = [
+        ("greedy with KV cache vs without (batch 1)", 2.0,
+         "autoregressive_kv_cache_b1", lambda: cached.act_batch(obs1), 1,
+         "autoregressive_no_cache_b1", lambda: uncached.act_batch(obs1), 1),
+        ("batch 8 vs 8 single calls", 4.0,
+         "autoregressive_kv_cache_batch8", lambda: cached.act_batch(obs8), 8,
+         "autoregressive_kv_cache_8_single_calls", lambda: [cached.act(o) for o in obs8], 8),
+        ("parallel decoding chunk 8 vs autoregressive (batch 1)", 5.0,
+         "parallel_chunk8_b1", lambda: parallel.act_batch(obs1), 8,
+         "autoregressive_kv_cache_b1_vs_parallel", lambda: cached.act_batch(obs1), 1),
+    ]
+    runs, targets = {}, []
+    for name, target, cand, fa, na, base, fb, nb in pairs:
+        runs[cand], runs[base] = _interleaved(fa, na, fb, nb, repeats)
+        ratio = runs[cand]["actions_per_s"] / runs[base]["actions_per_s"]
+        targets.append({"name": name, "value": round(ratio, 2), "baseline": 1.0, "target": target,
+                        "met": bool(ratio >= target), "candidate": cand, "baseline_run": base,
+                        "candidate_actions_per_s": round(runs[cand]["actions_per_s"], 2),
+                        "baseline_actions_per_s": round(runs[base]["actions_per_s"], 2)})
+    return runs, targets
+
+
+def bench_gpu_7b(repeats: int) -> dict:
+    """7B config, bf16, random weights, synthetic prompts (no tokenizer needed): actions/s and peak memory."""
+    from vla.model.modeling_vla import VLAForActionPrediction
+    from vla.model.presets import build_preset
+
+    out = {}
+    for label, overrides, batch in (("autoregressive_b1", {}, 1), ("autoregressive_b8", {}, 8),
+                                    ("parallel_chunk8_b1", {"decoding": "parallel", "action_chunk": 8}, 1)):
+        config, _ = build_preset("openvla_7b", **overrides)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        torch.set_default_dtype(torch.bfloat16)
+        with torch.device("cuda"):
+            model = VLAForActionPrediction(config).eval()
+        torch.set_default_dtype(torch.float32)
+        prompt = torch.randint(300, 29000, (batch, 20), device="cuda")
+        prompt[:, 0] = 1
+        prompt[:, -1] = 29871
+        if config.decoding == "parallel":
+            prompt = torch.cat([prompt, torch.full((batch, 56), config.pad_token_id, device="cuda")], dim=1)
+        px = torch.randn(batch, 6, 224, 224, device="cuda", dtype=torch.bfloat16)
+
+        def call():
+            model.predict_normalized(prompt, px, torch.ones_like(prompt))
+            torch.cuda.synchronize()
+
+        per_call = config.action_chunk * batch
+        out[label] = _actions_per_s(call, per_call, repeats)
+        out[label]["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        del model
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: least disturbed by load)")
+    parser.add_argument("--image-sizes", type=int, nargs="+", default=[112, 224],
+                        help="model input sizes: 112 is the tiny preset's own (64 patch tokens), 224 gives "
+                             "OpenVLA's 256 patch tokens per image")
+    parser.add_argument("--gpu-7b", action="store_true", help="also measure the 7B config on CUDA")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    runs, targets = {}, []
+    for size in args.image_sizes:
+        r, tg = bench_cpu(args.repeats, size)
+        runs[f"image_size_{size}"] = r
+        targets += [dict(x, name=f"{x['name']} [tiny, {size} px: {(size // 14) ** 2} patches]", image_size=size)
+                    for x in tg]
+    if args.gpu_7b:
+        if not torch.cuda.is_available():
+            raise SystemExit("--gpu-7b needs a CUDA device")
+        gpu = {"status": "measured", "device": torch.cuda.get_device_name(), **bench_gpu_7b(args.repeats)}
+    else:
+        gpu = {"status": "not measured (no device): no GPU was available to this run; "
+                         "run `python bench/inference.py --gpu-7b` on a CUDA machine"}
+    result = {
+        "benchmark": "inference",
+        "config": "tiny preset (configs/model/tiny.yaml) at each image_size in runs, random weights, 224x224 "
+                  "camera images, CPU, float32, batch 1 unless stated",
+        "method": "candidate and baseline calls alternate (same load); median seconds per call; warm-up 2 calls",
+        "torch_threads": args.threads,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "note": "measured under load: the 2-core machine is shared with other jobs; ratios are from the same run",
+        "wall_s": round(time.time() - t0, 1),
+        "runs": runs,
+        "targets": targets,
+        "gpu_7b_bf16": gpu,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    _print_table(runs, targets)
+
+
+def _print_table(runs: dict, targets: list) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="VLA inference (tiny, CPU)")
+    for col in ("run", "actions/s", "s/call"):
+        t.add_column(col)
+    for size, group in runs.items():
+        for name, r in group.items():
+            t.add_row(f"{size}: {name}", f"{r['actions_per_s']:.2f}", f"{r['median_s_per_call']:.4f}")
+    g = Table(title="targets")
+    for col in ("target", "ratio", "goal", "met"):
+        g.add_column(col)
+    for x in targets:
+        g.add_row(x["name"], f"{x['value']:.2f}x", f">= {x['target']}x", "yes" if x["met"] else "NO")
+    Console().print(t, g)
+
+
+if __name__ == "__main__":
+    main()
