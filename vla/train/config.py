@@ -146,6 +146,11 @@ def register_configs() -> None:
     """Register the schemas in hydra's ConfigStore (the YAML files extend them by name)."""
     from hydra.core.config_store import ConfigStore
 
+    from vla.data.config import register_configs as register_data
+    from vla.model.schema import register_configs as register_model
+
+    register_data()
+    register_model()
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
