@@ -41,9 +41,11 @@ class CollectSettings:
         episodes: episodes per task (attempts: dropped failures are not retried).
         seed_start: first seed; episode i of a task uses seed_start + i. Evaluation's held-out seeds start at
             `sim_envs.evaluation.EVAL_SEED_START`, far above.
-        workers: expert processes (1 = run in this process).
+        workers: expert processes (always separate processes, see `_run_jobs`).
         keep_failed: write failed expert episodes too (success=False in their metadata) instead of dropping them.
         image_size, cameras, max_episode_steps: env options (None = the task's own episode limit).
+        controller: `sim_envs.controller.ControllerConfig`; None: the default (10 Hz).
+        terminate_on_success: end an episode at its first successful step (else run to the time limit).
         dr_config: a `DRConfig` to use instead of the shipped `configs/dr/<dr_level>.yaml` (a level
             customized on the command line); None: the shipped level.
     """
@@ -58,6 +60,8 @@ class CollectSettings:
     cameras: tuple[str, ...] = ("primary", "wrist")
     max_episode_steps: int | None = None
     dr_config: Any = None
+    controller: Any = None
+    terminate_on_success: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
@@ -81,6 +85,8 @@ class _Job:
     cameras: tuple[str, ...]
     max_episode_steps: int | None
     dr_config: Any = None
+    controller: Any = None
+    terminate_on_success: bool = True
 
 
 @dataclass
@@ -118,25 +124,28 @@ class CollectSummary:
 
 
 # ----------------------------------------------------------------------------------------- worker side
-_ENVS: dict[tuple, Any] = {}
+_ENVS: dict[str, Any] = {}
 
 
 def _env_and_expert(job: _Job):
-    """One env + expert per (task, level, image options) and worker process, built on first use."""
-    dr_key = json.dumps(asdict(job.dr_config), sort_keys=True) if job.dr_config is not None else ""
-    key = (job.task, job.dr_level, dr_key, job.image_size, job.cameras, job.max_episode_steps)
+    """One env + expert per job configuration and worker process, built on first use."""
+    key = json.dumps([
+        job.task, job.dr_level, job.image_size, job.cameras, job.max_episode_steps, job.terminate_on_success,
+        asdict(job.dr_config) if job.dr_config is not None else None,
+        asdict(job.controller) if job.controller is not None else None,
+    ], sort_keys=True)
     if key not in _ENVS:
-        import gymnasium
-
         import sim_envs
+        from sim_envs.config import SimConfig, make_env
+        from sim_envs.controller import ControllerConfig
         from sim_envs.experts import make_expert
 
-        kwargs: dict[str, Any] = dict(dr_level=job.dr_level, image_size=job.image_size, cameras=job.cameras)
-        if job.dr_config is not None:
-            kwargs["dr_config"] = job.dr_config
-        if job.max_episode_steps is not None:
-            kwargs["max_episode_steps"] = job.max_episode_steps
-        env = gymnasium.make(job.task, **kwargs)
+        sim = SimConfig(
+            image_size=job.image_size, cameras=list(job.cameras), max_episode_steps=job.max_episode_steps,
+            terminate_on_success=job.terminate_on_success,
+            controller=job.controller if job.controller is not None else ControllerConfig(),
+        )
+        env = make_env(job.task, sim=sim, dr=job.dr_config if job.dr_config is not None else job.dr_level)
         _ENVS[key] = (env, make_expert(env), sim_envs.to_observation)
     return _ENVS[key]
 
@@ -185,12 +194,13 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
 
 
 def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[ExpertEpisode]:
-    """Results in job order (deterministic output for any worker count)."""
-    if workers == 1:
-        for job in jobs:
-            yield run_expert_episode(job)
-        return
-    # spawn: EGL rendering contexts and the threads of an already-imported TensorFlow do not survive fork.
+    """Results in job order (deterministic output for any worker count).
+
+    The envs always run in spawned worker processes, never in this one: this process writes with
+    TensorFlow, and MuJoCo's software renderer (Mesa llvmpipe) segfaults in a process that has loaded
+    TensorFlow (gdb: swrast_dri.so's LLVM calls land in the LLVM copy inside libtensorflow_framework.so.2).
+    spawn, not fork: EGL contexts and TF's threads do not survive a fork either.
+    """
     with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
         yield from pool.imap(run_expert_episode, jobs, chunksize=1)
 
@@ -217,7 +227,7 @@ def collect(
     level = resolve_level(settings.dr_level)
     jobs = [
         _Job(t, level, settings.seed_start + i, settings.image_size, settings.cameras, settings.max_episode_steps,
-             settings.dr_config)
+             settings.dr_config, settings.controller, settings.terminate_on_success)
         for t in task_ids for i in range(settings.episodes)
     ]
     existing = Path(root_dir) / name / "1.0.0" / "dataset_info.json"

@@ -142,6 +142,8 @@ class EvalSettings:
     Attributes:
         image_size: camera resolution (square).
         cameras: cameras rendered and shown to the policy.
+        controller: `sim_envs.controller.ControllerConfig` (control rate, limits); None: the default.
+        terminate_on_success: end an episode at its first successful step (else run to the time limit).
         num_envs: parallel envs per task x level (gymnasium vector env).
         vector: "sync" (one process) or "async" (one process per env).
         max_episode_steps: None = the task's own limit.
@@ -157,6 +159,8 @@ class EvalSettings:
 
     image_size: int = 224
     cameras: tuple[str, ...] = ("primary", "wrist")
+    controller: Any = None
+    terminate_on_success: bool = True
     num_envs: int = 1
     vector: str = "sync"
     max_episode_steps: int | None = None
@@ -231,14 +235,14 @@ class EvalEpisodeWrapper(gymnasium.Wrapper):
 
 def make_eval_env(task: str, dr_level: str, settings: "EvalSettings", with_expert: bool = False) -> gymnasium.Env:
     """One wrapped env (this runs inside the vector env's worker process for `vector=async`)."""
-    import sim_envs  # noqa: F401  (registers the tasks in this process)
+    from sim_envs.config import SimConfig, make_env
+    from sim_envs.controller import ControllerConfig
 
-    kwargs: dict[str, Any] = dict(dr_level=dr_level, image_size=settings.image_size, cameras=settings.cameras)
-    if settings.dr_configs and dr_level in settings.dr_configs:
-        kwargs["dr_config"] = settings.dr_configs[dr_level]
-    if settings.max_episode_steps is not None:
-        kwargs["max_episode_steps"] = settings.max_episode_steps
-    return EvalEpisodeWrapper(gymnasium.make(task, **kwargs), with_expert)
+    sim = SimConfig(image_size=settings.image_size, cameras=list(settings.cameras),
+                    max_episode_steps=settings.max_episode_steps, terminate_on_success=settings.terminate_on_success,
+                    controller=settings.controller if settings.controller is not None else ControllerConfig())
+    dr = (settings.dr_configs or {}).get(dr_level, dr_level)
+    return EvalEpisodeWrapper(make_env(task, sim=sim, dr=dr), with_expert)
 
 
 def _json_default(o):
@@ -247,6 +251,13 @@ def _json_default(o):
     if isinstance(o, np.generic):
         return o.item()
     raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+def tensorflow_loaded() -> bool:
+    """True when TensorFlow's native library is loaded here (then rendering must happen elsewhere)."""
+    import sys
+
+    return "tensorflow.python" in sys.modules or "tensorflow.python.pywrap_tensorflow" in sys.modules
 
 
 def make_vector_env(task: str, dr_level: str, num_envs: int, settings: EvalSettings, *, with_expert: bool = False):
@@ -259,7 +270,14 @@ def make_vector_env(task: str, dr_level: str, num_envs: int, settings: EvalSetti
     from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
     fns = [functools.partial(make_eval_env, task, dr_level, settings, with_expert) for _ in range(num_envs)]
-    cls = SyncVectorEnv if settings.vector == "sync" else AsyncVectorEnv
+    vector = settings.vector
+    if vector == "sync" and tensorflow_loaded():
+        logger.warning(
+            "TensorFlow is loaded in this process, and MuJoCo's software renderer (llvmpipe) segfaults next to "
+            "it (its LLVM calls land in TensorFlow's LLVM copy); running the envs in subprocesses (vector=async)"
+        )
+        vector = "async"
+    cls = SyncVectorEnv if vector == "sync" else AsyncVectorEnv
     kwargs: dict[str, Any] = dict(autoreset_mode=AutoresetMode.DISABLED)
     if cls is AsyncVectorEnv:
         kwargs["context"] = "spawn"  # EGL contexts and threads do not survive fork

@@ -126,11 +126,14 @@ class WrongShapePolicy(Policy):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """One evaluation of five policies on 2 held-out seeds at DR level low, 2 sync envs, 32 px."""
+    """One evaluation of five policies on 2 held-out seeds at DR level low, 2 envs, 32 px.
+
+    The envs run in subprocesses (vector=async): tests never render in the pytest process (see `_fresh`).
+    """
     out = tmp_path_factory.mktemp("eval")
     ChunkPolicy.instances = []
     specs = plan_episodes(["LiftCube"], ["low"], 2)
-    settings = EvalSettings(image_size=32, num_envs=2, max_episode_steps=MAX_STEPS, execute_steps=2,
+    settings = EvalSettings(image_size=32, num_envs=2, vector="async", max_episode_steps=MAX_STEPS, execute_steps=2,
                             videos_per_cell=1, video_dir=out / "videos", progress=False)
     results = evaluate_policies(
         {"expert": ExpertPolicy(), "chunk": ChunkPolicy, "raise": RaisingPolicy(), "nan": NaNAfterTwoPolicy,
@@ -167,23 +170,38 @@ def test_all_policies_start_from_identical_initial_states(run):
         assert [r.instruction for r in rs] == [r.instruction for r in base], name
 
 
-def test_expert_through_the_runner_matches_a_direct_rollout(run):
-    """The runner executes exactly what the expert computes in its worker: same outcome, same length."""
+def _direct_expert_rollout(seed: int) -> tuple[int, bool]:
+    """(steps, success) of the expert in a plain env. Runs in a fresh process (see `_fresh`)."""
     import gymnasium
 
+    import sim_envs  # noqa: F401
     from sim_envs.experts import make_expert
 
-    r = run["results"]["expert"][0]
     env = gymnasium.make(TASK, dr_level="low", image_size=32, max_episode_steps=MAX_STEPS)
     expert = make_expert(env)
-    obs, info = env.reset(seed=r.seed)
+    obs, info = env.reset(seed=seed)
     expert.reset(info["instruction"])
     steps, success, done = 0, False, False
     while not done:
         obs, _, term, trunc, info = env.step(expert.act(None))
         steps, success, done = steps + 1, success or info["success"], term or trunc
     env.close()
-    assert (r.steps, r.success) == (steps, success)
+    return steps, success
+
+
+def _fresh(fn, *args):
+    """Run fn in a spawned process: MuJoCo's software renderer segfaults in a process where another test
+    loaded TensorFlow (see sim_envs.collect._run_jobs), so tests never render in the pytest process."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+def test_expert_through_the_runner_matches_a_direct_rollout(run):
+    """The runner executes exactly what the expert computes in its worker: same outcome, same length."""
+    r = run["results"]["expert"][0]
+    assert (r.steps, r.success) == _fresh(_direct_expert_rollout, r.seed)
 
 
 def test_action_chunks_run_open_loop_for_execute_steps(run):
@@ -234,19 +252,22 @@ def _cli(args, cwd):
                           timeout=300)
 
 
-def test_async_vector_env_gives_the_same_episodes_as_sync(run):
-    """One process per env (spawned): same initial states and the same expert outcomes as in-process envs."""
+def _sync_expert_run(specs) -> list[tuple[str, int, bool]]:
     from sim_envs.evaluation import run_policy
 
-    settings = EvalSettings(image_size=32, num_envs=2, vector="async", max_episode_steps=MAX_STEPS, progress=False)
-    res = run_policy(ExpertPolicy(), run["specs"], settings, name="expert")
-    sync = run["results"]["expert"]
-    assert [(r.initial_state_hash, r.steps, r.success) for r in res] == [(r.initial_state_hash, r.steps, r.success) for r in sync]
+    settings = EvalSettings(image_size=32, num_envs=2, vector="sync", max_episode_steps=MAX_STEPS, progress=False)
+    return [(r.initial_state_hash, r.steps, r.success) for r in run_policy(ExpertPolicy(), specs, settings)]
+
+
+def test_sync_vector_env_gives_the_same_episodes_as_async(run):
+    """In-process envs (sync) and one process per env (async): same initial states, same expert outcomes."""
+    sync = _fresh(_sync_expert_run, run["specs"])
+    assert sync == [(r.initial_state_hash, r.steps, r.success) for r in run["results"]["expert"]]
 
 
 def test_vla_eval_command_writes_results_and_reports_bad_input(tmp_path):
-    r = _cli(["policy=[expert,random]", "tasks=[LiftCube]", "levels=[none,low]", "seeds=1", "image_size=32",
-              "max_episode_steps=6", "num_envs=1", f"output_dir={tmp_path}"], tmp_path)
+    r = _cli(["policy=[expert,random]", "tasks=[LiftCube]", "levels=[none,low]", "seeds=1", "sim=fast",
+              "sim.image_size=32", "sim.max_episode_steps=6", "num_envs=1", f"output_dir={tmp_path}"], tmp_path)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     for name in ("expert", "random"):

@@ -18,7 +18,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from sim_envs.cli._hints import write_hint
-from sim_envs.cli.config import CollectConfig, dr_config_from, register_configs
+from sim_envs.cli.config import CollectConfig, dr_config_from, register_configs, sim_config_from
 
 logger = logging.getLogger("sim_envs.cli.collect")
 _started = False
@@ -35,10 +35,12 @@ def _app(cfg: DictConfig) -> None:
     tasks = list(cfg.task) if OmegaConf.is_list(cfg.task) else [str(cfg.task)]
     try:
         dr_config = dr_config_from(cfg.dr)
+        sim = sim_config_from(cfg.sim)
         settings = CollectSettings(
             tasks=tasks, dr_level=dr_config.level, dr_config=dr_config, episodes=cfg.episodes, seed_start=cfg.seed_start, workers=cfg.workers,
-            keep_failed=cfg.keep_failed, image_size=cfg.image_size, cameras=tuple(cfg.cameras),
-            max_episode_steps=cfg.max_episode_steps,
+            keep_failed=cfg.keep_failed, image_size=sim.image_size, cameras=tuple(sim.cameras),
+            max_episode_steps=sim.max_episode_steps, controller=sim.controller,
+            terminate_on_success=sim.terminate_on_success,
         )
         name = cfg.name or default_dataset_name(tasks, dr_config.level)
         summary = collect(settings, cfg.output_dir, name, episodes_per_shard=cfg.episodes_per_shard,
@@ -65,7 +67,7 @@ def main() -> None:
         _app()
     except SystemExit as e:
         if e.code not in (0, None) and not _started:
-            write_hint("vla-collect", CollectConfig, groups=("dr",))
+            write_hint("vla-collect", CollectConfig, groups=("sim", "dr"))
         raise
 
 

@@ -2,10 +2,11 @@
 
 The YAML files in `configs/` (collect.yaml, eval.yaml, eval/*.yaml) only select and override these.
 
-Domain randomization is the `dr` config group of sim_envs (`configs/dr/<level>.yaml`, schema
-`sim_envs.domain_randomization.DRConfig`): `dr=low` selects a level and its parameters land under `dr`, so
-they can be changed from the command line (`dr.physics.friction_scale=[0.5,1.5]`). `vla-eval` also takes
-several shipped levels at once with `levels=[none,low,high]` (or `levels=all`).
+Env construction and domain randomization are the config groups of sim_envs (`sim_envs.config`):
+`sim` (`configs/sim/<name>.yaml`: image size, cameras, control rate, episode limit; `sim=fast` for 64 px)
+and `dr` (`configs/dr/<level>.yaml`). `dr=low` selects a level and its parameters land under `dr`, so they
+can be changed from the command line (`dr.physics.friction_scale=[0.5,1.5]`, `sim.image_size=96`).
+`vla-eval` also takes several shipped levels at once with `levels=[none,low,high]` (or `levels=all`).
 """
 
 from __future__ import annotations
@@ -24,11 +25,9 @@ class CollectConfig:
     dr: Any = None  # filled by the `dr` config group (dr=none|low|medium|high)
     episodes: int = 10  # per task
     seed_start: int = 0  # episode i uses seed seed_start + i (evaluation's held-out seeds start at 1_000_000)
-    workers: int = 2  # expert processes (1 = in this process)
+    workers: int = 2  # expert processes
     keep_failed: bool = False  # write failed expert episodes (success=false) instead of dropping them
-    image_size: int = 224
-    cameras: list[str] = field(default_factory=lambda: ["primary", "wrist"])
-    max_episode_steps: Optional[int] = None  # None: the task's own limit
+    sim: Any = None  # filled by the `sim` config group (sim=default|fast; sim.image_size=..., ...)
     output_dir: str = "outputs/data"  # the dataset lands in <output_dir>/<name>/1.0.0
     name: Optional[str] = None  # None: sim_<task>_<dr>
     episodes_per_shard: int = 50
@@ -60,9 +59,7 @@ class EvalConfig:
     seeds: Any = 10  # N held-out seeds per task x level (from 1_000_000), "a:b", or a list of seeds
     num_envs: int = 2  # parallel envs per task x level
     vector: str = "sync"  # sync (one process) | async (one process per env)
-    image_size: int = 224
-    cameras: list[str] = field(default_factory=lambda: ["primary", "wrist"])
-    max_episode_steps: Optional[int] = None  # None: the task's own limit
+    sim: Any = None  # filled by the `sim` config group (sim=default|fast; sim.image_size=..., ...)
     execute_steps: Optional[int] = None  # actions of a chunk run open-loop before re-planning (None: all)
     video: VideoConfig = field(default_factory=VideoConfig)
     policy_options: PolicyOptions = field(default_factory=PolicyOptions)
@@ -71,6 +68,9 @@ class EvalConfig:
 
 
 def register_configs() -> None:
+    from sim_envs.config import register_configs as register_sim_configs
+
+    register_sim_configs()
     cs = ConfigStore.instance()
     cs.store(name="collect_schema", node=CollectConfig)
     cs.store(name="eval_schema", node=EvalConfig)
@@ -85,3 +85,14 @@ def dr_config_from(node):
     if node is None:
         raise ValueError("no domain-randomization config: select a level with dr=none|low|medium|high")
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DRConfig), node))
+
+
+def sim_config_from(node):
+    """The `SimConfig` of the `sim` group's content (validated by the sim_envs schema)."""
+    from omegaconf import OmegaConf
+
+    from sim_envs.config import SimConfig
+
+    if node is None:
+        raise ValueError("no env config: select one with sim=default|fast")
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SimConfig), node))

@@ -23,7 +23,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from sim_envs.cli._hints import write_hint
-from sim_envs.cli.config import EvalConfig, dr_config_from, register_configs
+from sim_envs.cli.config import EvalConfig, dr_config_from, register_configs, sim_config_from
 
 logger = logging.getLogger("sim_envs.cli.eval")
 _started = False
@@ -78,9 +78,11 @@ def run_eval(cfg: DictConfig, out_dir: Path) -> dict:
         name, policy = make_policy(str(spec), tasks=task_ids, dataset=dataset, unnorm_key=opts.unnorm_key,
                                    device=opts.device, seed=opts.seed)
         policies[name] = policy
+    sim = sim_config_from(cfg.sim)
     settings = EvalSettings(
-        image_size=cfg.image_size, cameras=tuple(cfg.cameras), num_envs=cfg.num_envs, vector=cfg.vector,
-        max_episode_steps=cfg.max_episode_steps, execute_steps=cfg.execute_steps,
+        image_size=sim.image_size, cameras=tuple(sim.cameras), controller=sim.controller,
+        terminate_on_success=sim.terminate_on_success, num_envs=cfg.num_envs,
+        vector=cfg.vector, max_episode_steps=sim.max_episode_steps, execute_steps=cfg.execute_steps,
         videos_per_cell=cfg.video.episodes_per_cell, video_dir=out_dir / "videos", video_fps=cfg.video.fps,
         dr_configs=dr_configs,
     )
@@ -123,7 +125,7 @@ def main() -> None:
         _app()
     except SystemExit as e:
         if e.code not in (0, None) and not _started:
-            write_hint("vla-eval", EvalConfig, groups=("eval", "dr"))
+            write_hint("vla-eval", EvalConfig, groups=("eval", "sim", "dr"))
         raise
 
 

@@ -1,0 +1,157 @@
+"""`vla-collect` on real MuJoCo envs: RLDS output that RLDSReader and TFDS load, metadata that replays the
+episode, failed experts kept or dropped (never silently), the no-vision baseline built from the data."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mujoco")
+
+from sim_envs.collect import CollectSettings, collect  # noqa: E402
+from vla.core.episode import EpisodeMetadata  # noqa: E402
+from vla.data.rlds_reader import RLDSReader  # noqa: E402
+
+TASK = "vla_sim/LiftCube-v0"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    settings = CollectSettings(tasks=["LiftCube"], dr_level="low", episodes=3, workers=2, image_size=32)
+    summary = collect(settings, root, "sim_lift_test", episodes_per_shard=2, progress=False)
+    return summary, root / "sim_lift_test" / "1.0.0"
+
+
+def _replay_first_steps(seeds_and_params: list[tuple[int, dict]]) -> list[tuple[str, np.ndarray]]:
+    """(instruction, first proprio) of each replayed episode. Runs in a fresh process: this one has loaded
+    TensorFlow (the writer), next to which MuJoCo's software renderer crashes (see sim_envs.collect)."""
+    import gymnasium
+
+    import sim_envs  # noqa: F401
+
+    env = gymnasium.make(TASK, dr_level="low", image_size=32)
+    out = []
+    for seed, params in seeds_and_params:
+        obs, info = env.reset(seed=seed, options={"dr_params": params})
+        out.append((info["instruction"], obs["proprio"]))
+    env.close()
+    return out
+
+
+def test_collect_writes_rlds_with_replayable_metadata(dataset):
+    import multiprocessing as mp
+
+    summary, path = dataset
+    assert summary.attempted == 3 and summary.written + summary.dropped == 3
+    assert summary.written == summary.succeeded >= 2  # the expert solves LiftCube; failures would be listed
+    assert str(path) == summary.dataset_dir
+    reader = RLDSReader(path)
+    assert reader.num_episodes("train") == summary.written
+    assert len(reader.shard_paths("train")) == 2  # episodes_per_shard=2
+    episodes = list(reader.episodes("train", decode_images=True))
+    metas = [EpisodeMetadata.from_features(ep["episode_metadata"]) for ep in episodes]
+    kept_seeds = [s for s in range(3) if s not in {f["seed"] for f in summary.failures}]
+    assert [m.seed for m in metas] == kept_seeds  # written in seed order whatever the worker count
+    assert all(m.success and m.task == TASK and m.randomization["level"] == "low" for m in metas)
+    assert metas[0].episode_id == "LiftCube-v0-low-seed0"
+    # Seed + stored DR parameters replay the episode: same instruction, same first proprio reading.
+    with mp.get_context("spawn").Pool(1) as pool:
+        replayed = pool.apply(_replay_first_steps, ([(m.seed, m.randomization) for m in metas],))
+    for ep, (instruction, proprio) in zip(episodes, replayed):
+        assert instruction == ep["steps"]["language_instruction"][0].decode()
+        np.testing.assert_array_equal(proprio, ep["steps"]["observation"]["state"][0])
+        assert ep["steps"]["observation"]["image"].shape[1:] == (32, 32, 3)
+        assert ep["steps"]["observation"]["wrist_image"].shape[1:] == (32, 32, 3)
+        assert ep["steps"]["is_last"][-1] and ep["steps"]["is_terminal"][-1] and ep["steps"]["reward"][-1] == 1.0
+    saved = json.loads((path.parent / "collect_summary.json").read_text())
+    assert saved["written"] == summary.written and saved["settings"]["dr_level"] == "low"
+
+
+def test_tfds_loads_the_collected_dataset(dataset):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    summary, path = dataset
+    builder = tfds.builder_from_directory(str(path))
+    episodes = list(tfds.as_numpy(builder.as_dataset(split="train")))
+    assert len(episodes) == summary.written
+    reader_eps = list(RLDSReader(path).episodes("train"))
+    for tf_ep, ep in zip(episodes, reader_eps):
+        assert tf_ep["episode_metadata"]["seed"] == ep["episode_metadata"]["seed"]
+        assert tf_ep["episode_metadata"]["randomization"] == ep["episode_metadata"]["randomization"]
+        actions = np.stack([s["action"] for s in tf_ep["steps"]])
+        np.testing.assert_array_equal(actions, ep["steps"]["action"])
+
+
+def test_failed_experts_are_dropped_or_kept_never_silently(tmp_path, caplog):
+    # 3 control steps are too few for any pick-up: every expert episode fails.
+    settings = CollectSettings(tasks=["LiftCube"], episodes=2, workers=1, image_size=16, max_episode_steps=3)
+    with caplog.at_level(logging.WARNING, logger="sim_envs.collect"):
+        dropped = collect(settings, tmp_path, "drop", progress=False)
+    assert (dropped.attempted, dropped.written, dropped.dropped, dropped.succeeded) == (2, 0, 2, 0)
+    assert dropped.dataset_dir is None and not (tmp_path / "drop" / "1.0.0" / "dataset_info.json").exists()
+    assert [f["seed"] for f in dropped.failures] == [0, 1]
+    assert all("not completed" in f["reason"] for f in dropped.failures)
+    assert sum("expert failed" in r.message and "dropped" in r.message for r in caplog.records) == 2
+
+    settings.keep_failed = True
+    kept = collect(settings, tmp_path, "keep", progress=False)
+    assert (kept.written, kept.failed_kept, kept.dropped) == (2, 2, 0)
+    metas = [EpisodeMetadata.from_features(ep["episode_metadata"]) for ep in RLDSReader(kept.dataset_dir).episodes()]
+    assert [(m.seed, m.success) for m in metas] == [(0, False), (1, False)]
+    ep = next(RLDSReader(kept.dataset_dir).episodes())
+    assert len(ep["steps"]["action"]) == 3 and not ep["steps"]["is_terminal"][-1]  # truncated, not terminal
+    with pytest.raises(FileExistsError, match="overwrite"):
+        collect(settings, tmp_path, "keep", progress=False)
+    with pytest.raises(ValueError, match="Valid tasks"):
+        collect(CollectSettings(tasks=["LiftCubes2"]), tmp_path, "x", progress=False)
+
+
+def test_no_vision_baseline_replays_the_mean_expert_trajectory(dataset):
+    from sim_envs.baselines import NoVisionPolicy, make_policy
+    from sim_envs.evaluation import EvalSettings, plan_episodes, run_policy
+    from vla.core.types import Observation
+
+    _, path = dataset
+    eps = list(RLDSReader(path).episodes("train"))
+    policy = NoVisionPolicy.from_dataset(path)
+    (traj,) = policy.trajectories.values()
+    assert traj.task == TASK and traj.num_episodes == len(eps)
+    first = np.stack([ep["steps"]["action"][0] for ep in eps])
+    np.testing.assert_allclose(traj.actions[0, :6], first[:, :6].mean(0), atol=1e-6)
+    assert len(traj.actions) == int(np.median([len(ep["steps"]["action"]) for ep in eps]))
+    obs = Observation(images={"primary": np.zeros((8, 8, 3), np.uint8)}, instruction="lift the red cube up")
+    policy.reset(obs.instruction)  # an unseen wording still finds the task by word overlap
+    out = [policy.act(obs) for _ in range(len(traj.actions) + 2)]
+    np.testing.assert_array_equal(out[0], traj.actions[0])
+    assert np.all(out[-1][:6] == 0) and out[-1][6] == traj.actions[-1, 6]  # holds still after the horizon
+
+    name, factory = make_policy("no_vision", tasks=[TASK], dataset=str(path))
+    res = run_policy(factory, plan_episodes(["LiftCube"], ["none"], 1),
+                     EvalSettings(image_size=16, max_episode_steps=8, progress=False), name=name)
+    assert res[0].error is None and (res[0].steps == 8 or res[0].success)
+    with pytest.raises(ValueError, match="policy_options.dataset"):
+        make_policy("no_vision", tasks=[TASK])
+    with pytest.raises(ValueError, match=r"neither a built-in baseline \['random', 'no_vision', 'expert'\]"):
+        make_policy("/no/such/checkpoint", tasks=[TASK])
+
+
+def test_vla_collect_command(tmp_path):
+    env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+    code = "from sim_envs.cli.collect import main; main()"
+    r = subprocess.run([sys.executable, "-c", code, "task=LiftCube", "dr=medium", "episodes=1", "workers=1",
+                        "sim.image_size=16", "dr.sensor.image_noise_std=0", f"output_dir={tmp_path}"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    path = tmp_path / "sim_liftcube_medium" / "1.0.0"
+    (md,) = [EpisodeMetadata.from_features(ep["episode_metadata"]) for ep in RLDSReader(path).episodes()]
+    assert md.randomization["level"] == "medium" and md.randomization["sensor"]["image_noise_std"] == 0.0
+    assert "expert success vla_sim/LiftCube-v0 dr=medium" in r.stdout + r.stderr
+    typo = subprocess.run([sys.executable, "-c", code, "episode=3"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert typo.returncode != 0 and "did you mean 'episodes'" in typo.stderr
