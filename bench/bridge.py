@@ -157,6 +157,12 @@ class Observer:
         self.t.subscribe(cfg.topics.action, msgs.JointState, RELIABLE,
                          lambda m: self.actions.append((msgs.from_time(m.header.stamp), time.time())))
         self.t.subscribe(cfg.topics.twist, msgs.TwistStamped, RELIABLE, self._twist)
+        self.reasons: dict[str, int] = {}
+        self.t.subscribe(cfg.topics.status, msgs.DiagnosticArray, RELIABLE, self._status)
+
+    def _status(self, m):
+        why = m.status[0].message.split(":")[0]
+        self.reasons[why] = self.reasons.get(why, 0) + 1
 
     def _twist(self, m):
         tw = m.twist
@@ -216,7 +222,9 @@ def main() -> None:
         obs.actions.clear()
         obs.images.clear()
         n_tw0 = len(obs.twists)
+        obs.reasons.clear()
         time.sleep(args.latency_seconds)
+        reasons = dict(obs.reasons)
         lat = [(r - s) * 1e3 for s, r in obs.actions]
         img_ms = [(r - s) * 1e3 for s, r in obs.images]
         cmd_ms = [(r - s) * 1e3 for s, r, _ in obs.twists[n_tw0:]]
@@ -224,7 +232,7 @@ def main() -> None:
         results["latency"] = {"policy": "tiny_cnn (small untrained torch CNN, in the bridge process)",
                               "obs_to_command_ms_p50": pct(lat, 50), "obs_to_command_ms_p99": pct(lat, 99), "n": len(lat),
                               "image_one_way_ms_p50": pct(img_ms, 50), "command_one_way_ms_p50": pct(cmd_ms, 50),
-                              "transport_share_p50": share}
+                              "transport_share_p50": share, "status_reasons": reasons}
         # 3. stale-sensor stop latency: kill the camera, time to the first zero twist
         trials = []
         for i in range(args.stale_trials):
