@@ -282,3 +282,30 @@ def test_vla_eval_command_writes_results_and_reports_bad_input(tmp_path):
     assert bad.returncode == 2 and "Valid tasks" in text and "Did you mean 'LiftCube'" in text
     typo = _cli(["polcy=expert", f"output_dir={tmp_path}"], tmp_path)
     assert typo.returncode != 0 and "did you mean 'policy'" in typo.stderr
+
+
+def test_a_vla_checkpoint_is_evaluated_through_make_policy(tmp_path):
+    """A saved (untrained, tiny, chunked) VLA checkpoint: loaded lazily by path, batched over 2 envs, its
+    4-action chunks executed open-loop, un-normalized actions accepted by the env."""
+    torch = pytest.importorskip("torch")
+    from sim_envs.baselines import make_policy
+    from sim_envs.evaluation import run_policy
+    from vla.core.statistics import ArrayStatistics, DatasetStatistics
+    from vla.model.presets import build_model
+
+    torch.set_num_threads(1)
+    model, processor = build_model("tiny", seed=0, decoding="parallel", action_chunk=4)
+    rng = np.random.default_rng(0)
+    acts = np.concatenate([rng.uniform(-0.02, 0.02, (200, 6)), rng.integers(0, 2, (200, 1))], 1)
+    stats = DatasetStatistics(action=ArrayStatistics.compute(acts, mask=[True] * 6 + [False]),
+                              proprio=ArrayStatistics.compute(rng.normal(size=(200, 8))),
+                              num_transitions=200, num_trajectories=10)
+    model.config.norm_stats = {"sim_lift": stats.to_dict()}
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+
+    name, policy = make_policy(str(tmp_path), tasks=[TASK])
+    assert name == str(tmp_path) and policy.chunk_size == 4
+    settings = EvalSettings(image_size=32, num_envs=2, vector="async", max_episode_steps=6, progress=False)
+    res = run_policy(policy, plan_episodes(["LiftCube"], ["none"], 2), settings, name="tiny_vla")
+    assert [(r.error, r.steps) for r in res] == [(None, 6), (None, 6)]
