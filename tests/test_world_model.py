@@ -1,0 +1,277 @@
+"""World model end to end on a tiny real RLDS dataset (SquareWorld episodes written with RLDSWriter).
+
+One module-scoped fixture writes the dataset and trains a micro model through the `wm-train` console
+script; the tests then check resume, imagination with a policy acting on decoded frames, open- and
+closed-loop evaluation (`wm-eval`), the HTML report and the interactive page in headless Chromium, and the
+bad-input errors. The model is far too small to be accurate: quality is measured in bench/world_model.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vla.core.types import Observation, Policy
+from world_model.data import DataMismatchError, load_episodes
+from world_model.imagine import PolicyError, imagine
+from world_model.model import WorldModel
+from world_model.toy import ENV_ID, VisualServoPolicy, collect_episodes
+
+BIN = Path(sys.executable).parent
+SIZE = 32
+TRAIN = ["world_model=micro", "trainer.ae_steps=40", "trainer.dyn_steps=30", "trainer.rollout_steps=2",
+         "trainer.ae_batch_size=16", "trainer.dyn_batch_size=16", "trainer.val_every=15", "trainer.ckpt_every=15",
+         "trainer.log_every=10", "data.val_fraction=0.25", "trainer.threads=1"]
+
+
+def _run(args: list[str], cwd: Path, timeout: int = 400) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TQDM_DISABLE="1")
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> dict:
+    from vla.data.rlds_writer import RLDSWriter
+
+    root = tmp_path_factory.mktemp("wm")
+    with RLDSWriter(root / "data", "square", cameras=("primary", "wrist"), image_size=(SIZE, SIZE), state_dim=4,
+                    episodes_per_shard=4) as w:
+        for ep in collect_episodes(10, seed=0, image_size=SIZE, max_steps=12):
+            w.write(ep)
+    ds = root / "data" / "square" / "1.0.0"
+    ckpt = root / "wm"
+    r = _run([str(BIN / "wm-train"), f"data.dataset_dirs=[{ds}]", f"output_dir={ckpt}", *TRAIN], root)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return {"root": root, "dataset": ds, "ckpt": ckpt, "train_log": r.stdout + r.stderr}
+
+
+@pytest.fixture(scope="module")
+def model(workdir) -> WorldModel:
+    return WorldModel.load(workdir["ckpt"])
+
+
+@pytest.fixture(scope="module")
+def episodes(workdir, model):
+    return load_episodes([workdir["dataset"]], model.cameras, model.config.image_size)
+
+
+def test_train_writes_atomic_resumable_checkpoints(workdir):
+    ckpt = workdir["ckpt"]
+    assert (ckpt / "latest").is_symlink() and (ckpt / "latest" / "model.safetensors").is_file()
+    assert not list((ckpt / "checkpoints").glob(".tmp*")), "temporary checkpoint dirs must be renamed or removed"
+    assert list((ckpt / "tb").glob("events.out.tfevents.*")), "TensorBoard events missing"
+    split = json.loads((ckpt / "latest" / "split.json").read_text())
+    assert split["val_episode_ids"] and not set(split["val_episode_ids"]) & set(split["train_episode_ids"])
+    # Resume: the same command with more dynamics steps continues from `latest` instead of starting over.
+    copy = workdir["root"] / "wm_resume"
+    shutil.copytree(ckpt, copy, symlinks=True)
+    r = _run([str(BIN / "wm-train"), f"data.dataset_dirs=[{workdir['dataset']}]", f"output_dir={copy}",
+              *[a for a in TRAIN if not a.startswith("trainer.dyn_steps")], "trainer.dyn_steps=35"], workdir["root"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from" in r.stderr + r.stdout
+    summary = json.loads((copy / "train_summary.json").read_text())
+    assert summary["ae_steps"] == 40 and summary["dyn_steps"] == 35
+    assert os.path.realpath(copy / "latest").endswith("step_0000075")
+
+
+def test_wrong_config_key_gives_hydra_error_and_hint(tmp_path):
+    r = _run([str(BIN / "wm-train"), "trainer.no_such_key=1"], tmp_path, timeout=120)
+    assert r.returncode != 0
+    assert "no_such_key" in r.stderr and "Hint: wm-train" in r.stderr
+
+
+class _Recorder(Policy):
+    """Servo policy that records what it was shown."""
+
+    def __init__(self):
+        self.inner, self.seen = VisualServoPolicy(), []
+
+    def reset(self, instruction):
+        self.inner.reset(instruction)
+
+    def act(self, observation: Observation):
+        self.seen.append(observation)
+        return self.inner.act(observation)
+
+
+def test_imagine_policy_acts_on_decoded_frames(model, episodes):
+    pol = _Recorder()
+    traj = imagine(model, pol, (episodes[0], 2), episodes[0].instruction, horizon=6, stop_on_success=False)
+    assert len(traj) == 6 and traj.actions.shape == (6, 7) and traj.success_prob.shape == (6,)
+    assert traj.frames["primary"].shape == (7, SIZE, SIZE, 3) and traj.proprio.shape == (7, 4)
+    assert len(pol.seen) == 6
+    for t, obs in enumerate(pol.seen):  # the policy sees sim-sized frames of every camera + predicted proprio
+        assert set(obs.images) == {"primary", "wrist"} and obs.images["wrist"].shape == (SIZE, SIZE, 3)
+        np.testing.assert_array_equal(obs.images["primary"], traj.frames["primary"][t])
+        np.testing.assert_allclose(obs.proprio, traj.proprio[t])
+    # From a raw first observation (what the sim gives at reset), with a padded history.
+    first = Observation({c: episodes[1].frames[c][0] for c in model.cameras}, episodes[1].proprio[0], "x")
+    traj2 = imagine(model, VisualServoPolicy(), first, "x", horizon=3, stop_on_success=False)
+    np.testing.assert_array_equal(traj2.frames["primary"][0], first.images["primary"])
+    assert len(traj2) == 3 and not traj2.warnings
+
+
+def test_actions_change_the_imagined_future(model, episodes):
+    state = model.start_state(episodes[0], 3)
+    a = np.zeros((2, 7), np.float32)
+    a[0, 0], a[1, 0] = 0.05, -0.05
+    a[:, 6] = 1.0
+    batched = type(state)(state.latents.repeat(2, 1, 1, 1), state.proprio.repeat(2, 1, 1), state.action.repeat(2, 1, 1))
+    _, out = model.step(batched, a)
+    assert float((out.latents[0] - out.latents[1]).abs().mean()) > 0
+
+
+class _Raises(Policy):
+    def act(self, observation):
+        raise RuntimeError("gripper driver offline")
+
+
+class _NaN(Policy):
+    def act(self, observation):
+        return np.full(7, np.nan, np.float32)
+
+
+def test_bad_inputs_fail_clearly(model, episodes):
+    ep = episodes[0]
+    with pytest.raises(PolicyError, match="_Raises raised RuntimeError at imagined step 0: gripper driver offline"):
+        imagine(model, _Raises(), ep, ep.instruction, horizon=3)
+    with pytest.raises(PolicyError, match="non-finite"):
+        imagine(model, _NaN(), ep, ep.instruction, horizon=3)
+    # Horizon longer than any training episode: allowed, with a warning.
+    traj = imagine(model, VisualServoPolicy(), ep, ep.instruction, horizon=model.max_episode_length + 2,
+                   stop_on_success=False)
+    assert traj.warnings and "longer than the longest training episode" in traj.warnings[0]
+    # An episode shorter than the history still imagines (the context repeats step 0) ...
+    short = collect_episodes(1, seed=99, image_size=SIZE, max_steps=1)
+    short_ep = load_episodes(short, model.cameras, model.config.image_size)[0]
+    assert len(short_ep) < model.config.history + 1
+    assert len(imagine(model, VisualServoPolicy(), short_ep, "x", horizon=2, stop_on_success=False)) == 2
+    with pytest.raises(ValueError, match="beyond episode"):
+        imagine(model, VisualServoPolicy(), (short_ep, 5), "x", horizon=2)
+    # Data from other cameras or another image size than the checkpoint was trained on.
+    other_size = load_episodes(collect_episodes(1, image_size=48, max_steps=4), model.cameras, model.config.image_size)
+    with pytest.raises(DataMismatchError, match=r"\(48, 48\) images, the checkpoint was trained on \(32, 32\)"):
+        model.prepare(other_size)
+    with pytest.raises(DataMismatchError, match="missing \\['wrist'\\]"):
+        load_episodes(collect_episodes(1, image_size=SIZE, max_steps=4, cameras=("primary",)), model.cameras, SIZE)
+    with pytest.raises(Exception, match="trained on \\(32, 32\\) images"):
+        imagine(model, VisualServoPolicy(), Observation({c: np.zeros((48, 48, 3), np.uint8) for c in model.cameras},
+                                                        np.zeros(4), "x"), "x", horizon=2)
+
+
+def test_wm_eval_open_and_closed_loop(workdir):
+    out = workdir["root"] / "eval" / "metrics.json"
+    r = _run([str(BIN / "wm-eval"), f"checkpoint={workdir['ckpt']}", "horizon=4", "starts_per_episode=2",
+              f"env_id={ENV_ID}", "env_kwargs={image_size:32,max_episode_steps:12}",
+              "policies=[servo,servo:gain=0.5;noise=0.02,random]", "num_initial_states=2", "max_steps=8",
+              "bootstrap=50", f"output={out}"], workdir["root"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    ol = res["open_loop"]
+    assert ol["episodes_source"] == "validation split of the checkpoint"
+    for key in ("model", "copy_last", "shuffled_actions"):
+        assert len(ol["latent_mse"][key]) == 4
+    for key in ("model", "copy_last", "decoder_ceiling"):
+        assert len(ol["pixel_psnr"][key]) == 4 and len(ol["pixel_ssim"][key]) == 4
+    cl = res["closed_loop"]
+    assert set(cl["policies"]) == {"servo", "servo:gain=0.5,noise=0.02", "random"}
+    for p in cl["policies"].values():
+        assert len(p["sim"]) == 2 and len(p["model"]) == 2
+    assert {"pearson", "spearman", "kendall", "mmrv", "bias"} <= set(cl["agreement"])
+    assert (out.parent / "metrics_videos.npz").is_file()
+    workdir["eval_json"] = out
+
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--no-first-run"]
+
+_NONBLANK_JS = """
+() => Array.from(document.images).map(img => {
+  const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+  const d = g.getImageData(0, 0, c.width, c.height).data; let s = 0, s2 = 0, n = d.length / 4;
+  for (let i = 0; i < d.length; i += 4) { const v = d[i] + d[i+1] + d[i+2]; s += v; s2 += v * v; }
+  return {cls: img.className, w: img.naturalWidth, std: Math.sqrt(Math.max(s2 / n - (s / n) ** 2, 0))};
+})
+"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not found (make install installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+def test_report_in_headless_chromium(workdir, model, browser):
+    from world_model.results_io import load_results
+    from world_model.viz.report import build_report
+
+    if "eval_json" not in workdir:
+        pytest.skip("needs test_wm_eval_open_and_closed_loop's output")
+    results = load_results(workdir["eval_json"])
+    split = json.loads((workdir["ckpt"] / "latest" / "split.json").read_text())
+    eps = [e for e in load_episodes([workdir["dataset"]], model.cameras, model.config.image_size)
+           if e.metadata.episode_id in set(split["val_episode_ids"])]
+    horizon = model.max_episode_length + 1  # longer than trained: the report must say so
+    out = build_report(model, eps, workdir["root"] / "report.html", eval_results=results, horizon=horizon, num_rows=2)
+    page = browser.new_page()
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(out.resolve().as_uri())
+    assert errors == []
+    assert "longer than the longest training episode" in page.inner_text(".warn")
+    imgs = page.evaluate(_NONBLANK_JS)
+    classes = " ".join(i["cls"] for i in imgs)
+    assert "openloop" in classes and "sweep" in classes and "video" in classes
+    for i in imgs:
+        assert i["w"] > 0 and i["std"] > 2.0, f"blank image {i}"
+    svgs = page.evaluate("() => Array.from(document.querySelectorAll('svg')).map(s => "
+                         "[s.getBoundingClientRect().width, s.querySelectorAll('path,use').length])")
+    assert len(svgs) == 2, "expected the error-over-horizon plot and the success scatter"
+    for width, n in svgs:
+        assert width > 100 and n > 10
+    page.close()
+
+
+def test_interactive_page_key_press_advances(model, episodes, browser):
+    from world_model.viz.server import Session, serve
+
+    server = serve(Session(model, episodes[:3], VisualServoPolicy(), "servo"), port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        page.wait_for_selector("#status[data-step='0']")
+        before = page.locator("#frames").screenshot()
+        for key, step in (("ArrowRight", 1), ("ArrowRight", 2), ("ArrowUp", 3), ("s", 4)):
+            page.keyboard.press(key)
+            page.wait_for_selector(f"#status[data-step='{step}']")
+        after = page.locator("#frames").screenshot()
+        assert before != after
+        page.click("#policy")
+        page.wait_for_selector("#status[data-step='5']")
+        assert "success prob" in page.inner_text("#status")
+        assert errors == [] and page.inner_text("#err") == ""
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()

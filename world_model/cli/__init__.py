@@ -1,0 +1,1 @@
+"""Console entry points: wm-train, wm-eval, wm-viz."""

@@ -1,0 +1,113 @@
+"""`wm-eval`: open-loop error on held-out episodes, and closed-loop agreement with sim over policy variants.
+
+    wm-eval checkpoint=outputs/wm                      # open loop on the checkpoint's validation episodes
+    wm-eval checkpoint=outputs/wm 'dataset_dirs=[outputs/data/heldout/1.0.0]' horizon=16
+    wm-eval checkpoint=outputs/wm env_id=sim_envs:vla_sim/LiftCube-v0 \
+        'policies=[vla:path=outputs/train/final,vla:path=outputs/train/final;noise=0.02,random]'
+
+`env_id` is a gymnasium id; the `module:` prefix makes gymnasium import the module that registers it. Policy
+specs: world_model/policies.py (write `;` for `,` inside one spec on the command line). Writes `output`
+(JSON) and, for closed loop, `<stem>_videos.npz` beside it; `wm-viz eval_json=...` turns both into a report.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from world_model.config import WMEvalConfig, register_configs
+
+logger = logging.getLogger("world_model.cli.eval")
+
+HINT = (
+    "Hint: wm-eval's keys are checkpoint, dataset_dirs, horizon, max_episodes, starts_per_episode, env_id, env_kwargs, "
+    "policies, num_initial_states, max_steps, bootstrap, output, seed (world_model/config.py: WMEvalConfig). "
+    "Print the config with `wm-eval --cfg job`."
+)
+_started = False
+
+
+def run_eval(cfg: WMEvalConfig, *, progress: bool = True) -> dict:
+    """Everything `wm-eval` does, callable from Python; returns the results dict (also written to cfg.output)."""
+    from world_model.closed_loop import compare_policies
+    from world_model.evaluate import evaluate_open_loop
+    from world_model.model import WorldModel
+    from world_model.policies import make_policy
+    from world_model.results_io import save_results
+    from world_model.train import load_split
+    from world_model.data import load_episodes
+
+    model = WorldModel.load(cfg.checkpoint)
+    results: dict = {"checkpoint": cfg.checkpoint}
+    if cfg.dataset_dirs:
+        episodes = load_episodes(cfg.dataset_dirs, model.cameras, model.config.image_size, max_episodes=cfg.max_episodes)
+        source = "dataset_dirs"
+    else:
+        split = load_split(cfg.checkpoint)
+        if not split["dataset_dirs"]:
+            raise ValueError(f"{cfg.checkpoint} was trained on in-memory episodes; pass dataset_dirs=[...] to evaluate")
+        wanted = set(split["val_episode_ids"])
+        episodes = [e for e in load_episodes(split["dataset_dirs"], model.cameras, model.config.image_size)
+                    if e.metadata.episode_id in wanted]
+        if cfg.max_episodes:
+            episodes = episodes[: cfg.max_episodes]
+        source = "validation split of the checkpoint"
+    if not episodes:
+        raise ValueError("no held-out episodes to evaluate; pass dataset_dirs=[...]")
+    logger.info("open loop on %d episodes (%s), horizon %d", len(episodes), source, cfg.horizon)
+    results["open_loop"] = evaluate_open_loop(model, episodes, horizon=cfg.horizon,
+                                              starts_per_episode=cfg.starts_per_episode, seed=cfg.seed)
+    results["open_loop"]["episodes_source"] = source
+    if model.max_episode_length and cfg.horizon > model.max_episode_length:
+        results.setdefault("warnings", []).append(
+            f"horizon {cfg.horizon} exceeds the longest training episode ({model.max_episode_length} steps)")
+    if cfg.env_id and cfg.policies:
+        policies = dict(make_policy(s.replace(";", ","), seed=cfg.seed) for s in cfg.policies)
+        results["closed_loop"] = compare_policies(
+            model, cfg.env_id, policies, num_initial_states=cfg.num_initial_states, max_steps=cfg.max_steps,
+            seed=cfg.seed + 10_000, env_kwargs=dict(cfg.env_kwargs), bootstrap=cfg.bootstrap, progress=progress)
+        if model.max_episode_length and cfg.max_steps > model.max_episode_length:
+            results.setdefault("warnings", []).append(
+                f"closed-loop max_steps {cfg.max_steps} exceeds the longest training episode ({model.max_episode_length})")
+    elif cfg.env_id or cfg.policies:
+        raise ValueError("closed-loop evaluation needs both env_id and policies")
+    save_results(results, cfg.output)
+    logger.info("wrote %s", cfg.output)
+    return results
+
+
+@hydra.main(version_base=None, config_path="pkg://configs", config_name="wm_eval")
+def _app(cfg: DictConfig) -> None:
+    global _started
+    _started = True
+    from world_model.data import DataMismatchError
+    from world_model.imagine import PolicyError
+
+    try:
+        res = run_eval(OmegaConf.to_object(cfg))
+    except (ValueError, FileNotFoundError, DataMismatchError, PolicyError) as e:
+        logger.error("%s: %s", type(e).__name__, e)
+        sys.exit(1)
+    s = res["open_loop"]["summary"]
+    logger.info("open loop: %s", {k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()})
+    if "agreement" in res.get("closed_loop", {}):
+        a = res["closed_loop"]["agreement"]
+        logger.info("closed loop: spearman %.3f, pearson %.3f, MMRV %.3f", a["spearman"]["value"], a["pearson"]["value"],
+                    a["mmrv"]["value"])
+
+
+def main() -> None:
+    register_configs()
+    try:
+        _app()
+    except SystemExit as e:
+        if e.code not in (0, None) and not _started:
+            sys.stderr.write(HINT + "\n")
+        raise
+
+
+if __name__ == "__main__":
+    main()

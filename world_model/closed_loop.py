@@ -1,0 +1,146 @@
+"""Closed-loop agreement: the same policies from the same initial states, in sim and in the world model.
+
+The sim side goes through gymnasium by env id (`vla_sim/<Task>-v0` from `sim_envs`, or the toy
+`world_model/SquareWorld-v0`), so this module never imports `sim_envs`; the caller imports whatever
+registers the id. Initial states: `env.reset(seed=s)` gives the first observation and `info["dr_params"]`;
+each policy then replays `env.reset(seed=s, options={"dr_params": ...})`, exactly the same scene. The model
+side starts `imagine` from that first observation. Per policy we report success in both, the bias, and
+over policies the correlations with bootstrap intervals and MMRV (`world_model.metrics`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vla.core.types import Observation, Policy, validate_action
+from world_model.imagine import PolicyError, imagine
+from world_model.metrics import correlations
+from world_model.model import WorldModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class InitialState:
+    seed: int
+    dr_params: dict
+    observation: Observation
+
+
+@dataclass
+class SimRollout:
+    success: bool
+    steps: int
+    frames: dict[str, np.ndarray] = field(default_factory=dict)  # only when recorded
+
+
+def make_env(env_id: str, **kwargs):
+    import gymnasium as gym
+
+    if env_id.startswith("world_model/"):
+        from world_model.toy import register
+
+        register()
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.Error as e:
+        raise ValueError(
+            f"cannot make env {env_id!r}: {e}. Registered vla ids: "
+            f"{sorted(k for k in gym.registry if k.startswith(('vla_sim/', 'world_model/')))} (import sim_envs first "
+            "to register the MuJoCo tasks)"
+        ) from e
+
+
+def to_observation(obs: dict, info: dict, cameras) -> Observation:
+    return Observation(images={c: obs[c] for c in cameras if c in obs}, proprio=obs.get("proprio", np.zeros(0)),
+                       instruction=str(info.get("instruction", "")))
+
+
+def initial_states(env, seeds: list[int], cameras) -> list[InitialState]:
+    out = []
+    for s in seeds:
+        obs, info = env.reset(seed=int(s))
+        out.append(InitialState(seed=int(s), dr_params=info.get("dr_params", {}), observation=to_observation(obs, info, cameras)))
+    return out
+
+
+def run_in_sim(env, policy: Policy, state: InitialState, max_steps: int, cameras, *, record: bool = False) -> SimRollout:
+    """One episode of `policy` in `env` from `state`; chunks execute open-loop, success ends the episode."""
+    obs, info = env.reset(seed=state.seed, options={"dr_params": state.dr_params})
+    instruction = str(info.get("instruction", ""))
+    policy.reset(instruction)
+    frames = {c: [obs[c]] for c in cameras} if record else {}
+    queue: list[np.ndarray] = []
+    success = bool(info.get("success", False))
+    t = 0
+    while t < max_steps and not success:
+        if not queue:
+            a = validate_action(policy.act(to_observation(obs, info, cameras)))
+            queue = list(a) if a.ndim == 2 else [a]
+        obs, _, term, trunc, info = env.step(queue.pop(0))
+        t += 1
+        success = bool(info.get("success", False))
+        if record:
+            for c in cameras:
+                frames[c].append(obs[c])
+        if term or trunc:
+            break
+    return SimRollout(success=success, steps=t, frames={c: np.stack(v) for c, v in frames.items()})
+
+
+def compare_policies(model: WorldModel, env_id: str, policies: dict[str, Policy], *, num_initial_states: int = 8,
+                     max_steps: int = 30, seed: int = 1000, env_kwargs: dict | None = None, bootstrap: int = 1000,
+                     record: int = 2, progress: bool = True) -> dict:
+    """Success of each policy in sim and in the model from the same initial states, plus agreement metrics.
+
+    Returns {"policies": {name: {"sim_success", "model_success", "sim": [bool], "model": [bool]}},
+    "agreement": correlations(...) (when >= 3 policies), "videos": [{policy, seed, sim, model,
+    sim_success, model_success}] for the first `record` initial states of each policy, "timing": {...}}.
+    """
+    from tqdm.auto import tqdm
+
+    kwargs = dict(env_kwargs or {})
+    env = make_env(env_id, **kwargs)
+    cameras = model.cameras
+    seeds = [seed + i for i in range(num_initial_states)]
+    states = initial_states(env, seeds, cameras)
+    results, videos = {}, []
+    sim_s = model_s = 0.0
+    sim_steps = model_steps = 0
+    bar = tqdm(total=len(policies) * len(states), desc="closed loop (sim + model)", disable=not progress)
+    for name, policy in policies.items():
+        sim_ok, model_ok = [], []
+        for i, st in enumerate(states):
+            t0 = time.perf_counter()
+            sim = run_in_sim(env, policy, st, max_steps, cameras, record=i < record)
+            sim_s += time.perf_counter() - t0
+            sim_steps += sim.steps
+            t0 = time.perf_counter()
+            try:
+                traj = imagine(model, policy, st.observation, st.observation.instruction, max_steps)
+            except PolicyError:
+                raise
+            model_s += time.perf_counter() - t0
+            model_steps += len(traj)
+            sim_ok.append(sim.success)
+            model_ok.append(traj.success)
+            if i < record:
+                videos.append({"policy": name, "seed": st.seed, "sim": sim.frames, "model": traj.frames,
+                               "sim_success": sim.success, "model_success": traj.success})
+            bar.update(1)
+        results[name] = {"sim_success": float(np.mean(sim_ok)), "model_success": float(np.mean(model_ok)),
+                         "sim": sim_ok, "model": model_ok}
+        logger.info("%s: sim %.2f, model %.2f", name, results[name]["sim_success"], results[name]["model_success"])
+    bar.close()
+    env.close()
+    out = {"env_id": env_id, "seeds": seeds, "max_steps": max_steps, "policies": results, "videos": videos,
+           "timing": {"sim_steps_per_s_with_policy": sim_steps / max(sim_s, 1e-9),
+                      "model_steps_per_s_with_policy": model_steps / max(model_s, 1e-9)}}
+    if len(policies) >= 3:
+        out["agreement"] = correlations([r["sim_success"] for r in results.values()],
+                                        [r["model_success"] for r in results.values()], bootstrap=bootstrap, seed=seed)
+    return out

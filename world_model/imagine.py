@@ -1,0 +1,195 @@
+"""Imagined rollouts: a `vla.Policy` acting inside the world model exactly as it would in sim.
+
+At every step the policy receives a `vla.Observation` built from the model's decoded frames (resized to
+the image size of the training data, i.e. what the sim would render) and its predicted proprio; its
+action (or chunk, executed open-loop like the sim runner does) advances the latent state. The rollout
+stops when the success head fires (like a sim episode terminating on success) or at `horizon`.
+
+Example:
+    wm = WorldModel.load("outputs/wm")
+    traj = imagine(wm, policy, obs0, "put the red square on the green target", horizon=30)
+    traj.success, traj.frames["primary"].shape   # bool, (T + 1, H, W, 3)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vla.core.types import ContractError, Observation, Policy, validate_action
+from world_model.data import WMEpisode
+from world_model.model import RolloutState, WorldModel, to_model_frames
+
+logger = logging.getLogger(__name__)
+
+
+class PolicyError(RuntimeError):
+    """The policy failed while acting inside the world model (the original error is chained)."""
+
+
+@dataclass
+class ImaginedTrajectory:
+    frames: dict[str, np.ndarray]  # camera -> uint8 (T + 1, H, W, 3); index 0 is the start frame
+    proprio: np.ndarray  # (T + 1, P) raw units
+    actions: np.ndarray  # (T, 7)
+    success_prob: np.ndarray  # (T,) after each action
+    reward: np.ndarray  # (T,)
+    success: bool
+    success_step: int  # first step whose success prob crossed the threshold (-1: none)
+    latents: np.ndarray  # (T + 1, N, D) normalized
+    warnings: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+
+def state_from_observation(model: WorldModel, observation: Observation) -> RolloutState:
+    """A context for the first step of an episode: the observation, repeated over the history."""
+    missing = [c for c in model.cameras if c not in observation.images]
+    if missing:
+        raise ContractError(f"observation lacks cameras {missing}; the world model was trained on {model.cameras}")
+    size = tuple(observation.images[model.cameras[0]].shape[:2])
+    if size != model.source_image_size:
+        raise ContractError(
+            f"observation images are {size}, the world model was trained on {model.source_image_size} images; "
+            "render at that size or retrain the model"
+        )
+    if observation.proprio.shape[0] != model.proprio_dim:
+        raise ContractError(f"observation proprio has {observation.proprio.shape[0]} dims, the model expects {model.proprio_dim}")
+    frames = to_model_frames({c: observation.images[c] for c in model.cameras}, model.config.image_size)
+    z = model.encode(frames)  # (1, N, D)
+    h = model.config.history
+    p = torch.from_numpy(model.norm_proprio(observation.proprio[None]))  # (1, P)
+    return RolloutState(latents=z[None].repeat(1, h, 1, 1), proprio=p[None].repeat(1, h, 1),
+                        action=torch.zeros(1, h, 7), pad=h - 1)
+
+
+def _start(model: WorldModel, start, instruction: str):
+    """(state, first Observation) for an Observation, an (episode, step) pair or an episode (step 0)."""
+    if isinstance(start, Observation):
+        return state_from_observation(model, start), start
+    ep, t = (start, 0) if isinstance(start, WMEpisode) else start
+    if not isinstance(ep, WMEpisode):
+        raise TypeError(f"start must be an Observation, a WMEpisode or (WMEpisode, step), got {type(start).__name__}")
+    h = model.config.history
+    if len(ep) < 1:
+        raise ValueError(f"episode {ep.metadata.episode_id!r} is empty")
+    if t >= len(ep):
+        raise ValueError(
+            f"start step {t} is beyond episode {ep.metadata.episode_id!r} ({len(ep)} steps); choose a step < {len(ep)}"
+        )
+    if len(ep) < h and t > 0:
+        logger.warning("episode %s has %d steps, fewer than the history %d: the context repeats step 0",
+                       ep.metadata.episode_id, len(ep), h)
+    state = model.start_state(ep, t)
+    size = model.source_image_size
+    imgs = model.decode(state.latents[:, -1], size=size)
+    obs = Observation(images={c: imgs[c][0] for c in model.cameras}, proprio=ep.proprio[t], instruction=instruction)
+    return state, obs
+
+
+def imagine(model: WorldModel, policy: Policy, start, instruction: str, horizon: int, *,
+            success_threshold: float = 0.5, stop_on_success: bool = True) -> ImaginedTrajectory:
+    """Roll `policy` out for up to `horizon` steps inside `model` from `start`.
+
+    Args:
+        start: a `vla.Observation` (e.g. the sim's first observation), a `WMEpisode` (its step 0) or
+            `(WMEpisode, t)` (the history up to step t comes from the episode).
+    Returns an `ImaginedTrajectory`; `warnings` says when the horizon exceeds the training episodes.
+    Raises `PolicyError` naming the step when the policy raises or returns an invalid action.
+    """
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    warnings = []
+    if model.max_episode_length and horizon > model.max_episode_length:
+        msg = (f"horizon {horizon} is longer than the longest training episode ({model.max_episode_length} steps): "
+               "predictions past it are extrapolation")
+        warnings.append(msg)
+        logger.warning(msg)
+    state, obs = _start(model, start, instruction)
+    size = model.source_image_size
+    frames = {c: [obs.images[c]] for c in model.cameras}
+    proprio, actions, probs, rewards, latents = [obs.proprio], [], [], [], [state.latents[0, -1].numpy()]
+    try:
+        policy.reset(instruction)
+    except Exception as e:  # noqa: BLE001 - any policy failure is reported with context
+        raise PolicyError(f"policy {type(policy).__name__}.reset raised {type(e).__name__}: {e}") from e
+    queue: list[np.ndarray] = []
+    success_step = -1
+    for t in range(horizon):
+        if not queue:
+            try:
+                a = validate_action(policy.act(obs), name=f"{type(policy).__name__} action at imagined step {t}")
+            except ContractError as e:
+                raise PolicyError(str(e)) from e
+            except Exception as e:  # noqa: BLE001
+                raise PolicyError(
+                    f"policy {type(policy).__name__} raised {type(e).__name__} at imagined step {t}: {e}"
+                ) from e
+            queue = list(a) if a.ndim == 2 else [a]
+        a = queue.pop(0)
+        state, out = model.step(state, a[None])
+        imgs = model.decode(out.latents, size=size)
+        for c in model.cameras:
+            frames[c].append(imgs[c][0])
+        p = out.proprio[0]
+        actions.append(a)
+        probs.append(float(out.success_prob[0]))
+        rewards.append(float(out.reward[0]))
+        proprio.append(p)
+        latents.append(out.latents[0].numpy())
+        if probs[-1] >= success_threshold and success_step < 0:
+            success_step = t
+            if stop_on_success:
+                break
+        obs = Observation(images={c: imgs[c][0] for c in model.cameras}, proprio=p, instruction=instruction)
+    return ImaginedTrajectory(
+        frames={c: np.stack(v) for c, v in frames.items()}, proprio=np.stack(proprio).astype(np.float32),
+        actions=np.stack(actions), success_prob=np.asarray(probs, np.float32), reward=np.asarray(rewards, np.float32),
+        success=success_step >= 0, success_step=success_step, latents=np.stack(latents), warnings=warnings,
+    )
+
+
+@torch.no_grad()
+def open_loop(model: WorldModel, episodes: list[WMEpisode], starts: list[tuple[int, int]], horizon: int,
+              *, shuffle_actions: bool = False, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+    """Predict `horizon` steps from each (episode index, start step) with the episode's recorded actions.
+
+    Returns pred (S, horizon, N, D), true (S, horizon, N, D), last (S, N, D) (the start latent, for the
+    copy-last baseline) and valid (S, horizon). With `shuffle_actions`, each rollout gets the actions of
+    another, randomly chosen rollout in the batch (the action-shuffle test).
+    """
+    h = model.config.history
+    zs, ps, acts, trues, valid = [], [], [], [], []
+    for ei, t0 in starts:
+        ep = episodes[ei]
+        idx = np.clip(np.arange(t0 - h + 1, t0 + horizon + 1), 0, len(ep) - 1)
+        zs.append(ep.latents[idx[:h]])
+        ps.append(ep.norm_proprio[idx[:h]])
+        acts.append(ep.norm_action[idx])
+        raw = np.arange(t0 + 1, t0 + horizon + 1)
+        trues.append(ep.latents[np.clip(raw, 0, len(ep) - 1)])
+        valid.append(raw <= len(ep) - 1)
+    acts = np.stack(acts)  # (S, h + horizon, 7)
+    if shuffle_actions:
+        rng = rng or np.random.default_rng(0)
+        perm = rng.permutation(len(starts))
+        if len(starts) > 1:
+            while np.any(perm == np.arange(len(starts))):
+                perm = rng.permutation(len(starts))
+        acts = acts.copy()
+        acts[:, h - 1 :] = acts[perm, h - 1 :]
+    z = torch.from_numpy(np.stack(zs)).float()
+    p = torch.from_numpy(np.stack(ps)).float()
+    a = torch.from_numpy(acts).float()
+    zl, pl, preds = list(z.unbind(1)), list(p.unbind(1)), []
+    for r in range(horizon):
+        o = model.dynamics(torch.stack(zl[-h:], 1), torch.stack(pl[-h:], 1), a[:, r : r + h])
+        zl.append(o["latents"][:, -1])
+        pl.append(o["proprio"][:, -1])
+        preds.append(zl[-1])
+    return {"pred": torch.stack(preds, 1).numpy(), "true": np.stack(trues), "last": np.stack(zs)[:, -1],
+            "valid": np.stack(valid)}

@@ -1,0 +1,242 @@
+"""The world model: frame autoencoder + latent dynamics + the statistics and metadata inference needs.
+
+A checkpoint directory holds `model.safetensors` and `world_model.json` (architecture, cameras, the image
+size and proprio size of the training data, action/proprio statistics in OpenVLA's layout, latent
+normalization, training horizon). Loading it and feeding episodes from other cameras, image sizes or robots
+fails with `DataMismatchError` naming the difference.
+
+Example:
+    wm = WorldModel.load("outputs/wm")
+    wm.prepare(episodes)                                  # latents + normalized proprio/actions
+    state = wm.start_state(episodes[0], t=5)              # history ending at step 5
+    out = wm.step(state, action)                          # next latent, proprio, success prob
+    frames = wm.decode(out.latents)                       # {camera: uint8 (1, S, S, 3)}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vla.core.statistics import DatasetStatistics
+from world_model.config import WorldModelConfig
+from world_model.data import DataMismatchError, WMEpisode, resize_frames
+from world_model.dynamics import LatentDynamics
+from world_model.encoder import FrameAutoencoder
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS = "model.safetensors"
+META = "world_model.json"
+
+
+@dataclass
+class RolloutState:
+    """The model's context: the last `history` steps (normalized), batch B."""
+
+    latents: torch.Tensor  # (B, H, N, D)
+    proprio: torch.Tensor  # (B, H, P)
+    action: torch.Tensor  # (B, H, 7); the last entry is set by `step`
+    pad: int = 0  # leading entries that repeat the episode's first step (they take its action, as in training)
+
+
+@dataclass
+class StepOutput:
+    latents: torch.Tensor  # (B, N, D) normalized
+    proprio: np.ndarray  # (B, P) raw units
+    success_prob: np.ndarray  # (B,)
+    reward: np.ndarray  # (B,)
+
+
+class WorldModel(torch.nn.Module):
+    def __init__(self, config: WorldModelConfig, *, proprio_dim: int, statistics: DatasetStatistics,
+                 source_image_size: tuple[int, int], train_rollout_steps: int = 0, max_episode_length: int = 0):
+        super().__init__()
+        self.config = config
+        self.proprio_dim = int(proprio_dim)
+        self.statistics = statistics
+        self.source_image_size = tuple(int(v) for v in source_image_size)
+        self.train_rollout_steps = int(train_rollout_steps)
+        self.max_episode_length = int(max_episode_length)  # longest training episode: imagination beyond it warns
+        self.autoencoder = FrameAutoencoder(config.enc_channels, config.latent_channels, len(config.cameras))
+        self.dynamics = LatentDynamics(
+            num_tokens=len(config.cameras) * config.tokens_per_camera, token_dim=config.token_dim,
+            proprio_dim=self.proprio_dim, history=config.history, dim=config.dim, depth=config.depth,
+            heads=config.heads, mlp_ratio=config.mlp_ratio, dropout=config.dropout,
+        )
+        self.register_buffer("latent_mean", torch.zeros(config.latent_channels))
+        self.register_buffer("latent_std", torch.ones(config.latent_channels))
+
+    # -- latents <-> tokens --------------------------------------------------------------------------------
+    @property
+    def cameras(self) -> list[str]:
+        return list(self.config.cameras)
+
+    def _to_tokens(self, maps: torch.Tensor) -> torch.Tensor:
+        """(B, cams, C, g, g) latent maps -> (B, cams * (g/p)^2, C*p*p) normalized tokens."""
+        b, k, c, g, _ = maps.shape
+        p = self.config.patch
+        maps = (maps - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]
+        x = maps.reshape(b, k, c, g // p, p, g // p, p).permute(0, 1, 3, 5, 2, 4, 6)
+        return x.reshape(b, k * (g // p) ** 2, c * p * p)
+
+    def _to_maps(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Inverse of `_to_tokens`: (B, N, D) -> (B, cams, C, g, g) in encoder units."""
+        b = tokens.shape[0]
+        k, c, p, g = len(self.cameras), self.config.latent_channels, self.config.patch, self.config.latent_grid
+        x = tokens.reshape(b, k, g // p, g // p, c, p, p).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, k, c, g, g)
+        return x * self.latent_std[:, None, None] + self.latent_mean[:, None, None]
+
+    @torch.no_grad()
+    def encode(self, frames: dict[str, np.ndarray], batch_size: int = 256) -> torch.Tensor:
+        """{camera: uint8 (T, S, S, 3) at the model size} -> normalized tokens (T, N, D)."""
+        maps = []
+        for c in self.cameras:
+            x = torch.from_numpy(np.ascontiguousarray(frames[c])).permute(0, 3, 1, 2).float() / 255.0
+            maps.append(torch.cat([self.autoencoder.encode(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]))
+        return self._to_tokens(torch.stack(maps, 1))
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor, size: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+        """Normalized tokens (B, N, D) -> {camera: uint8 (B, H, W, 3)}, resized to `size` if given."""
+        maps = self._to_maps(tokens)
+        out = {}
+        for i, c in enumerate(self.cameras):
+            cam = torch.full((maps.shape[0],), i, dtype=torch.long)
+            img = self.autoencoder.decode(maps[:, i], cam).clamp(0, 1)
+            if size is not None and tuple(size) != tuple(img.shape[-2:]):
+                img = torch.nn.functional.interpolate(img, size=tuple(size), mode="bilinear", align_corners=False)
+            out[c] = (img * 255).round().byte().permute(0, 2, 3, 1).numpy()
+        return out
+
+    # -- data ----------------------------------------------------------------------------------------------
+    def check_episode(self, ep: WMEpisode) -> None:
+        """Raise DataMismatchError when an episode does not match what the model was trained on."""
+        name = ep.metadata.episode_id or "<episode>"
+        missing = [c for c in self.cameras if c not in ep.frames]
+        if missing:
+            raise DataMismatchError(f"episode {name!r} lacks cameras {missing}; the checkpoint was trained on {self.cameras}")
+        if ep.source_size and tuple(ep.source_size) != (0, 0) and tuple(ep.source_size) != self.source_image_size:
+            raise DataMismatchError(
+                f"episode {name!r} has {tuple(ep.source_size)} images, the checkpoint was trained on "
+                f"{self.source_image_size} images; collect data at that size or retrain on this data (wm-train)"
+            )
+        if ep.proprio.shape[1] != self.proprio_dim:
+            raise DataMismatchError(
+                f"episode {name!r} has proprio of size {ep.proprio.shape[1]}, the checkpoint expects {self.proprio_dim}"
+            )
+
+    def norm_proprio(self, p: np.ndarray) -> np.ndarray:
+        if self.proprio_dim == 0 or self.statistics.proprio is None:
+            return np.zeros((*p.shape[:-1], 0), np.float32)
+        return self.statistics.proprio.normalize(p)
+
+    def unnorm_proprio(self, p: np.ndarray) -> np.ndarray:
+        if self.proprio_dim == 0 or self.statistics.proprio is None:
+            return np.zeros((*p.shape[:-1], 0), np.float32)
+        return self.statistics.proprio.unnormalize(np.clip(p, -1, 1))
+
+    def norm_action(self, a: np.ndarray) -> np.ndarray:
+        return self.statistics.action.normalize(np.asarray(a, np.float32))
+
+    def prepare(self, episodes: list[WMEpisode]) -> None:
+        """Encode frames and normalize proprio/actions of each episode (in place; cached on the episode)."""
+        for ep in episodes:
+            self.check_episode(ep)
+            if ep.latents is None:
+                ep.latents = self.encode(ep.frames).numpy()
+            ep.norm_proprio = self.norm_proprio(ep.proprio)
+            ep.norm_action = self.norm_action(ep.action)
+
+    # -- dynamics ------------------------------------------------------------------------------------------
+    def start_state(self, ep: WMEpisode, t: int = 0) -> RolloutState:
+        """Context ending at step t of a prepared episode (steps before 0 repeat step 0, as in training)."""
+        if ep.latents is None:
+            self.prepare([ep])
+        if not 0 <= t < len(ep):
+            raise IndexError(f"start step {t} is outside episode {ep.metadata.episode_id!r} of {len(ep)} steps")
+        h = self.config.history
+        idx = np.clip(np.arange(t - h + 1, t + 1), 0, len(ep) - 1)
+        return RolloutState(
+            latents=torch.from_numpy(ep.latents[idx])[None].float(),
+            proprio=torch.from_numpy(ep.norm_proprio[idx])[None].float(),
+            action=torch.from_numpy(ep.norm_action[idx])[None].float(),
+            pad=max(h - 1 - t, 0),
+        )
+
+    @torch.no_grad()
+    def step(self, state: RolloutState, action: np.ndarray) -> tuple[RolloutState, StepOutput]:
+        """Apply raw actions (B, 7) at the last context step; return the shifted context and the prediction."""
+        a = torch.from_numpy(self.norm_action(np.asarray(action, np.float32).reshape(-1, 7)))
+        act = state.action.clone()
+        act[:, -1] = a
+        if state.pad and state.pad == act.shape[1] - 1:
+            # The context is step 0 repeated: the repeats carry step 0's action, as in training windows.
+            act[:, : state.pad] = a[:, None]
+        out = self.dynamics(state.latents, state.proprio, act)
+        z = out["latents"][:, -1]
+        p = out["proprio"][:, -1]
+        new_state = RolloutState(
+            latents=torch.cat([state.latents[:, 1:], z[:, None]], 1),
+            proprio=torch.cat([state.proprio[:, 1:], p[:, None]], 1),
+            action=torch.cat([act[:, 1:], act[:, -1:]], 1),
+            pad=max(state.pad - 1, 0),
+        )
+        return new_state, StepOutput(
+            latents=z, proprio=self.unnorm_proprio(p.numpy()),
+            success_prob=torch.sigmoid(out["success_logit"][:, -1]).numpy(), reward=out["reward"][:, -1].numpy(),
+        )
+
+    # -- save / load ---------------------------------------------------------------------------------------
+    def metadata(self) -> dict:
+        return {
+            "config": dataclasses.asdict(self.config),
+            "proprio_dim": self.proprio_dim,
+            "statistics": self.statistics.to_dict(),
+            "source_image_size": list(self.source_image_size),
+            "train_rollout_steps": self.train_rollout_steps,
+            "max_episode_length": self.max_episode_length,
+            "format": 1,
+        }
+
+    def save(self, directory: str | os.PathLike) -> None:
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(d / WEIGHTS))
+        (d / META).write_text(json.dumps(self.metadata(), indent=1))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "WorldModel":
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        if (d / "latest").is_dir() and not (d / META).is_file():
+            d = d / "latest"
+        if not (d / META).is_file() or not (d / WEIGHTS).is_file():
+            raise FileNotFoundError(
+                f"{directory} is not a world-model checkpoint (needs {META} and {WEIGHTS}); "
+                "pass the output_dir of wm-train or its 'latest' subdirectory"
+            )
+        meta = json.loads((d / META).read_text())
+        cfg = WorldModelConfig(**meta["config"])
+        model = cls(cfg, proprio_dim=meta["proprio_dim"], statistics=DatasetStatistics.from_dict(meta["statistics"]),
+                    source_image_size=tuple(meta["source_image_size"]),
+                    train_rollout_steps=meta.get("train_rollout_steps", 0),
+                    max_episode_length=meta.get("max_episode_length", 0))
+        model.load_state_dict(load_file(str(d / WEIGHTS)))
+        model.eval()
+        return model
+
+
+def to_model_frames(images: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """{camera: uint8 (H, W, 3) or (T, H, W, 3)} -> same at the model's internal size, with a time axis."""
+    return {c: resize_frames(v[None] if v.ndim == 3 else v, size) for c, v in images.items()}

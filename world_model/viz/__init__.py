@@ -1,0 +1,1 @@
+"""World-model visualizer: static HTML report and the interactive page on localhost."""
