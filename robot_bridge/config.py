@@ -80,6 +80,9 @@ class NodeConfig:
         policy_timeout_periods: a policy that has not answered within this many periods is "slow": the arm
             is stopped for that period and the late answer is discarded.
         execute_chunk: how many actions of a chunk run before the policy is asked again (0 = all).
+        wait_for_new_observation: before each policy call, wait (at most the stale window) for camera frames captured
+            after the last observation acted on. For simulators in lockstep (a slow policy must not act
+            twice on one frame); real cameras always deliver new frames, so it never waits there.
     """
 
     rate_hz: float = 10.0
@@ -90,6 +93,7 @@ class NodeConfig:
     autostart: bool = True
     policy_timeout_periods: float = 0.8
     execute_chunk: int = 0
+    wait_for_new_observation: bool = False
 
     def __post_init__(self) -> None:
         if not self.rate_hz > 0:

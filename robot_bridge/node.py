@@ -95,6 +95,8 @@ class BridgeNode:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
         self._inflight: Future | None = None
         self._last_tick: float | None = None
+        self._acted_stamp: float | None = None  # oldest camera stamp of the last observation acted on
+        self._new_image = threading.Event()
         self.malformed: dict[str, int] = {}
         self.ticks = 0
         self.last_reason = ""
@@ -135,6 +137,7 @@ class BridgeNode:
                 self.safety.reset()  # ramp up from rest under the acceleration limit
                 self._chunk.clear()
                 self._policy_instruction = None  # activation starts a new episode: the policy is reset
+                self._acted_stamp = None
                 self.state = Lifecycle.ACTIVE
                 logger.info("active")
 
@@ -168,6 +171,7 @@ class BridgeNode:
             return self._bad(f"image {cam}", str(e))
         with self._lock:
             self._images[cam] = _Sample(img, self.clock(), stamp)
+        self._new_image.set()
 
     def _on_joints(self, m: msgs.JointState) -> None:
         pos = np.asarray(m.position, np.float64)
@@ -305,8 +309,22 @@ class BridgeNode:
             arr = arr[0]
         return arr, "", dt
 
+    def _wait_for_new_observation(self) -> None:
+        """Lockstep with a simulator: wait (at most the stale-sensor window) until every camera has a frame
+        captured after the observation last acted on, so no observation is acted on twice."""
+        deadline = time.monotonic() + self.stale_after
+        while time.monotonic() < deadline:
+            with self._lock:
+                stamps = [self._images[c].stamp for c in self.cfg.topics.cameras if c in self._images]
+                if self._acted_stamp is None or (len(stamps) == len(self.cfg.topics.cameras) and min(stamps) > self._acted_stamp):
+                    return
+            self._new_image.wait(0.005)
+            self._new_image.clear()
+
     def tick(self) -> TickReport:
         """One control period. Never raises for bad data or a failing policy: it stops and says why."""
+        if self.cfg.node.wait_for_new_observation and self.state is Lifecycle.ACTIVE:
+            self._wait_for_new_observation()
         now = self.clock()
         with self._lock:
             self.ticks += 1
@@ -353,6 +371,7 @@ class BridgeNode:
             joints = self._joints.value if self._joints is not None else None
             try:
                 self.commands.command(result.command, joints, obs.timestamp)
+                self._acted_stamp = min(sm.stamp for sm in self._images.values())
             except RuntimeError as e:
                 self._stop(f"command: {e}")
                 return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR, policy_s=policy_s))

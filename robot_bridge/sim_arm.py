@@ -5,8 +5,8 @@ It creates any gymnasium env by id after importing the module that registers it 
   deactivate the bridge (lifecycle topic) -> env.reset(seed) -> publish instruction (latched), images,
   joint states (the env's proprio vector), end-effector pose -> activate the bridge -> on every arm command
   (TwistStamped, like MoveIt Servo) step the env with [v * dt, w * dt, latest gripper command] and publish
-  the new observation at once; images are also re-published at `camera_hz` with fresh stamps, as a camera
-  driver would.
+  the new observation at once. The current frame is also re-published at `camera_hz` with its capture stamp
+  (a live stream for the watchdog; the stamp says which state it shows, for the bridge's lockstep option).
 An episode ends like in `vla-eval`: terminated (success) or truncated (the env's step limit); success is
 `info["success"]` at the end. Zero-velocity (stop) commands are steps too: time passes on a real arm.
 """
@@ -97,6 +97,7 @@ class SimArm:
             t.subscribe(topics.gripper, msgs.Float64MultiArray, RELIABLE, self._on_gripper)
         self._lock = threading.Lock()
         self._obs: dict[str, np.ndarray] | None = None
+        self._obs_stamp = 0.0
         self._accepting = False
         self.stop_event = threading.Event()
 
@@ -113,8 +114,8 @@ class SimArm:
         self._commands.put(np.append(a, self._gripper).astype(np.float32))
 
     # -- observations out ------------------------------------------------------------------------------
-    def _publish(self, obs: dict[str, np.ndarray]) -> None:
-        now = time.time()
+    def _publish(self, obs: dict[str, np.ndarray], now: float) -> None:
+        """Publish one observation; `now` is its capture time (re-published frames keep their stamp)."""
         for cam, pub in self._image_pubs.items():
             if cam in obs:
                 pub(msgs.image_from_array(obs[cam], now, f"{cam}_camera"))
@@ -128,13 +129,19 @@ class SimArm:
             self._ee_pub(msgs.PoseStamped(header=msgs.header(now, self.bridge.output.frame_id),
                                           pose=msgs.Pose(position=msgs.Point(*map(float, xyz)), orientation=msgs.Quaternion(*q))))
 
+    def _set_obs(self, obs: dict[str, np.ndarray]) -> None:
+        stamp = time.time()
+        with self._lock:
+            self._obs, self._obs_stamp = obs, stamp
+        self._publish(obs, stamp)
+
     def _camera_loop(self) -> None:
         period = 1.0 / self.cfg.camera_hz
         while not self.stop_event.wait(period):
             with self._lock:
-                obs = self._obs
+                obs, stamp = self._obs, self._obs_stamp
             if obs is not None:
-                self._publish(obs)
+                self._publish(obs, stamp)
 
     # -- episodes --------------------------------------------------------------------------------------
     def run_episode(self, seed: int) -> dict[str, Any]:
@@ -143,9 +150,7 @@ class SimArm:
         obs, info = self.env.reset(seed=seed)
         instruction = str(info.get("instruction", ""))
         self._instr_pub(msgs.String(instruction))
-        with self._lock:
-            self._obs = obs
-        self._publish(obs)
+        self._set_obs(obs)
         while not self._commands.empty():
             self._commands.get_nowait()
         time.sleep(self.cfg.settle_s)
@@ -159,9 +164,7 @@ class SimArm:
                 reason = f"no arm command for {self.cfg.command_timeout_s} s"
                 break
             obs, _, terminated, truncated, info = self.env.step(action)
-            with self._lock:
-                self._obs = obs
-            self._publish(obs)
+            self._set_obs(obs)
             steps += 1
             success = bool(info.get("success", False))
             if terminated or truncated:

@@ -300,3 +300,18 @@ def test_fuzzed_policy_outputs_through_the_node_never_exceed_limits():
         assert f.violation(np.append(v, r.command[6]), None if "workspace" in r.notes else prev, ee_position=p) == ""
         prev, p = v, p + v[:3]
     assert moved > 3000
+
+
+def test_wait_for_new_observation_never_acts_twice_on_one_frame():
+    pol = ConstPolicy([0.01, 0, 0, 0, 0, 0, 1])
+    node, t, clock, cfg = make(pol, instruction="go", wait_for_new_observation=True)
+    feed(t, cfg, clock)
+    assert node.tick().moved and pol.calls == 1
+    # the same frame again (a simulator re-publishing its current state): the tick waits, then acts
+    t0 = time.perf_counter()
+    t.send(cfg.topics.cameras["primary"], msgs.image_from_array(IMG, clock.t))
+    timer = threading.Timer(0.03, lambda: feed(t, cfg, FakeClock(clock.t + 0.05)))
+    timer.start()
+    assert node.tick().moved and pol.calls == 2
+    assert 0.02 < time.perf_counter() - t0 < node.stale_after + 0.05
+    timer.join()
