@@ -71,6 +71,16 @@ def _direct_rollouts() -> list[dict]:
     return out
 
 
+def _vla_eval_results() -> list[dict]:
+    """The same seeds through vla-eval's own runner (sim_envs.evaluation), for its scoring."""
+    from sim_envs.evaluation import EvalSettings, plan_episodes, run_policy
+
+    specs = plan_episodes(["vla_sim/LiftCube-v0"], ["none"], SEEDS)
+    settings = EvalSettings(image_size=64, cameras=("primary", "wrist"), max_episode_steps=STEPS, progress=False)
+    return [{"seed": r.seed, "success": r.success, "steps": r.steps, "instruction": r.instruction, "error": r.error}
+            for r in run_policy(ReachPolicy(), specs, settings, name="reach")]
+
+
 @pytest.mark.slow
 def test_sim_in_the_loop_matches_direct_rollouts(tmp_path):
     summary = run_sim_in_loop(_app_config(40 + (os.getpid() + 7) % 150), tmp_path)
@@ -80,6 +90,7 @@ def test_sim_in_the_loop_matches_direct_rollouts(tmp_path):
 
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
         direct = ex.submit(_direct_rollouts).result(timeout=300)
+        scored = ex.submit(_vla_eval_results).result(timeout=300)
     assert [e["seed"] for e in summary["episodes"]] == SEEDS
     for got, ref in zip(summary["episodes"], direct):
         assert got["end"] == "truncated" and got["steps"] == ref["steps"] == STEPS
@@ -87,6 +98,9 @@ def test_sim_in_the_loop_matches_direct_rollouts(tmp_path):
         # lockstep: the same actions on the same observations, so the arm ends exactly where the direct
         # rollout ends (the twist round trip a / dt * dt is exact to float32)
         np.testing.assert_allclose(got["final_proprio"], ref["final_proprio"], atol=1e-6)
+    # scored like vla-eval: same seeds, same instruction, success and episode length
+    assert [(r["seed"], r["success"], r["steps"], r["instruction"], r["error"]) for r in scored] == [
+        (e["seed"], e["success"], e["steps"], e["instruction"], None) for e in summary["episodes"]]
     assert np.linalg.norm(np.asarray(summary["episodes"][0]["final_proprio"][:3]) - TARGET) < 0.1  # it did move
     lat = summary["obs_to_command_ms"]
     assert lat["n"] >= len(SEEDS) * STEPS
