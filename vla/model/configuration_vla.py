@@ -136,8 +136,8 @@ class VLAConfig(PreTrainedConfig):
             if size != self.image_size:
                 raise ValueError(f"{name}.image_size={sub.image_size} differs from image_size={self.image_size}")
             patch = sub.patch_size if isinstance(sub.patch_size, int) else sub.patch_size[0]
-            if self.image_size % patch:
-                raise ValueError(f"image_size={self.image_size} is not a multiple of {name}.patch_size={patch}")
+            if self.image_size < patch:  # like timm, a remainder smaller than a patch is dropped (384 px / 14)
+                raise ValueError(f"image_size={self.image_size} is smaller than {name}.patch_size={patch}")
         # OFT parallel decoding attends bidirectionally; transformers reads `is_causal` from the Llama config.
         self.text_config.is_causal = self.decoding != "parallel"
 

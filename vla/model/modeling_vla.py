@@ -79,6 +79,9 @@ class VLAForActionPrediction(VLAPreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.language_model.set_input_embeddings(value)
 
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
     def project_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values (B, 6 * n_img, H, W) -> projected patches (B, n_img * N, D), each image its own patches."""
         b, c, h, w = pixel_values.shape

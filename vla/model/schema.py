@@ -75,8 +75,8 @@ class ModelConfig:
             problems.append(f"action_head={self.action_head!r}, allowed {list(ACTION_HEADS)}")
         if any(c not in CAMERAS for c in self.cameras):
             problems.append(f"cameras={list(self.cameras)}, allowed names {list(CAMERAS)}")
-        if self.image_size % self.patch_size:
-            problems.append(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.image_size < self.patch_size:
+            problems.append(f"image_size {self.image_size} is smaller than patch_size {self.patch_size}")
         if self.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
             problems.append(f"attn_implementation={self.attn_implementation!r}, allowed sdpa, eager, flash_attention_2")
         if problems:
