@@ -4,17 +4,19 @@ Per bag:
 1. Read every mapped topic with `rosbags` and check the count read against the bag's metadata
    (`message_count` per connection): rosbags can read 0 messages from a bag whose QoS metadata it does not
    understand without raising, so a mismatch is an error that names the topic.
-2. Time-align at the control rate: a grid t_k = t0 + k / rate_hz over the span where every required stream
+2. Episodes: a bag is one session; with the bridge's lifecycle topic recorded, each activate ... deactivate
+   span is one episode and inactive time is dropped (the sim arm and a user's episode script do this).
+3. Time-align at the control rate: a grid t_k = t0 + k / rate_hz over the span where every required stream
    has data; each stream contributes its latest message at or before t_k (sensor header stamps; the bag's
    receive time where a stamp is 0). A stream older than `max_age_periods` at t_k is a gap: the episode is
    split there, so a recording with a pause does not teach "stand still while the world jumps".
-3. Actions (7-D contract: dxyz, drpy in the base frame, gripper absolute):
+4. Actions (7-D contract: dxyz, drpy in the base frame, gripper absolute):
    `commanded`: the bridge's safe commands (`/vla_bridge/action`, stamped with the observation they answered)
                 whose observation lies in (t_k-1, t_k], summed; a period without a command (a stop) is a zero
                 motion holding the gripper.
    `measured`:  end-effector pose differences pose(t_k+1) relative to pose(t_k) (rotation as extrinsic
                 xyz Euler angles of R_k+1 R_k^T); the gripper from the gripper command topic (1 = open).
-4. Write with `vla.data.rlds_writer.RLDSWriter` (the same layout as our sim data and the OXE datasets).
+5. Write with `vla.data.rlds_writer.RLDSWriter` (the same layout as our sim data and the OXE datasets).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class ConvertTopics:
     joint_states: str = "/joint_states"
     ee_pose: str = "/ee_pose"
     instruction: str = "/vla/instruction"
+    lifecycle: str = "/vla_bridge/lifecycle"
     action: str = "/vla_bridge/action"
     gripper: str = "/gripper_controller/commands"
 
@@ -50,6 +53,8 @@ class ConvertConfig:
         output_dir / name / version: the RLDS dataset goes to <output_dir>/<name>/<version>.
         rate_hz: control rate of the episodes (the policy's rate).
         action_source: `commanded` or `measured` (see the module docstring).
+        align: `control_rate` (a grid at rate_hz) or `commands` (one step per executed bridge command, at the
+            observation it answered; exact for bridge recordings, needs action_source=commanded).
         proprio: Observation.state sources in order: `joint_positions`, `ee_pose` (xyz + quat xyzw).
         image_size: [H, W] the images are resized to (the dataset has one size).
         instruction: used when the bag has no instruction message.
@@ -65,6 +70,7 @@ class ConvertConfig:
     version: str = "1.0.0"
     rate_hz: float = 10.0
     action_source: str = "commanded"
+    align: str = "control_rate"
     proprio: list[str] = field(default_factory=lambda: ["joint_positions"])
     image_size: list[int] = field(default_factory=lambda: [224, 224])
     instruction: str = ""
@@ -78,6 +84,10 @@ class ConvertConfig:
     def __post_init__(self) -> None:
         if self.action_source not in ("commanded", "measured"):
             raise ValueError(f"convert.action_source={self.action_source!r}; choose commanded or measured")
+        if self.align not in ("control_rate", "commands"):
+            raise ValueError(f"convert.align={self.align!r}; choose control_rate or commands")
+        if self.align == "commands" and self.action_source != "commanded":
+            raise ValueError("convert.align=commands needs action_source=commanded (the bridge's executed commands)")
         bad = [p for p in self.proprio if p not in ("joint_positions", "ee_pose")]
         if bad:
             raise ValueError(f"convert.proprio has {bad}; allowed: joint_positions, ee_pose")
@@ -157,7 +167,8 @@ def _latest(stream: list[tuple[float, float, Any]], t: np.ndarray) -> tuple[np.n
 
 def bag_to_episodes(path: str | Path, cfg: ConvertConfig) -> list[Episode]:
     tp = cfg.topics
-    wanted = list(tp.cameras.values()) + [x for x in (tp.joint_states, tp.ee_pose, tp.instruction, tp.action, tp.gripper) if x]
+    wanted = list(tp.cameras.values()) + [x for x in (tp.joint_states, tp.ee_pose, tp.instruction, tp.action, tp.gripper,
+                                                      tp.lifecycle) if x]
     data = read_bag(path, wanted, strict=cfg.strict_counts)
     required = list(tp.cameras.values())
     if "joint_positions" in cfg.proprio:
@@ -170,28 +181,50 @@ def bag_to_episodes(path: str | Path, cfg: ConvertConfig) -> list[Episode]:
     period = 1.0 / cfg.rate_hz
     t0 = max(data[t][0][0] for t in required)
     t1 = min(data[t][-1][0] for t in required)
-    grid = np.arange(t0, t1 + 1e-9, period)
-    idx = {t: _latest(data[t], grid) for t in required}
-    ok = np.all([age <= cfg.max_age_periods * period for _, age in idx.values()], axis=0)
-    # actions per grid interval
     if cfg.action_source == "commanded":
         if not data.get(tp.action):
             raise ValueError(f"{path}: action_source=commanded needs messages on {tp.action!r} (the bridge's safe "
                              "commands); record them, or use action_source=measured with an ee_pose topic")
         cmd_t = np.array([s[0] for s in data[tp.action]])  # the stamp of the observation each command answered
         cmd = np.array([np.asarray(s[2].position, np.float64) for s in data[tp.action]])
+        cmd_issued = np.array([s[1] for s in data[tp.action]])  # when the bridge sent it (bag time)
+    if cfg.align == "commands":  # one step per executed command, at the observation it answered
+        keep = (cmd_t >= t0) & (cmd_t <= t1)
+        grid, cmd_t, cmd = cmd_t[keep], cmd_t[keep], cmd[keep]
+        step_t = cmd_issued[keep]  # a command belongs to the lifecycle span it was sent in
+    else:
+        grid = np.arange(t0, t1 + 1e-9, period)
+        step_t = grid
+    idx = {t: _latest(data[t], grid) for t in required}
+    ok = np.all([age <= cfg.max_age_periods * period for _, age in idx.values()], axis=0)
+    epoch = np.zeros(len(grid), int)  # lifecycle span of each grid time; a change starts a new episode
+    life = [(s[1], s[2].data) for s in data.get(tp.lifecycle) or [] if s[2].data in ("activate", "deactivate", "cleanup")]
+    if life:
+        times = np.array([t for t, _ in life])
+        n_before = np.searchsorted(times, step_t, side="right")
+        epoch = n_before
+        active_after = np.array([what == "activate" for _, what in life])
+        # before the first transition the bridge was active if that transition deactivates it (autostart)
+        active = np.where(n_before > 0, active_after[np.clip(n_before - 1, 0, None)], life[0][1] != "activate")
+        ok &= active
     gripper = 1.0
     grip_stream = data.get(tp.gripper) or []
     instr_stream = data.get(tp.instruction) or []
     steps: list[dict[str, Any]] = []
     segments: list[list[dict[str, Any]]] = []
-    for k in range(len(grid) - 1):
-        if not (ok[k] and ok[k + 1]):
+    measured = cfg.action_source == "measured"  # needs the pose one step later
+    for k in range(len(grid) - 1 if measured else len(grid)):
+        if steps and epoch[k] != epoch[k - 1]:
+            segments.append(steps)
+            steps = []
+        if not ok[k] or (measured and not (ok[k + 1] and epoch[k] == epoch[k + 1])):
             if steps:
                 segments.append(steps)
             steps = []
             continue
-        if cfg.action_source == "commanded":
+        if cfg.align == "commands":
+            action, gripper = cmd[k], float(cmd[k, 6])
+        elif cfg.action_source == "commanded":
             lo = grid[k - 1] if k > 0 else -np.inf
             sel = (cmd_t > lo) & (cmd_t <= grid[k])  # commands computed from the observation recorded at step k
             if np.any(sel):

@@ -29,6 +29,7 @@ def session_topics(topics: TopicsConfig) -> list[tuple[str, type, QoS]]:
     for topic, typ, qos in [
         (topics.joint_states, msgs.JointState, SENSOR), (topics.ee_pose, msgs.PoseStamped, SENSOR),
         (topics.instruction, msgs.String, LATCHED), (topics.estop, msgs.Bool, LATCHED),
+        (topics.lifecycle, msgs.String, RELIABLE),
         (topics.twist, msgs.TwistStamped, RELIABLE), (topics.gripper, msgs.Float64MultiArray, RELIABLE),
         (topics.action, msgs.JointState, RELIABLE), (topics.status, msgs.DiagnosticArray, RELIABLE),
     ]:

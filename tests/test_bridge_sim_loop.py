@@ -37,7 +37,7 @@ def make_reach_policy() -> Policy:
     return ReachPolicy()
 
 
-def _app_config(domain: int) -> BridgeAppConfig:
+def _app_config(domain: int, record_to: str = "") -> BridgeAppConfig:
     from omegaconf import OmegaConf
 
     from robot_bridge.cli.bridge import register_configs
@@ -48,6 +48,8 @@ def _app_config(domain: int) -> BridgeAppConfig:
     cfg.domain_id = domain
     cfg.sim.seeds = SEEDS
     cfg.sim.env_kwargs = {"dr_level": "none", "image_size": 64, "cameras": ["primary", "wrist"], "max_episode_steps": STEPS}
+    cfg.record.enabled = bool(record_to)
+    cfg.record.path = record_to
     cfg.policy = OmegaConf.structured(PolicyConfig(kind="callable", target="test_bridge_sim_loop:make_reach_policy"))
     return OmegaConf.to_object(cfg)
 
@@ -83,7 +85,7 @@ def _vla_eval_results() -> list[dict]:
 
 @pytest.mark.slow
 def test_sim_in_the_loop_matches_direct_rollouts(tmp_path):
-    summary = run_sim_in_loop(_app_config(40 + (os.getpid() + 7) % 150), tmp_path)
+    summary = run_sim_in_loop(_app_config(40 + (os.getpid() + 7) % 150, record_to=str(tmp_path / "bag")), tmp_path)
     # direct rollouts in a fresh process: EGL contexts do not mix well with what other tests loaded here
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -105,3 +107,16 @@ def test_sim_in_the_loop_matches_direct_rollouts(tmp_path):
     lat = summary["obs_to_command_ms"]
     assert lat["n"] >= len(SEEDS) * STEPS
     assert (tmp_path / "summary.json").is_file()
+
+    # the recorded session converts into one episode per sim episode (lifecycle spans), with the executed
+    # commands as actions: the reach motion towards TARGET
+    from robot_bridge.convert import ConvertConfig, ConvertTopics, bag_to_episodes
+
+    topics = ConvertTopics(cameras={"primary": "/camera/primary/image_raw", "wrist": "/camera/wrist/image_raw"})
+    eps = bag_to_episodes(tmp_path / "bag", ConvertConfig(image_size=[64, 64], topics=topics, align="commands"))
+    assert len(eps) == len(SEEDS)
+    for ep in eps:  # exact: each step is an executed command and the observation it answered
+        assert len(ep) == STEPS and ep.state.shape[1] == 8 and ep.images["wrist"].shape[1:] == (64, 64, 3)
+        np.testing.assert_allclose(ep.action[:, :3], np.clip(0.5 * (TARGET - ep.state[:, :3]), -0.04, 0.04), atol=1e-6)
+    eps = bag_to_episodes(tmp_path / "bag", ConvertConfig(image_size=[64, 64], topics=topics))  # 10 Hz grid
+    assert len(eps) == len(SEEDS) and all(abs(len(ep) - STEPS) <= 3 for ep in eps)

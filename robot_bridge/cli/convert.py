@@ -1,6 +1,7 @@
 """`vla-convert`: rosbag2 recordings (mcap or sqlite3) -> an RLDS dataset that `vla-train` reads.
 
     vla-convert bags=[outputs/bridge/2026-01-01_10-00-00/bag] name=my_robot
+    vla-convert bags=[bag1] align=commands                                   # one step per executed bridge command
     vla-convert bags=[bag1,bag2] action_source=measured proprio=[ee_pose] rate_hz=5
     vla-convert bags=[bag1] topics.cameras.wrist=/camera/wrist/image_raw image_size=[256,256]
     vla-convert --cfg job                                                    # print the resolved config
