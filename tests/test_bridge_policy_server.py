@@ -119,3 +119,35 @@ def test_malformed_frames_are_refused_and_server_keeps_serving():
         assert RemotePolicy(srv.host, srv.port).act(OBS).shape == (2, 7)
     with pytest.raises(wire.WireError, match="dtype"):
         wire.encode({}, {"x": np.array([object()])})
+
+
+def test_node_stops_and_says_why_when_the_policy_process_dies_or_stalls():
+    from test_bridge_node import FakeClock, MemoryTransport, feed
+
+    from robot_bridge.config import BridgeConfig, NodeConfig
+    from robot_bridge.node import BridgeNode
+
+    code = ("import sys, time; from robot_bridge.policy_server import PolicyServer; from robot_bridge.policies import RandomPolicy;"
+            "p = RandomPolicy(); s = PolicyServer(p, port=0); print(s.port, flush=True); s.start();"
+            "sys.stdin.readline(); p.act = lambda o: time.sleep(5); sys.stdin.readline()")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        client = RemotePolicy("127.0.0.1", int(proc.stdout.readline()), timeout_s=0.15)
+        cfg = BridgeConfig(node=NodeConfig(instruction="go", policy_timeout_periods=3))
+        t, clock = MemoryTransport(), FakeClock()
+        node = BridgeNode(cfg, client, t, clock=clock)
+        feed(t, cfg, clock)
+        assert node.tick().moved
+        proc.stdin.write("stall\n")  # the server's policy now takes 5 s: the client times out
+        proc.stdin.flush()
+        r = node.tick()
+        assert not r.moved and "policy failed: PolicyServerError" in r.reason and "did not answer" in r.reason
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+        r = node.tick()
+        assert not r.moved and "policy failed: PolicyServerError" in r.reason
+        tw = t.last(cfg.topics.twist).twist
+        assert (tw.linear.x, tw.linear.y, tw.linear.z) == (0.0, 0.0, 0.0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

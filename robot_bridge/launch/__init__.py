@@ -1,0 +1,1 @@
+"""ROS 2 launch files (shipped as package data)."""
