@@ -106,35 +106,48 @@ def bench_cpu(repeats: int, image_size: int) -> tuple[dict, list]:
     return runs, targets
 
 
-def bench_gpu_7b(repeats: int) -> dict:
-    """7B config, bf16, random weights, synthetic prompts (no tokenizer needed): actions/s and peak memory."""
+def bench_model_level(repeats: int, preset: str = "openvla_7b", device: str = "cuda",
+                      dtype: torch.dtype = torch.bfloat16) -> dict:
+    """A preset with random weights, synthetic prompts (no tokenizer needed): actions/s and peak memory.
+
+    Used for the 7B config in bf16 on a GPU (`--gpu-7b`); the same code runs the tiny preset on the CPU in
+    the test suite's smoke check.
+    """
     from vla.model.modeling_vla import VLAForActionPrediction
     from vla.model.presets import build_preset
 
+    cuda = device.startswith("cuda")
     out = {}
     for label, overrides, batch in (("autoregressive_b1", {}, 1), ("autoregressive_b8", {}, 8),
                                     ("parallel_chunk8_b1", {"decoding": "parallel", "action_chunk": 8}, 1)):
-        config, _ = build_preset("openvla_7b", **overrides)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        torch.set_default_dtype(torch.bfloat16)
-        with torch.device("cuda"):
-            model = VLAForActionPrediction(config).eval()
-        torch.set_default_dtype(torch.float32)
-        prompt = torch.randint(300, 29000, (batch, 20), device="cuda")
-        prompt[:, 0] = 1
-        prompt[:, -1] = 29871
+        config, _ = build_preset(preset, **overrides)
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            with torch.device(device):
+                model = VLAForActionPrediction(config).eval()
+        finally:
+            torch.set_default_dtype(previous)
+        suffix = config.prompt_suffix_token_id if config.prompt_suffix_token_id is not None else 3
+        prompt = torch.randint(3, config.action_token_begin_id, (batch, 20), device=device)
+        prompt[:, 0], prompt[:, -1] = config.bos_token_id, suffix
         if config.decoding == "parallel":
-            prompt = torch.cat([prompt, torch.full((batch, 56), config.pad_token_id, device="cuda")], dim=1)
-        px = torch.randn(batch, 6, 224, 224, device="cuda", dtype=torch.bfloat16)
+            slots = torch.full((batch, config.action_chunk * config.action_dim), config.pad_token_id, device=device)
+            prompt = torch.cat([prompt, slots], dim=1)
+        s = config.image_size
+        px = torch.randn(batch, 6, s, s, device=device, dtype=dtype)
 
         def call():
             model.predict_normalized(prompt, px, torch.ones_like(prompt))
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
 
-        per_call = config.action_chunk * batch
-        out[label] = _actions_per_s(call, per_call, repeats)
-        out[label]["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        out[label] = _actions_per_s(call, config.action_chunk * batch, repeats)
+        if cuda:
+            out[label]["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         del model
     return out
 
@@ -160,7 +173,7 @@ def main() -> None:
     if args.gpu_7b:
         if not torch.cuda.is_available():
             raise SystemExit("--gpu-7b needs a CUDA device")
-        gpu = {"status": "measured", "device": torch.cuda.get_device_name(), **bench_gpu_7b(args.repeats)}
+        gpu = {"status": "measured", "device": torch.cuda.get_device_name(), **bench_model_level(args.repeats)}
     else:
         gpu = {"status": "not measured (no device): no GPU was available to this run; "
                          "run `python bench/inference.py --gpu-7b` on a CUDA machine"}

@@ -246,3 +246,33 @@ def _train_a_few_steps(model, batch, steps=6):
         losses.append(loss.item())
     model.eval()
     assert losses[-1] < losses[0], losses
+
+
+def test_policy_in_bfloat16_and_center_crop(tiny, tmp_path):
+    from vla.model.policy import VLAPolicy
+
+    model, processor = tiny
+    model.config.norm_stats = {"only": _stats(np.random.default_rng(9))["sim_a"]}
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    policy = VLAPolicy.from_pretrained(tmp_path, dtype="bfloat16", center_crop=True)
+    assert next(policy.model.parameters()).dtype == torch.bfloat16 and policy.unnorm_key == "only"
+    img = np.random.default_rng(10).integers(0, 256, (100, 100, 3), dtype=np.uint8)
+    assert policy._crop(img).shape == (95, 95, 3)
+    action = policy.act(Observation(images={"primary": img}, instruction="lift the cube"))
+    assert action.shape == (7,) and action.dtype == np.float32 and np.all(np.isfinite(action))
+
+
+def test_benchmark_model_level_path_runs_on_cpu():
+    """The code `bench/inference.py --gpu-7b` runs on a GPU, exercised here with the tiny preset."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_inference",
+                                                  Path(__file__).resolve().parents[1] / "bench" / "inference.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = bench.bench_model_level(1, preset="tiny", device="cpu", dtype=torch.float32)
+    assert set(out) == {"autoregressive_b1", "autoregressive_b8", "parallel_chunk8_b1"}
+    assert out["parallel_chunk8_b1"]["actions_per_call"] == 8 and out["autoregressive_b8"]["actions_per_call"] == 8
+    assert all(r["actions_per_s"] > 0 for r in out.values())
