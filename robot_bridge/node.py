@@ -111,6 +111,9 @@ class BridgeNode:
         with self._lock:
             if self.state is not Lifecycle.UNCONFIGURED:
                 return
+            if self.commands is not None:  # configured before (cleanup only gates): endpoints exist
+                self.state = Lifecycle.INACTIVE
+                return
             t, topics = self.transport, self.cfg.topics
             self.commands = CommandPublisher(self.cfg.output, topics, t, self.period, self.wall_clock)
             self._status_pub = t.publisher(topics.status, msgs.DiagnosticArray, RELIABLE)
@@ -140,6 +143,8 @@ class BridgeNode:
                 self._acted_stamp = None
                 self.state = Lifecycle.ACTIVE
                 logger.info("active")
+            elif self.state is Lifecycle.UNCONFIGURED:
+                logger.warning("activate ignored: the node is unconfigured (send 'configure' first)")
 
     def deactivate(self) -> None:
         with self._lock:

@@ -138,6 +138,10 @@ def test_lifecycle_gates_output_and_deactivate_sends_stop():
     assert len(t.sent[cfg.topics.twist]) == n and node.state is Lifecycle.INACTIVE
     t.send(cfg.topics.lifecycle, msgs.String("explode"))
     assert node.malformed["lifecycle"] == 1
+    n_subs = sum(len(v) for v in t.subs.values())
+    for step in ("cleanup", "activate", "configure", "activate"):  # activate before configure is ignored
+        t.send(cfg.topics.lifecycle, msgs.String(step))
+    assert node.state is Lifecycle.ACTIVE and sum(len(v) for v in t.subs.values()) == n_subs
 
 
 def test_stale_camera_stops_within_two_periods_and_recovers():
