@@ -23,7 +23,7 @@ import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 #: z for a two-sided 95% interval: the 0.975 quantile of the standard normal distribution.
 Z_95 = 1.959963984540054
@@ -203,3 +203,40 @@ def format_rate(agg: dict[str, Any]) -> str:
         return "-"
     lo, hi = agg["ci95"]
     return f"{agg['success_rate']:.2f} [{lo:.2f}, {hi:.2f}] ({agg['n_success']}/{agg['n_episodes']})"
+
+
+def write_outputs(
+    results: Mapping[str, Sequence[EpisodeResult]],
+    out_dir: str | Path,
+    *,
+    eval_s: Mapping[str, float] | None = None,
+    config: dict | None = None,
+    levels: Sequence[str] | None = None,
+    plot: bool = True,
+) -> dict[str, Path]:
+    """Write `<out_dir>/<policy>/{episodes.jsonl, eval_info.json}`, `summary.json` and `success_vs_dr.png`.
+
+    Returns the paths written, by name.
+    """
+    from sim_envs.plots import plot_success_vs_dr  # matplotlib only when a plot is written
+
+    out_dir = Path(out_dir)
+    paths: dict[str, Path] = {}
+    summary = {}
+    for name, res in results.items():
+        pdir = out_dir / _safe(name)
+        paths[f"{name}/episodes"] = write_jsonl(res, pdir / "episodes.jsonl")
+        info = build_eval_info(list(res), eval_s=(eval_s or {}).get(name, sum(r.wall_s for r in res)), config=config)
+        paths[f"{name}/eval_info"] = write_json(info, pdir / "eval_info.json")
+        summary[name] = {"overall": info["overall"], "per_task": [
+            {"task": c["task"], "dr_level": c["dr_level"], **c["aggregated"]} for c in info["per_task"]
+        ]}
+    paths["summary"] = write_json(summary, out_dir / "summary.json")
+    all_results = [r for res in results.values() for r in res]
+    if plot and all_results:
+        paths["plot"] = plot_success_vs_dr(all_results, out_dir / "success_vs_dr.png", levels=levels)
+    return paths
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "policy"

@@ -105,18 +105,21 @@ def _print_table(results, levels) -> None:
     from sim_envs.results import aggregate, format_rate
 
     table = Table(title="success rate [Wilson 95% CI] (successes/episodes)")
-    table.add_column("policy")
-    table.add_column("task")
+    table.add_column("policy", no_wrap=True)
+    table.add_column("task", no_wrap=True)
     for lv in levels:
-        table.add_column(f"dr={lv}")
+        table.add_column(f"dr={lv}", no_wrap=True)
     for name, res in results.items():
         for task in dict.fromkeys(r.task for r in res):
             cells = [format_rate(aggregate([r for r in res if r.task == task and r.dr_level == lv])) for lv in levels]
-            table.add_row(name, task.split("/")[-1], *cells)
+            table.add_row(name, task.split("/")[-1].rsplit("-v", 1)[0], *cells)
         errors = sum(r.error is not None for r in res)
         if errors:
             table.add_row(name, f"[red]{errors} episodes failed with an error (see episodes.jsonl)[/red]", *[""] * len(levels))
-    Console(stderr=True).print(table)
+    console = Console(stderr=True)
+    if not console.is_terminal:  # logs and CI: do not wrap the table at 80 columns
+        console.width = 240
+    console.print(table)
 
 
 def main() -> None:
