@@ -24,7 +24,7 @@ from robot_bridge import msgs  # noqa: E402
 from robot_bridge.config import BridgeConfig, NodeConfig  # noqa: E402
 from robot_bridge.node import BridgeNode  # noqa: E402
 from robot_bridge.policies import RandomPolicy  # noqa: E402
-from robot_bridge.transport.base import RELIABLE  # noqa: E402
+from robot_bridge.transport.base import RELIABLE, SENSOR  # noqa: E402
 from robot_bridge.transport.dds import DdsTransport  # noqa: E402
 
 DOMAIN = 40 + os.getpid() % 150  # private domain: other test runs on this machine never cross-talk
@@ -142,3 +142,33 @@ def test_flood_and_malformed_messages_do_not_stall_the_loop(harness):
     assert h.node.malformed.get("image primary", 0) > 10 and h.node.malformed.get("joint_states", 0) > 10
     t = time.monotonic()
     h.wait_for(lambda: h.stopped_since(t - 1.5, "stale"))
+
+
+def test_bytes_on_the_wire_are_ros2_cdr(monkeypatch):
+    """What arrives from another process is plain XCDR1 little-endian (encapsulation 00 01), as ROS 2 sends,
+    and rosbags' ROS 2 deserializer reads it back to the same bytes."""
+    from rosbags.typesys import Stores, get_typestore
+
+    raw: list[bytes] = []
+    idl = msgs.Image.__idl__
+    original = idl.deserialize
+
+    def capture(data, *a, **kw):
+        raw.append(bytes(data))
+        return original(data, *a, **kw)
+
+    monkeypatch.setattr(idl, "deserialize", capture)
+    t = DdsTransport(DOMAIN)
+    try:
+        got = []
+        t.subscribe(BridgeConfig().topics.cameras["primary"], msgs.Image, SENSOR, got.append)
+        cam = sensors("--hz", "20", "--seconds", "1.5", "--size", "6")
+        cam.communicate(timeout=30)
+    finally:
+        t.close()
+    assert raw and got, "no image arrived"
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    assert raw[0][:4] == b"\x00\x01\x00\x00"
+    ros_msg = ts.deserialize_cdr(raw[0], "sensor_msgs/msg/Image")
+    assert (ros_msg.height, ros_msg.width, ros_msg.encoding) == (6, 6, "rgb8")
+    assert bytes(ts.serialize_cdr(ros_msg, "sensor_msgs/msg/Image")) == raw[0]
