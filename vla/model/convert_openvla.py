@@ -239,6 +239,15 @@ def check_against_model(converted: Mapping[str, torch.Tensor], model: torch.nn.M
         raise CheckpointMismatchError("checkpoint does not fit the model; " + "; ".join(parts))
 
 
+def _own_storage(t: torch.Tensor) -> torch.Tensor:
+    """Views (qkv chunks, SigLIP's pos_embed[0]) get their own storage so safetensors can write them; other
+    tensors are passed through, keeping the peak memory of a 7B import near one copy of the weights."""
+    t = t.contiguous()
+    if t.untyped_storage().nbytes() != t.numel() * t.element_size():
+        t = t.clone()
+    return t
+
+
 def read_openvla_dir(openvla_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """config.json and all tensors (single file or sharded index) of a released checkpoint directory."""
     from safetensors.torch import load_file
@@ -292,7 +301,7 @@ def import_openvla(openvla_dir: str | Path, out_dir: str | Path, num_heads=(None
     converted = convert_state_dict(tensors)
     with torch.device("meta"):
         check_against_model(converted, VLAForActionPrediction(config))
-    converted = {k: (v.to(dtype) if dtype is not None else v).contiguous().clone() for k, v in converted.items()}
+    converted = {k: _own_storage(v.to(dtype) if dtype is not None else v) for k, v in converted.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     config.architectures = ["VLAForActionPrediction"]
     config.dtype = next(iter(converted.values())).dtype
