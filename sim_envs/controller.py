@@ -1,7 +1,10 @@
 """End-effector delta controller: the 7-D contract action -> Panda joint position targets.
 
-Per control step: the target pose is the current grip-site position moved by (dx, dy, dz) and the held
-target orientation rotated by (droll, dpitch, dyaw) in the base frame; it is clamped to the workspace box. Damped-least-squares
+Per control step: the target pose is the held target position moved by (dx, dy, dz) and the held target
+orientation rotated by (droll, dpitch, dyaw) in the base frame. Holding the target (instead of re-reading the
+measured pose) keeps servo lag from accumulating, so N steps of d move the hand by N*d; when the hand is
+blocked (contact) and falls more than `max_tracking_error` behind, the held position snaps back to the
+measured one, so nothing winds up; it is clamped to the workspace box. Damped-least-squares
 differential IK on MuJoCo's site Jacobian (`mj_jacSite`), with a null-space pull towards the home posture,
 solves for the joint target on a kinematics-only scratch copy of the state. The joint target is clipped to
 the joint limits and to what the joint velocity limits allow in one control period, then fed to the Panda's
@@ -39,6 +42,7 @@ class ControllerConfig:
         joint_damping_scale: scales the shipped joint damping (100 / 10 N m s/rad is tuned for slow kitchen
             motions; 0.3 tracks 3 cm steps at 10 Hz within a few mm).
         velocity_limit_scale: fraction of the Panda's joint velocity limits the controller may use.
+        max_tracking_error: held target position further than this (m) from the measured one is reset to it.
     """
 
     control_hz: float = 10.0
@@ -52,6 +56,7 @@ class ControllerConfig:
     ramp_fraction: float = 0.5
     joint_damping_scale: float = 0.3
     velocity_limit_scale: float = 0.8
+    max_tracking_error: float = 0.02
     velocity_limits: tuple[float, ...] = field(default=PANDA_VELOCITY_LIMITS)
 
     def __post_init__(self) -> None:
@@ -82,8 +87,8 @@ class EEDeltaController:
         margin = 0.02
         self._q_low = physics.arm_range[:, 0] + margin
         self._q_high = physics.arm_range[:, 1] - margin
-        # The orientation target is held between steps (not re-read from the measured pose), so small
-        # tracking errors do not accumulate into a drifting tilt; positions are relative to the measured pose.
+        # The target pose is held between steps (see the module docstring).
+        self._ref_pos: np.ndarray | None = None
         self._ref_mat: np.ndarray | None = None
 
     @property
@@ -95,14 +100,18 @@ class EEDeltaController:
         cfg = self.config
         dpos = np.clip(action[:3], -cfg.max_delta_pos, cfg.max_delta_pos)
         drot = np.clip(action[3:6], -cfg.max_delta_rot, cfg.max_delta_rot)
-        pos = np.clip(self.physics.ee_pos() + dpos, self._ws_low, self._ws_high)
+        measured = self.physics.ee_pos()
+        if self._ref_pos is None or np.linalg.norm(self._ref_pos - measured) > cfg.max_tracking_error:
+            self._ref_pos = measured
+        pos = np.clip(self._ref_pos + dpos, self._ws_low, self._ws_high)
         if self._ref_mat is None:
             self._ref_mat = self.physics.ee_mat()
         mat = rpy_to_mat(drot) @ self._ref_mat
         return pos, mat
 
     def reset(self) -> None:
-        """Forget the held orientation (call after the state was reset)."""
+        """Forget the held target pose (call after the state was reset)."""
+        self._ref_pos = None
         self._ref_mat = None
 
     def solve_ik(self, pos: np.ndarray, mat: np.ndarray) -> np.ndarray:
@@ -143,7 +152,7 @@ class EEDeltaController:
         q_now = phys.arm_q()
         pos, mat = self.target_pose(action)
         q_target = self.solve_ik(pos, mat)
-        self._ref_mat = mat
+        self._ref_pos, self._ref_mat = pos, mat
         max_step = self._vmax * self.control_dt
         q_target = q_now + np.clip(q_target - q_now, -max_step, max_step)
         phys.data.ctrl[phys.finger_actuators] = float(np.clip(action[6], 0.0, 1.0)) * FINGER_OPEN
