@@ -50,7 +50,7 @@ from robot_bridge.config import BridgeConfig  # noqa: E402
 from robot_bridge.transport.base import RELIABLE, SENSOR  # noqa: E402
 from robot_bridge.transport.dds import DdsTransport  # noqa: E402
 
-DOMAIN = 200 + os.getpid() % 30
+DOMAIN = 210 + os.getpid() % 20  # private DDS domain (210-229), apart from the tests
 RATE_HZ = 10.0
 PERIOD = 1.0 / RATE_HZ
 

@@ -27,7 +27,7 @@ from robot_bridge.policies import RandomPolicy  # noqa: E402
 from robot_bridge.transport.base import RELIABLE, SENSOR  # noqa: E402
 from robot_bridge.transport.dds import DdsTransport  # noqa: E402
 
-DOMAIN = 40 + os.getpid() % 150  # private domain: other test runs on this machine never cross-talk
+DOMAIN = 40 + os.getpid() % 90  # private domain (40-129): other test runs on this machine never cross-talk
 
 
 def sensors(*args: str) -> subprocess.Popen:

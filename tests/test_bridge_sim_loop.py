@@ -85,7 +85,8 @@ def _vla_eval_results() -> list[dict]:
 
 @pytest.mark.slow
 def test_sim_in_the_loop_matches_direct_rollouts(tmp_path):
-    summary = run_sim_in_loop(_app_config(40 + (os.getpid() + 7) % 150, record_to=str(tmp_path / "bag")), tmp_path)
+    domain = 130 + os.getpid() % 80  # private DDS domain (130-209), apart from test_bridge_dds.py
+    summary = run_sim_in_loop(_app_config(domain, record_to=str(tmp_path / "bag")), tmp_path)
     # direct rollouts in a fresh process: EGL contexts do not mix well with what other tests loaded here
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
