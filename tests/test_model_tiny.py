@@ -276,3 +276,19 @@ def test_benchmark_model_level_path_runs_on_cpu():
     assert set(out) == {"autoregressive_b1", "autoregressive_b8", "parallel_chunk8_b1"}
     assert out["parallel_chunk8_b1"]["actions_per_call"] == 8 and out["autoregressive_b8"]["actions_per_call"] == 8
     assert all(r["actions_per_s"] > 0 for r in out.values())
+
+
+def test_presets_from_name_dataclass_dict_or_dictconfig():
+    from omegaconf import OmegaConf
+
+    from vla.model.presets import available_presets, build_preset, load_preset_config
+
+    assert {"tiny", "openvla_7b"} <= set(available_presets())
+    mc = load_preset_config("tiny", **{"llm.num_layers": 3})
+    assert mc.llm.num_layers == 3
+    for spec in (mc, OmegaConf.structured(mc), OmegaConf.to_container(OmegaConf.structured(mc))):
+        config, processor = build_preset(spec)
+        assert config.text_config.num_hidden_layers == 3 and processor.tokenizer is not None
+    config, processor = build_preset("openvla_7b")
+    assert config.text_config.vocab_size == 32064 and config.prompt_suffix_token_id == 29871
+    assert processor.tokenizer is None  # the Llama-2 tokenizer comes with the checkpoint (vla-import copies it)

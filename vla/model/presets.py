@@ -111,11 +111,24 @@ def to_vla_config(mc: ModelConfig, tokenizer=None, norm_stats: dict | None = Non
     return config
 
 
+def as_model_config(spec: Any, **overrides: Any) -> ModelConfig:
+    """A `ModelConfig` from a preset name, a `ModelConfig`, or a dict / DictConfig of its fields."""
+    if isinstance(spec, str):
+        return load_preset_config(spec, **overrides)
+    if isinstance(spec, ModelConfig) and not overrides:
+        return spec
+    from omegaconf import OmegaConf
+
+    merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.structured(spec)
+                             if isinstance(spec, ModelConfig) else OmegaConf.create(spec), OmegaConf.create(overrides))
+    return OmegaConf.to_object(merged)
+
+
 def build_preset(name: str | ModelConfig, **overrides: Any):
     """(VLAConfig, VLAProcessor) for a preset name (or a ready `ModelConfig`) with overrides applied."""
     from vla.model.processing_vla import VLAProcessor
 
-    mc = name if isinstance(name, ModelConfig) else load_preset_config(name, **overrides)
+    mc = as_model_config(name, **overrides)
     tokenizer = make_tokenizer(mc.tokenizer, mc.llm.vocab_size, mc.n_action_bins)
     config = to_vla_config(mc, tokenizer)
     return config, VLAProcessor.from_model_config(config, tokenizer)
