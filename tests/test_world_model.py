@@ -25,6 +25,8 @@ from world_model.imagine import PolicyError, imagine
 from world_model.model import WorldModel
 from world_model.toy import ENV_ID, VisualServoPolicy, collect_episodes
 
+pytestmark = pytest.mark.slow  # trains a model in the module fixture (~1-3 min with everything)
+
 BIN = Path(sys.executable).parent
 SIZE = 32
 TRAIN = ["world_model=micro", "trainer.ae_steps=40", "trainer.dyn_steps=30", "trainer.rollout_steps=2",
@@ -170,8 +172,8 @@ def test_bad_inputs_fail_clearly(model, episodes):
 def test_wm_eval_open_and_closed_loop(workdir):
     out = workdir["root"] / "eval" / "metrics.json"
     r = _run([str(BIN / "wm-eval"), f"checkpoint={workdir['ckpt']}", "horizon=4", "starts_per_episode=2",
-              f"env_id={ENV_ID}", "env_kwargs={image_size:32,max_episode_steps:12}",
-              "policies=[servo,servo:gain=0.5;noise=0.02,random]", "num_initial_states=2", "max_steps=8",
+              f"env_id={ENV_ID}", "++env_kwargs={image_size:32,max_episode_steps:12}",
+              "policies=[servo,'servo:gain=0.5,noise=0.02',random]", "num_initial_states=2", "max_steps=8",
               "bootstrap=50", f"output={out}"], workdir["root"])
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vla.core.types import Observation, Policy, validate_action
-from world_model.imagine import PolicyError, imagine
+from world_model.imagine import imagine
 from world_model.metrics import correlations
 from world_model.model import WorldModel
 
@@ -92,22 +92,43 @@ def run_in_sim(env, policy: Policy, state: InitialState, max_steps: int, cameras
     return SimRollout(success=success, steps=t, frames={c: np.stack(v) for c, v in frames.items()})
 
 
+def _field(r, name):
+    return r[name] if isinstance(r, dict) else getattr(r, name)
+
+
 def compare_policies(model: WorldModel, env_id: str, policies: dict[str, Policy], *, num_initial_states: int = 8,
                      max_steps: int = 30, seed: int = 1000, env_kwargs: dict | None = None, bootstrap: int = 1000,
-                     record: int = 2, progress: bool = True) -> dict:
+                     record: int = 2, progress: bool = True, sim_results: dict | None = None) -> dict:
     """Success of each policy in sim and in the model from the same initial states, plus agreement metrics.
 
     Returns {"policies": {name: {"sim_success", "model_success", "sim": [bool], "model": [bool]}},
     "agreement": correlations(...) (when >= 3 policies), "videos": [{policy, seed, sim, model,
     sim_success, model_success}] for the first `record` initial states of each policy, "timing": {...}}.
+
+    `sim_results` (policy name -> per-episode results with `seed`, `dr_params`, `success`, e.g. the
+    `EpisodeResult`s of `sim_envs.evaluation.evaluate_policies`, which already replays identical initial
+    states for every policy) reuses those sim outcomes: the model then starts from the same seeds and DR
+    parameters, and the sim is only re-run for the recorded videos.
     """
     from tqdm.auto import tqdm
 
     kwargs = dict(env_kwargs or {})
     env = make_env(env_id, **kwargs)
     cameras = model.cameras
-    seeds = [seed + i for i in range(num_initial_states)]
-    states = initial_states(env, seeds, cameras)
+    if sim_results is not None:
+        missing = [n for n in policies if n not in sim_results]
+        if missing:
+            raise ValueError(f"sim_results lacks policies {missing}; it has {sorted(sim_results)}")
+        first = sim_results[next(iter(policies))]
+        states = []
+        for r in first:
+            obs, info = env.reset(seed=int(_field(r, "seed")), options={"dr_params": _field(r, "dr_params")})
+            states.append(InitialState(int(_field(r, "seed")), dict(_field(r, "dr_params")),
+                                       to_observation(obs, info, cameras)))
+        seeds = [st.seed for st in states]
+    else:
+        seeds = [seed + i for i in range(num_initial_states)]
+        states = initial_states(env, seeds, cameras)
     results, videos = {}, []
     sim_s = model_s = 0.0
     sim_steps = model_steps = 0
@@ -115,15 +136,19 @@ def compare_policies(model: WorldModel, env_id: str, policies: dict[str, Policy]
     for name, policy in policies.items():
         sim_ok, model_ok = [], []
         for i, st in enumerate(states):
+            if sim_results is None or i < record:
+                t0 = time.perf_counter()
+                sim = run_in_sim(env, policy, st, max_steps, cameras, record=i < record)
+                sim_s += time.perf_counter() - t0
+                sim_steps += sim.steps
+            if sim_results is not None:
+                r = sim_results[name][i]
+                if int(_field(r, "seed")) != st.seed:
+                    raise ValueError(f"sim_results[{name!r}] is not in the same seed order as the first policy's")
+                sim = SimRollout(success=bool(_field(r, "success")), steps=int(_field(r, "steps")),
+                                 frames=sim.frames if i < record else {})
             t0 = time.perf_counter()
-            sim = run_in_sim(env, policy, st, max_steps, cameras, record=i < record)
-            sim_s += time.perf_counter() - t0
-            sim_steps += sim.steps
-            t0 = time.perf_counter()
-            try:
-                traj = imagine(model, policy, st.observation, st.observation.instruction, max_steps)
-            except PolicyError:
-                raise
+            traj = imagine(model, policy, st.observation, st.observation.instruction, max_steps)
             model_s += time.perf_counter() - t0
             model_steps += len(traj)
             sim_ok.append(sim.success)

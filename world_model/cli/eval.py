@@ -2,11 +2,11 @@
 
     wm-eval checkpoint=outputs/wm                      # open loop on the checkpoint's validation episodes
     wm-eval checkpoint=outputs/wm 'dataset_dirs=[outputs/data/heldout/1.0.0]' horizon=16
-    wm-eval checkpoint=outputs/wm env_id=sim_envs:vla_sim/LiftCube-v0 \
-        'policies=[vla:path=outputs/train/final,vla:path=outputs/train/final;noise=0.02,random]'
+    wm-eval checkpoint=outputs/wm env_id=sim_envs:vla_sim/LiftCube-v0 +env_kwargs.image_size=112 \
+        "policies=['vla:path=outputs/train/final','vla:path=outputs/train/final,noise=0.02',random]"
 
 `env_id` is a gymnasium id; the `module:` prefix makes gymnasium import the module that registers it. Policy
-specs: world_model/policies.py (write `;` for `,` inside one spec on the command line). Writes `output`
+specs: world_model/policies.py (quote a spec that holds `,` or `=`, or write `;` for its `,`). Writes `output`
 (JSON) and, for closed loop, `<stem>_videos.npz` beside it; `wm-viz eval_json=...` turns both into a report.
 """
 
