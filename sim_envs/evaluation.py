@@ -197,6 +197,7 @@ def run_policy(
     *,
     name: str = "policy",
     progress_bar: Any = None,
+    env_cache: dict | None = None,
 ) -> list[EpisodeResult]:
     """Run one policy on every spec; results come back in spec order.
 
@@ -209,6 +210,8 @@ def run_policy(
         settings: how to run (vector envs, chunk execution, videos).
         name: the policy name written into the results.
         progress_bar: a tqdm bar to advance by one per finished episode (None: no bar).
+        env_cache: vector envs kept open for reuse by later calls (the caller closes them); None: the
+            envs are made for this call and closed at its end.
     """
     from sim_envs.baselines import ExpertPolicy
 
@@ -223,12 +226,18 @@ def run_policy(
             slot_policies = [policy] * n
         else:
             slot_policies = [policy() for _ in range(n)]
-        venv = make_vector_env(task, level, n, settings, with_expert=is_expert)
+        key = (task, level, n, is_expert)
+        venv = env_cache.get(key) if env_cache is not None else None
+        if venv is None:
+            venv = make_vector_env(task, level, n, settings, with_expert=is_expert)
+            if env_cache is not None:
+                env_cache[key] = venv
         try:
             _run_group(venv, slot_policies, [(i, specs[i]) for i in indices], settings, name, is_expert,
                        results, progress_bar, shared=isinstance(policy, Policy))
         finally:
-            venv.close()
+            if env_cache is None:
+                venv.close()
     return [r for r in results if r is not None]
 
 
@@ -388,7 +397,7 @@ def _plan_actions(slots, active, settings, is_expert, shared) -> None:
 
 # ----------------------------------------------------------------------------------------- many policies
 def evaluate_policies(
-    policies: Mapping[str, PolicyLike],
+    policies: Mapping[str, PolicyLike] | Sequence[PolicyLike],
     specs: Sequence[EpisodeSpec],
     settings: EvalSettings,
 ) -> dict[str, list[EpisodeResult]]:
@@ -402,7 +411,8 @@ def evaluate_policies(
     policy inside the learned model.
 
     Args:
-        policies: name -> Policy instance or factory (see `run_policy`), evaluated in this order.
+        policies: name -> Policy instance or factory (see `run_policy`), evaluated in this order; a plain
+            list is named "0_<ClassName>", "1_<ClassName>", ...
         specs: initial states, from `plan_episodes` or earlier results (`specs_from_results`).
         settings: how to run them.
     Returns:
@@ -412,19 +422,24 @@ def evaluate_policies(
 
     if not policies:
         raise ValueError("evaluate_policies needs at least one policy")
+    if not isinstance(policies, Mapping):
+        policies = {f"{i}_{getattr(p, '__name__', type(p).__name__)}": p for i, p in enumerate(policies)}
     out: dict[str, list[EpisodeResult]] = {}
     specs = list(specs)
     bar = tqdm(total=len(specs) * len(policies), desc="eval episodes", unit="ep", disable=not settings.progress)
+    envs: dict = {}  # vector envs shared by the policies (built once per task x level)
     try:
         for name, policy in policies.items():
             t0 = time.perf_counter()
-            res = run_policy(policy, specs, settings, name=name, progress_bar=bar)
+            res = run_policy(policy, specs, settings, name=name, progress_bar=bar, env_cache=envs)
             logger.info("%s: %s in %.1f s", name, format_rate(aggregate(res)), time.perf_counter() - t0)
             out[name] = res
             if any(s.dr_params is None for s in specs):
                 specs = specs_from_results(res)
     finally:
         bar.close()
+        for venv in envs.values():
+            venv.close()
     return out
 
 

@@ -1,9 +1,10 @@
 """Evaluation results: per-episode records, Wilson intervals, aggregation and `eval_info.json`.
 
-The layout of `eval_info.json` follows LeRobot's `lerobot-eval` output (`per_episode`, `per_task`,
-`per_group`, `overall` with `pc_success`, `avg_sum_reward`, `avg_max_reward`, `eval_s`, `eval_ep_s`,
-`video_paths`) and adds what a success rate needs to be read honestly: the number of episodes, the
-successes and a Wilson 95% interval, per task x DR level cell, per task, per DR level and overall.
+The layout of `eval_info.json` follows LeRobot's `lerobot-eval` output (`per_episode`, `aggregated` with
+`pc_success`, `avg_sum_reward`, `avg_max_reward`, `eval_s`, `eval_ep_s`, `video_paths`; `per_task` and
+`per_group` as in its multi-task evaluation) and adds what a success rate needs to be read honestly: the
+number of episodes, the successes and a Wilson 95% interval, per task x DR level cell, per task, per DR
+level and overall.
 
     eval_info.json
       policy            name of the evaluated policy
@@ -12,7 +13,7 @@ successes and a Wilson 95% interval, per task x DR level cell, per task, per DR 
       per_task          [{task, dr_level, metrics: {successes, sum_rewards, max_rewards, seeds,
                           video_paths}, aggregated: {...}}]          one entry per task x DR level
       per_group         {"task": {task: {...}}, "dr_level": {level: {...}}}
-      overall           {n_episodes, n_success, pc_success, success_rate, ci95: [lo, hi], n_errors,
+      aggregated        {n_episodes, n_success, pc_success, success_rate, ci95: [lo, hi], n_errors,
                           avg_sum_reward, avg_max_reward, avg_steps, eval_s, eval_ep_s, video_paths}
 """
 
@@ -151,7 +152,7 @@ def build_eval_info(results: Sequence[EpisodeResult], *, eval_s: float, config: 
             "task": {t: aggregate([r for r in results if r.task == t]) for t in tasks},
             "dr_level": {lv: aggregate([r for r in results if r.dr_level == lv]) for lv in levels},
         },
-        "overall": overall,
+        "aggregated": overall,
         "video_paths": overall["video_paths"],
     }
     if config is not None:
@@ -228,7 +229,7 @@ def write_outputs(
         paths[f"{name}/episodes"] = write_jsonl(res, pdir / "episodes.jsonl")
         info = build_eval_info(list(res), eval_s=(eval_s or {}).get(name, sum(r.wall_s for r in res)), config=config)
         paths[f"{name}/eval_info"] = write_json(info, pdir / "eval_info.json")
-        summary[name] = {"overall": info["overall"], "per_task": [
+        summary[name] = {"aggregated": info["aggregated"], "per_task": [
             {"task": c["task"], "dr_level": c["dr_level"], **c["aggregated"]} for c in info["per_task"]
         ]}
     paths["summary"] = write_json(summary, out_dir / "summary.json")

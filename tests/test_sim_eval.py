@@ -65,7 +65,7 @@ def test_eval_info_layout_counts_and_json_nan():
     assert none["aggregated"]["ci95"] == list(wilson_interval(2, 4))
     assert info["per_group"]["dr_level"]["low"]["n_success"] == 0
     assert info["per_group"]["dr_level"]["low"]["n_errors"] == 1
-    assert info["overall"]["n_episodes"] == 8 and info["overall"]["eval_ep_s"] == 1.0
+    assert info["aggregated"]["n_episodes"] == 8 and info["aggregated"]["eval_ep_s"] == 1.0
     assert [e["episode_ix"] for e in info["per_episode"]] == list(range(8))
     empty = aggregate([])
     assert math.isnan(empty["success_rate"]) and empty["ci95"] == [0.0, 1.0]
@@ -233,9 +233,9 @@ def test_eval_info_json_and_plot_on_disk(run):
         assert [e["seed"] for e in info["per_episode"]] == [r.seed for r in rs]
         assert [e["success"] for e in info["per_episode"]] == [r.success for r in rs]
         k = sum(r.success for r in rs)
-        assert info["overall"]["n_success"] == k and info["overall"]["ci95"] == list(wilson_interval(k, 2))
+        assert info["aggregated"]["n_success"] == k and info["aggregated"]["ci95"] == list(wilson_interval(k, 2))
         assert info["per_task"][0]["task"] == TASK and info["per_task"][0]["dr_level"] == "low"
-        assert info["overall"]["n_errors"] == sum(r.error is not None for r in rs)
+        assert info["aggregated"]["n_errors"] == sum(r.error is not None for r in rs)
         lines = (out / name / "episodes.jsonl").read_text().splitlines()
         assert [EpisodeResult.from_json(json.loads(x)) for x in lines] == rs
     summary = json.loads((out / "summary.json").read_text())
@@ -272,7 +272,7 @@ def test_vla_eval_command_writes_results_and_reports_bad_input(tmp_path):
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     for name in ("expert", "random"):
         info = json.loads((run_dir / name / "eval_info.json").read_text())
-        assert info["overall"]["n_episodes"] == 2
+        assert info["aggregated"]["n_episodes"] == 2
         assert list(info["per_group"]["dr_level"]) == ["none", "low"]
     assert (run_dir / "success_vs_dr.png").is_file() and len(list((run_dir / "videos").glob("*.mp4"))) == 4
     assert "success rate [Wilson 95% CI]" in r.stderr
