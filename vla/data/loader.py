@@ -263,7 +263,8 @@ class _Stream:
         first = self.emitted
         self.emitted += n
         samples = [self._process(item, first + k) for k, item in enumerate(items) if k >= skip]
-        return {"stream": self.id, "skip": skip, "batch": collate_samples(samples) if samples else None,
+        # torch tensors cross from a DataLoader worker through shared memory instead of a pickled copy
+        return {"stream": self.id, "skip": skip, "batch": to_torch(collate_samples(samples)) if samples else None,
                 "state": self.state()}
 
     def _process(self, item: tuple, sample_index: int) -> dict:
@@ -327,25 +328,42 @@ def collate_samples(samples: list[dict]) -> dict:
     return out
 
 
+def _np(v: Any) -> np.ndarray:
+    return v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+
+
 def split_batch(batch: dict, start: int = 0) -> Iterator[dict]:
-    """Per-sample dicts (numpy views) from a collated batch."""
+    """Per-sample dicts (numpy views) from a collated batch (numpy or torch)."""
+    arrays = {k: _np(v) for k, v in batch.items() if k != "images" and not isinstance(v, list)}
+    images = {c: _np(v) for c, v in batch["images"].items()}
     n = len(batch["instruction"])
     for i in range(start, n):
-        s = {"images": {c: np.asarray(v[i]) for c, v in batch["images"].items()}}
+        s: dict[str, Any] = {"images": {c: v[i] for c, v in images.items()}}
         for k, v in batch.items():
-            if k == "images":
-                continue
-            s[k] = v[i] if isinstance(v, list) else np.asarray(v[i])
+            if k != "images":
+                s[k] = v[i] if isinstance(v, list) else arrays[k][i]
         s["step"] = int(s["step"])
         yield s
 
 
-def to_torch(batch: dict) -> dict:
-    """numpy arrays of a collated batch -> torch tensors (zero copy)."""
-    out = {"images": {c: torch.from_numpy(v) for c, v in batch["images"].items()}}
+def to_numpy(batch: dict) -> dict:
+    """torch tensors of a collated batch -> numpy arrays (zero copy)."""
+    out = {"images": {c: _np(v) for c, v in batch["images"].items()}}
     for k, v in batch.items():
         if k != "images":
-            out[k] = torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+            out[k] = v if isinstance(v, list) else _np(v)
+    return out
+
+
+def to_torch(batch: dict) -> dict:
+    """numpy arrays of a collated batch -> torch tensors (zero copy)."""
+    def t(v: Any) -> Any:
+        return torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+
+    out = {"images": {c: t(v) for c, v in batch["images"].items()}}
+    for k, v in batch.items():
+        if k != "images":
+            out[k] = t(v)
     return out
 
 
@@ -481,7 +499,7 @@ class RLDSLoader:
             if not pending and n == batch_size:  # fast path
                 self._consumed += n
                 self._chunk_done(chunk)
-                yield to_torch(batch) if as_torch else batch
+                yield batch if as_torch else to_numpy(batch)
                 continue
             for i, sample in enumerate(split_batch(batch)):
                 pending.append((sample, chunk, i == n - 1))

@@ -34,11 +34,11 @@ def make_episode(
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     images = {}
     for ci, cam in enumerate(cameras):
-        base = np.stack([xx / w * 200, yy / h * 200, np.full_like(xx, 60 + 40 * ci)], -1)
+        base = np.stack([xx / w * 200, yy / h * 200, np.full_like(xx, 60 + 40 * ci)], -1).astype(np.float32)
         frames = np.empty((num_steps, h, w, 3), np.uint8)
         cx0, cy0 = rng.uniform(0.2, 0.8, 2)
         for k in range(num_steps):
-            img = base + rng.normal(0, 6, base.shape)
+            img = base + rng.standard_normal(base.shape, dtype=np.float32) * np.float32(6.0)
             cx = int((cx0 + 0.02 * k) % 1.0 * w)
             cy = int((cy0 + 0.01 * k) % 1.0 * h)
             s = max(2, h // 8)
