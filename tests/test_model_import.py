@@ -90,7 +90,8 @@ def test_features_projector_logits_hidden_states(imported, reference):
         n_patch = proj.shape[1]
         logits = out.logits[0]
         text_logits = torch.cat([logits[:1], logits[n_patch + 1 : n_patch + n_text]])
-        torch.testing.assert_close(text_logits, reference[f"logits_text_positions_{i}"], rtol=RTOL_LOGITS, atol=ATOL_LOGITS)
+        torch.testing.assert_close(text_logits, reference[f"logits_text_positions_{i}"], rtol=RTOL_LOGITS,
+                                   atol=ATOL_LOGITS)
         name, lo, hi = _column_range(reference, i)
         torch.testing.assert_close(logits[:, lo:hi], reference[name], rtol=RTOL_LOGITS, atol=ATOL_LOGITS)
         assert torch.equal(logits.argmax(-1), reference[f"logits_argmax_all_positions_{i}"])
@@ -108,7 +109,8 @@ def test_greedy_tokens_and_actions_for_both_unnorm_keys(imported, reference, ope
         assert torch.equal(prompt[0], reference[f"predict_action_prompt_ids_{i}"])
         tokens, scores = model.generate_action_tokens(prompt, px, return_scores=True)
         assert tokens[0].tolist() == reference[f"generated_token_ids_{i}"].tolist()
-        torch.testing.assert_close(scores[0], reference[f"generate_step_logits_{i}"], rtol=RTOL_LOGITS, atol=ATOL_LOGITS)
+        torch.testing.assert_close(scores[0], reference[f"generate_step_logits_{i}"], rtol=RTOL_LOGITS,
+                                   atol=ATOL_LOGITS)
         recorded = [k for k in keys if f"action_{k}_{i}" in reference]
         assert len(recorded) >= 2, f"sample {i}: expected recorded actions for several unnorm keys, got {recorded}"
         for key in recorded:

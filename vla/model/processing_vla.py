@@ -43,7 +43,8 @@ class VLAProcessor:
         self.action_token_end_id = int(action_token_end_id)
         self.n_action_bins = int(n_action_bins)
         self.prompt_suffix_token_id = prompt_suffix_token_id
-        self.bos_token_id, self.eos_token_id, self.pad_token_id = int(bos_token_id), int(eos_token_id), int(pad_token_id)
+        self.bos_token_id, self.eos_token_id = int(bos_token_id), int(eos_token_id)
+        self.pad_token_id = int(pad_token_id)
         self.cameras = list(cameras)
         self.action_chunk, self.action_dim = int(action_chunk), int(action_dim)
         self.decoding = decoding

@@ -25,7 +25,8 @@ class TowerConfig:
 
     def __post_init__(self) -> None:
         if self.num_layers < 2:
-            raise ValueError(f"a tower needs >= 2 layers (features come from the second-to-last), got {self.num_layers}")
+            raise ValueError(f"a tower needs >= 2 layers (features come from the second-to-last one), "
+                             f"got {self.num_layers}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"tower hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
 
