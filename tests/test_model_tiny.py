@@ -292,3 +292,15 @@ def test_presets_from_name_dataclass_dict_or_dictconfig():
     config, processor = build_preset("openvla_7b")
     assert config.text_config.vocab_size == 32064 and config.prompt_suffix_token_id == 29871
     assert processor.tokenizer is None  # the Llama-2 tokenizer comes with the checkpoint (vla-import copies it)
+
+
+def test_autoregressive_chunks_decode_k_times_7_tokens():
+    from vla.model.policy import VLAPolicy
+
+    model, processor = build_model("tiny", action_chunk=3)
+    stats = {"s": _stats(np.random.default_rng(11))["sim_a"]}
+    policy = VLAPolicy(model, processor, norm_stats=stats)
+    img = np.random.default_rng(12).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    batch = processor([img], ["lift"])
+    assert model.generate_action_tokens(batch["input_ids"], batch["pixel_values"]).shape == (1, 21)
+    assert policy.act(Observation(images={"primary": img}, instruction="lift")).shape == (3, 7)
