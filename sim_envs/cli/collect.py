@@ -12,6 +12,7 @@ written, kept-but-failed and dropped, and the dataset directory; the same number
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import hydra
@@ -62,6 +63,7 @@ def _app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (the RLDS writer) logs its CPU features otherwise
     register_configs()
     try:
         _app()
