@@ -71,8 +71,9 @@ class NodeConfig:
 
     Attributes:
         rate_hz: control rate; one action per period.
-        stale_after_periods: a required sensor older than this many periods is stale; the loop checks every
-            period, so a sensor that stops is stopped on within (stale_after_periods + 1) periods.
+        stale_after_periods: a required sensor older than this many periods is stale; the watchdog checks
+            every quarter period, so a sensor that stops is stopped on within (stale_after_periods + 1/4)
+            periods.
         required: inputs whose silence stops the arm: `cameras`, `joint_states`, `ee_pose`.
         proprio: what goes into Observation.proprio, in order (`joint_positions`, `ee_pose` = xyz + quat xyzw).
         instruction: used until one arrives on the instruction topic ("" = wait for one).

@@ -162,6 +162,11 @@ def test_stale_camera_stops_within_two_periods_and_recovers():
     assert "stale camera" in status(t, cfg)[1]
     feed(t, cfg, clock)
     assert node.tick().moved
+    # between ticks, the watchdog stops as soon as the limit passes (not at the next tick)
+    assert not node.watchdog()
+    clock.t += node.period * 1.25
+    assert node.watchdog() and np.all(twist(t, cfg) == 0) and "stale camera" in status(t, cfg)[1]
+    assert not node.watchdog()  # one stop per transition; the ticks keep sending stops every period
 
 
 def test_estop_stops_immediately_latches_and_release_ramps_up():
