@@ -124,6 +124,11 @@ class TabletopEnv(gymnasium.Env):
             params = sample_dr_params(self.dr_config, dr_rng, named_geoms=self.task.named_geoms, n_lights=model.nlight)
         self._dr_params = params
         self.randomizer.apply(params)
+        # Masses changed: recompute the derived constants (invweight0, ...) that contact softness uses; stale
+        # ones make heavy objects' contacts explode. mj_setConst works at qpos0, so keep the placed state.
+        state = data.qpos.copy(), data.qvel.copy()
+        mujoco.mj_setConst(model, data)
+        data.qpos[:], data.qvel[:] = state
         for _ in range(SETTLE_STEPS):
             mujoco.mj_step(model, data)
         self.controller.reset()

@@ -47,13 +47,15 @@ def _wrap(angle: float) -> float:
 class ScriptedExpert(Policy):
     """Base class: a phase machine over waypoints. Subclasses implement `plan(state) -> (target, yaw, grip)`.
 
-    `gain` < 1 keeps the proportional step stable under the action latency of the DR levels (up to 2 steps).
+    `gain` 0.4 keeps the proportional step stable under the action latency of the DR levels: with d steps of
+    delay, x[t+1] = x[t] - k x[t-d] is stable only for k < 2 sin(pi / (4d + 2)) (0.62 for d = 2), and the
+    servo lag adds about half a step.
     """
 
     cameras = ("primary",)
     task_name: str = ""
 
-    def __init__(self, state_fn: Callable[[], dict[str, Any]] | None = None, *, gain: float = 0.6):
+    def __init__(self, state_fn: Callable[[], dict[str, Any]] | None = None, *, gain: float = 0.4):
         self._state_fn = state_fn
         self.gain = gain
         self.reset("")

@@ -9,6 +9,7 @@ the scene compiles to one `mujoco.MjModel`.
 Changes to the shipped robot, all made here with MjSpec so the original files stay untouched:
 - gravity compensation on the arm links (the real Panda's controller compensates gravity, and position
   servos would otherwise sag by centimetres);
+- finger pad contacts with condim 4 and a small torsional friction (see `SceneBuilder.tabletop`);
 - a `grip_site` between the finger pads (the point the controller moves) and a `wrist` camera on the hand;
 - the visual meshes (136k triangles, 20-35 ms per 64 px frame on llvmpipe) are simplified by vertex
   clustering to ~16k triangles at load time (`visual_mesh_cell`, 0 keeps the originals). Collision meshes,
@@ -141,6 +142,12 @@ class SceneBuilder:
         for body in spec.bodies:
             if body.name.startswith("panda0"):
                 body.gravcomp = 1.0
+        for body in ("panda0_leftfinger", "panda0_rightfinger"):
+            for geom in spec.body(body).geoms:
+                # The shipped pads use condim 6 with torsional friction 0.5 (m): a grasped cube then gets
+                # huge spin-resisting forces and the simulation diverges. Sliding friction stays at 1.
+                geom.condim = 4
+                geom.friction = [1.0, 0.005, 0.0001]
         spec.site("end_effector").group = 4  # the shipped site is drawn as a grey ball in the wrist view
         hand = spec.body(HAND_BODY)
         hand.add_site(name=GRIP_SITE, pos=list(GRIP_SITE_POS), quat=list(GRIP_SITE_QUAT), size=[0.005, 0, 0], rgba=[1, 0, 0, 0], group=4)
