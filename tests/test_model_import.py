@@ -166,6 +166,8 @@ def test_vla_import_cli(openvla_fixture_dir, tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "out" / "model.safetensors").is_file() and "verified" in res.stdout + res.stderr
+    with pytest.raises(FileExistsError, match="overwrite=true"):  # an earlier import is never clobbered silently
+        import_openvla(openvla_fixture_dir, tmp_path / "out", num_heads=(dino, siglip))
     bad = subprocess.run(cmd[:5] + ["dino_num_headz=2"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "dino_num_headz" in bad.stdout + bad.stderr and "Hint: vla-import" in bad.stderr
 

@@ -22,7 +22,7 @@ from omegaconf import MISSING, DictConfig
 logger = logging.getLogger("vla.cli.import_openvla")
 
 HINT = ("Hint: vla-import <openvla_dir> <out_dir> [dino_num_heads=N siglip_num_heads=N dtype=float32|bfloat16|"
-        "float16 max_shard_size=5GB verify=true]")
+        "float16 max_shard_size=5GB verify=true overwrite=false]")
 _started = False
 
 
@@ -35,6 +35,7 @@ class ImportConfig:
     dtype: Optional[str] = None  # None: keep the checkpoint's dtype
     max_shard_size: str = "5GB"
     verify: bool = True  # load the written directory back and run one forward pass
+    overwrite: bool = False  # replace the weights of an earlier import in out_dir
 
 
 def register_configs() -> None:
@@ -53,10 +54,10 @@ def _app(cfg: DictConfig) -> None:
     try:
         dtype = resolve_dtype(cfg.dtype, "cpu") if cfg.dtype else None
         out = import_openvla(cfg.openvla_dir, cfg.out_dir, num_heads=(cfg.dino_num_heads, cfg.siglip_num_heads),
-                             dtype=dtype, max_shard_size=cfg.max_shard_size)
+                             dtype=dtype, max_shard_size=cfg.max_shard_size, overwrite=cfg.overwrite)
         if cfg.verify:
             verify(out)
-    except (CheckpointMismatchError, FileNotFoundError, ValueError, KeyError) as e:
+    except (CheckpointMismatchError, FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
         logger.error("%s: %s", type(e).__name__, e)
         sys.exit(1)
     logger.info("wrote %s", out)

@@ -284,7 +284,7 @@ def image_processor_kwargs(openvla_dir: Path) -> dict:
 
 
 def import_openvla(openvla_dir: str | Path, out_dir: str | Path, num_heads=(None, None),
-                   dtype: torch.dtype | None = None, max_shard_size: str = "5GB") -> Path:
+                   dtype: torch.dtype | None = None, max_shard_size: str = "5GB", overwrite: bool = False) -> Path:
     """Convert `openvla_dir` into a checkpoint directory of ours (weights, config, processor, tokenizer files).
 
     Tensors are renamed and checked against the architecture (on the meta device, no allocation) before
@@ -296,6 +296,10 @@ def import_openvla(openvla_dir: str | Path, out_dir: str | Path, num_heads=(None
     from vla.model.processing_vla import VLAProcessor
 
     openvla_dir, out_dir = Path(openvla_dir), Path(out_dir)
+    old = sorted(out_dir.glob("model*.safetensors*")) if out_dir.is_dir() else []
+    if old and not overwrite:
+        raise FileExistsError(f"{out_dir} already holds weights ({old[0].name}); choose another out_dir or pass "
+                              "overwrite=true")
     openvla_config, tensors = read_openvla_dir(openvla_dir)
     config = build_config(openvla_config, {k: tuple(v.shape) for k, v in tensors.items()}, num_heads)
     converted = convert_state_dict(tensors)
@@ -303,6 +307,8 @@ def import_openvla(openvla_dir: str | Path, out_dir: str | Path, num_heads=(None
         check_against_model(converted, VLAForActionPrediction(config))
     converted = {k: _own_storage(v.to(dtype) if dtype is not None else v) for k, v in converted.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
+    for f in old:  # stale shards of an earlier import would mix with the new ones
+        f.unlink()
     config.architectures = ["VLAForActionPrediction"]
     config.dtype = next(iter(converted.values())).dtype
     config.save_pretrained(out_dir)
