@@ -21,17 +21,28 @@ from vla.data.rlds_reader import RLDSReader  # noqa: E402
 TASK = "vla_sim/LiftCube-v0"
 
 
+def _fresh(fn, *args, **kwargs):
+    """Run fn in a spawned process. TensorFlow (the RLDS writer, tfds) and MuJoCo rendering must not share a
+    process (llvmpipe segfaults, see sim_envs.collect._run_jobs), and pytest workers run other tests that
+    render, so these tests keep TensorFlow out of the pytest process."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    # Not multiprocessing.Pool: its daemonic workers may not start the processes collect() needs.
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(fn, *args, **kwargs).result()
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     settings = CollectSettings(tasks=["LiftCube"], dr_level="low", episodes=3, workers=2, image_size=32)
-    summary = collect(settings, root, "sim_lift_test", episodes_per_shard=2, progress=False)
+    summary = _fresh(collect, settings, root, "sim_lift_test", episodes_per_shard=2, progress=False)
     return summary, root / "sim_lift_test" / "1.0.0"
 
 
 def _replay_first_steps(seeds_and_params: list[tuple[int, dict]]) -> list[tuple[str, np.ndarray]]:
-    """(instruction, first proprio) of each replayed episode. Runs in a fresh process: this one has loaded
-    TensorFlow (the writer), next to which MuJoCo's software renderer crashes (see sim_envs.collect)."""
+    """(instruction, first proprio) of each replayed episode (run in a fresh process, see `_fresh`)."""
     import gymnasium
 
     import sim_envs  # noqa: F401
@@ -46,8 +57,6 @@ def _replay_first_steps(seeds_and_params: list[tuple[int, dict]]) -> list[tuple[
 
 
 def test_collect_writes_rlds_with_replayable_metadata(dataset):
-    import multiprocessing as mp
-
     summary, path = dataset
     assert summary.attempted == 3 and summary.written + summary.dropped == 3
     assert summary.written == summary.succeeded >= 2  # the expert solves LiftCube; failures would be listed
@@ -62,8 +71,7 @@ def test_collect_writes_rlds_with_replayable_metadata(dataset):
     assert all(m.success and m.task == TASK and m.randomization["level"] == "low" for m in metas)
     assert metas[0].episode_id == "LiftCube-v0-low-seed0"
     # Seed + stored DR parameters replay the episode: same instruction, same first proprio reading.
-    with mp.get_context("spawn").Pool(1) as pool:
-        replayed = pool.apply(_replay_first_steps, ([(m.seed, m.randomization) for m in metas],))
+    replayed = _fresh(_replay_first_steps, [(m.seed, m.randomization) for m in metas])
     for ep, (instruction, proprio) in zip(episodes, replayed):
         assert instruction == ep["steps"]["language_instruction"][0].decode()
         np.testing.assert_array_equal(proprio, ep["steps"]["observation"]["state"][0])
@@ -74,17 +82,26 @@ def test_collect_writes_rlds_with_replayable_metadata(dataset):
     assert saved["written"] == summary.written and saved["settings"]["dr_level"] == "low"
 
 
+def _tfds_episodes(path: str) -> list[tuple[int, bytes, np.ndarray]]:
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder_from_directory(path)
+    return [
+        (int(ep["episode_metadata"]["seed"]), ep["episode_metadata"]["randomization"],
+         np.stack([s["action"] for s in ep["steps"]]))
+        for ep in tfds.as_numpy(builder.as_dataset(split="train"))
+    ]
+
+
 def test_tfds_loads_the_collected_dataset(dataset):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    pytest.importorskip("tensorflow_datasets")
     summary, path = dataset
-    builder = tfds.builder_from_directory(str(path))
-    episodes = list(tfds.as_numpy(builder.as_dataset(split="train")))
+    episodes = _fresh(_tfds_episodes, str(path))
     assert len(episodes) == summary.written
     reader_eps = list(RLDSReader(path).episodes("train"))
-    for tf_ep, ep in zip(episodes, reader_eps):
-        assert tf_ep["episode_metadata"]["seed"] == ep["episode_metadata"]["seed"]
-        assert tf_ep["episode_metadata"]["randomization"] == ep["episode_metadata"]["randomization"]
-        actions = np.stack([s["action"] for s in tf_ep["steps"]])
+    for (seed, randomization, actions), ep in zip(episodes, reader_eps):
+        assert seed == ep["episode_metadata"]["seed"]
+        assert randomization == ep["episode_metadata"]["randomization"]
         np.testing.assert_array_equal(actions, ep["steps"]["action"])
 
 
@@ -100,13 +117,13 @@ def test_failed_experts_are_dropped_or_kept_never_silently(tmp_path, caplog):
     assert sum("expert failed" in r.message and "dropped" in r.message for r in caplog.records) == 2
 
     settings.keep_failed = True
-    kept = collect(settings, tmp_path, "keep", progress=False)
+    kept = _fresh(collect, settings, tmp_path, "keep", progress=False)
     assert (kept.written, kept.failed_kept, kept.dropped) == (2, 2, 0)
     metas = [EpisodeMetadata.from_features(ep["episode_metadata"]) for ep in RLDSReader(kept.dataset_dir).episodes()]
     assert [(m.seed, m.success) for m in metas] == [(0, False), (1, False)]
     ep = next(RLDSReader(kept.dataset_dir).episodes())
     assert len(ep["steps"]["action"]) == 3 and not ep["steps"]["is_terminal"][-1]  # truncated, not terminal
-    with pytest.raises(FileExistsError, match="overwrite"):
+    with pytest.raises(FileExistsError, match="overwrite"):  # raised before any env or writer is made
         collect(settings, tmp_path, "keep", progress=False)
     with pytest.raises(ValueError, match="Valid tasks"):
         collect(CollectSettings(tasks=["LiftCubes2"]), tmp_path, "x", progress=False)
@@ -133,7 +150,7 @@ def test_no_vision_baseline_replays_the_mean_expert_trajectory(dataset):
 
     name, factory = make_policy("no_vision", tasks=[TASK], dataset=str(path))
     res = run_policy(factory, plan_episodes(["LiftCube"], ["none"], 1),
-                     EvalSettings(image_size=16, max_episode_steps=8, progress=False), name=name)
+                     EvalSettings(image_size=16, max_episode_steps=8, vector="async", progress=False), name=name)
     assert res[0].error is None and (res[0].steps == 8 or res[0].success)
     with pytest.raises(ValueError, match="policy_options.dataset"):
         make_policy("no_vision", tasks=[TASK])
@@ -141,6 +158,7 @@ def test_no_vision_baseline_replays_the_mean_expert_trajectory(dataset):
         make_policy("/no/such/checkpoint", tasks=[TASK])
 
 
+@pytest.mark.slow
 def test_vla_collect_command(tmp_path):
     env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
     code = "from sim_envs.cli.collect import main; main()"

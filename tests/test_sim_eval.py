@@ -193,9 +193,10 @@ def _fresh(fn, *args):
     """Run fn in a spawned process: MuJoCo's software renderer segfaults in a process where another test
     loaded TensorFlow (see sim_envs.collect._run_jobs), so tests never render in the pytest process."""
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
 
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(fn, args)
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def test_expert_through_the_runner_matches_a_direct_rollout(run):
@@ -265,6 +266,7 @@ def test_sync_vector_env_gives_the_same_episodes_as_async(run):
     assert sync == [(r.initial_state_hash, r.steps, r.success) for r in run["results"]["expert"]]
 
 
+@pytest.mark.slow
 def test_vla_eval_command_writes_results_and_reports_bad_input(tmp_path):
     r = _cli(["policy=[expert,random]", "tasks=[LiftCube]", "levels=[none,low]", "seeds=1", "sim=fast",
               "sim.image_size=32", "sim.max_episode_steps=6", "num_envs=1", f"output_dir={tmp_path}"], tmp_path)
