@@ -159,6 +159,7 @@ def test_imported_directory_is_self_contained(imported, openvla_fixture_dir):
     assert model.config.prompt_suffix_token_id == 29871 and model.config.action_token_end_id == 32000
 
 
+@pytest.mark.slow  # two fresh interpreters (torch + transformers + hydra imports)
 def test_vla_import_cli(openvla_fixture_dir, tmp_path):
     dino, siglip = _heads(openvla_fixture_dir)
     cmd = [sys.executable, "-m", "vla.cli.import_openvla", str(openvla_fixture_dir), str(tmp_path / "out"),
