@@ -21,8 +21,8 @@ class DemoConfig:
         eval_episodes: held-out seeds per policy (the same initial states for every policy).
         eval_envs: parallel envs in evaluation.
         videos: evaluation episodes recorded as mp4 per policy.
-        world_model: run the world-model stage.
-        bridge: run the sim-in-the-loop stage through the ROS 2 bridge (DDS on loopback).
+        with_world_model: run the world-model stage.
+        with_bridge: run the sim-in-the-loop stage through the ROS 2 bridge (DDS on loopback).
         bridge_episodes: episodes driven through the bridge.
         budget_s: wall-time target for the whole demo (reported, not enforced).
     """
@@ -37,8 +37,8 @@ class DemoConfig:
     eval_episodes: int = 40
     eval_envs: int = 4
     videos: int = 2
-    world_model: bool = True
-    bridge: bool = True
+    with_world_model: bool = True
+    with_bridge: bool = True
     bridge_episodes: int = 3
     budget_s: float = 1800.0
     seed: int = 0

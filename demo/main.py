@@ -1,7 +1,7 @@
 """`vla-demo`: the whole loop on embedded defaults, on a CPU.
 
     vla-demo                                  # what `make demo` runs
-    vla-demo episodes=60 eval_episodes=10 world_model=false bridge=false   # a quicker look
+    vla-demo episodes=60 eval_episodes=10 with_world_model=false with_bridge=false   # a quicker look
 
 Stages (each timed; the results land in `<output_dir>/summary.json`):
   1. collect  - scripted experts under domain randomization -> RLDS (`vla-collect`)
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -29,6 +31,9 @@ from omegaconf import DictConfig, OmegaConf
 from demo.config import DemoConfig
 
 logger = logging.getLogger("vla-demo")
+
+#: Sub-directories of `output_dir` the demo writes (and clears when it starts again).
+STAGE_DIRS = ("data", "train", "eval", "world_model", "bridge")
 
 
 def _register() -> None:
@@ -54,7 +59,7 @@ def collect_stage(cfg: DemoConfig, out: Path) -> Path:
         tasks=[cfg.task], dr_level=cfg.dr_level, episodes=cfg.episodes, workers=cfg.collect_workers,
         image_size=cfg.image_size, seed_start=cfg.seed,
     )
-    summary = collect(settings, root_dir=out / "data", name=f"demo_{cfg.task.lower()}_{cfg.dr_level}")
+    summary = collect(settings, root_dir=out / "data", name=f"demo_{cfg.task.lower()}_{cfg.dr_level}", overwrite=True)
     return Path(summary.dataset_dir)
 
 
@@ -77,16 +82,18 @@ def eval_stage(cfg: DemoConfig, out: Path, dataset_dir: Path, checkpoint: Path) 
     from sim_envs.baselines import make_policy
     from sim_envs.evaluation import EvalSettings, evaluate_policies, plan_episodes, write_outputs
     from sim_envs.results import aggregate
+    from sim_envs import task_id
 
+    task = task_id(cfg.task)
     policies = dict(
         [
-            make_policy(str(checkpoint), tasks=[cfg.task]),
-            make_policy("no_vision", tasks=[cfg.task], dataset=str(dataset_dir)),
-            make_policy("random", tasks=[cfg.task], seed=cfg.seed),
+            make_policy(str(checkpoint), tasks=[task]),
+            make_policy("no_vision", tasks=[task], dataset=str(dataset_dir)),
+            make_policy("random", tasks=[task], seed=cfg.seed),
         ]
     )
     policies = {"tiny_vla" if k == str(checkpoint) else k: v for k, v in policies.items()}
-    specs = plan_episodes(cfg.task, cfg.dr_level, cfg.eval_episodes)
+    specs = plan_episodes(task, cfg.dr_level, cfg.eval_episodes)
     settings = EvalSettings(
         image_size=cfg.image_size, num_envs=cfg.eval_envs, videos_per_cell=cfg.videos,
         video_dir=out / "eval" / "videos",
@@ -99,6 +106,11 @@ def eval_stage(cfg: DemoConfig, out: Path, dataset_dir: Path, checkpoint: Path) 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    # The demo always starts over: a previous run's checkpoints would otherwise be resumed by the trainer.
+    for sub in STAGE_DIRS:
+        if (out / sub).exists():
+            logger.info("removing the previous demo run's %s", out / sub)
+            shutil.rmtree(out / sub)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     summary: dict[str, Any] = {"config": OmegaConf.to_container(OmegaConf.structured(cfg)), "stages": timings}
@@ -109,9 +121,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     summary["checkpoint"] = str(checkpoint)
     rates, results = _stage("evaluate", timings, lambda: eval_stage(cfg, out, dataset_dir, checkpoint))
     summary["success"] = rates
-    if cfg.world_model:
+    if cfg.with_world_model:
         summary["world_model"] = _stage("world_model", timings, lambda: world_model_stage(cfg, out, dataset_dir, checkpoint, results))
-    if cfg.bridge:
+    if cfg.with_bridge:
         summary["bridge"] = _stage("bridge", timings, lambda: bridge_stage(cfg, out, checkpoint))
 
     total = time.perf_counter() - t_start
@@ -162,6 +174,9 @@ def _main(dcfg: DictConfig) -> None:
 
 
 def main() -> None:
+    # Headless by default: MuJoCo renders offscreen through EGL (software llvmpipe on a CPU-only machine).
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     _register()
     _main()
