@@ -86,21 +86,22 @@ def _crop_axis(lo: float, hi: float, n_in: int, n_out: int) -> tuple[np.ndarray,
 
 
 def crop_and_resize(x: np.ndarray, box: tuple[float, float, float, float], out_hw: tuple[int, int]) -> np.ndarray:
-    """Bilinear crop of `box` (y1, x1, y2, x2, normalized) from planar float (C, H, W), resized to `out_hw`."""
+    """Bilinear crop of `box` (y1, x1, y2, x2, normalized) from planar float (C, H, W), resized to `out_hw`.
+
+    `tf.image.crop_and_resize` sampling (output pixel i -> y1 * (H - 1) + i * (y2 - y1) * (H - 1) / (H' - 1)),
+    computed with torch's `grid_sample` (align_corners=True maps -1/+1 to the first/last pixel centre), which
+    is about twice as fast as the numpy gathers here."""
+    import torch
+    import torch.nn.functional as F
+
     h, w = x.shape[1:]
-    y0, y1, fy = _crop_axis(box[0], box[2], h, out_hw[0])
-    x0, x1, fx = _crop_axis(box[1], box[3], w, out_hw[1])
-    top = x[:, y0]
-    bottom = x[:, y1]
-    bottom -= top
-    bottom *= fy[None, :, None]
-    top += bottom  # rows interpolated: (C, H', W)
-    out = np.take(top, x0, axis=2)  # np.take keeps the result C-contiguous (fancy indexing would not)
-    right = np.take(top, x1, axis=2)
-    right -= out
-    right *= fx
-    out += right
-    return out
+    y0, _, fy = _crop_axis(box[0], box[2], h, out_hw[0])
+    x0, _, fx = _crop_axis(box[1], box[3], w, out_hw[1])
+    grid = np.empty((1, out_hw[0], out_hw[1], 2), np.float32)
+    grid[..., 0] = ((x0 + fx) * (2.0 / max(w - 1, 1)) - 1.0)[None, :]
+    grid[..., 1] = ((y0 + fy) * (2.0 / max(h - 1, 1)) - 1.0)[:, None]
+    out = F.grid_sample(torch.from_numpy(x)[None], torch.from_numpy(grid), mode="bilinear", align_corners=True)
+    return out[0].numpy()
 
 
 def adjust_saturation_hue(x: np.ndarray, saturation: float, hue: float) -> np.ndarray:
