@@ -211,3 +211,12 @@ def test_cli_unknown_key_gives_hydra_error_and_hint(tmp_path):
     assert r.returncode != 0
     assert "Key 'stepz' not in 'TrainerConfig'" in r.stderr
     assert "Hint: vla-train's keys are" in r.stderr and "vla-train --cfg job" in r.stderr
+
+
+def test_time_budget_stops_early_with_a_usable_checkpoint(data, tmp_path):
+    from vla.train import run
+    from vla.train.checkpoint import list_checkpoints
+
+    final = run(config(data, tmp_path, steps=50, max_train_seconds=0.001, save_every=0, val_every=0))
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [1]
+    assert (final / "config.json").is_file()

@@ -92,6 +92,7 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda
     num_threads: Optional[int] = None  # torch CPU threads per process; None: torch's default
     val_fraction: float = 0.1  # whole episodes held out for validation: the last 10% of each dataset's split
+    max_train_seconds: Optional[float] = None  # wall-clock budget: stop early, save and export (not resumable-exact)
     log_every: int = 10
     val_every: int = 0  # 0: validate only at the end
     val_batches: int = 8

@@ -250,6 +250,16 @@ class Trainer:
                     logger.info("step %d validation: %s", self.step, _fmt(val))
             if (t.save_every and self.step % t.save_every == 0) or self.step == t.steps:
                 self.save(ckpt.checkpoint_dir_name(self.step), keep_last=t.keep_last)
+            if t.max_train_seconds and any_rank(self.ctx, time.perf_counter() - t0 > t.max_train_seconds):
+                logger.warning("stopping at step %d of %d: trainer.max_train_seconds=%s reached", self.step, t.steps,
+                               t.max_train_seconds)
+                if not (self.ckpt_root / ckpt.checkpoint_dir_name(self.step)).is_dir():
+                    val = self.validate()
+                    if self.ctx.is_main and val:
+                        self.sink.log(self.step, val, "val")
+                        self.history.append({"step": self.step, **{f"val_{k}": v for k, v in val.items()}})
+                    self.save(ckpt.checkpoint_dir_name(self.step), keep_last=t.keep_last)
+                break
         if bar is not None:
             bar.close()
         batches.close()
