@@ -304,7 +304,13 @@ def import_openvla(openvla_dir: str | Path, out_dir: str | Path, num_heads=(None
     config = build_config(openvla_config, {k: tuple(v.shape) for k, v in tensors.items()}, num_heads)
     converted = convert_state_dict(tensors)
     with torch.device("meta"):
-        check_against_model(converted, VLAForActionPrediction(config))
+        skeleton = VLAForActionPrediction(config)
+    check_against_model(converted, skeleton)
+    # store the names `save_pretrained` writes (transformers renames a few DINOv2 weights on disk), so an
+    # imported directory is laid out exactly like one this project saves
+    from transformers.core_model_loading import revert_weight_conversion
+
+    converted = dict(revert_weight_conversion(skeleton, converted))
     converted = {k: _own_storage(v.to(dtype) if dtype is not None else v) for k, v in converted.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     for f in old:  # stale shards of an earlier import would mix with the new ones
