@@ -64,6 +64,7 @@ class DdsTransport(Transport):
         self._topics: dict[str, Topic] = {}
         self._entities: list[Any] = []
         self._lock = threading.Lock()
+        self._closing = False
         self.decode_errors = 0
 
     def _topic(self, name: str, msg_type: type) -> Topic:
@@ -84,11 +85,16 @@ class DdsTransport(Transport):
     def subscribe(self, topic: str, msg_type: type, qos: QoS, callback: Callable[[Any], None]) -> None:
         def on_data_available(reader: DataReader) -> None:
             for _ in range(10_000):  # bounded: a peer flooding undecodable data cannot pin this thread
+                if self._closing:
+                    return
                 try:
                     samples = reader.take(N=64)
-                except Exception as e:  # undecodable bytes from a peer: count, log, keep going
+                except Exception as e:  # undecodable bytes from a peer: count, log (rate-limited), keep going
+                    if self._closing:
+                        return
                     self.decode_errors += 1
-                    logger.warning("dropped an undecodable message on %s: %s", topic, e)
+                    if self.decode_errors in (1, 10, 100, 1000) or self.decode_errors % 10_000 == 0:
+                        logger.warning("dropped an undecodable message on %s (%d so far): %s", topic, self.decode_errors, e)
                     continue
                 if not samples:
                     return
@@ -110,6 +116,7 @@ class DdsTransport(Transport):
         Left to the garbage collector, a reader's listener can be freed before the reader itself (they form
         a reference cycle with the callbacks); a local write in that window calls into freed memory.
         """
+        self._closing = True
         readers = [e for e in self._entities if isinstance(e, DataReader)]
         writers = [e for e in self._entities if not isinstance(e, DataReader)]
         for e in readers + writers + list(self._topics.values()) + ([self.participant] if self.participant else []):
