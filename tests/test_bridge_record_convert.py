@@ -79,6 +79,11 @@ def test_record_and_convert_mcap_and_sqlite3(tmp_path):
     eps = list(RLDSReader(out).episodes(decode_images=True))
     assert len(eps) == 2 and eps[0]["steps"]["action"].shape[1] == 7
     assert eps[0]["steps"]["observation"]["image"].shape[1:] == (16, 24, 3)
+    # ready for vla-train: the generic spec for our own RLDS data standardizes it
+    from vla.data.oxe import get_dataset_spec
+
+    std = get_dataset_spec("vla_episodes").standardize(eps[0])
+    assert std["action"].shape == (len(eps[0]["steps"]["action"]), 7) and std["instruction"] == "push the block right"
 
 
 def test_gap_splits_episode_and_count_mismatch_is_an_error(tmp_path):
