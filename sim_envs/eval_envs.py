@@ -91,7 +91,7 @@ class EvalEpisodeWrapper(gymnasium.Wrapper):
     def reset(self, *, seed=None, options=None):
         options = dict(options or {})
         by_seed = options.pop("dr_params_by_seed", None)
-        if by_seed is not None and seed is not None and by_seed.get(int(seed)) is not None:
+        if by_seed and seed is not None and by_seed.get(int(seed)):  # {}: nothing recorded, sample anew
             options["dr_params"] = by_seed[int(seed)]
         obs, info = self.env.reset(seed=seed, options=options or None)
         info = dict(info)

@@ -32,7 +32,7 @@ import numpy as np
 from vla.core.types import ACTION_DIM, GRIPPER_INDEX, ContractError, Observation, Policy, validate_action
 
 from sim_envs.eval_envs import EvalSettings, make_vector_env
-from sim_envs.results import EpisodeResult, aggregate, format_rate, write_outputs
+from sim_envs.results import EpisodeResult, aggregate, format_rate, safe_name, write_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -287,7 +287,7 @@ def _run_group(venv, policies, queue_items, settings, name, is_expert, results, 
         video_path = None
         if s.video is not None:
             vdir = Path(settings.video_dir)
-            fname = f"{name}_{s.spec.task.split('/')[-1]}_{s.spec.dr_level}_seed{s.spec.seed}.mp4"
+            fname = f"{safe_name(name)}_{s.spec.task.split('/')[-1]}_{s.spec.dr_level}_seed{s.spec.seed}.mp4"
             try:
                 video_path = str(s.video.save(vdir / fname, fps=settings.video_fps))
             except Exception as e:  # noqa: BLE001  (a video problem must not lose the result)

@@ -225,7 +225,7 @@ def write_outputs(
     paths: dict[str, Path] = {}
     summary = {}
     for name, res in results.items():
-        pdir = out_dir / _safe(name)
+        pdir = out_dir / safe_name(name)
         paths[f"{name}/episodes"] = write_jsonl(res, pdir / "episodes.jsonl")
         info = build_eval_info(list(res), eval_s=(eval_s or {}).get(name, sum(r.wall_s for r in res)), config=config)
         paths[f"{name}/eval_info"] = write_json(info, pdir / "eval_info.json")
@@ -239,5 +239,6 @@ def write_outputs(
     return paths
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """A policy name (possibly a checkpoint path) as one file-name component."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "policy"

@@ -8,7 +8,8 @@
 `policy` is a VLA checkpoint directory or a built-in baseline (random, no_vision, expert); with a list,
 every policy replays the same initial states. Writes, under `<output_dir>/<date_time>/`:
 `<policy>/episodes.jsonl`, `<policy>/eval_info.json` (LeRobot-like layout, Wilson 95% intervals),
-`<policy>/videos/*.mp4`, `summary.json` and `success_vs_dr.png`, and prints a table. Logic:
+`videos/<policy>_<task>_<level>_seed<seed>.mp4`, `summary.json` and `success_vs_dr.png`, and prints a
+table. Logic:
 `sim_envs.evaluation`.
 """
 
