@@ -38,7 +38,6 @@ class VLAOutput(ModelOutput):
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None  # (B, L, V) over the multimodal sequence
     hidden_states: tuple[torch.Tensor, ...] | None = None
-    projector_features: torch.Tensor | None = None  # (B, n_img * N, D)
     attention_mask: torch.Tensor | None = None  # (B, L) multimodal mask
     labels: torch.Tensor | None = None  # (B, L) multimodal labels
     actions: torch.Tensor | None = None  # (B, K, 7) normalized, L1 head only
@@ -164,7 +163,6 @@ class VLAForActionPrediction(VLAPreTrainedModel):
         proprio: torch.Tensor | None = None,
         actions: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
-        return_projector_features: bool = False,
         **kwargs,
     ) -> VLAOutput:
         """Multimodal forward. `labels` (B, S) on text positions; `actions` (B, K, 7) normalized for the L1 head."""
@@ -192,7 +190,6 @@ class VLAForActionPrediction(VLAPreTrainedModel):
             loss=loss,
             logits=out.logits,
             hidden_states=out.hidden_states if output_hidden_states else None,
-            projector_features=None,
             attention_mask=mask,
             labels=labels_mm,
             actions=pred_actions,
