@@ -128,3 +128,19 @@ def test_time_limit_truncates():
     hold = np.array([0, 0, 0, 0, 0, 0, 1.0], np.float32)
     assert env.step(hold)[3] is False
     assert env.step(hold)[3] is True
+
+
+def test_observations_share_no_memory(env):
+    first, _ = env.reset(seed=0)
+    second, *_ = env.step(np.array([0, 0, 0.02, 0, 0, 0, 1], np.float32))
+    for a in first.values():
+        for b in second.values():
+            assert not np.shares_memory(a, b)
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, sim_envs; assert 'mujoco' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
