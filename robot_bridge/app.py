@@ -163,8 +163,15 @@ def run_sim_in_loop(cfg: BridgeAppConfig, out_dir: Path) -> dict[str, Any]:
     policy = make_policy(cfg.policy)
     transport = _transport(cfg)
     latencies: list[float] = []
+    reasons: dict[str, int] = {}
+
+    def on_status(m: msgs.DiagnosticArray) -> None:
+        why = m.status[0].message.split(":")[0] if m.status else ""
+        reasons[why] = reasons.get(why, 0) + 1
+
     transport.subscribe(cfg.bridge.topics.action, msgs.JointState, RELIABLE,
                         lambda m: latencies.append(time.time() - msgs.from_time(m.header.stamp)))
+    transport.subscribe(cfg.bridge.topics.status, msgs.DiagnosticArray, RELIABLE, on_status)
     rec = Recorder(cfg.record.path or out_dir / "bag", transport, cfg.bridge.topics, storage=cfg.record.storage) if cfg.record.enabled else None
     node = BridgeNode(cfg.bridge, policy, transport)
     stop = threading.Event()
@@ -196,6 +203,7 @@ def run_sim_in_loop(cfg: BridgeAppConfig, out_dir: Path) -> dict[str, Any]:
         "obs_to_command_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
                               "n": int(lat.size)} if lat.size else None,
         "wall_s": time.perf_counter() - t0, "transport": cfg.transport, "loopback": cfg.loopback,
+        "status_reasons": reasons,  # what the bridge reported each period (running, or why it stopped)
     })
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -108,6 +108,7 @@ def test_sim_in_the_loop_matches_direct_rollouts(tmp_path):
     lat = summary["obs_to_command_ms"]
     assert lat["n"] >= len(SEEDS) * STEPS
     assert (tmp_path / "summary.json").is_file()
+    assert summary["status_reasons"].get("running", 0) >= len(SEEDS) * STEPS
 
     # the recorded session converts into one episode per sim episode (lifecycle spans), with the executed
     # commands as actions: the reach motion towards TARGET
