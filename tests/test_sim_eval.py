@@ -284,6 +284,9 @@ def test_vla_eval_command_writes_results_and_reports_bad_input(tmp_path):
     assert bad.returncode == 2 and "Valid tasks" in text and "Did you mean 'LiftCube'" in text
     typo = _cli(["polcy=expert", f"output_dir={tmp_path}"], tmp_path)
     assert typo.returncode != 0 and "did you mean 'policy'" in typo.stderr
+    for bad_levels in ("dr=all", "dr=[none,low]"):
+        r = _cli([bad_levels, f"output_dir={tmp_path}"], tmp_path)
+        assert r.returncode != 0 and "levels=[none,low,...]" in r.stdout + r.stderr, bad_levels
 
 
 def test_a_vla_checkpoint_is_evaluated_through_make_policy(tmp_path):

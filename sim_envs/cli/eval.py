@@ -27,6 +27,7 @@ from sim_envs.cli._hints import write_hint
 from sim_envs.cli.config import EvalConfig, dr_config_from, register_configs, sim_config_from
 
 logger = logging.getLogger("sim_envs.cli.eval")
+LEVELS_HINT = "Hint: dr=<level> selects one DR level (none|low|medium|high); several: levels=[none,low,...] or levels=all"
 _started = False
 
 
@@ -46,7 +47,7 @@ def _app(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     if any(o.startswith("dr=[") for o in HydraConfig.get().overrides.task):
         # hydra would silently merge the listed configs of the `dr` group into one
-        logger.error("dr=<level> selects one DR level; evaluate several with levels=[none,low,...] (or levels=all)")
+        logger.error("%s", LEVELS_HINT)
         sys.exit(2)
     try:
         run_eval(cfg, out_dir)
@@ -130,6 +131,8 @@ def main() -> None:
     except SystemExit as e:
         if e.code not in (0, None) and not _started:
             write_hint("vla-eval", EvalConfig, groups=("eval", "sim", "dr"))
+            if any(a.startswith("dr=") for a in sys.argv[1:]):
+                sys.stderr.write(LEVELS_HINT + "\n")
         raise
 
 
