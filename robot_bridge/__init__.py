@@ -1,1 +1,15 @@
-"""robot_bridge package."""
+"""ROS 2 bridge: run a `vla.Policy` on a robot arm safely, record sessions, convert them to RLDS.
+
+Modules (heavy dependencies such as cyclonedds, rosbags, torch and tensorflow are imported where used):
+    msgs           ROS 2 standard messages as Cyclone DDS types (CDR byte-identical to ROS 2)
+    transport/     direct DDS (`dds.py`, default, no ROS install) and rclpy (`ros.py`); QoS profiles
+    safety         limits, workspace box, rejection of bad actions
+    node           the rate loop: observation assembly, policy call, safety, watchdog, e-stop, lifecycle
+    commands       safe action -> TwistStamped / Float64MultiArray / JointTrajectory / gripper; stop messages
+    policy_server  serve any policy over TCP (JSON + raw bytes, no pickle) and `RemotePolicy`
+    policies       build the policy from config (VLA checkpoint, remote, callable, test policies)
+    sim_arm        a simulated arm on the real arm's topics (any gymnasium env id) for sim in the loop
+    recorder       rosbag2 (mcap/sqlite3) recording;  convert: rosbag2 -> RLDS
+    app, cli/      `vla-bridge` and `vla-convert` (hydra apps);  launch/, params/: ROS 2 launch + parameters
+User guide: docs/bridge.md.
+"""
