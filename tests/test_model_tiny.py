@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vla import Observation
+from vla import ContractError, Observation
 from vla.core.statistics import ArrayStatistics, DatasetStatistics
 from vla.model.action_tokenizer import ActionTokenizer
 from vla.model.presets import build_model
@@ -70,8 +70,8 @@ def test_processor_inference_and_training_batches(tiny):
         assert labelled[:7].tolist() == processor.action_tokenizer.encode(actions[i]).tolist()
         assert labelled[-1] == processor.eos_token_id and labelled.numel() == 8
         assert train["input_ids"][i, n - 8 : n].tolist() == labelled.tolist()
-    chunk = processor(images, INSTRUCTIONS, actions=rng.uniform(-1, 1, (3, 4, 7)))
-    assert ((chunk["labels"] != -100).sum(-1) == 4 * 7 + 1).all()
+    with pytest.raises(ContractError, match="model.action_chunk=4"):  # the policy would decode 1 action only
+        processor(images, INSTRUCTIONS, actions=rng.uniform(-1, 1, (3, 4, 7)))
 
 
 def test_collate_reads_loader_samples(tiny):
@@ -303,4 +303,6 @@ def test_autoregressive_chunks_decode_k_times_7_tokens():
     img = np.random.default_rng(12).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     batch = processor([img], ["lift"])
     assert model.generate_action_tokens(batch["input_ids"], batch["pixel_values"]).shape == (1, 21)
+    train = processor([img], ["lift"], actions=np.zeros((1, 3, 7)))
+    assert ((train["labels"] != -100).sum(-1) == 3 * 7 + 1).all()  # K*7 action tokens + EOS
     assert policy.act(Observation(images={"primary": img}, instruction="lift")).shape == (3, 7)

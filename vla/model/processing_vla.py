@@ -139,13 +139,14 @@ class VLAProcessor:
                                     f"{self.action_dim}), got {np.shape(actions)}")
             if not np.all(np.isfinite(acts)):
                 raise ContractError("actions contain NaN/inf")
+            if acts.shape[1] != self.action_chunk:  # the policy decodes exactly action_chunk actions
+                raise ContractError(f"actions have chunk length {acts.shape[1]}; this model predicts chunks of "
+                                    f"{self.action_chunk} (set model.action_chunk={acts.shape[1]} or give "
+                                    f"{self.action_chunk}-step windows)")
         for i, instruction in enumerate(instructions):
             prompt = self.prompt_ids(instruction)
             if self.decoding == "parallel":
                 n_slots = self.action_chunk * self.action_dim
-                if acts is not None and acts.shape[1] != self.action_chunk:
-                    raise ContractError(f"actions have chunk length {acts.shape[1]}; this model predicts chunks of "
-                                        f"{self.action_chunk}")
                 ids = prompt + [self.pad_token_id] * n_slots
                 lab = [IGNORE_INDEX] * len(prompt)
                 lab += (self.action_tokenizer.encode(acts[i]).reshape(-1).tolist() if acts is not None
