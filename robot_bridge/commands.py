@@ -1,7 +1,7 @@
 """Turn a safe 7-D command into the message the arm's controller takes, and build the stop/hold messages.
 
-Every stop sends zero velocity (twist / Cartesian velocity array) or a hold of the current joint positions
-(joint trajectory); the gripper holds its last command. Stamps are fresh wall-clock times, because MoveIt
+Every stop sends zero velocity (twist / Cartesian or joint velocity array) or a hold of the current joint
+positions (joint position array / joint trajectory); the gripper holds its last command. Stamps are fresh wall-clock times, because MoveIt
 Servo drops commands whose stamp is >= 0.1 s old.
 """
 
@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from robot_bridge import msgs
-from robot_bridge.config import OutputConfig, TopicsConfig
+from robot_bridge.config import JOINT_COMMANDS, OutputConfig, TopicsConfig
 from robot_bridge.transport.base import RELIABLE, Transport
 
 logger = logging.getLogger(__name__)
@@ -38,10 +38,11 @@ class CommandPublisher:
         self._pub = None
         if out.command == "twist":
             self._pub = transport.publisher(topics.twist, msgs.TwistStamped, RELIABLE)
-        elif out.command == "float64_array":
-            self._pub = transport.publisher(topics.float64_array, msgs.Float64MultiArray, RELIABLE)
+        elif out.command in ("cartesian_velocity", "joint_position", "joint_velocity"):
+            self._pub = transport.publisher(getattr(topics, out.command), msgs.Float64MultiArray, RELIABLE)
         elif out.command == "joint_trajectory":
             self._pub = transport.publisher(topics.joint_trajectory, msgs.JointTrajectory, RELIABLE)
+        if out.command in JOINT_COMMANDS:
             self._ik = load_callable(out.ik)
         self._gripper_pub = transport.publisher(topics.gripper, msgs.Float64MultiArray, RELIABLE) if out.gripper and topics.gripper else None
         self._action_pub = transport.publisher(topics.action, msgs.JointState, RELIABLE) if topics.action else None
@@ -70,15 +71,24 @@ class CommandPublisher:
         self._gripper(float(cmd[6]))  # first, so an arm that moves on the arm command already has it
         if self.out.command == "twist":
             self._pub(self._twist(velocity))
-        elif self.out.command == "float64_array":
+        elif self.out.command == "cartesian_velocity":
             self._pub(msgs.float64_array(velocity, label="ee_velocity"))
-        elif self.out.command == "joint_trajectory":
+        elif self.out.command in JOINT_COMMANDS:
             if joint_positions is None:
-                raise RuntimeError("joint_trajectory output needs joint states")
+                raise RuntimeError(f"{self.out.command} output needs joint states")
             target = np.asarray(self._ik(joint_positions, np.asarray(cmd[:6], np.float64)), np.float64)
             if target.shape != joint_positions.shape or not np.all(np.isfinite(target)):
-                raise RuntimeError(f"ik returned {target.shape} / non-finite for {joint_positions.shape} joints")
-            self._pub(self._trajectory(target, (target - joint_positions) / self.dt))
+                raise RuntimeError(f"ik returned {target.shape} / non-finite values for {joint_positions.shape} joints")
+            jump = float(np.max(np.abs(target - joint_positions))) if target.size else 0.0
+            if jump > self.out.max_joint_step:
+                raise RuntimeError(f"ik asks for a joint step of {jump:.3f} rad > max_joint_step {self.out.max_joint_step}")
+            joint_velocity = (target - joint_positions) / self.dt
+            if self.out.command == "joint_position":
+                self._pub(msgs.float64_array(target, label="joint_position"))
+            elif self.out.command == "joint_velocity":
+                self._pub(msgs.float64_array(joint_velocity, label="joint_velocity"))
+            else:
+                self._pub(self._trajectory(target, joint_velocity))
         if self._action_pub is not None:
             self._action_pub(msgs.JointState(
                 header=msgs.header(obs_stamp, self.out.frame_id),
@@ -92,8 +102,13 @@ class CommandPublisher:
             self._gripper(self.last_gripper)
         if self.out.command == "twist":
             self._pub(self._twist(np.zeros(6)))
-        elif self.out.command == "float64_array":
+        elif self.out.command == "cartesian_velocity":
             self._pub(msgs.float64_array(np.zeros(6), label="ee_velocity"))
+        elif self.out.command == "joint_velocity":
+            n = len(joint_positions) if joint_positions is not None else len(self.out.joint_names)
+            self._pub(msgs.float64_array(np.zeros(n), label="joint_velocity"))
+        elif self.out.command == "joint_position" and joint_positions is not None:
+            self._pub(msgs.float64_array(joint_positions, label="joint_position"))  # hold where it is
         elif self.out.command == "joint_trajectory" and joint_positions is not None:
             self._pub(self._trajectory(joint_positions, np.zeros_like(joint_positions)))
         self.sent += 1

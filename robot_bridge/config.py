@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 
 from robot_bridge.safety import SafetyConfig
 
-COMMAND_KINDS = ("twist", "float64_array", "joint_trajectory", "none")
+COMMAND_KINDS = ("twist", "cartesian_velocity", "joint_position", "joint_velocity", "joint_trajectory", "none")
+#: outputs that need the arm's inverse kinematics (an end-effector delta has no joint form without it)
+JOINT_COMMANDS = ("joint_position", "joint_velocity", "joint_trajectory")
 PROPRIO_SOURCES = ("joint_positions", "ee_pose")
 
 
@@ -24,7 +26,9 @@ class TopicsConfig:
     estop: str = "/vla/estop"
     lifecycle: str = "/vla_bridge/lifecycle"
     twist: str = "/servo_node/delta_twist_cmds"
-    float64_array: str = "/forward_velocity_controller/commands"
+    cartesian_velocity: str = "/cartesian_velocity_controller/commands"
+    joint_position: str = "/forward_position_controller/commands"
+    joint_velocity: str = "/forward_velocity_controller/commands"
     joint_trajectory: str = "/joint_trajectory_controller/joint_trajectory"
     gripper: str = "/gripper_controller/commands"
     action: str = "/vla_bridge/action"
@@ -37,16 +41,19 @@ class OutputConfig:
     """Which command the arm gets.
 
     Attributes:
-        command: `twist` (geometry_msgs/TwistStamped in m/s, rad/s, for MoveIt Servo), `float64_array`
-            (std_msgs/Float64MultiArray [vx, vy, vz, wx, wy, wz] for a Cartesian velocity forward
-            controller), `joint_trajectory` (trajectory_msgs/JointTrajectory, one point one period ahead,
-            joint targets from `ik`), or `none` (only the action topic, e.g. for dry runs).
+        command: `twist` (geometry_msgs/TwistStamped in m/s, rad/s, for MoveIt Servo);
+            `cartesian_velocity` (std_msgs/Float64MultiArray [vx, vy, vz, wx, wy, wz] for a Cartesian
+            velocity controller); for ros2_control joint controllers, via `ik`: `joint_position` /
+            `joint_velocity` (Float64MultiArray for forward position / velocity controllers) or
+            `joint_trajectory` (trajectory_msgs/JointTrajectory, one point one period ahead); or `none`
+            (only the action topic, e.g. for dry runs).
         frame_id: the base frame the action is expressed in (MoveIt Servo ignores an empty frame).
         gripper: also publish the absolute gripper command as Float64MultiArray [g] in [0, 1].
         joint_names: joint order for `joint_trajectory` (and for reading /joint_states by name).
         ik: "module:function" with signature f(joint_positions (N,), ee_delta (6,)) -> joint targets (N,);
-            required for `joint_trajectory` because an end-effector delta has no joint form without the
-            arm's kinematics.
+            required for the joint outputs.
+        max_joint_step: a joint target further than this (rad) from the current position is rejected (an IK
+            jump near a singularity must not reach the arm).
     """
 
     command: str = "twist"
@@ -54,14 +61,15 @@ class OutputConfig:
     gripper: bool = True
     joint_names: list[str] = field(default_factory=list)
     ik: str = ""
+    max_joint_step: float = 0.1
 
     def __post_init__(self) -> None:
         if self.command not in COMMAND_KINDS:
             raise ValueError(f"bridge.output.command={self.command!r}; choose one of {COMMAND_KINDS}")
         if self.command == "twist" and not self.frame_id:
             raise ValueError("bridge.output.frame_id must be non-empty: MoveIt Servo ignores twists without a frame")
-        if self.command == "joint_trajectory" and (not self.ik or ":" not in self.ik):
-            raise ValueError("bridge.output.command=joint_trajectory needs bridge.output.ik='module:function' "
+        if self.command in JOINT_COMMANDS and (not self.ik or ":" not in self.ik):
+            raise ValueError(f"bridge.output.command={self.command} needs bridge.output.ik='module:function' "
                              "(joint_positions, ee_delta) -> joint targets, and bridge.output.joint_names")
 
 

@@ -26,13 +26,16 @@ def _compose(overrides):
 
 @pytest.mark.parametrize("preset", ["servo", "ros2_control", "sim"])
 def test_presets_compose_to_valid_configs(preset):
-    cfg = _compose([f"bridge={preset}"])
+    extra = ["bridge.output.ik=test_bridge_node:toy_ik"] if preset == "ros2_control" else []
+    cfg = _compose([f"bridge={preset}", *extra])
     assert isinstance(cfg, BridgeAppConfig)
     if preset == "sim":
         assert cfg.role == "sim_in_loop" and cfg.loopback and "wrist" in cfg.bridge.topics.cameras
 
 
 def test_invalid_values_are_named():
+    with pytest.raises(ValueError, match="needs bridge.output.ik"):
+        _compose(["bridge=ros2_control"])  # joint outputs need the user's IK
     with pytest.raises(ValueError, match="bridge.output.command"):
         _compose(["bridge.output.command=teleport"])
     with pytest.raises(ValueError, match="frame_id must be non-empty"):

@@ -277,6 +277,38 @@ def test_joint_trajectory_output_holds_position_on_stop():
         OutputConfig(command="joint_trajectory")
 
 
+@pytest.mark.parametrize("command", ["joint_velocity", "joint_position", "cartesian_velocity"])
+def test_float64_array_outputs_and_their_stops(command):
+    cfg = BridgeConfig(node=NodeConfig(instruction="go"),
+                       output=OutputConfig(command=command, joint_names=["a", "b"], ik="test_bridge_node:toy_ik"))
+    t, clock = MemoryTransport(), FakeClock()
+    node = BridgeNode(cfg, ConstPolicy([0.01, 0, 0, 0, 0, 0, 1]), t, clock=clock)
+    topic = getattr(cfg.topics, command)
+    feed(t, cfg, clock)
+    assert node.tick().moved
+    sent = np.array(t.last(topic).data)
+    expected = {"joint_velocity": [0.1, 0.1], "joint_position": [0.11, 0.21], "cartesian_velocity": [0.1, 0, 0, 0, 0, 0]}
+    np.testing.assert_allclose(sent, expected[command], atol=1e-6)
+    node.estop(True)
+    stop = {"joint_velocity": [0, 0], "joint_position": [0.1, 0.2], "cartesian_velocity": [0] * 6}
+    np.testing.assert_allclose(t.last(topic).data, stop[command], atol=1e-9)
+
+
+def test_ik_jump_is_rejected_with_a_stop():
+    cfg = BridgeConfig(node=NodeConfig(instruction="go"),
+                       output=OutputConfig(command="joint_velocity", ik="test_bridge_node:jumpy_ik", max_joint_step=0.1))
+    t, clock = MemoryTransport(), FakeClock()
+    node = BridgeNode(cfg, ConstPolicy([0.01, 0, 0, 0, 0, 0, 1]), t, clock=clock)
+    feed(t, cfg, clock)
+    r = node.tick()
+    assert not r.moved and "joint step of 3.000 rad" in r.reason
+    assert np.all(np.array(t.last(cfg.topics.joint_velocity).data) == 0)
+
+
+def jumpy_ik(q, delta):
+    return q + 3.0
+
+
 def toy_ik(q, delta):
     return q + delta[0]
 

@@ -40,13 +40,15 @@ def _app(dcfg: DictConfig) -> None:
     _started = True
     from hydra.core.hydra_config import HydraConfig
 
+    from omegaconf.errors import OmegaConfBaseException
+
     from robot_bridge.app import run
 
     logger.info("config:\n%s", OmegaConf.to_yaml(dcfg))
     try:
         cfg: BridgeAppConfig = OmegaConf.to_object(dcfg)  # runs every __post_init__ check
         result = run(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError, RuntimeError, OmegaConfBaseException) as e:
         logger.error("%s", e)
         sys.exit(2)
     if cfg.role == "sim_in_loop" and result:
