@@ -172,3 +172,35 @@ def test_bytes_on_the_wire_are_ros2_cdr(monkeypatch):
     ros_msg = ts.deserialize_cdr(raw[0], "sensor_msgs/msg/Image")
     assert (ros_msg.height, ros_msg.width, ros_msg.encoding) == (6, 6, "rgb8")
     assert bytes(ts.serialize_cdr(ros_msg, "sensor_msgs/msg/Image")) == raw[0]
+
+
+def test_discovery_shows_ros2_topic_and_type_names_and_qos():
+    """What a ROS 2 system discovers from the bridge: `rt/` topics, `pkg::msg::dds_::Name_` types, XCDR1,
+    RELIABLE commands, BEST_EFFORT camera readers, TRANSIENT_LOCAL e-stop reader."""
+    from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication, BuiltinTopicDcpsSubscription
+    from cyclonedds.core import Policy
+    from cyclonedds.domain import DomainParticipant
+
+    h = Harness()
+    try:
+        dp = DomainParticipant(DOMAIN)
+        pubs, subs = BuiltinDataReader(dp, BuiltinTopicDcpsPublication), BuiltinDataReader(dp, BuiltinTopicDcpsSubscription)
+        endpoints: dict = {}
+        t_end = time.monotonic() + 10
+        while time.monotonic() < t_end and not {("w", "rt/servo_node/delta_twist_cmds"), ("r", "rt/vla/estop")} <= set(endpoints):
+            for kind, reader in (("w", pubs), ("r", subs)):
+                for e in reader.take(N=100):
+                    endpoints[(kind, e.topic_name)] = e
+            time.sleep(0.05)
+        twist = endpoints[("w", "rt/servo_node/delta_twist_cmds")]
+        assert twist.type_name == "geometry_msgs::msg::dds_::TwistStamped_"
+        assert isinstance(twist.qos[Policy.Reliability], Policy.Reliability.Reliable)
+        assert twist.qos[Policy.DataRepresentation].use_cdrv0_representation
+        assert not twist.qos[Policy.DataRepresentation].use_xcdrv2_representation
+        cam = endpoints[("r", "rt/camera/primary/image_raw")]
+        assert cam.type_name == "sensor_msgs::msg::dds_::Image_" and cam.qos[Policy.Reliability] == Policy.Reliability.BestEffort
+        estop = endpoints[("r", "rt/vla/estop")]
+        assert estop.type_name == "std_msgs::msg::dds_::Bool_" and estop.qos[Policy.Durability] == Policy.Durability.TransientLocal
+        assert endpoints[("w", "rt/diagnostics")].type_name == "diagnostic_msgs::msg::dds_::DiagnosticArray_"
+    finally:
+        h.close()
