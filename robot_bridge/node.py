@@ -88,6 +88,8 @@ class BridgeNode:
         self._lock = threading.RLock()
         self._images: dict[str, _Sample] = {}
         self._joints: _Sample | None = None
+        self._joint_map: dict[str, float] = {}
+        self._joint_order: list[str] = []
         self._ee: _Sample | None = None
         self._instruction = cfg.node.instruction
         self._policy_instruction: str | None = None
@@ -181,17 +183,25 @@ class BridgeNode:
         self._new_image.set()
 
     def _on_joints(self, m: msgs.JointState) -> None:
+        """Merge joint states by name: drivers often publish the arm and the gripper in separate messages."""
         pos = np.asarray(m.position, np.float64)
         if pos.size == 0 or not np.all(np.isfinite(pos)) or (m.name and len(m.name) != pos.size):
             return self._bad("joint_states", f"{len(m.name)} names, positions {pos.tolist()[:8]}")
         names = self.cfg.output.joint_names
-        if names and m.name:  # reorder by name when the config gives the joint order
-            index = {n: i for i, n in enumerate(m.name)}
-            if not all(n in index for n in names):
-                return self._bad("joint_states", f"names {list(m.name)} lack some of {names}")
-            pos = pos[[index[n] for n in names]]
         with self._lock:
-            self._joints = _Sample(pos, self.clock(), msgs.from_time(m.header.stamp))
+            if not m.name:  # unnamed: positional, taken as a whole
+                self._joints = _Sample(pos, self.clock(), msgs.from_time(m.header.stamp))
+                return
+            if names and not any(n in names for n in m.name):
+                return  # another group's joints (e.g. only the gripper): they do not refresh the arm
+            for n, p in zip(m.name, pos):
+                if n not in self._joint_map:
+                    self._joint_order.append(n)
+                self._joint_map[n] = float(p)
+            order = names or self._joint_order
+            if not all(n in self._joint_map for n in order):
+                return  # not every configured joint has been seen yet
+            self._joints = _Sample(np.array([self._joint_map[n] for n in order]), self.clock(), msgs.from_time(m.header.stamp))
 
     def _on_ee(self, m: msgs.PoseStamped) -> None:
         p, q = m.pose.position, m.pose.orientation

@@ -356,3 +356,23 @@ def test_wait_for_new_observation_never_acts_twice_on_one_frame():
     assert node.tick().moved and pol.calls == 2
     assert 0.02 < time.perf_counter() - t0 < node.stale_after + 0.05
     timer.join()
+
+
+def test_joint_states_from_several_publishers_are_merged_by_name():
+    cfg = BridgeConfig(node=NodeConfig(instruction="go"),
+                       output=OutputConfig(joint_names=["j2", "j1"]))
+    t, clock = MemoryTransport(), FakeClock()
+    node = BridgeNode(cfg, ConstPolicy([0.01, 0, 0, 0, 0, 0, 1]), t, clock=clock)
+    feed(t, cfg, clock, joints=False)
+    t.send(cfg.topics.joint_states, msgs.JointState(name=["j1", "finger"], position=[0.1, 0.04]))
+    r = node.tick()
+    assert not r.moved and "joint_states: no message received yet" in r.reason  # j2 not seen yet
+    t.send(cfg.topics.joint_states, msgs.JointState(name=["j2"], position=[0.2]))
+    r = node.tick()
+    assert r.moved
+    np.testing.assert_allclose(node._observation().proprio, [0.2, 0.1])
+    clock.t += 5 * node.period  # only the gripper keeps publishing: the arm's joint states are stale
+    feed(t, cfg, clock, joints=False)
+    t.send(cfg.topics.joint_states, msgs.JointState(name=["finger"], position=[0.03]))
+    r = node.tick()
+    assert not r.moved and "stale joint_states" in r.reason
