@@ -56,6 +56,8 @@ class ConvertConfig:
         align: `control_rate` (a grid at rate_hz) or `commands` (one step per executed bridge command, at the
             observation it answered; exact for bridge recordings, needs action_source=commanded).
         proprio: Observation.state sources in order: `joint_positions`, `ee_pose` (xyz + quat xyzw).
+        joint_names: joints (and order) of `joint_positions`, merged by name across joint-state messages
+            (drivers often publish arm and gripper separately); [] = each message's positions as they are.
         image_size: [H, W] the images are resized to (the dataset has one size).
         instruction: used when the bag has no instruction message.
         max_age_periods: a stream older than this at a grid time is a gap (split).
@@ -72,6 +74,7 @@ class ConvertConfig:
     action_source: str = "commanded"
     align: str = "control_rate"
     proprio: list[str] = field(default_factory=lambda: ["joint_positions"])
+    joint_names: list[str] = field(default_factory=list)
     image_size: list[int] = field(default_factory=lambda: [224, 224])
     instruction: str = ""
     max_age_periods: float = 2.0
@@ -157,6 +160,19 @@ def _pose(msg) -> np.ndarray:
     return np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w], np.float64)
 
 
+def _joints_by_name(stream, last: int, names: list[str]) -> np.ndarray | None:
+    """Latest value of each named joint over messages[0..last] (scans back; joint groups interleave);
+    None while some joint has not been seen yet."""
+    found: dict[str, float] = {}
+    for i in range(last, -1, -1):
+        msg = stream[i][2]
+        for n, p in zip(msg.name, msg.position):
+            found.setdefault(n, float(p))
+        if all(n in found for n in names):
+            return np.array([found[n] for n in names])
+    return None
+
+
 def _latest(stream: list[tuple[float, float, Any]], t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the latest sample at or before each t (-1 if none) and its age."""
     stamps = np.array([s[0] for s in stream])
@@ -173,6 +189,13 @@ def bag_to_episodes(path: str | Path, cfg: ConvertConfig) -> list[Episode]:
     required = list(tp.cameras.values())
     if "joint_positions" in cfg.proprio:
         required.append(tp.joint_states)
+        if cfg.joint_names:  # keep only messages with configured joints; values merged by name below
+            data[tp.joint_states] = [s for s in data[tp.joint_states] if any(n in cfg.joint_names for n in s[2].name)]
+        else:
+            sizes = {len(s[2].position) for s in data[tp.joint_states]}
+            if len(sizes) > 1:
+                raise ValueError(f"{path}: {tp.joint_states} messages carry different joint sets (sizes {sorted(sizes)}); "
+                                 "set convert.joint_names=[...] to merge them by name")
     if "ee_pose" in cfg.proprio or cfg.action_source == "measured":
         required.append(tp.ee_pose)
     empty = [t for t in required if not data.get(t)]
@@ -243,10 +266,17 @@ def bag_to_episodes(path: str | Path, cfg: ConvertConfig) -> list[Episode]:
             action = np.concatenate([b[:3] - a[:3], drot, [gripper]])
         state = []
         for src in cfg.proprio:
-            if src == "joint_positions":
+            if src == "joint_positions" and cfg.joint_names:
+                state.append(_joints_by_name(data[tp.joint_states], idx[tp.joint_states][0][k], cfg.joint_names))
+            elif src == "joint_positions":
                 state.append(np.asarray(data[tp.joint_states][idx[tp.joint_states][0][k]][2].position, np.float64))
             else:
                 state.append(_pose(data[tp.ee_pose][idx[tp.ee_pose][0][k]][2]))
+        if any(x is None for x in state):  # a named joint not seen yet: like a gap
+            if steps:
+                segments.append(steps)
+            steps = []
+            continue
         images = {cam: _image(data[topic][idx[topic][0][k]][2], tuple(cfg.image_size)) for cam, topic in tp.cameras.items()}
         instr = [s for s in instr_stream if s[1] <= grid[k]] or instr_stream[:1]
         steps.append({"images": images, "state": np.concatenate(state).astype(np.float32),

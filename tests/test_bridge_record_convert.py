@@ -99,3 +99,24 @@ def test_gap_splits_episode_and_count_mismatch_is_an_error(tmp_path):
         bag_to_episodes(tmp_path / "bag_mcap", ConvertConfig())
     with pytest.raises(FileNotFoundError, match="metadata.yaml"):
         convert(ConvertConfig(bags=[str(tmp_path)]))
+
+
+def test_joint_groups_published_separately_are_merged_by_name(tmp_path):
+    cfg = BridgeConfig()
+    t = MemoryTransport()
+    rec = Recorder(tmp_path / "bag", t, cfg.topics)
+    send = {topic: t.publisher(topic, None, None) for topic in (cfg.topics.cameras["primary"], cfg.topics.joint_states, cfg.topics.action)}
+    for k in range(10):
+        s = 100.0 + 0.1 * k
+        send[cfg.topics.cameras["primary"]](msgs.image_from_array(np.zeros((8, 8, 3), np.uint8), s))
+        send[cfg.topics.joint_states](msgs.JointState(header=msgs.header(s), name=["a1", "a2"], position=[k, -k]))
+        send[cfg.topics.joint_states](msgs.JointState(header=msgs.header(s + 0.01), name=["finger"], position=[0.04]))
+        send[cfg.topics.action](msgs.JointState(header=msgs.header(s), name=list("xyzrpwg"), position=[0.0] * 6 + [1.0]))
+    rec.close()
+    with pytest.raises(ValueError, match="different joint sets"):
+        bag_to_episodes(tmp_path / "bag", ConvertConfig(image_size=[8, 8], align="commands"))
+    (ep,) = bag_to_episodes(tmp_path / "bag", ConvertConfig(image_size=[8, 8], align="commands", joint_names=["a2", "finger", "a1"]))
+    assert len(ep) == 9  # the first step has no finger reading yet
+    np.testing.assert_allclose(ep.state[:, 0], -np.arange(1, 10))
+    np.testing.assert_allclose(ep.state[:, 1], 0.04)
+    np.testing.assert_allclose(ep.state[:, 2], np.arange(1, 10))
