@@ -38,11 +38,14 @@ $(STAMP): requirements-cpu.txt constraints-cpu.txt pyproject.toml | $(VENV)/bin/
 	$(PIP) uninstall -q -y torchvision timm 2>/dev/null || true
 	@touch $@
 
+# Tests that render with MuJoCo in-process run apart from those that load TensorFlow (see tests/conftest.py).
 test: install
-	$(PY) -m pytest -n 2 --timeout 900 tests
+	$(PY) -m pytest -n 2 --timeout 900 -m renders tests
+	$(PY) -m pytest -n 2 --timeout 900 -m "not renders" tests
 
 test-fast: install
-	$(PY) -m pytest -n 2 -m "not slow" tests
+	$(PY) -m pytest -n 2 -m "renders and not slow" tests
+	$(PY) -m pytest -n 2 -m "not renders and not slow" tests
 
 demo: install
 	$(VENV)/bin/vla-demo

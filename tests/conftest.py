@@ -60,3 +60,38 @@ def tiny_rlds_dataset(tmp_path_factory) -> Path:
     return write_synthetic_dataset(
         tmp_path_factory.mktemp("rlds"), "tiny_sim", splits={"train": 6, "val": 2}, num_steps=10, episodes_per_shard=2
     )
+
+
+# --- TensorFlow and MuJoCo's software renderer must not share a process -------------------------------
+# Once TensorFlow is loaded, Mesa's llvmpipe (MuJoCo's offscreen renderer on a CPU) segfaults: its LLVM
+# calls land in the LLVM copy inside libtensorflow_framework.so. Library code avoids it (collection renders
+# in worker processes, evaluation switches to subprocess envs when TF is loaded). In the test suite, tests
+# that render in the pytest process carry the `renders` marker and run in their own pytest invocation
+# (`make test` runs `-m renders` first, then the rest), so no xdist worker ever holds both.
+RENDERING_MODULES = {
+    "test_sim_envs.py", "test_sim_controller.py", "test_sim_dr.py", "test_sim_experts.py",
+    "test_sim_vector.py", "test_bridge_sim_loop.py",
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "renders: renders with MuJoCo in the pytest process (never next to TensorFlow)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in RENDERING_MODULES:
+            item.add_marker(pytest.mark.renders)
+
+
+@pytest.fixture(autouse=True)
+def _no_tensorflow_next_to_rendering(request):
+    if request.node.get_closest_marker("renders") is not None:
+        import sys
+
+        if "tensorflow" in sys.modules:
+            pytest.fail(
+                "TensorFlow is loaded in this pytest process and this test renders with MuJoCo (llvmpipe segfaults "
+                "next to TF). Run rendering tests in their own invocation: pytest -m renders; pytest -m 'not renders'"
+            )
+    yield
