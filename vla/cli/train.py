@@ -14,6 +14,7 @@ Running the same command again resumes from the latest checkpoint (`trainer.resu
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import hydra
@@ -36,6 +37,8 @@ _started = False
 def _app(cfg: DictConfig) -> None:
     global _started
     _started = True
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun only rank 0 logs
+        logging.getLogger().setLevel(logging.WARNING)
     from vla.train.errors import USER_ERRORS
     from vla.train.loop import run
 
@@ -43,6 +46,7 @@ def _app(cfg: DictConfig) -> None:
         final = run(cfg)
     except USER_ERRORS as e:
         logger.error("%s: %s", type(e).__name__, e)
+        logger.debug("traceback", exc_info=True)  # hydra.verbose=true shows it
         sys.exit(1)
     logger.info("done: %s", final)
 
