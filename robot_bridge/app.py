@@ -209,6 +209,38 @@ def run_sim_in_loop(cfg: BridgeAppConfig, out_dir: Path) -> dict[str, Any]:
     return summary
 
 
+def sim_in_loop_config(policy: PolicyConfig | dict, *, env_id: str | None = None, seeds: list[int] | None = None,
+                       env_kwargs: dict | None = None, domain_id: int = 0, record_to: str = "",
+                       **bridge_overrides: Any) -> BridgeAppConfig:
+    """The `bridge=sim` preset (configs/bridge/sim.yaml) as a typed config, for callers outside hydra
+    (e.g. the demo):
+
+        cfg = sim_in_loop_config({"kind": "vla", "path": "outputs/train/final"}, seeds=[1000000, 1000001],
+                                 env_kwargs={"dr_level": "none", "image_size": 224, "cameras": ["primary", "wrist"]})
+        summary = run_sim_in_loop(cfg, Path("outputs/demo/bridge"))   # also writes summary.json there
+    `bridge_overrides` are merged into `bridge` (e.g. node={"rate_hz": 5.0}).
+    """
+    from importlib import resources
+
+    from omegaconf import OmegaConf
+
+    preset = OmegaConf.create(resources.files("configs").joinpath("bridge", "sim.yaml").read_text())
+    cfg = OmegaConf.merge(OmegaConf.structured(BridgeAppConfig), preset)
+    cfg.domain_id = domain_id
+    cfg.policy = OmegaConf.merge(OmegaConf.structured(PolicyConfig), OmegaConf.structured(policy) if isinstance(policy, PolicyConfig) else policy)
+    if env_id is not None:
+        cfg.sim.env_id = env_id
+    if seeds is not None:
+        cfg.sim.seeds = list(seeds)
+    if env_kwargs is not None:
+        cfg.sim.env_kwargs = env_kwargs
+    if record_to:
+        cfg.record.enabled, cfg.record.path = True, record_to
+    if bridge_overrides:
+        cfg.bridge = OmegaConf.merge(cfg.bridge, bridge_overrides)
+    return OmegaConf.to_object(cfg)
+
+
 def run(cfg: BridgeAppConfig, out_dir: Path) -> Any:
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.role == "node":

@@ -12,8 +12,7 @@ pytest.importorskip("cyclonedds")
 pytest.importorskip("mujoco")
 gymnasium = pytest.importorskip("gymnasium")
 
-from robot_bridge.app import BridgeAppConfig, run_sim_in_loop  # noqa: E402
-from robot_bridge.policies import PolicyConfig  # noqa: E402
+from robot_bridge.app import BridgeAppConfig, run_sim_in_loop, sim_in_loop_config  # noqa: E402
 from vla.core.types import Policy  # noqa: E402
 
 TARGET = np.array([0.5, 0.1, 0.25])
@@ -38,20 +37,9 @@ def make_reach_policy() -> Policy:
 
 
 def _app_config(domain: int, record_to: str = "") -> BridgeAppConfig:
-    from omegaconf import OmegaConf
-
-    from robot_bridge.cli.bridge import register_configs
-
-    register_configs()
-    base = OmegaConf.load(os.path.join(os.path.dirname(__file__), "..", "configs", "bridge", "sim.yaml"))
-    cfg = OmegaConf.merge(OmegaConf.structured(BridgeAppConfig), base)
-    cfg.domain_id = domain
-    cfg.sim.seeds = SEEDS
-    cfg.sim.env_kwargs = {"dr_level": "none", "image_size": 64, "cameras": ["primary", "wrist"], "max_episode_steps": STEPS}
-    cfg.record.enabled = bool(record_to)
-    cfg.record.path = record_to
-    cfg.policy = OmegaConf.structured(PolicyConfig(kind="callable", target="test_bridge_sim_loop:make_reach_policy"))
-    return OmegaConf.to_object(cfg)
+    env_kwargs = {"dr_level": "none", "image_size": 64, "cameras": ["primary", "wrist"], "max_episode_steps": STEPS}
+    return sim_in_loop_config({"kind": "callable", "target": "test_bridge_sim_loop:make_reach_policy"}, seeds=SEEDS,
+                              env_kwargs=env_kwargs, domain_id=domain, record_to=record_to)
 
 
 def _direct_rollouts() -> list[dict]:
