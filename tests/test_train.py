@@ -220,3 +220,31 @@ def test_time_budget_stops_early_with_a_usable_checkpoint(data, tmp_path):
     final = run(config(data, tmp_path, steps=50, max_train_seconds=0.001, save_every=0, val_every=0))
     assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [1]
     assert (final / "config.json").is_file()
+
+
+def test_gradient_accumulation_matches_one_big_batch(data, tmp_path):
+    from safetensors.torch import load_file
+
+    from vla.train import run
+
+    a = run(config(data, tmp_path / "a", steps=2, save_every=0, val_every=0))
+    b = run(config(data, tmp_path / "b", steps=2, save_every=0, val_every=0, micro_batch_size=2))  # 2 x 2
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-3, atol=2e-4)
+
+
+def test_schedule_and_batch_arithmetic():
+    from vla.train.config import TrainerConfig
+    from vla.train.loop import micro_batching
+    from vla.train.optim import lr_factor
+
+    cfg = TrainerConfig(steps=100, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
+    assert lr_factor(0, cfg) == pytest.approx(0.1) and lr_factor(9, cfg) == pytest.approx(1.0)
+    assert lr_factor(10, cfg) == pytest.approx(1.0) and lr_factor(100, cfg) == pytest.approx(0.1)
+    assert lr_factor(55, cfg) == pytest.approx(0.55)
+    assert micro_batching(16, None, 2) == (8, 1) and micro_batching(16, 4, 2) == (4, 2)
+    with pytest.raises(ValueError, match="not a multiple of micro_batch_size"):
+        micro_batching(16, 3, 2)
+    with pytest.raises(ValueError, match="trainer.steps must be > 0"):
+        TrainerConfig(steps=0)
