@@ -70,7 +70,7 @@ def tiny_rlds_dataset(tmp_path_factory) -> Path:
 # (`make test` runs `-m renders` first, then the rest), so no xdist worker ever holds both.
 RENDERING_MODULES = {
     "test_sim_envs.py", "test_sim_controller.py", "test_sim_dr.py", "test_sim_experts.py",
-    "test_sim_vector.py", "test_bridge_sim_loop.py",
+    "test_sim_vector.py",
 }
 
 
