@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# This file is named like the package it measures: keep `bench/` off the import path so `world_model` is the package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 RESULTS = ROOT / "bench" / "results" / "world_model.json"
 logger = logging.getLogger("bench.world_model")
 
@@ -153,18 +155,40 @@ def _target(name, value, baseline, target, met) -> dict:
             "baseline": None if baseline is None else round(float(baseline), 4), "target": target, "met": bool(met)}
 
 
+def _targets(parts: dict) -> list:
+    square, mujoco = parts["square"], parts["mujoco"]
+    ol_src, ol = ("mujoco", mujoco["open_loop"]) if mujoco else ("square", square["open_loop"])
+    lat = ol["latent_mse"]
+    speed_src = mujoco or square
+    agree = square["closed_loop"]["agreement"]
+    ratio = lat["model"][-1] / lat["copy_last"][-1]
+    shuffle = lat["shuffled_actions"][-1] / lat["model"][-1]
+    speed = speed_src["imagined_steps_per_s"] / speed_src["sim_steps_per_s"]
+    sp = agree["spearman"]["value"]
+    return [
+        _target(f"open-loop latent MSE at h8 / copy-last ({ol_src})", ratio, lat["copy_last"][-1], 0.5, ratio <= 0.5),
+        _target(f"shuffled-action / true-action latent MSE at h8 ({ol_src})", shuffle, lat["model"][-1], 1.5,
+                shuffle >= 1.5),
+        _target(f"imagined steps/s / sim steps/s, both cameras ({'mujoco' if mujoco else 'square (no MuJoCo)'})",
+                speed, speed_src["sim_steps_per_s"], 10.0, speed >= 10),
+        _target(f"Spearman model vs sim success over {len(RANKING_POLICIES)} policies (square)", sp, None, 0.9,
+                sp is not None and sp == sp and sp >= 0.9),
+        _target("MMRV model vs sim (square)", agree["mmrv"]["value"], None, 0.05, agree["mmrv"]["value"] <= 0.05),
+    ]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--no-sim", action="store_true", help="skip the MuJoCo task")
     p.add_argument("--sim-task", default="LiftCube")
     p.add_argument("--sim-image-size", type=int, default=112)
-    p.add_argument("--sim-episodes", type=int, default=40)
-    p.add_argument("--square-episodes", type=int, default=150)
+    p.add_argument("--sim-episodes", type=int, default=30)
+    p.add_argument("--square-episodes", type=int, default=120)
     p.add_argument("--initial-states", type=int, default=12)
-    p.add_argument("--ae-steps", type=int, default=600)
-    p.add_argument("--dyn-steps", type=int, default=1000)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--encoder-steps", type=int, default=400, help="encoder study steps (0: skip)")
+    p.add_argument("--ae-steps", type=int, default=400)
+    p.add_argument("--dyn-steps", type=int, default=600)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--encoder-steps", type=int, default=200, help="encoder study steps (0: skip)")
     p.add_argument("--vla-checkpoint", default="", help="trained VLA for the encoder study (default: tiny, random)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -173,52 +197,43 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
+    parts: dict = {"square": None, "mujoco": None, "mujoco_error": None, "encoder_study": None}
+
+    def write() -> list:
+        """Write what has been measured so far (each part is saved as soon as it is done)."""
+        from world_model.results_io import _clean
+
+        targets = _targets(parts)
+        result = {
+            "benchmark": "world_model",
+            "command": "python bench/world_model.py " + " ".join(sys.argv[1:]),
+            "note": ("Measured on a shared 2-core CPU machine under heavy load from other jobs (load average 7-12); "
+                     "timings are noisy. Open-loop and speed figures come from the environment named in each target."),
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": args.threads},
+            "settings": vars(args),
+            "wall_s": round(time.perf_counter() - t_start, 1),
+            "targets": targets,
+            **parts,
+            "ranking_policies": RANKING_POLICIES,
+        }
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(_clean(result), indent=1))
+        return targets
+
     with tempfile.TemporaryDirectory(prefix="wm_bench_") as tmp:
         work = Path(tmp)
-        encoders = bench_encoders(args) if args.encoder_steps else None
-        square = bench_square(args, work)
-        mujoco, mujoco_error = None, None
+        parts["square"] = bench_square(args, work)
+        write()
         if not args.no_sim:
             try:
-                mujoco = bench_mujoco(args, work)
+                parts["mujoco"] = bench_mujoco(args, work)
             except Exception as e:  # noqa: BLE001 - reported in the JSON, the toy figures still stand
                 logger.exception("MuJoCo part failed")
-                mujoco_error = f"{type(e).__name__}: {e}"
-    ol_src, ol = ("mujoco", mujoco["open_loop"]) if mujoco else ("square", square["open_loop"])
-    lat = ol["latent_mse"]
-    speed_src = mujoco or square
-    agree = square["closed_loop"]["agreement"]
-    ratio = lat["model"][-1] / lat["copy_last"][-1]
-    shuffle = lat["shuffled_actions"][-1] / lat["model"][-1]
-    speed = speed_src["imagined_steps_per_s"] / speed_src["sim_steps_per_s"]
-    targets = [
-        _target(f"open-loop latent MSE at h8 / copy-last ({ol_src})", ratio, lat["copy_last"][-1], 0.5, ratio <= 0.5),
-        _target(f"shuffled-action / true-action latent MSE at h8 ({ol_src})", shuffle, lat["model"][-1], 1.5, shuffle >= 1.5),
-        _target(f"imagined steps/s / sim steps/s, both cameras ({'mujoco' if mujoco else 'square (no MuJoCo)'})", speed,
-                speed_src["sim_steps_per_s"], 10.0, speed >= 10),
-        _target(f"Spearman model vs sim success over {len(RANKING_POLICIES)} policies (square)",
-                agree["spearman"]["value"], None, 0.9,
-                agree["spearman"]["value"] is not None and agree["spearman"]["value"] >= 0.9),
-        _target("MMRV model vs sim (square)", agree["mmrv"]["value"], None, 0.05, agree["mmrv"]["value"] <= 0.05),
-    ]
-    result = {
-        "benchmark": "world_model",
-        "command": "python bench/world_model.py " + " ".join(sys.argv[1:]),
-        "note": ("Measured on a shared 2-core CPU machine under load from other jobs; timings are noisy. Open-loop "
-                 "and speed figures come from the environment named in each target."),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": args.threads},
-        "wall_s": round(time.perf_counter() - t_start, 1),
-        "targets": targets,
-        "square": square,
-        "mujoco": mujoco,
-        "mujoco_error": mujoco_error,
-        "ranking_policies": RANKING_POLICIES,
-        "encoder_study": encoders,
-    }
-    from world_model.results_io import _clean
-
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(_clean(result), indent=1))
+                parts["mujoco_error"] = f"{type(e).__name__}: {e}"
+            write()
+    if args.encoder_steps:
+        parts["encoder_study"] = bench_encoders(args)
+    targets = write()
     from rich.console import Console
     from rich.table import Table
 

@@ -34,6 +34,17 @@ TRAIN = ["world_model=micro", "trainer.ae_steps=40", "trainer.dyn_steps=30", "tr
          "trainer.log_every=10", "data.val_fraction=0.25", "trainer.threads=1"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: on a shared 2-core box, OpenMP spinning with 2 threads is several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _run(args: list[str], cwd: Path, timeout: int = 400) -> subprocess.CompletedProcess:
     env = dict(os.environ, TQDM_DISABLE="1")
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -220,17 +231,13 @@ def browser():
 
 
 def test_report_in_headless_chromium(workdir, model, browser):
-    from world_model.results_io import load_results
-    from world_model.viz.report import build_report
-
     if "eval_json" not in workdir:
         pytest.skip("needs test_wm_eval_open_and_closed_loop's output")
-    results = load_results(workdir["eval_json"])
-    split = json.loads((workdir["ckpt"] / "latest" / "split.json").read_text())
-    eps = [e for e in load_episodes([workdir["dataset"]], model.cameras, model.config.image_size)
-           if e.metadata.episode_id in set(split["val_episode_ids"])]
+    out = workdir["root"] / "report.html"
     horizon = model.max_episode_length + 1  # longer than trained: the report must say so
-    out = build_report(model, eps, workdir["root"] / "report.html", eval_results=results, horizon=horizon, num_rows=2)
+    r = _run([str(BIN / "wm-viz"), f"checkpoint={workdir['ckpt']}", f"eval_json={workdir['eval_json']}",
+              f"horizon={horizon}", "num_rows=2", f"output={out}"], workdir["root"])
+    assert r.returncode == 0, r.stderr[-3000:]
     page = browser.new_page()
     errors = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -249,6 +256,45 @@ def test_report_in_headless_chromium(workdir, model, browser):
     for width, n in svgs:
         assert width > 100 and n > 10
     page.close()
+
+
+def test_closed_loop_reuses_sim_runner_results(model):
+    """Sim outcomes from another runner (same seeds + DR parameters) are taken as given; the model replays them."""
+    from world_model.closed_loop import compare_policies, initial_states, make_env, run_in_sim
+    from world_model.policies import make_policy
+
+    env = make_env(ENV_ID, image_size=SIZE)
+    states = initial_states(env, [7, 8], model.cameras)
+    policies = dict(make_policy(s) for s in ("servo", "random", "noop"))
+    sim_results = {n: [{"seed": st.seed, "dr_params": st.dr_params, "steps": 8,
+                        "success": run_in_sim(env, p, st, 8, model.cameras).success} for st in states]
+                   for n, p in policies.items()}
+    sim_results["noop"][1]["success"] = True  # taken as given, not re-simulated
+    out = compare_policies(model, ENV_ID, policies, env_kwargs={"image_size": SIZE}, max_steps=8, record=0,
+                           sim_results=sim_results, bootstrap=20, progress=False)
+    assert out["seeds"] == [7, 8] and out["policies"]["noop"]["sim"] == [False, True]
+    assert out["videos"] == [] and "agreement" in out
+    sim_results["random"] = sim_results["random"][::-1]
+    with pytest.raises(ValueError, match="same seed order"):
+        compare_policies(model, ENV_ID, policies, env_kwargs={"image_size": SIZE}, max_steps=8, record=0,
+                         sim_results=sim_results, progress=False)
+
+
+def test_demo_stage_trains_evaluates_and_reports(workdir):
+    from world_model.demo_stage import run
+    from world_model.policies import make_policy
+
+    policies = dict(make_policy(s) for s in ("servo", "servo:gain=0.05", "random"))
+    out = run(workdir["dataset"], policies, workdir["root"] / "demo_wm", budget_s=10, env_id=ENV_ID,
+              env_kwargs={"image_size": SIZE, "max_episode_steps": 12}, num_initial_states=2, max_steps=8,
+              model="micro", progress=False)
+    assert Path(out["report"]).is_file() and Path(out["metrics"]).is_file()
+    names = [t["name"] for t in out["targets"]]
+    assert any("copy-last" in n for n in names) and any("Spearman" in n for n in names)
+    for t in out["targets"]:
+        assert set(t) == {"name", "value", "baseline", "target", "met"}
+    assert set(out["closed_loop"]["policies"]) == set(policies)
+    assert out["timings"]["total"] > 0
 
 
 def test_interactive_page_key_press_advances(model, episodes, browser):

@@ -108,7 +108,8 @@ def compare_policies(model: WorldModel, env_id: str, policies: dict[str, Policy]
     `sim_results` (policy name -> per-episode results with `seed`, `dr_params`, `success`, e.g. the
     `EpisodeResult`s of `sim_envs.evaluation.evaluate_policies`, which already replays identical initial
     states for every policy) reuses those sim outcomes: the model then starts from the same seeds and DR
-    parameters, and the sim is only re-run for the recorded videos.
+    parameters, and the sim is only re-run for the recorded videos. The first `num_initial_states` episodes
+    are used (0: all).
     """
     from tqdm.auto import tqdm
 
@@ -119,7 +120,7 @@ def compare_policies(model: WorldModel, env_id: str, policies: dict[str, Policy]
         missing = [n for n in policies if n not in sim_results]
         if missing:
             raise ValueError(f"sim_results lacks policies {missing}; it has {sorted(sim_results)}")
-        first = sim_results[next(iter(policies))]
+        first = list(sim_results[next(iter(policies))])[: num_initial_states or None]
         states = []
         for r in first:
             obs, info = env.reset(seed=int(_field(r, "seed")), options={"dr_params": _field(r, "dr_params")})
@@ -136,17 +137,18 @@ def compare_policies(model: WorldModel, env_id: str, policies: dict[str, Policy]
     for name, policy in policies.items():
         sim_ok, model_ok = [], []
         for i, st in enumerate(states):
+            frames: dict = {}
             if sim_results is None or i < record:
                 t0 = time.perf_counter()
                 sim = run_in_sim(env, policy, st, max_steps, cameras, record=i < record)
                 sim_s += time.perf_counter() - t0
                 sim_steps += sim.steps
+                frames = sim.frames
             if sim_results is not None:
                 r = sim_results[name][i]
                 if int(_field(r, "seed")) != st.seed:
                     raise ValueError(f"sim_results[{name!r}] is not in the same seed order as the first policy's")
-                sim = SimRollout(success=bool(_field(r, "success")), steps=int(_field(r, "steps")),
-                                 frames=sim.frames if i < record else {})
+                sim = SimRollout(success=bool(_field(r, "success")), steps=int(_field(r, "steps")), frames=frames)
             t0 = time.perf_counter()
             traj = imagine(model, policy, st.observation, st.observation.instruction, max_steps)
             model_s += time.perf_counter() - t0

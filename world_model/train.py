@@ -240,11 +240,11 @@ def train_world_model(cfg: WMTrainConfig, episodes: list | None = None, *, progr
             bar.update(1)
             if ae_step % tc.log_every == 0 or ae_step == tc.ae_steps:
                 tb.add_scalar("ae/loss", loss.item(), ae_step)
-                bar.set_postfix(mse=f"{float(loss):.4f}")
+                bar.set_postfix(mse=f"{loss.item():.4f}")
             if ae_step % tc.ckpt_every == 0 and ae_step < tc.ae_steps:
                 checkpoint()
         bar.close()
-        summary["ae_final_mse"] = float(loss)
+        summary["ae_final_mse"] = loss.item()
         # Latent normalization: per-channel mean/std over training frames (fixed from here on).
         with torch.no_grad():
             model.eval()

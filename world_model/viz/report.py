@@ -40,7 +40,7 @@ img.pix{image-rendering:pixelated}
 
 
 def _rollout_rows(model: WorldModel, episodes: list[WMEpisode], horizon: int, num_rows: int, seed: int) -> list[dict]:
-    starts = choose_starts(episodes, 1, horizon, seed)
+    starts = [s for s in choose_starts(episodes, 3, horizon, seed) if s[1] > 0] or choose_starts(episodes, 1, horizon, seed)
     rng = np.random.default_rng(seed)
     pick = [starts[i] for i in sorted(rng.choice(len(starts), size=min(num_rows, len(starts)), replace=False))]
     res = open_loop(model, episodes, pick, horizon)
