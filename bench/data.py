@@ -134,7 +134,7 @@ def _threads() -> int:
 
 
 # ---------------------------------------------------------------------------------------------- ours
-def measure_ours(dataset: str, workers: int, warmup: int, n: int, stats_cache: str) -> dict:
+def measure_ours(dataset: str, workers: int, warmup: int, n: int, stats_cache: str, threads: int = 1) -> dict:
     import torch
 
     from vla.data.config import DataConfig, DatasetEntry
@@ -143,7 +143,7 @@ def measure_ours(dataset: str, workers: int, warmup: int, n: int, stats_cache: s
     torch.set_num_threads(1)
     cfg = DataConfig(datasets=[DatasetEntry(path=dataset)], cameras=["primary"], image_size=224,
                      image_augmentation=True, shuffle_buffer=BUFFER, num_workers=workers, num_streams=max(2, workers),
-                     chunk_size=BATCH, statistics_cache=stats_cache)
+                     chunk_size=BATCH, frame_threads=threads, statistics_cache=stats_cache)
 
     def check(b):
         assert b["images"]["primary"].shape == (BATCH, 224, 224, 3) and b["images"]["primary"].dtype == torch.uint8
@@ -280,10 +280,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40, help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=4, help=argparse.SUPPRESS)
     parser.add_argument("--tf-threads", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--frame-threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     stats_cache = str(WORK / "statistics")
     if args.measure == "ours":
-        print(json.dumps(measure_ours(args.dataset, args.workers, args.warmup, args.batches, stats_cache)))
+        print(json.dumps(measure_ours(args.dataset, args.workers, args.warmup, args.batches, stats_cache, args.frame_threads)))
         return
     if args.measure == "reference":
         print(json.dumps(measure_reference(args.dataset, args.warmup, args.batches, stats_cache, args.workers if args.tf_threads else 0)))
@@ -299,12 +300,14 @@ def main() -> None:
         d1 = ensure_dataset("bench_1x", EPISODES_1X)
         d4 = ensure_dataset("bench_4x", 4 * EPISODES_1X)
     runs: dict[str, list[dict]] = {"ours_2_workers": [], "reference_tf_data": [], "ours_1_worker": [],
-                                   "ours_4_workers": [], "reference_2_threads": [], "ours_2_workers_4x": []}
+                                   "ours_4_workers": [], "ours_2_workers_4_threads": [], "reference_2_threads": [],
+                                   "ours_2_workers_4x": []}
     plan = [("ours_2_workers", ["--measure", "ours", "--workers", "2", "--dataset", d1]),
             ("reference_tf_data", ["--measure", "reference", "--dataset", d1]),
             ("ours_2_workers_4x", ["--measure", "ours", "--workers", "2", "--dataset", d4])] * (1 if args.quick else 2)
     plan += [("ours_1_worker", ["--measure", "ours", "--workers", "1", "--dataset", d1]),
              ("ours_4_workers", ["--measure", "ours", "--workers", "4", "--dataset", d1]),
+             ("ours_2_workers_4_threads", ["--measure", "ours", "--workers", "2", "--frame-threads", "4", "--dataset", d1]),
              ("reference_2_threads", ["--measure", "reference", "--tf-threads", "--workers", "2", "--dataset", d1])]
     for name, a in plan:
         with console.status(f"measuring {name}"):

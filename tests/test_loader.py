@@ -98,8 +98,10 @@ def test_workers_give_the_same_stream_as_in_process(tiny_rlds_dataset, stats_dir
     inproc = _take(RLDSLoader(_cfg(tiny_rlds_dataset, stats_dir, num_workers=0)), 30)
     two = _take(RLDSLoader(_cfg(tiny_rlds_dataset, stats_dir, num_workers=2)), 30)
     one = _take(RLDSLoader(_cfg(tiny_rlds_dataset, stats_dir, num_workers=1)), 30)
+    threads = _take(RLDSLoader(_cfg(tiny_rlds_dataset, stats_dir, frame_threads=3)), 30)
     assert all(_same(a, b) for a, b in zip(inproc, two))
     assert all(_same(a, b) for a, b in zip(inproc, one))
+    assert all(_same(a, b) for a, b in zip(inproc, threads))
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])

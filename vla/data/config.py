@@ -76,6 +76,8 @@ class DataConfig:
         num_streams: independent sample streams; the order of samples depends on (seed, num_streams,
             chunk_size) only, so any num_workers dividing num_streams gives the same batches.
         chunk_size: samples a worker prepares at a time (use the batch size for the fastest `batches()`).
+        frame_threads: threads per loader process decoding and augmenting the frames of a chunk (JPEG
+            decoding and the numpy/torch image ops release the GIL); the samples do not depend on it.
         seed: the stream seed (training also offsets it by the run seed).
         statistics_cache: where `dataset_statistics_*.json` are cached (None: ~/.cache/vla/statistics).
     """
@@ -94,6 +96,7 @@ class DataConfig:
     num_workers: int = 2
     num_streams: int = 2
     chunk_size: int = 32
+    frame_threads: int = 1
     seed: int = 0
     statistics_cache: Optional[str] = None
 
@@ -113,7 +116,7 @@ class DataConfig:
         bad = [c for c in self.cameras if c not in ("primary", "wrist")]
         if bad or not self.cameras:
             raise ValueError(f"data.cameras must be a non-empty subset of [primary, wrist], got {list(self.cameras)}")
-        for name in ("image_size", "shuffle_buffer", "num_streams", "chunk_size"):
+        for name in ("image_size", "shuffle_buffer", "num_streams", "chunk_size", "frame_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:

@@ -193,6 +193,7 @@ class _Stream:
         self._pending_buffer = np.asarray(state["buffer"], np.int64).reshape(-1, 3)
         self.buffer: list[tuple] = []
         self._ep: list[dict | None] = [None] * len(sources)
+        self._pool: Any = None  # frame-processing threads (cfg.frame_threads > 1)
 
     # episode order: global position g -> (epoch, position) -> episode index of a per-epoch permutation
     def _episode_at(self, d: int, g: int) -> int:
@@ -262,7 +263,15 @@ class _Stream:
         items = self.next_items(n)
         first = self.emitted
         self.emitted += n
-        samples = [self._process(item, first + k) for k, item in enumerate(items) if k >= skip]
+        todo = [(item, first + k) for k, item in enumerate(items) if k >= skip]
+        if self.cfg.frame_threads > 1 and len(todo) > 1:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.cfg.frame_threads, thread_name_prefix="vla-frames")
+            samples = list(self._pool.map(lambda a: self._process(*a), todo))  # order kept: deterministic
+        else:
+            samples = [self._process(item, index) for item, index in todo]
         # torch tensors cross from a DataLoader worker through shared memory instead of a pickled copy
         return {"stream": self.id, "skip": skip, "batch": to_torch(collate_samples(samples)) if samples else None,
                 "state": self.state()}
@@ -305,6 +314,8 @@ class _Stream:
                 "buffer": np.asarray(buf, np.int32).reshape(-1, 3)}
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
         for src in self._episodes:
             if src is not None:
                 src.close()
