@@ -132,6 +132,10 @@ class LiftExpert(ScriptedExpert):
         return target, None, CLOSED
 
 
+class LiftEasyExpert(LiftExpert):
+    task_name = "LiftCubeEasy"
+
+
 class PushExpert(ScriptedExpert):
     """Closed fingers behind the cube, on the line cube -> target; push along it, re-approach if it drifts off."""
 
@@ -261,7 +265,9 @@ class DrawerExpert(ScriptedExpert):
 
 
 #: Task name -> expert class (kept in step with sim_envs.tasks.TASK_CLASSES; tests check both match).
-EXPERTS: dict[str, type[ScriptedExpert]] = {cls.task_name: cls for cls in (LiftExpert, PushExpert, PlaceExpert, StackExpert, DrawerExpert)}
+EXPERTS: dict[str, type[ScriptedExpert]] = {
+    cls.task_name: cls for cls in (LiftExpert, LiftEasyExpert, PushExpert, PlaceExpert, StackExpert, DrawerExpert)
+}
 
 
 def make_expert_for_task(task_name: str, state_fn: Callable[[], dict[str, Any]] | None = None) -> ScriptedExpert:

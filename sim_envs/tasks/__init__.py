@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from sim_envs.tasks.base import Task
 from sim_envs.tasks.drawer import OpenDrawer
-from sim_envs.tasks.lift import LiftCube
+from sim_envs.tasks.lift import LiftCube, LiftCubeEasy
 from sim_envs.tasks.place import PlaceCubeOnPlate
 from sim_envs.tasks.push import PushCube
 from sim_envs.tasks.stack import StackCube
 
 #: Task name -> class. Add a task here and it is registered as `vla_sim/<name>-v0` everywhere.
-TASK_CLASSES: dict[str, type[Task]] = {cls.name: cls for cls in (LiftCube, PushCube, PlaceCubeOnPlate, StackCube, OpenDrawer)}
+TASK_CLASSES: dict[str, type[Task]] = {
+    cls.name: cls for cls in (LiftCube, LiftCubeEasy, PushCube, PlaceCubeOnPlate, StackCube, OpenDrawer)
+}
 
 
 def make_task(name: str) -> Task:
