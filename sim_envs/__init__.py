@@ -55,6 +55,15 @@ def task_id(name_or_id: str) -> str:
     return env_id
 
 
+def describe_tasks() -> list[dict]:
+    """One row per registered task: id, description, instruction templates, episode limit."""
+    return [
+        {"id": f"{NAMESPACE}/{name}-v0", "description": cls.description, "templates": list(cls.templates),
+         "max_episode_steps": cls.max_episode_steps}
+        for name, cls in TASK_CLASSES.items()
+    ]
+
+
 def to_observation(obs: dict, info: dict, timestamp: float = 0.0):
     """Turn an env observation + info into the contract `vla.Observation`."""
     from vla.core.types import Observation
@@ -63,4 +72,4 @@ def to_observation(obs: dict, info: dict, timestamp: float = 0.0):
     return Observation(images=images, proprio=obs["proprio"], instruction=str(info["instruction"]), timestamp=timestamp)
 
 
-__all__ = ["NAMESPACE", "TASKS", "task_id", "to_observation"]
+__all__ = ["NAMESPACE", "TASKS", "describe_tasks", "task_id", "to_observation"]

@@ -40,6 +40,9 @@ def test_registry_lists_at_least_five_tasks_with_ids():
     assert len(sim_envs.TASKS) >= 5
     assert all(t.startswith("vla_sim/") and t.endswith("-v0") for t in sim_envs.TASKS)
     assert sim_envs.task_id("LiftCube") == "vla_sim/LiftCube-v0" == sim_envs.task_id("vla_sim/LiftCube-v0")
+    rows = sim_envs.describe_tasks()
+    assert [r["id"] for r in rows] == list(sim_envs.TASKS)
+    assert all(r["description"] and len(r["templates"]) >= 3 for r in rows)
 
 
 def test_reset_step_match_contract(env):
