@@ -44,12 +44,30 @@ class VLAImageProcessor:
         self._std = [torch.tensor(s, dtype=torch.float32).view(3, 1, 1) for s in self.stds]
 
     def __call__(self, image: np.ndarray | Image.Image, name: str = "image") -> torch.Tensor:
+        """One image -> (6, S, S)."""
+        return self.preprocess([image], names=[name])[0]
+
+    def preprocess(self, images: Sequence[np.ndarray | Image.Image], names: Sequence[str] | None = None) -> torch.Tensor:
+        """A batch of images -> (N, 6, S, S): PIL resize per image, then one normalization for the batch
+        (element-wise, so each image gets exactly what `__call__` gives it alone)."""
+        names = names or [f"images[{i}]" for i in range(len(images))]
+        resized = np.stack([self.resize(image, name) for image, name in zip(images, names)])  # (N, S, S, 3)
+        return self.normalize(torch.from_numpy(resized))
+
+    def resize(self, image: np.ndarray | Image.Image, name: str = "image") -> np.ndarray:
+        """uint8 (S, S, 3): PIL bicubic (antialiased), as torchvision's resize of a PIL image."""
         pil = self.to_pil(image, name)
         size = self.image_size
         resized = pil if pil.size == (size, size) else pil.resize((size, size), Image.Resampling.BICUBIC)
-        x = torch.from_numpy(np.array(resized, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
-        x = x.to(torch.float32).div(255)  # (3, S, S), torchvision's to_tensor
-        return torch.cat([(x - m) / s for m, s in zip(self._mean, self._std)], dim=0)  # (6, S, S)
+        return np.asarray(resized, dtype=np.uint8)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, S, S, 3) -> float32 (N, 6, S, S): torchvision's to_tensor (/255), then each tower's mean/std."""
+        x = images.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format).div_(255)
+        out = x.new_empty(x.shape[0], 6, *x.shape[2:])  # written in place: large temporaries cost page faults
+        for i, (m, s) in enumerate(zip(self._mean, self._std)):
+            torch.sub(x, m, out=out[:, 3 * i : 3 * i + 3]).div_(s)
+        return out
 
     @staticmethod
     def to_pil(image: np.ndarray | Image.Image, name: str = "image") -> Image.Image:

@@ -23,6 +23,7 @@ from transformers.utils import ModelOutput
 from vla.core.statistics import select_statistics
 from vla.model.action_tokenizer import ActionTokenizer
 from vla.model.configuration_vla import VLAConfig
+from vla.model.decoding import greedy_decode, supports_fast_decoding
 from vla.model.heads import L1RegressionActionHead, ProprioProjector
 from vla.model.vision import FusedMLPProjector, FusedVisionBackbone
 
@@ -223,6 +224,10 @@ class VLAForActionPrediction(VLAPreTrainedModel):
         embeds, mask, _, _ = self.build_multimodal_inputs(input_ids, attention_mask, pixel_values, proprio)
         pos = self.position_ids_from_mask(mask)
         lm = self.language_model
+        if supports_fast_decoding(lm):
+            ids, step_logits = greedy_decode(lm, embeds, mask, pos, n_new, use_cache=use_cache)
+            return (ids, step_logits) if return_scores else ids
+        # other attention implementations (e.g. flash-attention): transformers' forward at every step
         tokens, scores = [], []
         cache = None
         for step in range(n_new):

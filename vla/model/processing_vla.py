@@ -96,21 +96,25 @@ class VLAProcessor:
     # ---- images -----------------------------------------------------------------------------------------
     def pixel_values(self, images: Sequence[np.ndarray | Mapping[str, np.ndarray]]) -> torch.Tensor:
         """(B, 6 * n_cameras, S, S) float32; each item is one array (single-camera models) or {camera: array}."""
-        out = []
+        per_cam: dict[str, list] = {c: [] for c in self.cameras}
+        names: dict[str, list[str]] = {c: [] for c in self.cameras}
         for i, item in enumerate(images):
             if isinstance(item, Mapping):
                 missing = [c for c in self.cameras if c not in item]
                 if missing:
                     raise ContractError(f"images[{i}] lacks camera(s) {missing}; the model reads {self.cameras}, "
                                         f"got {sorted(item)}")
-                per_cam = [self.image_processor(item[c], name=f"images[{i}][{c!r}]") for c in self.cameras]
+                for c in self.cameras:
+                    per_cam[c].append(item[c])
+                    names[c].append(f"images[{i}][{c!r}]")
             else:
                 if len(self.cameras) != 1:
                     raise ContractError(f"images[{i}] is a single image but the model reads cameras {self.cameras}; "
                                         "pass a dict {camera: uint8 (H, W, 3)}")
-                per_cam = [self.image_processor(item, name=f"images[{i}]")]
-            out.append(torch.cat(per_cam, dim=0))
-        return torch.stack(out)
+                per_cam[self.cameras[0]].append(item)
+                names[self.cameras[0]].append(f"images[{i}]")
+        tensors = [self.image_processor.preprocess(per_cam[c], names[c]) for c in self.cameras]  # (B, 6, S, S) each
+        return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=1)
 
     # ---- the call ---------------------------------------------------------------------------------------
     def __call__(
