@@ -31,6 +31,7 @@ frame_is_pad (Th + Tf,) and action_is_pad (K,) (padding repeats the first/last f
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -109,8 +110,13 @@ class _EpisodeSource:
         self.cfg = cfg
         self.reader = RLDSReader(source.dataset_dir)
         self.refs = self.reader.episode_refs(cfg.split)
+        # standardize only the cameras we deliver (a spec's other cameras are neither read nor required)
+        wanted = set(cfg.cameras) | {"primary"}
         spec = source.spec
-        image_keys = {f"steps/observation/{spec.image_keys[c]}" for c in cfg.cameras}
+        if dataclasses.is_dataclass(spec):
+            spec = dataclasses.replace(spec, image_keys={c: (k if c in wanted else None) for c, k in spec.image_keys.items()})
+        self.spec = spec
+        image_keys = {f"steps/observation/{k}" for c, k in spec.image_keys.items() if k and c in wanted}
         self.keys = {leaf.key for leaf in self.reader.spec.leaves() if leaf.kind != "image"} | (
             image_keys & {leaf.key for leaf in self.reader.spec.leaves()})
         self._files: dict[str, Any] = {}
@@ -123,7 +129,7 @@ class _EpisodeSource:
                 self._files.pop(next(iter(self._files))).close()
             f = self._files[ref.shard] = open(ref.shard, "rb")
         raw = self.reader.read_episode(ref, keys=self.keys, file=f)
-        std = self.source.spec.standardize(raw)
+        std = self.spec.standardize(raw)
         stats = self.source.statistics
         action = stats.action.normalize(std["action"])
         proprio = std["proprio"]
