@@ -261,12 +261,12 @@ def test_hydra_data_configs_compose(tiny_rlds_dataset, stats_dir):
 def test_only_the_requested_cameras_are_read(tiny_rlds_dataset, stats_dir):
     from dataclasses import replace
 
-    from vla.data.loader import _EpisodeSource
+    from vla.data.sources import EpisodeSource
 
     cfg = _cfg(tiny_rlds_dataset, stats_dir, cameras=["primary"])
     source = resolve_sources(cfg)[0]
     source = replace(source, spec=replace(source.spec, optional_cameras=()))  # a spec whose wrist camera is required
-    episodes = _EpisodeSource(source, cfg)
+    episodes = EpisodeSource(source, cfg)
     assert "steps/observation/image" in episodes.keys and "steps/observation/wrist_image" not in episodes.keys
     ep = episodes.load(0)
     assert set(ep["images"]) == {"primary"} and len(ep["images"]["primary"]) == len(ep["action"])

@@ -11,8 +11,9 @@
 
 Pipeline (one job per stage, as the reference's): read an episode (`RLDSReader`, images left encoded) ->
 standardize (`vla.data.oxe` spec of the dataset) -> normalize action/proprio (BOUNDS_Q99 with the
-dataset's statistics from `vla.data.statistics`) -> cut frames or windows, holding only encoded JPEG bytes
--> weighted mixture + shuffle buffer -> decode, rotate, resize, augment -> sample.
+dataset's statistics from `vla.data.statistics`) [`vla.data.sources`] -> cut frames or windows, holding only
+encoded JPEG bytes -> weighted mixture + shuffle buffer -> decode, rotate, resize, augment
+[`vla.data.augmentation`] -> sample, batched by `vla.data.collate`.
 
 Determinism and resume: the sample sequence is a function of (seed, num_streams, chunk_size) only. Each of
 `num_streams` streams owns a share of every dataset's episode order (a fresh permutation per epoch), its own
@@ -31,130 +32,25 @@ frame_is_pad (Th + Tf,) and action_is_pad (K,) (padding repeats the first/last f
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from vla.core.statistics import DatasetStatistics
 from vla.data.augmentation import augment, center_crop, resize_image, sample_params
+from vla.data.collate import collate_samples, split_batch, to_numpy, to_torch
 from vla.data.config import DataConfig, to_data_config
-from vla.data.rlds_reader import RLDSReader, decode_image
+from vla.data.rlds_reader import decode_image
+from vla.data.sources import EpisodeSource, Source, resolve_sources, sampling_probabilities
+
+__all__ = ["RLDSLoader", "Source", "collate_samples", "resolve_sources", "sampling_probabilities", "split_batch",
+           "to_numpy", "to_torch"]
 
 logger = logging.getLogger(__name__)
 
 _STATE_VERSION = 1
-
-
-# ------------------------------------------------------------------------------------------------ sources
-@dataclass
-class Source:
-    """One resolved dataset of the mixture."""
-
-    name: str
-    dataset_dir: Path
-    spec: Any  # vla.data.oxe.DatasetSpec
-    weight: float
-    statistics: DatasetStatistics
-    num_episodes: int
-
-
-def resolve_sources(cfg: DataConfig) -> list[Source]:
-    """Dataset directories, specs and statistics of the configured mixture (statistics cached on disk)."""
-    from vla.data.oxe import resolve_datasets
-    from vla.data.statistics import get_dataset_statistics
-
-    resolved = resolve_datasets(cfg.mixture if cfg.mixture is not None else cfg.datasets, data_root=cfg.data_root)
-    sources = []
-    for r in resolved:
-        missing = [c for c in cfg.cameras if not r.spec.image_keys.get(c)]
-        if missing:
-            raise KeyError(
-                f"dataset {r.name!r} ({r.dataset_dir}) has no {missing} camera (its cameras: {list(r.spec.cameras)}); "
-                f"set data.cameras to a subset of them"
-            )
-        reader = RLDSReader(r.dataset_dir)
-        for cam in cfg.cameras:
-            key = f"steps/observation/{r.spec.image_keys[cam]}"
-            if reader.spec.find(key) is None:
-                raise KeyError(
-                    f"dataset {r.name!r} ({r.dataset_dir}) has no {cam!r} camera: {key!r} is not in its features.json "
-                    f"(image features: {reader.image_keys()}); set data.cameras to the cameras it has"
-                )
-        stats = get_dataset_statistics(r.dataset_dir, r.spec, cache_dir=cfg.statistics_cache)
-        n = reader.num_episodes(cfg.split)
-        if n == 0:
-            raise ValueError(f"dataset {r.name!r} has no episodes in split {cfg.split!r} ({r.dataset_dir})")
-        sources.append(Source(r.name, Path(r.dataset_dir), r.spec, r.weight, stats, n))
-    return sources
-
-
-def sampling_probabilities(sources: Sequence[Source]) -> np.ndarray:
-    """weight x num_transitions, normalized (as the reference's balanced interleave)."""
-    from vla.data.oxe import sampling_weights
-
-    return sampling_weights([(s.name, s.weight) for s in sources], {s.name: s.statistics.num_transitions for s in sources})
-
-
-# ---------------------------------------------------------------------------------------------- episodes
-class _EpisodeSource:
-    """Reads, standardizes and normalizes episodes of one dataset (one per process: open files are cached)."""
-
-    def __init__(self, source: Source, cfg: DataConfig) -> None:
-        self.source = source
-        self.cfg = cfg
-        self.reader = RLDSReader(source.dataset_dir)
-        self.refs = self.reader.episode_refs(cfg.split)
-        # standardize only the cameras we deliver (a spec's other cameras are neither read nor required)
-        wanted = set(cfg.cameras) | {"primary"}
-        spec = source.spec
-        if dataclasses.is_dataclass(spec):
-            spec = dataclasses.replace(spec, image_keys={c: (k if c in wanted else None) for c, k in spec.image_keys.items()})
-        self.spec = spec
-        image_keys = {f"steps/observation/{k}" for c, k in spec.image_keys.items() if k and c in wanted}
-        self.keys = {leaf.key for leaf in self.reader.spec.leaves() if leaf.kind != "image"} | (
-            image_keys & {leaf.key for leaf in self.reader.spec.leaves()})
-        self._files: dict[str, Any] = {}
-
-    def load(self, index: int) -> dict[str, Any]:
-        ref = self.refs[index]
-        f = self._files.get(ref.shard)
-        if f is None:
-            if len(self._files) >= 8:
-                self._files.pop(next(iter(self._files))).close()
-            f = self._files[ref.shard] = open(ref.shard, "rb")
-        raw = self.reader.read_episode(ref, keys=self.keys, file=f)
-        std = self.spec.standardize(raw)
-        stats = self.source.statistics
-        action = stats.action.normalize(std["action"])
-        proprio = std["proprio"]
-        if stats.proprio is not None and proprio.shape[1] > 0:
-            proprio = stats.proprio.normalize(proprio)
-        missing = [c for c in self.cfg.cameras if c not in std["images"]]
-        if missing:
-            raise KeyError(
-                f"episode {index} of {self.source.name!r} ({ref.shard}) has no {missing} images; set data.cameras "
-                f"to cameras every episode has"
-            )
-        keep = np.arange(action.shape[0])
-        if getattr(self.source.spec, "filter_zero_actions", False):
-            keep = keep[np.any(std["action"][:, :6] != 0, axis=1)]  # the reference drops no-op frames (DROID)
-        meta = std.get("metadata", {})
-        ep_id = meta.get("episode_id", index)
-        ep_id = ep_id.decode() if isinstance(ep_id, bytes) else str(ep_id)
-        return {"images": {c: std["images"][c] for c in self.cfg.cameras}, "action": action,
-                "proprio": proprio.astype(np.float32), "instruction": std["instruction"], "keep": keep,
-                "episode_id": ep_id, "index": index}
-
-    def close(self) -> None:
-        for f in self._files.values():
-            f.close()
-        self._files.clear()
 
 
 def _make_item(d: int, ep: dict[str, Any], t: int, cfg: DataConfig) -> tuple:
@@ -188,7 +84,7 @@ class _Stream:
         self.cfg = cfg
         self.train = train
         self.buffer_size = max(1, cfg.shuffle_buffer // cfg.num_streams)
-        self._episodes: list[_EpisodeSource | None] = [None] * len(sources)
+        self._episodes: list[EpisodeSource | None] = [None] * len(sources)
         self._perm_cache: dict[tuple[int, int], np.ndarray] = {}
         state = state or initial_stream_state(stream_id, cfg, len(sources))
         self.rng = np.random.Generator(np.random.PCG64())
@@ -216,10 +112,10 @@ class _Stream:
             self._perm_cache[key] = perm
         return int(perm[pos])
 
-    def _episode_source(self, d: int) -> _EpisodeSource:
+    def _episode_source(self, d: int) -> EpisodeSource:
         src = self._episodes[d]
         if src is None:
-            src = self._episodes[d] = _EpisodeSource(self.sources[d], self.cfg)
+            src = self._episodes[d] = EpisodeSource(self.sources[d], self.cfg)
         return src
 
     def _load(self, d: int, index: int) -> dict:
@@ -331,57 +227,6 @@ def initial_stream_state(stream_id: int, cfg: DataConfig, num_sources: int) -> d
     rng = np.random.Generator(np.random.PCG64([cfg.seed, stream_id, 3]))
     return {"rng": rng.bit_generator.state, "cursor": [stream_id] * num_sources,
             "current": [[-1, 0] for _ in range(num_sources)], "emitted": 0, "buffer": np.zeros((0, 3), np.int32)}
-
-
-def collate_samples(samples: list[dict]) -> dict:
-    """Stack per-sample dicts into a batch of numpy arrays (strings stay lists)."""
-    out: dict[str, Any] = {"images": {c: np.stack([s["images"][c] for s in samples]) for c in samples[0]["images"]}}
-    for k in ("action", "proprio", "frame_is_pad", "action_is_pad"):
-        if k in samples[0]:
-            out[k] = np.stack([s[k] for s in samples])
-    out["step"] = np.array([s["step"] for s in samples], np.int64)
-    for k in ("instruction", "dataset", "episode_id"):
-        out[k] = [s[k] for s in samples]
-    return out
-
-
-def _np(v: Any) -> np.ndarray:
-    return v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
-
-
-def split_batch(batch: dict, start: int = 0) -> Iterator[dict]:
-    """Per-sample dicts (numpy views) from a collated batch (numpy or torch)."""
-    arrays = {k: _np(v) for k, v in batch.items() if k != "images" and not isinstance(v, list)}
-    images = {c: _np(v) for c, v in batch["images"].items()}
-    n = len(batch["instruction"])
-    for i in range(start, n):
-        s: dict[str, Any] = {"images": {c: v[i] for c, v in images.items()}}
-        for k, v in batch.items():
-            if k != "images":
-                s[k] = v[i] if isinstance(v, list) else arrays[k][i]
-        s["step"] = int(s["step"])
-        yield s
-
-
-def to_numpy(batch: dict) -> dict:
-    """torch tensors of a collated batch -> numpy arrays (zero copy)."""
-    out = {"images": {c: _np(v) for c, v in batch["images"].items()}}
-    for k, v in batch.items():
-        if k != "images":
-            out[k] = v if isinstance(v, list) else _np(v)
-    return out
-
-
-def to_torch(batch: dict) -> dict:
-    """numpy arrays of a collated batch -> torch tensors (zero copy)."""
-    def t(v: Any) -> Any:
-        return torch.from_numpy(v) if isinstance(v, np.ndarray) else v
-
-    out = {"images": {c: t(v) for c, v in batch["images"].items()}}
-    for k, v in batch.items():
-        if k != "images":
-            out[k] = t(v)
-    return out
 
 
 # ---------------------------------------------------------------------------------------- torch plumbing
