@@ -152,7 +152,7 @@ class RLDSWriter:
             if self._splits:
                 self._writer.close_all()
             else:
-                logger.warning("RLDSWriter closed without any episode: %s has metadata but no shards", self.dataset_dir)
+                logger.warning("RLDSWriter closed without any episode: nothing was written to %s", self.dataset_dir)
             self._closed = True
             logger.info("wrote %s episodes to %s", self._counts, self.dataset_dir)
         return self.dataset_dir
