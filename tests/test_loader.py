@@ -270,3 +270,15 @@ def test_only_the_requested_cameras_are_read(tiny_rlds_dataset, stats_dir):
     assert "steps/observation/image" in episodes.keys and "steps/observation/wrist_image" not in episodes.keys
     ep = episodes.load(0)
     assert set(ep["images"]) == {"primary"} and len(ep["images"]["primary"]) == len(ep["action"])
+
+
+def test_rotated_datasets_are_turned_upright(tiny_rlds_dataset, stats_dir):
+    """LIBERO stores frames rotated by 180 degrees; its spec says so and the loader rotates them back."""
+    from dataclasses import replace
+
+    cfg = _cfg(tiny_rlds_dataset, stats_dir, cameras=["primary"])
+    source = resolve_sources(cfg)[0]
+    upright = next(iter(RLDSLoader(cfg, train=False, sources=[source])))
+    rotated_source = replace(source, spec=replace(source.spec, rotate_images_180=True))
+    turned = next(iter(RLDSLoader(cfg, train=False, sources=[rotated_source])))
+    np.testing.assert_array_equal(turned["images"]["primary"], upright["images"]["primary"][::-1, ::-1])
