@@ -174,9 +174,13 @@ class _Stream:
             samples = list(self._pool.map(lambda a: self._process(*a), todo))  # order kept: deterministic
         else:
             samples = [self._process(item, index) for item, index in todo]
-        # torch tensors cross from a DataLoader worker through shared memory instead of a pickled copy
-        return {"stream": self.id, "skip": skip, "batch": to_torch(collate_samples(samples)) if samples else None,
-                "state": self.state()}
+        batch = None
+        if samples:
+            # frames cross from a DataLoader worker as one shared-memory torch tensor per camera (a pickled copy
+            # of megabytes otherwise); the small arrays travel pickled, which needs no extra hand-shake
+            batch = collate_samples(samples)
+            batch["images"] = {c: torch.from_numpy(v) for c, v in batch["images"].items()}
+        return {"stream": self.id, "skip": skip, "batch": batch, "state": self.state()}
 
     def _process(self, item: tuple, sample_index: int) -> dict:
         d, _, t, images, action, proprio, instruction, episode_id, frame_pad, action_pad = item
@@ -361,7 +365,7 @@ class RLDSLoader:
             if not pending and n == batch_size:  # fast path
                 self._consumed += n
                 self._chunk_done(chunk)
-                yield batch if as_torch else to_numpy(batch)
+                yield to_torch(batch) if as_torch else to_numpy(batch)
                 continue
             for i, sample in enumerate(split_batch(batch)):
                 pending.append((sample, chunk, i == n - 1))
