@@ -2,7 +2,7 @@
 
     from vla.train.evaluate import evaluate_checkpoint
     evaluate_checkpoint("outputs/train/final", {"datasets": [{"path": "outputs/data/sim_pick/1.0.0"}]})
-    # {"loss": 0.41, "action_accuracy": 0.93, "action_l1": 0.004, "frames": 400}
+    # {"loss": 0.41, "action_accuracy": 0.93, "action_l1": 0.004, "first_token_accuracy": 0.8, "frames": 400}
 
 Every step of every episode of the split, once, in order, without augmentation. Used by the benchmark
 ("the tiny model fits a small dataset") and handy after training.
@@ -39,7 +39,7 @@ def evaluate_model(model: torch.nn.Module, processor: Any, samples, *, batch_siz
     """Frame-weighted mean loss / accuracy / L1 of `model` over an iterable of loader samples."""
     decoder = ActionTokenDecoder.from_config(model.config)
     model.eval()
-    totals = {"loss": 0.0, "action_accuracy": 0.0, "action_l1": 0.0}
+    totals = {"loss": 0.0, "action_accuracy": 0.0, "action_l1": 0.0, "first_token_accuracy": 0.0}
     frames, tokens, pending = 0, 0, []
 
     def flush() -> None:
@@ -49,6 +49,13 @@ def evaluate_model(model: torch.nn.Module, processor: Any, samples, *, batch_siz
         labels = out.labels if getattr(out, "labels", None) is not None else batch["labels"]
         m = action_metrics(out.logits.float(), labels, decoder)
         n = len(pending)
+        # the first action token is the one only the image (and instruction) decides: the others can lean on
+        # the tokens before them under teacher forcing
+        gt = labels[:, 1:]
+        preds = out.logits[:, out.logits.shape[1] - labels.shape[1]:-1].argmax(-1)  # (B, S - 1), as action_metrics
+        is_action = decoder.is_action(gt)
+        first = is_action & (is_action.cumsum(-1) == 1)
+        totals["first_token_accuracy"] += float((preds[first] == gt[first]).float().sum())
         totals["loss"] += float(out.loss) * n
         totals["action_accuracy"] += m["action_accuracy"] * m["action_tokens"]
         totals["action_l1"] += m["action_l1"] * m["action_tokens"]
@@ -67,4 +74,5 @@ def evaluate_model(model: torch.nn.Module, processor: Any, samples, *, batch_siz
     if frames == 0:
         raise ValueError("no frames to evaluate on")
     return {"loss": totals["loss"] / frames, "action_accuracy": totals["action_accuracy"] / max(tokens, 1),
-            "action_l1": totals["action_l1"] / max(tokens, 1), "frames": frames}
+            "action_l1": totals["action_l1"] / max(tokens, 1),
+            "first_token_accuracy": totals["first_token_accuracy"] / frames, "frames": frames}
