@@ -150,6 +150,48 @@ def test_kv_cache_and_batching_give_the_same_tokens(tiny):
     torch.testing.assert_close(s_batch[0], s_single[0], rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_fast_decoding_equals_transformers_forward_bit_for_bit(tiny, attn, monkeypatch):
+    """The decoding loop over the Llama layers (one mask/rotary set-up, KV buffers) gives exactly the logits of
+    `LlamaForCausalLM.forward` at every step, with and without the cache, left padding included."""
+    import vla.model.modeling_vla as modeling
+    from vla.model.decoding import supports_fast_decoding
+
+    model, processor = tiny
+    cfg = model.language_model.config
+    previous = cfg._attn_implementation
+    cfg._attn_implementation = attn
+    try:
+        assert supports_fast_decoding(model.language_model)
+        batch = processor(_images(np.random.default_rng(8), 3), INSTRUCTIONS)
+        args = (batch["input_ids"], batch["pixel_values"], batch["attention_mask"])
+        for use_cache in (True, False):
+            fast = model.generate_action_tokens(*args, use_cache=use_cache, return_scores=True)
+            with monkeypatch.context() as m:
+                m.setattr(modeling, "supports_fast_decoding", lambda lm: False)
+                reference = model.generate_action_tokens(*args, use_cache=use_cache, return_scores=True)
+            assert torch.equal(fast[0], reference[0]) and torch.equal(fast[1], reference[1])
+    finally:
+        cfg._attn_implementation = previous
+
+
+def test_batched_pixel_values_equal_the_per_image_reference_pipeline(tiny):
+    from PIL import Image
+
+    from vla.model.image_processing import DINO_MEAN, DINO_STD
+
+    _, processor = tiny
+    images = _images(np.random.default_rng(9), 4, sizes=((64, 64), (48, 80), (112, 112), (300, 200)))
+    batched = processor.pixel_values(images)
+    assert batched.shape == (4, 6, 112, 112) and batched.is_contiguous()
+    for i, img in enumerate(images):  # PIL bicubic -> to_tensor -> normalize, one image at a time
+        pil = Image.fromarray(img)
+        pil = pil if pil.size == (112, 112) else pil.resize((112, 112), Image.Resampling.BICUBIC)
+        x = torch.from_numpy(np.array(pil)).permute(2, 0, 1).float() / 255
+        dino = (x - torch.tensor(DINO_MEAN).view(3, 1, 1)) / torch.tensor(DINO_STD).view(3, 1, 1)
+        assert torch.equal(batched[i], torch.cat([dino, (x - 0.5) / 0.5]))
+
+
 def test_policy_act_and_act_batch(tiny, tmp_path):
     from vla.model.policy import VLAPolicy
 
@@ -275,7 +317,9 @@ def test_benchmark_model_level_path_runs_on_cpu():
     out = bench.bench_model_level(1, preset="tiny", device="cpu", dtype=torch.float32)
     assert set(out) == {"autoregressive_b1", "autoregressive_b8", "parallel_chunk8_b1"}
     assert out["parallel_chunk8_b1"]["actions_per_call"] == 8 and out["autoregressive_b8"]["actions_per_call"] == 8
-    assert all(r["actions_per_s"] > 0 for r in out.values())
+    assert all(r["actions_per_s"] > 0 and r["actions_per_cpu_s"] > 0 for r in out.values())
+    stages = bench._breakdown(bench._policy(image_size=56), bench._observations(2), repeats=1)
+    assert stages["generated tokens"] == 7 and all(v > 0 for v in stages.values())
 
 
 def test_presets_from_name_dataclass_dict_or_dictconfig():
