@@ -6,8 +6,10 @@
 1. Throughput. `env.step` of `vla_sim/<task>-v0` (action validation, latency queue, IK controller, 50 physics
    steps at 10 Hz control, both cameras rendered at 224x224, proprio, success check, gymnasium wrappers) vs
    the raw loop on the same compiled scene in the same process: 50 x `mj_step` + `update_scene`/`render` of
-   both cameras per control step. Rounds alternate between the two and the best round of each counts (the
-   machine is shared). Target: env / raw >= 0.8.
+   both cameras per control step, replaying the env's joint targets so both simulate the same motion. Rounds alternate between the two and the best round of each counts. Both
+   wall-clock and CPU-time rates (process time, llvmpipe's render threads included) are recorded; the
+   target uses CPU time, which other jobs on the shared machine barely disturb, and the wall-clock ratio is
+   reported next to it. Target: env / raw >= 0.8.
 2. Expert success. `sim_envs.experts.make_expert` on every task, `--episodes` seeds at level none (target
    >= 0.95 each) and `--episodes-dr` seeds at low / medium / high (reported, no target). Experts read
    privileged state, so these episodes render at 32 px to save time; images do not affect them.
@@ -59,34 +61,51 @@ def measure_throughput(task: str, steps: int, rounds: int, size: int = 224) -> d
     raw_renderer = mujoco.Renderer(model, size, size)
     actions = _actions(steps)
 
-    def run_env() -> float:
-        env.reset(seed=0)
-        t0 = time.perf_counter()
+    def timed(fn) -> tuple[float, float]:
+        """(wall, cpu) control steps per second of one round."""
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        return steps / (time.perf_counter() - w0), steps / (time.process_time() - c0)
+
+    def run_env() -> None:
         for a in actions:
             env.step(a)
-        return steps / (time.perf_counter() - t0)
 
-    def run_raw() -> float:
-        t0 = time.perf_counter()
-        for _ in range(steps):
+    # The raw loop replays the env's motion (its joint targets per control step, from the same start
+    # state), so both loops simulate the same contacts and render the same frames.
+    env.reset(seed=0)
+    start = (data.qpos.copy(), data.qvel.copy(), data.act.copy(), data.ctrl.copy())
+    ctrl_seq = []
+    for a in actions:
+        env.step(a)
+        ctrl_seq.append(data.ctrl.copy())
+
+    def run_raw() -> None:
+        data.qpos[:], data.qvel[:], data.act[:], data.ctrl[:] = start
+        mujoco.mj_forward(model, data)
+        for ctrl in ctrl_seq:
+            data.ctrl[:] = ctrl
             for _ in range(n_sub):
                 mujoco.mj_step(model, data)
             for cam in base.cameras:
                 raw_renderer.update_scene(data, camera=cam)
                 raw_renderer.render()
-        return steps / (time.perf_counter() - t0)
 
-    run_env(), run_raw()  # warm-up (renderer contexts, caches)
+    run_raw()  # warm-up of the raw renderer
     env_rates, raw_rates = [], []
     for _ in range(rounds):
-        env_rates.append(run_env())
-        raw_rates.append(run_raw())
+        env.reset(seed=0)
+        env_rates.append(timed(run_env))
+        raw_rates.append(timed(run_raw))
     raw_renderer.close()
     env.close()
+    r2 = lambda xs: [round(x, 2) for x in xs]  # noqa: E731
     return {"task": task, "image_size": size, "cameras": list(base.cameras), "physics_steps_per_control_step": n_sub,
-            "steps_per_round": steps, "rounds": rounds, "env_steps_per_s": [round(r, 2) for r in env_rates],
-            "raw_steps_per_s": [round(r, 2) for r in raw_rates], "env_best": round(max(env_rates), 2),
-            "raw_best": round(max(raw_rates), 2)}
+            "steps_per_round": steps, "rounds": rounds,
+            "env_steps_per_s_wall": r2(r[0] for r in env_rates), "raw_steps_per_s_wall": r2(r[0] for r in raw_rates),
+            "env_steps_per_cpu_s": r2(r[1] for r in env_rates), "raw_steps_per_cpu_s": r2(r[1] for r in raw_rates),
+            "env_best_wall": round(max(r[0] for r in env_rates), 2), "raw_best_wall": round(max(r[0] for r in raw_rates), 2),
+            "env_best_cpu": round(max(r[1] for r in env_rates), 2), "raw_best_cpu": round(max(r[1] for r in raw_rates), 2)}
 
 
 def expert_success(task: str, level: str, episodes: int, seed0: int = 0) -> dict:
@@ -137,7 +156,7 @@ def main() -> None:
     load_before = [round(x, 2) for x in os.getloadavg()]
     t_start = time.time()
 
-    steps, rounds = (30, 2) if args.quick else (100, 3)
+    steps, rounds = (30, 2) if args.quick else (60, 6)
     throughput = [measure_throughput(task, steps, rounds) for task in ("LiftCube", "OpenDrawer")]
 
     levels = ["none", "low", "medium", "high"]
@@ -148,21 +167,23 @@ def main() -> None:
 
     targets = []
     for tp in throughput:
-        ratio = tp["env_best"] / tp["raw_best"]
-        targets.append({"name": f"env_steps_per_s_{tp['task']}_224px_2cams_vs_raw_mujoco", "value": tp["env_best"],
-                        "baseline": tp["raw_best"], "ratio": round(ratio, 3), "target": 0.8, "met": bool(ratio >= 0.8)})
+        ratio = tp["env_best_cpu"] / tp["raw_best_cpu"]
+        targets.append({"name": f"env_steps_per_cpu_s_{tp['task']}_224px_2cams_vs_raw_mujoco", "value": tp["env_best_cpu"],
+                        "baseline": tp["raw_best_cpu"], "ratio": round(ratio, 3), "target": 0.8, "met": bool(ratio >= 0.8),
+                        "wall_clock_ratio": round(tp["env_best_wall"] / tp["raw_best_wall"], 3)})
     for s in success:
         if s["dr_level"] == "none":
             targets.append({"name": f"expert_success_{s['task']}_dr_none", "value": s["success_rate"],
                             "baseline": None, "target": 0.95, "met": bool(s["success_rate"] >= 0.95),
                             "episodes": s["episodes"]})
 
-    table = Table(title="sim throughput (control steps/s, best round)")
-    for col in ("task", "env", "raw mj_step+render", "ratio", "target"):
+    table = Table(title="sim throughput (control steps per CPU-second / per wall-second, best round)")
+    for col in ("task", "env", "raw mj_step+render", "ratio (cpu)", "ratio (wall)", "target"):
         table.add_column(col)
     for tp, tg in zip(throughput, targets):
-        table.add_row(tp["task"], f"{tp['env_best']:.1f}", f"{tp['raw_best']:.1f}", f"{tg['ratio']:.2f}",
-                      ">= 0.8 " + ("met" if tg["met"] else "NOT met"))
+        table.add_row(tp["task"], f"{tp['env_best_cpu']:.1f} / {tp['env_best_wall']:.1f}",
+                      f"{tp['raw_best_cpu']:.1f} / {tp['raw_best_wall']:.1f}", f"{tg['ratio']:.2f}",
+                      f"{tg['wall_clock_ratio']:.2f}", ">= 0.8 " + ("met" if tg["met"] else "NOT met"))
     console.print(table)
     table = Table(title="scripted expert success (episodes)")
     table.add_column("task")
@@ -182,7 +203,8 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_avg_before": load_before, "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
         "note": ("Measured on a shared 2-core machine while other jobs ran (see load averages); absolute steps/s "
-                 "are noisy, the ratio compares env and raw rounds interleaved in the same process (best of each). "
+                 "are noisy, the ratios compare env and raw rounds interleaved in the same process (best of each); the "
+                 "target uses CPU-time rates (process time incl. llvmpipe threads), the wall-clock ratio is reported too. "
                  "Rendering is llvmpipe (software OpenGL) via EGL. Expert episodes render at 32 px (experts read "
                  "privileged state, not pixels)."),
         "tasks": list(sim_envs.TASKS),
