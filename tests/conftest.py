@@ -67,7 +67,8 @@ def tiny_rlds_dataset(tmp_path_factory) -> Path:
 # calls land in the LLVM copy inside libtensorflow_framework.so. Library code avoids it (collection renders
 # in worker processes, evaluation switches to subprocess envs when TF is loaded). In the test suite, tests
 # that render in the pytest process carry the `renders` marker and run in their own pytest invocation
-# (`make test` runs `-m renders` first, then the rest), so no xdist worker ever holds both.
+# (`make test` runs the modules below by name first - keep its RENDER_TESTS in sync - then `-m "not renders"`),
+# so no xdist worker ever holds both.
 RENDERING_MODULES = {
     "test_sim_envs.py", "test_sim_controller.py", "test_sim_dr.py", "test_sim_experts.py",
     "test_sim_vector.py",
