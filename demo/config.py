@@ -1,8 +1,23 @@
-"""Schema of `vla-demo` (configs/demo.yaml): the whole loop on embedded defaults, sized for a 2-core CPU."""
+"""Schema of `vla-demo` (configs/demo.yaml): the whole loop on embedded defaults, sized for a 2-core CPU.
+
+How the defaults were chosen (measurements in docs/demo.md):
+- LiftCube: one object, the most learnable task; its layout (cube position, yaw, colour) varies enough that
+  a blind policy mostly misses, so success has to come from vision.
+- Both cameras: the wrist view shows the cube against the open fingers, which makes the final alignment
+  and the moment to close the gripper easy to read.
+- OpenVLA-OFT's recipe: parallel decoding of an 8-step action chunk through the L1 regression head, with
+  proprio as one extra token. One forward pass per chunk instead of 7 x 8 autoregressive ones keeps the
+  evaluation cheap, and the continuous head learns faster than 256-bin tokens from scratch.
+- No image augmentation: the policy is evaluated without OpenVLA's test-time center crop, and DR `low`
+  already jitters lighting, colours and cameras.
+- One torch thread per process: on 2 cores the trainer shares the machine with its two data-loader
+  workers, and the tiny model gains little from a second thread.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import List, Optional
 
 
 @dataclass
@@ -16,26 +31,44 @@ class DemoConfig:
         dr_level: domain-randomization level of the demonstrations and of the evaluation.
         episodes: expert demonstrations to collect.
         image_size: camera resolution used everywhere (collection, model, evaluation).
+        cameras: cameras recorded, read by the model and rendered in evaluation (`primary`, `wrist`).
         collect_workers: expert processes.
-        train_overrides: hydra overrides for `vla-train` (configs/train.yaml), e.g. ["trainer.steps=800"].
+        decoding, action_chunk, action_head, use_proprio: the tiny VLA's options (configs/model/tiny.yaml;
+            `autoregressive` / `tokens` / chunk 1 is plain OpenVLA).
+        train_steps, batch_size, lr: optimization of `vla-train` (the rest: configs/trainer/tiny.yaml).
+        torch_threads: torch CPU threads of the trainer and of the evaluated policy.
+        train_overrides: further hydra overrides for `vla-train` (configs/train.yaml), applied last, so they
+            win over the fields above, e.g. ["trainer.steps=100", "model.llm.num_layers=4"].
         eval_episodes: held-out seeds per policy (the same initial states for every policy).
-        eval_envs: parallel envs in evaluation.
+        eval_envs: parallel envs in evaluation (their observations go through the policy as one batch).
+        execute_steps: actions of each predicted chunk executed before the policy looks again (None: all).
         videos: evaluation episodes recorded as mp4 per policy.
         with_world_model: run the world-model stage.
         with_bridge: run the sim-in-the-loop stage through the ROS 2 bridge (DDS on loopback).
         bridge_episodes: episodes driven through the bridge.
         budget_s: wall-time target for the whole demo (reported, not enforced).
+        seed: seed of collection (episode i uses seed + i), training and the random baseline.
     """
 
     output_dir: str = "outputs/demo"
     task: str = "LiftCube"
     dr_level: str = "low"
-    episodes: int = 150
-    image_size: int = 112
+    episodes: int = 200
+    image_size: int = 84
+    cameras: List[str] = field(default_factory=lambda: ["primary", "wrist"])
     collect_workers: int = 2
-    train_overrides: list[str] = field(default_factory=list)
+    decoding: str = "parallel"
+    action_chunk: int = 4
+    action_head: str = "l1"
+    use_proprio: bool = True
+    train_steps: int = 2000
+    batch_size: int = 16
+    lr: float = 1e-3
+    torch_threads: int = 1
+    train_overrides: List[str] = field(default_factory=list)
     eval_episodes: int = 40
     eval_envs: int = 4
+    execute_steps: Optional[int] = None
     videos: int = 2
     with_world_model: bool = True
     with_bridge: bool = True
@@ -44,7 +77,40 @@ class DemoConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        problems = []
         if self.episodes < 2:
-            raise ValueError(f"episodes must be >= 2 (training needs a validation split), got {self.episodes}")
+            problems.append(f"episodes must be >= 2 (training needs a validation split), got {self.episodes}")
         if self.eval_episodes < 1:
-            raise ValueError(f"eval_episodes must be >= 1, got {self.eval_episodes}")
+            problems.append(f"eval_episodes must be >= 1, got {self.eval_episodes}")
+        if not self.cameras or any(c not in ("primary", "wrist") for c in self.cameras):
+            problems.append(f"cameras must be a non-empty subset of [primary, wrist], got {list(self.cameras)}")
+        if self.action_chunk < 1:
+            problems.append(f"action_chunk must be >= 1, got {self.action_chunk}")
+        if self.execute_steps is not None and not 1 <= self.execute_steps:
+            problems.append(f"execute_steps must be >= 1 or null (the whole chunk), got {self.execute_steps}")
+        if self.torch_threads < 1:
+            problems.append(f"torch_threads must be >= 1, got {self.torch_threads}")
+        if problems:
+            raise ValueError("invalid vla-demo config: " + "; ".join(problems))
+
+    def model_overrides(self, proprio_dim: int) -> list[str]:
+        """The `vla-train` overrides that build the demo's model (image size and cameras follow the demo;
+        `proprio_dim` is the sim's, `sim_envs.env.PROPRIO_DIM`)."""
+        return [
+            f"model.image_size={self.image_size}",
+            f"model.cameras=[{','.join(self.cameras)}]",
+            f"model.decoding={self.decoding}",
+            f"model.action_chunk={self.action_chunk}",
+            f"model.action_head={self.action_head}",
+            f"model.use_proprio={str(self.use_proprio).lower()}",
+            f"model.proprio_dim={proprio_dim if self.use_proprio else 0}",
+        ]
+
+    def trainer_overrides(self) -> list[str]:
+        return [
+            f"trainer.steps={self.train_steps}",
+            f"trainer.batch_size={self.batch_size}",
+            f"trainer.lr={self.lr}",
+            f"trainer.num_threads={self.torch_threads}",
+            "data.image_augmentation=false",
+        ]

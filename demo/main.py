@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -57,21 +58,23 @@ def collect_stage(cfg: DemoConfig, out: Path) -> Path:
 
     settings = CollectSettings(
         tasks=[cfg.task], dr_level=cfg.dr_level, episodes=cfg.episodes, workers=cfg.collect_workers,
-        image_size=cfg.image_size, seed_start=cfg.seed,
+        image_size=cfg.image_size, cameras=tuple(cfg.cameras), seed_start=cfg.seed,
     )
     summary = collect(settings, root_dir=out / "data", name=f"demo_{cfg.task.lower()}_{cfg.dr_level}", overwrite=True)
     return Path(summary.dataset_dir)
 
 
 def train_stage(cfg: DemoConfig, out: Path, dataset_dir: Path) -> Path:
+    from sim_envs.env import PROPRIO_DIM
     from vla.train import run
     from vla.train.config import compose_train_config
 
     overrides = [
         f"data.datasets=[{{path: {dataset_dir}}}]",
         f"output_dir={out / 'train'}",
-        f"model.image_size={cfg.image_size}",
         f"seed={cfg.seed}",
+        *cfg.model_overrides(PROPRIO_DIM),
+        *cfg.trainer_overrides(),
         *cfg.train_overrides,
     ]
     train_cfg = compose_train_config(overrides)
@@ -79,11 +82,14 @@ def train_stage(cfg: DemoConfig, out: Path, dataset_dir: Path) -> Path:
 
 
 def eval_stage(cfg: DemoConfig, out: Path, dataset_dir: Path, checkpoint: Path) -> dict[str, Any]:
+    import torch
+
     from sim_envs.baselines import make_policy
     from sim_envs.evaluation import EvalSettings, evaluate_policies, plan_episodes, write_outputs
     from sim_envs.results import aggregate
     from sim_envs import task_id
 
+    torch.set_num_threads(cfg.torch_threads)
     task = task_id(cfg.task)
     policies = dict(
         [
@@ -95,8 +101,8 @@ def eval_stage(cfg: DemoConfig, out: Path, dataset_dir: Path, checkpoint: Path) 
     policies = {"tiny_vla" if k == str(checkpoint) else k: v for k, v in policies.items()}
     specs = plan_episodes(task, cfg.dr_level, cfg.eval_episodes)
     settings = EvalSettings(
-        image_size=cfg.image_size, num_envs=cfg.eval_envs, videos_per_cell=cfg.videos,
-        video_dir=out / "eval" / "videos",
+        image_size=cfg.image_size, cameras=tuple(cfg.cameras), num_envs=cfg.eval_envs,
+        execute_steps=cfg.execute_steps, videos_per_cell=cfg.videos, video_dir=out / "eval" / "videos",
     )
     results = evaluate_policies(policies, specs, settings)
     write_outputs(results, out / "eval", levels=[cfg.dr_level])
@@ -166,9 +172,25 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     console.print("stage times (s): " + ", ".join(f"{k} {v}" for k, v in summary["stages"].items()))
 
 
+HINT = (
+    "Hint: vla-demo's keys are the fields of demo/config.py (DemoConfig): output_dir, task, dr_level, episodes, "
+    "image_size, cameras, decoding, action_chunk, action_head, use_proprio, train_steps, batch_size, lr, "
+    "torch_threads, train_overrides (a list of vla-train overrides, quoted: 'train_overrides=[\"trainer.val_every=0\"]'), "
+    "eval_episodes, eval_envs, execute_steps, videos, with_world_model, with_bridge, ... "
+    "Print the whole config with `vla-demo --cfg job`."
+)
+_started = False
+
+
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="demo")
 def _main(dcfg: DictConfig) -> None:
-    cfg: DemoConfig = OmegaConf.to_object(dcfg)
+    global _started
+    try:
+        cfg: DemoConfig = OmegaConf.to_object(dcfg)
+    except ValueError as e:  # DemoConfig.__post_init__: a bad value, named
+        logger.error("%s", e)
+        sys.exit(2)  # main() adds the hint
+    _started = True
     summary = run_demo(cfg)
     _print_summary(summary, Path(cfg.output_dir))
 
@@ -179,7 +201,12 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     _register()
-    _main()
+    try:
+        _main()
+    except SystemExit as e:
+        if e.code not in (0, None) and not _started:
+            sys.stderr.write(HINT + "\n")
+        raise
 
 
 if __name__ == "__main__":
