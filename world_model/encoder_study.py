@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from world_model.encoder import FrameAutoencoder
 from world_model.metrics import psnr, ssim
+from world_model.train import reconstruction_loss
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def _train_decoder(ae: FrameAutoencoder, latents: torch.Tensor | None, frames: t
         idx = torch.randint(0, len(frames), (32,), generator=g)
         x = frames[idx]
         pred = ae(x, cam) if latents is None else ae.decode(latents[idx], cam)
-        loss = F.mse_loss(pred, x)
+        loss = reconstruction_loss(pred, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

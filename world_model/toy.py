@@ -152,16 +152,21 @@ class VisualServoPolicy(Policy):
         self.name = name or f"servo(g={gain},n={noise},b={bias})"
         self._seed = seed
         self._rng = np.random.default_rng(seed)
+        self._last_target = None
 
     def reset(self, instruction: str) -> None:
         self._rng = np.random.default_rng(self._seed)
+        self._last_target = None
 
     def act(self, observation: Observation) -> np.ndarray:
         img = observation.images["primary"].astype(np.int16)
         r, g, b = img[..., 0], img[..., 1], img[..., 2]
-        red = (r > 150) & (g < 110) & (b < 110)
-        green = (g > 140) & (r < 120) & (b < 140)
-        me, tgt = _centroid(red), _centroid(green)
+        # Colour dominance rather than absolute levels: robust to lighting DR and to blurry (decoded) frames.
+        me = _centroid(r - np.maximum(g, b) > 50)
+        tgt = _centroid(g - np.maximum(r, b) > 40)
+        # The square can hide the target: keep the last place it was seen (reset per episode).
+        tgt = self._last_target if tgt is None else tgt
+        self._last_target = tgt
         a = np.zeros(7, np.float32)
         a[6] = 1.0
         if me is not None and tgt is not None:

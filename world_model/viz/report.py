@@ -31,8 +31,9 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#
 h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .note{color:#555;font-size:13px}.warn{background:#fff4d6;border:1px solid #e0b84c;padding:8px 12px;margin:8px 0}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
-.row{display:flex;align-items:center;gap:8px;margin:6px 0}.labels{display:flex;flex-direction:column;
-justify-content:space-around;font-size:12px;color:#444;text-align:right;width:70px}
+.row{display:flex;align-items:stretch;gap:8px;margin:6px 0}.labels{display:flex;flex-direction:column;
+justify-content:space-around;font-size:12px;color:#444;text-align:right;min-width:64px}
+.row img{max-width:calc(100% - 80px);height:auto}img.sweep{max-width:100%;height:auto}
 .badge{display:inline-block;padding:1px 8px;border-radius:8px;font-size:12px;color:#fff}
 .ok{background:#2a9d4b}.fail{background:#c0392b}.vid{display:inline-block;margin:8px 12px 8px 0;vertical-align:top}
 img.pix{image-rendering:pixelated}
@@ -65,11 +66,11 @@ def _rollout_rows(model: WorldModel, episodes: list[WMEpisode], horizon: int, nu
     return rows
 
 
-def counterfactual_sweep(model: WorldModel, ep: WMEpisode, t0: int, steps: int = 6) -> tuple[str, list[str]]:
-    """Constant +-x, +-y, +-z and gripper actions from one start frame; returns (PNG data URI, row labels)."""
+def counterfactual_sweep(model: WorldModel, ep: WMEpisode, t0: int, steps: int = 6) -> list[tuple[str, str]]:
+    """Constant +-x, +-y, +-z and gripper actions from one start frame; returns [(row label, PNG data URI)]."""
     st = model.statistics.action
     mag = np.maximum(np.abs(st.q01), np.abs(st.q99))
-    rows, labels = [], []
+    rows = []
     grip0 = float(ep.action[t0, 6])
     variants = []
     for d, name in enumerate("xyz"):
@@ -90,9 +91,9 @@ def counterfactual_sweep(model: WorldModel, ep: WMEpisode, t0: int, steps: int =
         for _ in range(steps):
             state, out = model.step(state, a[None])
             frames.append(model.decode(out.latents)[cam][0])
-        rows.append([upscale(f, 2) for f in frames])
-        labels.append(f"{name} ({', '.join(f'{v:+.3g}' for v in a[:3])}; g={a[6]:.0f})")
-    return png_b64(grid(rows, marks={1: (220, 30, 30)})), labels
+        rows.append((f"{name} ({', '.join(f'{v:+.3g}' for v in a[:3])}; g={a[6]:.0f})",
+                     png_b64(grid([[upscale(f, 2) for f in frames]], marks={1: (220, 30, 30)}))))
+    return rows
 
 
 def error_plot(open_loop_res: dict) -> str:
@@ -194,7 +195,7 @@ def build_report(model: WorldModel, episodes: list[WMEpisode], output: str | Pat
         ps = ", ".join(f"{p:.1f}" for p in r["psnr"])
         parts.append(f"<div><b>{html.escape(r['episode'])}</b>, imagination from step {r['t0']} (history steps "
                      f"{r['context']}), horizon {horizon}; PSNR per step: {ps} dB</div>"
-                     f"<div class='row'><div class='labels' style='height:auto'><span>true</span><span>imagined</span>"
+                     f"<div class='row'><div class='labels'><span>true</span><span>imagined</span>"
                      f"<span>error</span></div><img class='pix openloop' alt='open-loop rollout' src='{r['img']}'></div>")
 
     s = ol["summary"]
@@ -208,11 +209,12 @@ def build_report(model: WorldModel, episodes: list[WMEpisode], output: str | Pat
 
     ep = max(episodes, key=len)
     t0 = min(len(ep) // 3, len(ep) - 1)
-    img, labels = counterfactual_sweep(model, ep, t0)
     parts.append(f"<h2>Counterfactual sweep</h2><p class='note'>From step {t0} of {html.escape(ep.metadata.episode_id)}, "
-                 "each row holds one constant action for 6 imagined steps (first column: the start frame). Rows: "
-                 + "; ".join(html.escape(x) for x in labels) + ".</p>"
-                 f"<img class='pix sweep' alt='counterfactual sweep' src='{img}'>")
+                 "each row holds one constant action (dx, dy, dz; gripper) for 6 imagined steps; the first column is "
+                 "the start frame, the red bar marks where imagination starts.</p>")
+    for label, img in counterfactual_sweep(model, ep, t0):
+        parts.append(f"<div class='row'><div class='labels' style='width:260px'>{html.escape(label)}</div>"
+                     f"<img class='pix sweep' alt='counterfactual {html.escape(label)}' src='{img}'></div>")
 
     closed = (eval_results or {}).get("closed_loop")
     if closed:
