@@ -60,3 +60,24 @@ def test_resize_matches_dlimp_lanczos3(src, dst):
     img = _image(src)
     ref = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(img, dst, method="lanczos3", antialias=True)), 0, 255), tf.uint8)
     _close(resize_image(img, dst), ref.numpy())
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_fused_pass_at_training_size_writes_into_out(seed):
+    """224x224 frames with the reference's diagonal crop, written into a slot of a batch (the loader's path)."""
+    img = _image((224, 224))
+    p = sample_params(np.random.default_rng(seed), AugmentationConfig())
+    x = tf.image.convert_image_dtype(tf.constant(img), tf.float32)
+    y = tf.clip_by_value(tf.image.crop_and_resize(x[None], [list(p.box)], [0], (224, 224))[0], 0, 1)
+    for op, arg in ((tf.image.adjust_brightness, p.brightness), (tf.image.adjust_contrast, p.contrast),
+                    (tf.image.adjust_saturation, p.saturation), (tf.image.adjust_hue, p.hue)):
+        y = tf.clip_by_value(op(y, arg), 0, 1)
+    batch = np.zeros((2, 224, 224, 3), np.uint8)
+    assert np.shares_memory(augment(img, p, out=batch[1]), batch[1])
+    _close(batch[1], tf.image.convert_image_dtype(y, tf.uint8).numpy())
+    assert not batch[0].any()
+
+
+def test_fused_pass_rejects_non_rgb_uint8():
+    with pytest.raises(ValueError, match="uint8 \\(H, W, 3\\)"):
+        augment(np.zeros((8, 8, 3), np.float32), sample_params(np.random.default_rng(0), AugmentationConfig()))

@@ -12,9 +12,14 @@ import numpy as np
 import torch
 
 
-def collate_samples(samples: list[dict]) -> dict:
-    """Stack per-sample dicts into a batch of numpy arrays (strings stay lists)."""
-    out: dict[str, Any] = {"images": {c: np.stack([s["images"][c] for s in samples]) for c in samples[0]["images"]}}
+def collate_samples(samples: list[dict], images: dict | None = None) -> dict:
+    """Stack per-sample dicts into a batch of numpy arrays (strings stay lists).
+
+    `images`: the batch's image arrays when the samples' frames were already written into them (the loader's
+    workers do that to skip a copy); the samples' own images are then views of them and are not stacked."""
+    if images is None:
+        images = {c: np.stack([s["images"][c] for s in samples]) for c in samples[0]["images"]}
+    out: dict[str, Any] = {"images": images}
     for k in ("action", "proprio", "frame_is_pad", "action_is_pad"):
         if k in samples[0]:
             out[k] = np.stack([s[k] for s in samples])

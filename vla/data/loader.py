@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from vla.core.statistics import DatasetStatistics
-from vla.data.augmentation import augment, center_crop, resize_image, sample_params
+from vla.data.augmentation import augment, center_crop, compile_kernel, resize_image, sample_params
 from vla.data.collate import collate_samples, split_batch, to_numpy, to_torch
 from vla.data.config import DataConfig, to_data_config
 from vla.data.rlds_reader import decode_image
@@ -166,23 +166,32 @@ class _Stream:
         first = self.emitted
         self.emitted += n
         todo = [(item, first + k) for k, item in enumerate(items) if k >= skip]
-        if self.cfg.frame_threads > 1 and len(todo) > 1:
+        # frames are written straight into the batch's image tensors; inside a DataLoader worker these live in
+        # shared memory from the start, so handing the batch over copies no pixels (otherwise: a stack, then a
+        # copy into shared memory at hand-over)
+        images = None
+        if todo and self.cfg.window.is_frames:
+            shared = torch.utils.data.get_worker_info() is not None
+            images = {c: _empty_frames(len(todo), self.cfg.image_size, shared) for c in self.cfg.cameras}
+        jobs = [(item, index, {c: v[k].numpy() for c, v in images.items()} if images is not None else None)
+                for k, (item, index) in enumerate(todo)]
+        if self.cfg.frame_threads > 1 and len(jobs) > 1:
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor
 
                 self._pool = ThreadPoolExecutor(self.cfg.frame_threads, thread_name_prefix="vla-frames")
-            samples = list(self._pool.map(lambda a: self._process(*a), todo))  # order kept: deterministic
+            samples = list(self._pool.map(lambda a: self._process(*a), jobs))  # order kept: deterministic
         else:
-            samples = [self._process(item, index) for item, index in todo]
+            samples = [self._process(*job) for job in jobs]
         batch = None
         if samples:
-            # frames cross from a DataLoader worker as one shared-memory torch tensor per camera (a pickled copy
-            # of megabytes otherwise); the small arrays travel pickled, which needs no extra hand-shake
-            batch = collate_samples(samples)
-            batch["images"] = {c: torch.from_numpy(v) for c, v in batch["images"].items()}
+            batch = collate_samples(samples, images=images)
+            if images is None:
+                batch["images"] = {c: torch.from_numpy(v) for c, v in batch["images"].items()}
         return {"stream": self.id, "skip": skip, "batch": batch, "state": self.state()}
 
-    def _process(self, item: tuple, sample_index: int) -> dict:
+    def _process(self, item: tuple, sample_index: int, out: dict[str, np.ndarray] | None = None) -> dict:
+        """Decode, rotate, resize and augment one sample's frames (frames mode: into `out` {camera: (H, W, 3)})."""
         d, _, t, images, action, proprio, instruction, episode_id, frame_pad, action_pad = item
         cfg = self.cfg
         size = (cfg.image_size, cfg.image_size)
@@ -191,18 +200,23 @@ class _Stream:
             params = sample_params(np.random.default_rng([cfg.seed, self.id, sample_index, 11]), cfg.augmentation)
         rotate = bool(getattr(self.sources[d].spec, "rotate_images_180", False))
 
-        def frame(data: bytes) -> np.ndarray:
+        def frame(data: bytes, dst: np.ndarray | None = None) -> np.ndarray:
             img = decode_image(data)
             if rotate:
                 img = img[::-1, ::-1]
             img = resize_image(img, size)
             if params is not None:
-                return augment(img, params)
+                return augment(img, params, dst)
             if not self.train and cfg.center_crop:
-                return center_crop(img, cfg.augmentation.crop_scale)
-            return np.ascontiguousarray(img)
+                return center_crop(img, cfg.augmentation.crop_scale, dst)
+            if dst is None:
+                return np.ascontiguousarray(img)
+            dst[...] = img
+            return dst
 
-        if frame_pad is None:
+        if out is not None:
+            out_images = {c: frame(b, out[c]) for c, b in images.items()}
+        elif frame_pad is None:
             out_images = {c: frame(b) for c, b in images.items()}
         else:
             out_images = {c: np.stack([frame(b) for b in seq]) for c, seq in images.items()}
@@ -225,6 +239,11 @@ class _Stream:
         for src in self._episodes:
             if src is not None:
                 src.close()
+
+
+def _empty_frames(n: int, size: int, shared: bool) -> torch.Tensor:
+    images = torch.empty((n, size, size, 3), dtype=torch.uint8)
+    return images.share_memory_() if shared else images
 
 
 def initial_stream_state(stream_id: int, cfg: DataConfig, num_sources: int) -> dict:
@@ -317,6 +336,8 @@ class RLDSLoader:
         self._iterating = True
         body = _StreamsDataset(self.sources, self.probs, self.cfg, True, list(self._states), self._next_stream,
                                self._consumed)
+        if self.cfg.image_augmentation or self.cfg.center_crop:
+            compile_kernel()  # before the workers fork: they inherit it
         if self.cfg.num_workers == 0:
             chunks = iter(body)
         else:
