@@ -248,3 +248,26 @@ def test_schedule_and_batch_arithmetic():
         micro_batching(16, 3, 2)
     with pytest.raises(ValueError, match="trainer.steps must be > 0"):
         TrainerConfig(steps=0)
+
+
+def test_metrics_follow_the_action_head():
+    from types import SimpleNamespace
+
+    from vla.train.metrics import ActionTokenDecoder, output_metrics
+
+    dec = ActionTokenDecoder(begin_id=744, end_id=1000, n_bins=256)
+    labels = torch.tensor([[-100, 900, 901, 2]])  # two action tokens, then EOS
+    hit = torch.zeros(1, 4, 1001)
+    # autoregressive: the logit at t predicts t + 1; parallel slots: the logit at t is token t
+    hit[0, 0, 900], hit[0, 1, 901], hit[0, 2, 5] = 1, 1, 1
+    out = SimpleNamespace(logits=hit, labels=labels, actions=None)
+    assert output_metrics(out, {}, dec, parallel=False)["action_accuracy"] == 1.0
+    assert output_metrics(out, {}, dec, parallel=True)["action_accuracy"] == 0.0
+    hit2 = torch.zeros(1, 4, 1001)
+    hit2[0, 1, 900], hit2[0, 2, 901] = 1, 1
+    assert output_metrics(SimpleNamespace(logits=hit2, labels=labels, actions=None), {}, dec, parallel=True)["action_accuracy"] == 1.0
+    # L1 head: continuous actions, accuracy on their bins
+    actions = torch.tensor([[[0.5, -0.5, 0, 0, 0, 0, 1.0]]])
+    out = SimpleNamespace(logits=hit, labels=labels, actions=actions + 0.001)
+    m = output_metrics(out, {"actions": actions}, dec, parallel=True)
+    assert m["action_accuracy"] == 1.0 and m["action_l1"] == pytest.approx(0.001, abs=1e-6)

@@ -1,7 +1,7 @@
 """Training: full fine-tuning or LoRA, one process or torchrun (DDP / FSDP2), resumable checkpoints, merge.
 
     from vla.train import run
-    final_dir = run({"data": {"datasets": ["outputs/data/sim_pick/1.0.0"]}, "trainer": {"steps": 300}})
+    final_dir = run({"data": {"datasets": [{"path": "outputs/data/sim_pick/1.0.0"}]}, "trainer": {"steps": 300}})
 
 `run` accepts a `vla.train.config.TrainConfig`, a hydra DictConfig or a plain dict (missing keys take the
 defaults of `configs/train.yaml`'s schema) and returns `<output_dir>/final`, a standalone checkpoint that

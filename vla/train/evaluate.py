@@ -10,12 +10,13 @@ Every step of every episode of the split, once, in order, without augmentation. 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from vla.train.metrics import ActionTokenDecoder, action_metrics
+from vla.train.metrics import ActionTokenDecoder, output_metrics
 
 
 @torch.no_grad()
@@ -26,10 +27,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data: Any, *, batch_size: int = 
     from vla.data.config import to_data_config
     from vla.data.loader import RLDSLoader
     from vla.model.policy import load_checkpoint
+    from vla.train.setup import shape_for_model
 
     model, processor = load_checkpoint(checkpoint)
-    cfg = to_data_config(data)
-    cfg = replace(cfg, image_size=model.config.image_size, cameras=list(model.config.cameras), image_augmentation=False)
+    cfg = replace(shape_for_model(to_data_config(data), model.config), image_augmentation=False)
     return evaluate_model(model, processor, RLDSLoader(cfg, train=False), batch_size=batch_size, max_frames=max_frames)
 
 
@@ -38,6 +39,7 @@ def evaluate_model(model: torch.nn.Module, processor: Any, samples, *, batch_siz
                    max_frames: int | None = None) -> dict:
     """Frame-weighted mean loss / accuracy / L1 of `model` over an iterable of loader samples."""
     decoder = ActionTokenDecoder.from_config(model.config)
+    parallel = model.config.decoding == "parallel"  # (first-token accuracy: autoregressive models only)
     model.eval()
     totals = {"loss": 0.0, "action_accuracy": 0.0, "action_l1": 0.0, "first_token_accuracy": 0.0}
     frames, tokens, pending = 0, 0, []
@@ -46,16 +48,17 @@ def evaluate_model(model: torch.nn.Module, processor: Any, samples, *, batch_siz
         nonlocal frames, tokens
         batch = processor.collate(pending)
         out = model(**batch)
-        labels = out.labels if getattr(out, "labels", None) is not None else batch["labels"]
-        m = action_metrics(out.logits.float(), labels, decoder)
+        m = output_metrics(out, batch, decoder, parallel=parallel)
         n = len(pending)
-        # the first action token is the one only the image (and instruction) decides: the others can lean on
-        # the tokens before them under teacher forcing
-        gt = labels[:, 1:]
-        preds = out.logits[:, out.logits.shape[1] - labels.shape[1]:-1].argmax(-1)  # (B, S - 1), as action_metrics
-        is_action = decoder.is_action(gt)
-        first = is_action & (is_action.cumsum(-1) == 1)
-        totals["first_token_accuracy"] += float((preds[first] == gt[first]).float().sum())
+        if not parallel:
+            # the first action token is the one only the image (and instruction) decides: the others can lean
+            # on the tokens before them under teacher forcing
+            labels = out.labels if getattr(out, "labels", None) is not None else batch["labels"]
+            gt = labels[:, 1:]
+            preds = out.logits[:, out.logits.shape[1] - labels.shape[1]:-1].argmax(-1)  # (B, S - 1)
+            is_action = decoder.is_action(gt)
+            first = is_action & (is_action.cumsum(-1) == 1)
+            totals["first_token_accuracy"] += float((preds[first] == gt[first]).float().sum())
         totals["loss"] += float(out.loss) * n
         totals["action_accuracy"] += m["action_accuracy"] * m["action_tokens"]
         totals["action_l1"] += m["action_l1"] * m["action_tokens"]
@@ -75,4 +78,5 @@ def evaluate_model(model: torch.nn.Module, processor: Any, samples, *, batch_siz
         raise ValueError("no frames to evaluate on")
     return {"loss": totals["loss"] / frames, "action_accuracy": totals["action_accuracy"] / max(tokens, 1),
             "action_l1": totals["action_l1"] / max(tokens, 1),
-            "first_token_accuracy": totals["first_token_accuracy"] / frames, "frames": frames}
+            "first_token_accuracy": math.nan if parallel else totals["first_token_accuracy"] / frames,
+            "frames": frames}

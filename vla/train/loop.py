@@ -1,7 +1,7 @@
 """The training loop of `vla-train`: one process or several (torchrun), full fine-tuning or LoRA.
 
     from vla.train import run
-    final_dir = run({"data": {"datasets": ["outputs/data/sim_pick/1.0.0"]}, "trainer": {"steps": 300}})
+    final_dir = run({"data": {"datasets": [{"path": "outputs/data/sim_pick/1.0.0"}]}, "trainer": {"steps": 300}})
     # final_dir: a standalone checkpoint that `VLAPolicy.from_pretrained(final_dir)` loads
 
 Order of one optimizer step: `accumulation` micro-batches (forward under autocast, backward; gradient sync
@@ -40,7 +40,7 @@ from vla.train.distributed import (
     wrap_model,
 )
 from vla.train.lora import count_parameters, freeze_unused_parameters, prepare_for_mode
-from vla.train.metrics import ActionTokenDecoder, MetricSink, Smoothed, action_metrics
+from vla.train.metrics import ActionTokenDecoder, MetricSink, Smoothed, output_metrics
 from vla.train.optim import build_optimizer, build_scheduler
 from vla.train.setup import build_data, build_model, load_adapter_weights, save_model_dir
 
@@ -84,6 +84,7 @@ class Trainer:
         # model fine-tuned on a new robot un-normalizes with that robot's statistics (the base's stay in the base).
         model.config.norm_stats = self._statistics_dict()
         self.decoder = ActionTokenDecoder.from_config(model.config)
+        self.parallel_decoding = model.config.decoding == "parallel"
 
         model = prepare_for_mode(model, t.mode, t.lora)
         if resume_from is not None and lora:
@@ -168,9 +169,7 @@ class Trainer:
     def _forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         with self._autocast():
             out = self.model(**batch)
-        # the model's multimodal labels line up with its logits whatever the padding side
-        labels = out.labels if getattr(out, "labels", None) is not None else batch["labels"]
-        metrics = action_metrics(out.logits.float(), labels, self.decoder)
+        metrics = output_metrics(out, batch, self.decoder, parallel=self.parallel_decoding)
         return out.loss, metrics
 
     def train_step(self, batches: Iterator[dict]) -> dict[str, float]:

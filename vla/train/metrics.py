@@ -23,8 +23,8 @@ class ActionTokenDecoder:
 
     def __init__(self, begin_id: int, end_id: int, n_bins: int) -> None:
         self.begin_id, self.end_id = int(begin_id), int(end_id)
-        edges = torch.linspace(-1.0, 1.0, n_bins)
-        self.centers = (edges[:-1] + edges[1:]) / 2.0  # (n_bins - 1,)
+        self.edges = torch.linspace(-1.0, 1.0, n_bins, dtype=torch.float64)
+        self.centers = ((self.edges[:-1] + self.edges[1:]) / 2.0).float()  # (n_bins - 1,)
 
     @classmethod
     def from_config(cls, config: Any) -> "ActionTokenDecoder":
@@ -52,7 +52,12 @@ def action_metrics(logits: torch.Tensor, labels: torch.Tensor, decoder: ActionTo
     preds = logits[:, extra:-1].argmax(-1) if extra >= 0 else None  # (B, S - 1): position t predicts t + 1
     if preds is None:
         raise ValueError(f"logits have {logits.shape[1]} positions, fewer than the {labels.shape[1]} labels")
-    gt = labels[:, 1:]
+    return token_metrics(preds, labels[:, 1:], decoder)
+
+
+@torch.no_grad()
+def token_metrics(preds: torch.Tensor, gt: torch.Tensor, decoder: ActionTokenDecoder) -> dict[str, float]:
+    """Accuracy and L1 where `gt` holds action tokens; `preds` are the predicted ids at the same places."""
     mask = decoder.is_action(gt)
     n = int(mask.sum())
     if n == 0:
@@ -60,6 +65,22 @@ def action_metrics(logits: torch.Tensor, labels: torch.Tensor, decoder: ActionTo
     acc = (preds[mask] == gt[mask]).float().mean().item()
     l1 = (decoder.decode(preds[mask]) - decoder.decode(gt[mask])).abs().mean().item()
     return {"action_accuracy": acc, "action_l1": l1, "action_tokens": n}
+
+
+@torch.no_grad()
+def output_metrics(out: Any, batch: dict, decoder: ActionTokenDecoder, parallel: bool) -> dict[str, float]:
+    """`action_metrics` for any head: autoregressive tokens (shifted), OFT parallel slots (unshifted: the
+    logit at slot i is token i), or the L1 regression head (its continuous actions, binned for accuracy)."""
+    labels = out.labels if getattr(out, "labels", None) is not None else batch["labels"]
+    if getattr(out, "actions", None) is not None and "actions" in batch:  # L1 head: (B, K, 7) normalized
+        pred = out.actions.float()
+        gt = batch["actions"].to(pred.device).float().reshape(pred.shape)
+        ids = lambda a: decoder.end_id - torch.bucketize(a.double().clamp(-1, 1), decoder.edges.to(a.device), right=True)  # noqa: E731
+        return {"action_accuracy": (ids(pred) == ids(gt)).float().mean().item(),
+                "action_l1": (pred - gt).abs().mean().item(), "action_tokens": int(gt.numel())}
+    if parallel:  # unshifted: the logit at slot i predicts the token at slot i
+        return token_metrics(out.logits.argmax(-1), labels, decoder)
+    return action_metrics(out.logits.float(), labels, decoder)
 
 
 class Smoothed:

@@ -131,13 +131,9 @@ def build_data(cfg: Any, *, model_config: Any, seed: int, val_fraction: float) -
     from vla.data.config import to_data_config
     from vla.data.loader import RLDSLoader
 
-    cfg = to_data_config(cfg)
-    window = cfg.window
-    if model_config.action_chunk > 1:
-        window = replace(window, action_chunk=int(model_config.action_chunk))
+    cfg = shape_for_model(to_data_config(cfg), model_config)
     train_split, val_split = split_names(cfg.split, val_fraction)
-    cfg = replace(cfg, image_size=int(model_config.image_size), cameras=list(model_config.cameras),
-                  window=window, seed=cfg.seed + seed, split=train_split)
+    cfg = replace(cfg, seed=cfg.seed + seed, split=train_split)
     try:
         train = RLDSLoader(cfg, train=True)
     except (KeyError, ValueError, FileNotFoundError) as e:
@@ -156,6 +152,16 @@ def build_data(cfg: Any, *, model_config: Any, seed: int, val_fraction: float) -
             train = RLDSLoader(replace(cfg, split=cfg.split.split("[")[0]), train=True)
     unnorm_key = next(iter(norm_stats))
     return DataBundle(unnorm_key, norm_stats, train, make_val, train.num_episodes, n_val)
+
+
+def shape_for_model(cfg: Any, model_config: Any) -> Any:
+    """The data config with the model's image size, cameras and action chunk (a `DataConfig` copy)."""
+    from dataclasses import replace
+
+    window = cfg.window
+    if model_config.action_chunk > 1:
+        window = replace(window, action_chunk=int(model_config.action_chunk))
+    return replace(cfg, image_size=int(model_config.image_size), cameras=list(model_config.cameras), window=window)
 
 
 def _check_has_steps(loader: Any) -> None:
