@@ -127,14 +127,19 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     summary["checkpoint"] = str(checkpoint)
     rates, results = _stage("evaluate", timings, lambda: eval_stage(cfg, out, dataset_dir, checkpoint))
     summary["success"] = rates
+    # Written now too, so a failing later stage does not lose the evaluation (rewritten at the end).
+    _write_summary(out, {**summary, "stages": {**timings, "total": round(time.perf_counter() - t_start, 1)}}, cfg)
     if cfg.with_world_model:
         summary["world_model"] = _stage("world_model", timings, lambda: world_model_stage(cfg, out, dataset_dir, checkpoint, results))
     if cfg.with_bridge:
         summary["bridge"] = _stage("bridge", timings, lambda: bridge_stage(cfg, out, checkpoint))
 
-    total = time.perf_counter() - t_start
-    timings["total"] = round(total, 1)
-    summary["targets"] = demo_targets(summary, total, cfg)
+    timings["total"] = round(time.perf_counter() - t_start, 1)
+    return _write_summary(out, summary, cfg)
+
+
+def _write_summary(out: Path, summary: dict[str, Any], cfg: DemoConfig) -> dict[str, Any]:
+    summary["targets"] = demo_targets(summary, summary["stages"]["total"], cfg)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
