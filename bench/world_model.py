@@ -78,23 +78,38 @@ def _imagined_steps_per_s(model, episode, steps: int = 200) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def _sim_steps_per_s(env_id: str, env_kwargs: dict, steps: int = 200) -> float:
-    from world_model.closed_loop import make_env
+_SIM_SPEED = """
+import json, sys, time
+import numpy as np
+if sys.argv[1].startswith("vla_sim/"):
+    import sim_envs  # noqa: F401
+from world_model.closed_loop import make_env
+env = make_env(sys.argv[1], **json.loads(sys.argv[2]))
+env.reset(seed=0)
+rng = np.random.default_rng(0)
+lo, hi = env.action_space.low, env.action_space.high
+steps = int(sys.argv[3])
+t0 = time.perf_counter()
+for _ in range(steps):
+    a = rng.uniform(lo, hi).astype(np.float32)
+    a[6] = 1.0
+    obs, _, term, trunc, _ = env.step(a)
+    if term or trunc:
+        env.reset()
+print(json.dumps({"steps_per_s": steps / (time.perf_counter() - t0)}))
+"""
 
-    env = make_env(env_id, **env_kwargs)
-    env.reset(seed=0)
-    rng = np.random.default_rng(0)
-    lo, hi = env.action_space.low, env.action_space.high
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        a = rng.uniform(lo, hi).astype(np.float32)
-        a[6] = 1.0
-        obs, _, term, trunc, _ = env.step(a)
-        if term or trunc:
-            env.reset()
-    rate = steps / (time.perf_counter() - t0)
-    env.close()
-    return rate
+
+def _sim_steps_per_s(env_id: str, env_kwargs: dict, steps: int = 200) -> float:
+    """Random actions with every camera rendered, in a fresh process: EGL rendering in a process that has
+    loaded TensorFlow (the RLDS writer, TensorBoard) can segfault."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-c", _SIM_SPEED, env_id, json.dumps(env_kwargs), str(steps)],
+                       capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if r.returncode != 0:
+        raise RuntimeError(f"sim speed measurement failed: {r.stderr[-2000:]}")
+    return float(json.loads(r.stdout.strip().splitlines()[-1])["steps_per_s"])
 
 
 def bench_square(args, work: Path) -> dict:
@@ -190,6 +205,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--encoder-steps", type=int, default=200, help="encoder study steps (0: skip)")
     p.add_argument("--vla-checkpoint", default="", help="trained VLA for the encoder study (default: tiny, random)")
+    p.add_argument("--reuse", default="", help="comma-separated parts (square,mujoco,encoder_study) to take from the "
+                   "existing results file instead of measuring them again")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -198,6 +215,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     parts: dict = {"square": None, "mujoco": None, "mujoco_error": None, "encoder_study": None}
+    reuse = [x for x in args.reuse.split(",") if x]
+    if reuse:
+        old = json.loads(RESULTS.read_text())
+        for k in reuse:
+            parts[k] = old[k]
+        parts["reused_from_previous_run"] = {"parts": reuse, "previous_settings": old.get("settings"),
+                                             "previous_wall_s": old.get("wall_s")}
 
     def write() -> list:
         """Write what has been measured so far (each part is saved as soon as it is done)."""
@@ -222,16 +246,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="wm_bench_") as tmp:
         work = Path(tmp)
-        parts["square"] = bench_square(args, work)
-        write()
-        if not args.no_sim:
+        if "square" not in reuse:
+            parts["square"] = bench_square(args, work)
+            write()
+        if not args.no_sim and "mujoco" not in reuse:
             try:
                 parts["mujoco"] = bench_mujoco(args, work)
             except Exception as e:  # noqa: BLE001 - reported in the JSON, the toy figures still stand
                 logger.exception("MuJoCo part failed")
                 parts["mujoco_error"] = f"{type(e).__name__}: {e}"
             write()
-    if args.encoder_steps:
+    if args.encoder_steps and "encoder_study" not in reuse:
         parts["encoder_study"] = bench_encoders(args)
     targets = write()
     from rich.console import Console

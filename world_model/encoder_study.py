@@ -141,7 +141,7 @@ def compare_encoders(train_frames: np.ndarray, train_proprio: np.ndarray, test_f
         "feature_grid": [grid, grid, d], "tower": source, "tower_image_size": ip.image_size,
         "proprio_probe_r2": _probe_r2(zs_v.numpy(), train_proprio, zt_v.numpy(), test_proprio)}
     a, b = out["learned_autoencoder"], out["vla_tower_pca"]
-    out["choice"] = "learned_autoencoder" if a["psnr"] >= b["psnr"] else "vla_tower_pca"
+    out["psnr_winner"] = "learned_autoencoder" if a["psnr"] >= b["psnr"] else "vla_tower_pca"
     logger.info("encoder study: learned AE PSNR %.2f (R2 %.2f, %.2f ms), VLA tower+PCA PSNR %.2f (R2 %.2f, %.2f ms)",
                 a["psnr"], a["proprio_probe_r2"], a["encode_ms_per_frame"], b["psnr"], b["proprio_probe_r2"],
                 b["encode_ms_per_frame"])
