@@ -294,7 +294,7 @@ def train_world_model(cfg: WMTrainConfig, episodes: list | None = None, *, progr
             if dyn_step % tc.log_every == 0 or dyn_step == tc.dyn_steps:
                 for k, v in parts.items():
                     tb.add_scalar(f"dyn/{k}", v, dyn_step)
-                tb.add_scalar("dyn/loss", float(loss), dyn_step)
+                tb.add_scalar("dyn/loss", loss.item(), dyn_step)
                 bar.set_postfix(tf=f"{parts['tf']:.3f}", roll=f"{parts['rollout']:.3f}")
             if dyn_step % tc.val_every == 0 and val_eps:
                 model.dynamics.eval()
