@@ -165,8 +165,9 @@ def validate(model: WorldModel, episodes: list[WMEpisode], *, history: int, hori
 
 def train_world_model(cfg: WMTrainConfig, episodes: list | None = None, *, progress: bool = True) -> dict:
     """Train (or resume) a world model; returns a summary dict. `episodes` overrides cfg.data.dataset_dirs."""
-    from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
+
+    from vla.tensorboard import summary_writer
 
     tc, mc = cfg.trainer, cfg.world_model
     if tc.threads:
@@ -226,7 +227,7 @@ def train_world_model(cfg: WMTrainConfig, episodes: list | None = None, *, progr
     logger.info("parameters: autoencoder %.2fM, dynamics %.2fM",
                 sum(p.numel() for p in model.autoencoder.parameters()) / 1e6,
                 sum(p.numel() for p in model.dynamics.parameters()) / 1e6)
-    tb = SummaryWriter(str(out / "tb"))
+    tb = summary_writer(out / "tb")
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
 
     def checkpoint() -> None:

@@ -106,9 +106,9 @@ class MetricSink:
         self.tb = None
         self.wandb = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+            from vla.tensorboard import summary_writer
 
-            self.tb = SummaryWriter(log_dir=str(log_dir))
+            self.tb = summary_writer(log_dir)
         if wandb:
             try:
                 import wandb as _wandb
