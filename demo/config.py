@@ -47,6 +47,9 @@ class DemoConfig:
         videos: evaluation episodes recorded as mp4 per policy.
         with_world_model: run the world-model stage.
         with_bridge: run the sim-in-the-loop stage through the ROS 2 bridge (DDS on loopback).
+        world_model_budget_s: seconds the world-model stage plans for (training takes ~60% of it).
+        world_model_initial_states: evaluation initial states rehearsed in the world model per policy.
+        world_model_max_steps: steps of each imagined rollout.
         bridge_episodes: episodes driven through the bridge.
         budget_s: wall-time target for the whole demo (reported, not enforced).
         seed: seed of collection (episode i uses seed + i), training and the random baseline.
@@ -74,6 +77,9 @@ class DemoConfig:
     videos: int = 2
     with_world_model: bool = True
     with_bridge: bool = True
+    world_model_budget_s: float = 300.0
+    world_model_initial_states: int = 8
+    world_model_max_steps: int = 50
     bridge_episodes: int = 3
     budget_s: float = 1800.0
     seed: int = 0

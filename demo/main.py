@@ -109,6 +109,30 @@ def eval_stage(cfg: DemoConfig, out: Path, dataset_dir: Path, checkpoint: Path) 
     return {name: aggregate(res) for name, res in results.items()}, results
 
 
+def world_model_stage(cfg: DemoConfig, out: Path, dataset_dir: Path, checkpoint: Path, results: dict) -> dict[str, Any]:
+    from demo.world_model_stage import run_world_model_stage
+    from sim_envs import task_id
+
+    return run_world_model_stage(
+        dataset_dir=dataset_dir, checkpoint=checkpoint, env_id=task_id(cfg.task),
+        env_kwargs={"dr_level": cfg.dr_level, "image_size": cfg.image_size, "cameras": list(cfg.cameras)},
+        sim_results=results, out_dir=out / "world_model", budget_s=cfg.world_model_budget_s,
+        num_initial_states=cfg.world_model_initial_states, max_steps=cfg.world_model_max_steps, seed=cfg.seed,
+    )
+
+
+def bridge_stage(cfg: DemoConfig, out: Path, checkpoint: Path, results: dict) -> dict[str, Any]:
+    from demo.bridge_stage import run_bridge_stage
+    from sim_envs import task_id
+
+    first = results["tiny_vla"][: cfg.bridge_episodes]
+    return run_bridge_stage(
+        checkpoint=checkpoint, task_id=task_id(cfg.task), dr_level=cfg.dr_level, image_size=cfg.image_size,
+        cameras=cfg.cameras, seeds=[r.seed for r in first], eval_success={r.seed: r.success for r in first},
+        out_dir=out / "bridge",
+    )
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -131,8 +155,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     _write_summary(out, {**summary, "stages": {**timings, "total": round(time.perf_counter() - t_start, 1)}}, cfg)
     if cfg.with_world_model:
         summary["world_model"] = _stage("world_model", timings, lambda: world_model_stage(cfg, out, dataset_dir, checkpoint, results))
+        _write_summary(out, {**summary, "stages": {**timings, "total": round(time.perf_counter() - t_start, 1)}}, cfg)
     if cfg.with_bridge:
-        summary["bridge"] = _stage("bridge", timings, lambda: bridge_stage(cfg, out, checkpoint))
+        summary["bridge"] = _stage("bridge", timings, lambda: bridge_stage(cfg, out, checkpoint, results))
 
     timings["total"] = round(time.perf_counter() - t_start, 1)
     return _write_summary(out, summary, cfg)
