@@ -118,6 +118,7 @@ def world_model_stage(cfg: DemoConfig, out: Path, dataset_dir: Path, checkpoint:
         env_kwargs={"dr_level": cfg.dr_level, "image_size": cfg.image_size, "cameras": list(cfg.cameras)},
         sim_results=results, out_dir=out / "world_model", budget_s=cfg.world_model_budget_s,
         num_initial_states=cfg.world_model_initial_states, max_steps=cfg.world_model_max_steps, seed=cfg.seed,
+        torch_threads=cfg.torch_threads,
     )
 
 

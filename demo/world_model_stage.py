@@ -20,6 +20,9 @@ def _child(args: dict[str, Any], result_path: str) -> None:
     import os
 
     os.environ.setdefault("MUJOCO_GL", "egl")
+    import torch
+
+    torch.set_num_threads(args["torch_threads"])  # spinning extra threads cost several-fold on a busy 2-core box
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from sim_envs.baselines import make_policy
     from world_model.demo_stage import run
@@ -46,12 +49,13 @@ def run_world_model_stage(
     num_initial_states: int,
     max_steps: int,
     seed: int = 0,
+    torch_threads: int = 1,
 ) -> dict[str, Any]:
     """Train the world model on the demo's episodes and compare policies in imagination vs sim."""
     specs = {"tiny_vla": str(checkpoint), "no_vision": "no_vision", "random": "random"}
     args = {
         "dataset_dir": str(dataset_dir), "out_dir": str(out_dir), "budget_s": budget_s, "env_id": env_id,
-        "env_kwargs": env_kwargs, "policies": specs, "seed": seed, "num_initial_states": num_initial_states,
+        "env_kwargs": env_kwargs, "policies": specs, "seed": seed, "torch_threads": torch_threads, "num_initial_states": num_initial_states,
         "max_steps": max_steps,
         "sim_results": {n: [r.to_json() for r in res] for n, res in sim_results.items() if n in specs},
     }
