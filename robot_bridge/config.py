@@ -89,9 +89,12 @@ class NodeConfig:
         policy_timeout_periods: a policy that has not answered within this many periods is "slow": the arm
             is stopped for that period and the late answer is discarded.
         execute_chunk: how many actions of a chunk run before the policy is asked again (0 = all).
-        wait_for_new_observation: before each policy call, wait (at most the stale window) for camera frames captured
-            after the last observation acted on. For simulators in lockstep (a slow policy must not act
-            twice on one frame); real cameras always deliver new frames, so it never waits there.
+        wait_for_new_observation: before each policy call, wait (at most the stale window) until every stream
+            of the observation (cameras, joint states, pose) has a sample captured after the last
+            observation acted on; if none comes, stop for that period instead of acting on an old frame.
+            For simulators in lockstep (a slow policy must not act twice on one frame, and the images of
+            a new frame must not be paired with the previous joint states); real cameras always deliver
+            new frames, so it never waits there.
     """
 
     rate_hz: float = 10.0

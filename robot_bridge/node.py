@@ -98,8 +98,8 @@ class BridgeNode:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
         self._inflight: Future | None = None
         self._last_tick: float | None = None
-        self._acted_stamp: float | None = None  # oldest camera stamp of the last observation acted on
-        self._new_image = threading.Event()
+        self._acted_stamp: float | None = None  # oldest capture stamp of the last observation acted on
+        self._new_sample = threading.Event()  # set by every sensor callback (wakes the lockstep wait)
         self._moving = False  # the last command sent was a motion (not a stop)
         self.malformed: dict[str, int] = {}
         self.ticks = 0
@@ -180,7 +180,7 @@ class BridgeNode:
             return self._bad(f"image {cam}", str(e))
         with self._lock:
             self._images[cam] = _Sample(img, self.clock(), stamp)
-        self._new_image.set()
+        self._new_sample.set()
 
     def _on_joints(self, m: msgs.JointState) -> None:
         """Merge joint states by name: drivers often publish the arm and the gripper in separate messages."""
@@ -191,6 +191,7 @@ class BridgeNode:
         with self._lock:
             if not m.name:  # unnamed: positional, taken as a whole
                 self._joints = _Sample(pos, self.clock(), msgs.from_time(m.header.stamp))
+                self._new_sample.set()
                 return
             if names and not any(n in names for n in m.name):
                 return  # another group's joints (e.g. only the gripper): they do not refresh the arm
@@ -202,6 +203,7 @@ class BridgeNode:
             if not all(n in self._joint_map for n in order):
                 return  # not every configured joint has been seen yet
             self._joints = _Sample(np.array([self._joint_map[n] for n in order]), self.clock(), msgs.from_time(m.header.stamp))
+        self._new_sample.set()
 
     def _on_ee(self, m: msgs.PoseStamped) -> None:
         p, q = m.pose.position, m.pose.orientation
@@ -210,6 +212,7 @@ class BridgeNode:
             return self._bad("ee_pose", f"pose {v.tolist()}")
         with self._lock:
             self._ee = _Sample(v, self.clock(), msgs.from_time(m.header.stamp))
+        self._new_sample.set()
 
     def _on_instruction(self, m: msgs.String) -> None:
         with self._lock:
@@ -276,6 +279,10 @@ class BridgeNode:
                            instruction=self._instruction, timestamp=max(stamps) if stamps else 0.0)
 
     def _stop(self, reason: str) -> None:
+        if self.cfg.node.wait_for_new_observation and self.state is Lifecycle.ACTIVE:
+            frame = self._frame_stamp()  # a lockstep simulator steps on a stop too: this frame is used up
+            if frame is not None and (self._acted_stamp is None or frame > self._acted_stamp):
+                self._acted_stamp = frame
         self._moving = False
         self.safety.stopped()
         self._chunk.clear()
@@ -327,22 +334,50 @@ class BridgeNode:
             arr = arr[0]
         return arr, "", dt
 
-    def _wait_for_new_observation(self) -> None:
-        """Lockstep with a simulator: wait (at most the stale-sensor window) until every camera has a frame
-        captured after the observation last acted on, so no observation is acted on twice."""
+    def _frame_streams(self) -> dict[str, _Sample | None]:
+        """The sensor streams one observation is made of: every camera, the joint states and the end-effector
+        pose when they are required, feed the proprio, or (pose: for the workspace check) arrive at all."""
+        node, topics = self.cfg.node, self.cfg.topics
+        streams: dict[str, _Sample | None] = {f"camera {c!r}": self._images.get(c) for c in topics.cameras}
+        if topics.joint_states and ("joint_states" in node.required or "joint_positions" in node.proprio):
+            streams["joint_states"] = self._joints
+        if topics.ee_pose and ("ee_pose" in node.required or "ee_pose" in node.proprio or self._ee is not None):
+            streams["ee_pose"] = self._ee
+        return streams
+
+    def _frame_stamp(self) -> float | None:
+        """Oldest capture stamp over the observation's streams (None while one has not delivered yet)."""
+        stamps = [s.stamp for s in self._frame_streams().values() if s is not None]
+        return min(stamps) if stamps else None
+
+    def _waiting_for(self) -> list[str]:
+        """Streams without a sample captured after the observation last acted on (lockstep)."""
+        if self._acted_stamp is None:
+            return []
+        return [name for name, s in self._frame_streams().items() if s is None or not s.stamp > self._acted_stamp]
+
+    def _wait_for_new_observation(self) -> list[str]:
+        """Lockstep with a simulator: wait (at most the stale-sensor window) until every stream of the
+        observation (cameras, joint states, pose) has a sample captured after the observation last acted
+        on, so no observation is acted on twice and none mixes a new image with the previous state (the
+        simulator publishes a frame's topics one after another). Returns the streams still old ([] = ok)."""
         deadline = time.monotonic() + self.stale_after
-        while time.monotonic() < deadline:
+        while True:
             with self._lock:
-                stamps = [self._images[c].stamp for c in self.cfg.topics.cameras if c in self._images]
-                if self._acted_stamp is None or (len(stamps) == len(self.cfg.topics.cameras) and min(stamps) > self._acted_stamp):
-                    return
-            self._new_image.wait(0.005)
-            self._new_image.clear()
+                self._new_sample.clear()
+                old = self._waiting_for()
+                if not old or self.state is not Lifecycle.ACTIVE or self._estop:
+                    return old
+            if time.monotonic() >= deadline:
+                return old
+            self._new_sample.wait(min(0.005, max(0.0, deadline - time.monotonic())))
 
     def tick(self) -> TickReport:
         """One control period. Never raises for bad data or a failing policy: it stops and says why."""
-        if self.cfg.node.wait_for_new_observation and self.state is Lifecycle.ACTIVE:
-            self._wait_for_new_observation()
+        lockstep = self.cfg.node.wait_for_new_observation
+        waited = time.monotonic()
+        old_streams = self._wait_for_new_observation() if lockstep and self.state is Lifecycle.ACTIVE else []
+        waited = time.monotonic() - waited
         now = self.clock()
         with self._lock:
             self.ticks += 1
@@ -365,12 +400,19 @@ class BridgeNode:
             if not self._instruction:
                 self._stop(f"waiting for an instruction on {self.cfg.topics.instruction}")
                 return self._report(TickReport(self.state, False, self.last_reason, Level.WARN))
+            if lockstep and self._waiting_for():
+                # never act on a frame already acted on (or on a half-delivered one): stop instead
+                self._stop(f"lockstep: no new frame from {', '.join(old_streams or self._waiting_for())} "
+                           f"within {waited:.3f} s")
+                return self._report(TickReport(self.state, False, self.last_reason, Level.WARN))
             try:
                 obs = self._observation()
                 obs.validate(cameras=tuple(getattr(self.policy, "cameras", ("primary",))))
             except ContractError as e:
                 self._stop(f"observation: {e}")
                 return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR))
+            if lockstep:
+                self._acted_stamp = self._frame_stamp()  # this frame is used up, whatever comes of it
         action, why, policy_s = self._next_action(obs)  # outside the lock: callbacks and e-stop stay live
         with self._lock:
             if self.state is not Lifecycle.ACTIVE:
@@ -389,7 +431,6 @@ class BridgeNode:
             joints = self._joints.value if self._joints is not None else None
             try:
                 self.commands.command(result.command, joints, obs.timestamp)
-                self._acted_stamp = min(sm.stamp for sm in self._images.values())
             except RuntimeError as e:
                 self._stop(f"command: {e}")
                 return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR, policy_s=policy_s))
@@ -403,6 +444,9 @@ class BridgeNode:
         values = {"state": r.state.value, "estop": self._estop, "tick": self.ticks,
                   "policy_ms": f"{r.policy_s * 1e3:.1f}", "obs_stamp": f"{r.obs_stamp:.6f}",
                   "malformed": sum(self.malformed.values())}
+        streams = self._frame_streams()
+        if streams and all(sm is not None for sm in streams.values()):  # the newest complete frame held
+            values["frame_stamp"] = repr(min(sm.stamp for sm in streams.values()))
         if r.command is not None:
             values["command"] = " ".join(f"{x:.4f}" for x in r.command)
         self._status(r.level, r.reason, values)

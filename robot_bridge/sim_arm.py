@@ -3,7 +3,8 @@
 It creates any gymnasium env by id after importing the module that registers it (`import_module`, e.g.
 `sim_envs`), so robot_bridge never imports the simulator package. Per episode (seed):
   deactivate the bridge (lifecycle topic) -> env.reset(seed) -> publish instruction (latched), images,
-  joint states (the env's proprio vector), end-effector pose -> activate the bridge -> on every arm command
+  joint states (the env's proprio vector), end-effector pose -> once the bridge's status says it holds that
+  frame on every stream, activate the bridge -> on every arm command
   (TwistStamped, like MoveIt Servo) step the env with [v * dt, w * dt, latest gripper command] and publish
   the new observation at once. The current frame is also re-published at `camera_hz` with its capture stamp
   (a live stream for the watchdog; the stamp says which state it shows, for the bridge's lockstep option).
@@ -42,7 +43,8 @@ class SimArmConfig:
         camera_hz: re-publish rate of the current images / joint states (fresh stamps).
         ee_position_indices: where the end-effector xyz sits in the env's proprio ([] = no pose topic).
         command_timeout_s: an episode with no arm command for this long is ended as failed.
-        settle_s: pause between publishing a reset observation and activating the bridge.
+        settle_s: pause between publishing a reset observation and activating the bridge (which also waits
+            until the bridge's status reports that it holds the reset frame, when a status topic is set).
     """
 
     env_id: str = "vla_sim/LiftCube-v0"
@@ -93,9 +95,14 @@ class SimArm:
         if bridge.output.command != "twist":
             raise ValueError("the simulated arm takes TwistStamped commands (bridge.output.command=twist)")
         t.subscribe(topics.twist, msgs.TwistStamped, RELIABLE, self._on_twist)
+        self._bridge_frame = -math.inf  # the oldest stamp of the newest complete frame the bridge holds
+        self._bridge_frame_changed = threading.Condition()
+        if topics.status:
+            t.subscribe(topics.status, msgs.DiagnosticArray, RELIABLE, self._on_status)
         if topics.gripper:
             t.subscribe(topics.gripper, msgs.Float64MultiArray, RELIABLE, self._on_gripper)
         self._lock = threading.Lock()
+        self._publish_lock = threading.Lock()  # one frame's topics go out together, frames in order
         self._obs: dict[str, np.ndarray] | None = None
         self._obs_stamp = 0.0
         self._accepting = False
@@ -107,11 +114,31 @@ class SimArm:
             self._gripper = float(np.clip(m.data[0], 0.0, 1.0))
 
     def _on_twist(self, m: msgs.TwistStamped) -> None:
-        if not self._accepting:
-            return
         lin, ang = m.twist.linear, m.twist.angular
         a = np.array([lin.x, lin.y, lin.z, ang.x, ang.y, ang.z], np.float64) * self.dt
-        self._commands.put(np.append(a, self._gripper).astype(np.float32))
+        with self._lock:  # a command racing the end of an episode is dropped, never queued for the next one
+            if self._accepting:
+                self._commands.put(np.append(a, self._gripper).astype(np.float32))
+
+    def _on_status(self, m: msgs.DiagnosticArray) -> None:
+        for st in m.status:
+            for kv in st.values:
+                if kv.key == "frame_stamp":
+                    with self._bridge_frame_changed:
+                        self._bridge_frame = float(kv.value)
+                        self._bridge_frame_changed.notify_all()
+
+    def _wait_until_bridge_holds(self, stamp: float, timeout: float) -> bool:
+        """Wait until the bridge's status says every stream it reads carries the frame stamped `stamp`."""
+        stamp = msgs.from_time(msgs.to_time(stamp)) - 1e-6  # as the stamp travels in the header
+        with self._bridge_frame_changed:
+            return self._bridge_frame_changed.wait_for(lambda: self._bridge_frame >= stamp, timeout)
+
+    def _set_accepting(self, on: bool) -> None:
+        with self._lock:
+            self._accepting = on
+            while not self._commands.empty():
+                self._commands.get_nowait()
 
     # -- observations out ------------------------------------------------------------------------------
     def _publish(self, obs: dict[str, np.ndarray], now: float) -> None:
@@ -130,31 +157,38 @@ class SimArm:
                                           pose=msgs.Pose(position=msgs.Point(*map(float, xyz)), orientation=msgs.Quaternion(*q))))
 
     def _set_obs(self, obs: dict[str, np.ndarray]) -> None:
-        stamp = time.time()
-        with self._lock:
-            self._obs, self._obs_stamp = obs, stamp
-        self._publish(obs, stamp)
+        with self._publish_lock:
+            stamp = time.time()
+            with self._lock:
+                self._obs, self._obs_stamp = obs, stamp
+            self._publish(obs, stamp)
 
     def _camera_loop(self) -> None:
+        """Re-publish the current frame. Holding the publish lock from reading the frame to sending it means
+        an older frame is never sent after a newer one (the bridge would see the arm jump back a step)."""
         period = 1.0 / self.cfg.camera_hz
         while not self.stop_event.wait(period):
-            with self._lock:
-                obs, stamp = self._obs, self._obs_stamp
-            if obs is not None:
-                self._publish(obs, stamp)
+            with self._publish_lock:
+                with self._lock:
+                    obs, stamp = self._obs, self._obs_stamp
+                if obs is not None:
+                    self._publish(obs, stamp)
 
     # -- episodes --------------------------------------------------------------------------------------
     def run_episode(self, seed: int) -> dict[str, Any]:
-        self._accepting = False
+        self._set_accepting(False)
         self._life_pub(msgs.String("deactivate"))
         obs, info = self.env.reset(seed=seed)
         instruction = str(info.get("instruction", ""))
         self._instr_pub(msgs.String(instruction))
         self._set_obs(obs)
-        while not self._commands.empty():
-            self._commands.get_nowait()
         time.sleep(self.cfg.settle_s)
-        self._accepting = True
+        # Activate only once the bridge holds the whole reset frame: its first action must answer this
+        # frame, not the previous episode's last one (a lost or late reset image would pair them).
+        if self.bridge.topics.status and not self._wait_until_bridge_holds(self._obs_stamp, self.cfg.command_timeout_s):
+            logger.warning("the bridge has not reported the reset frame within %.1f s; activating anyway",
+                           self.cfg.command_timeout_s)
+        self._set_accepting(True)
         self._life_pub(msgs.String("activate"))
         steps, success, reason, t0 = 0, bool(info.get("success", False)), "", time.perf_counter()
         while True:
@@ -170,7 +204,7 @@ class SimArm:
             if terminated or truncated:
                 reason = "terminated" if terminated else "truncated"
                 break
-        self._accepting = False
+        self._set_accepting(False)
         self._life_pub(msgs.String("deactivate"))
         return {"env_id": self.cfg.env_id, "seed": int(seed), "success": success, "steps": steps,
                 "instruction": instruction, "end": reason, "seconds": time.perf_counter() - t0,

@@ -348,7 +348,7 @@ def test_wait_for_new_observation_never_acts_twice_on_one_frame():
     node, t, clock, cfg = make(pol, instruction="go", wait_for_new_observation=True)
     feed(t, cfg, clock)
     assert node.tick().moved and pol.calls == 1
-    # the same frame again (a simulator re-publishing its current state): the tick waits, then acts
+    # the same frame again (a simulator re-publishing its current state): the tick waits for the next one
     t0 = time.perf_counter()
     t.send(cfg.topics.cameras["primary"], msgs.image_from_array(IMG, clock.t))
     timer = threading.Timer(0.03, lambda: feed(t, cfg, FakeClock(clock.t + 0.05)))
@@ -356,6 +356,57 @@ def test_wait_for_new_observation_never_acts_twice_on_one_frame():
     assert node.tick().moved and pol.calls == 2
     assert 0.02 < time.perf_counter() - t0 < node.stale_after + 0.05
     timer.join()
+
+
+class ProprioPolicy(ConstPolicy):
+    """Remembers the proprio of every observation it acted on."""
+
+    def __init__(self):
+        super().__init__([0.01, 0, 0, 0, 0, 0, 1])
+        self.seen = []
+
+    def act(self, obs):
+        self.seen.append(obs.proprio.tolist())
+        return super().act(obs)
+
+
+def test_lockstep_waits_for_every_stream_of_a_new_frame():
+    """A simulator publishes a frame's topics one after another: the images of the new frame can arrive before
+    its joint states. Acting then would pair new images with the previous state (the policy repeats its
+    last action); lockstep waits until every stream carries the new frame."""
+    pol = ProprioPolicy()
+    node, t, clock, cfg = make(pol, instruction="go", wait_for_new_observation=True)
+    feed(t, cfg, clock)
+    assert node.tick().moved
+    np.testing.assert_allclose(pol.seen, [[0.1, 0.2]])
+    stamp = clock.t + node.period
+    t.send(cfg.topics.cameras["primary"], msgs.image_from_array(IMG, stamp))  # frame 2: image first
+    t.send(cfg.topics.ee_pose, msgs.PoseStamped(header=msgs.header(stamp), pose=msgs.Pose(position=msgs.Point(0.41, 0, 0.3))))
+    late = threading.Timer(0.03, lambda: t.send(cfg.topics.joint_states, msgs.JointState(
+        header=msgs.header(stamp), name=["a", "b"], position=[0.3, 0.4])))
+    late.start()
+    r = node.tick()
+    late.join()
+    assert r.moved
+    np.testing.assert_allclose(pol.seen, [[0.1, 0.2], [0.3, 0.4]])  # the new frame's state, not the old
+
+
+def test_lockstep_stops_instead_of_acting_twice_on_one_frame():
+    """No new frame within the stale window (the frame is only re-published): a stop with the reason,
+    never a second action on the same frame; the next new frame is acted on."""
+    pol = ConstPolicy([0.01, 0, 0, 0, 0, 0, 1])
+    node, t, clock, cfg = make(pol, instruction="go", wait_for_new_observation=True)
+    feed(t, cfg, clock)
+    assert node.tick().moved and pol.calls == 1
+    feed(t, cfg, clock)  # the same frame again, fresh on arrival
+    t0 = time.perf_counter()
+    r = node.tick()
+    assert time.perf_counter() - t0 >= node.stale_after * 0.9
+    assert not r.moved and pol.calls == 1 and r.reason.startswith("lockstep: no new frame from camera 'primary'")
+    assert np.all(twist(t, cfg) == 0)
+    clock.t += node.period
+    feed(t, cfg, clock)
+    assert node.tick().moved and pol.calls == 2
 
 
 def test_joint_states_from_several_publishers_are_merged_by_name():
