@@ -91,6 +91,11 @@ class SimArm:
         self._instr_pub = t.publisher(topics.instruction, msgs.String, LATCHED)
         self._life_pub = t.publisher(topics.lifecycle, msgs.String, RELIABLE)
         self._commands: queue.Queue[np.ndarray] = queue.Queue()
+        self._lock = threading.Lock()
+        self._publish_lock = threading.Lock()  # one frame's topics go out together, frames in order
+        self._obs: dict[str, np.ndarray] | None = None
+        self._obs_stamp = 0.0
+        self._accepting = False
         self._gripper = 1.0
         if bridge.output.command != "twist":
             raise ValueError("the simulated arm takes TwistStamped commands (bridge.output.command=twist)")
@@ -101,11 +106,6 @@ class SimArm:
             t.subscribe(topics.status, msgs.DiagnosticArray, RELIABLE, self._on_status)
         if topics.gripper:
             t.subscribe(topics.gripper, msgs.Float64MultiArray, RELIABLE, self._on_gripper)
-        self._lock = threading.Lock()
-        self._publish_lock = threading.Lock()  # one frame's topics go out together, frames in order
-        self._obs: dict[str, np.ndarray] | None = None
-        self._obs_stamp = 0.0
-        self._accepting = False
         self.stop_event = threading.Event()
 
     # -- commands in -----------------------------------------------------------------------------------
