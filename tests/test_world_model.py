@@ -180,13 +180,20 @@ def test_bad_inputs_fail_clearly(model, episodes):
                                                         np.zeros(4), "x"), "x", horizon=2)
 
 
-def test_wm_eval_open_and_closed_loop(workdir):
+@pytest.fixture(scope="module")
+def eval_json(workdir) -> Path:
+    """`wm-eval` run once per module (a fixture, not a test's side effect, so any xdist worker can use it)."""
     out = workdir["root"] / "eval" / "metrics.json"
     r = _run([str(BIN / "wm-eval"), f"checkpoint={workdir['ckpt']}", "horizon=4", "starts_per_episode=2",
               f"env_id={ENV_ID}", "++env_kwargs={image_size:32,max_episode_steps:12}",
               "policies=[servo,'servo:gain=0.5,noise=0.02',random]", "num_initial_states=2", "max_steps=8",
               "bootstrap=50", f"output={out}"], workdir["root"])
     assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def test_wm_eval_open_and_closed_loop(eval_json):
+    out = eval_json
     res = json.loads(out.read_text())
     ol = res["open_loop"]
     assert ol["episodes_source"] == "validation split of the checkpoint"
@@ -200,7 +207,6 @@ def test_wm_eval_open_and_closed_loop(workdir):
         assert len(p["sim"]) == 2 and len(p["model"]) == 2
     assert {"pearson", "spearman", "kendall", "mmrv", "bias"} <= set(cl["agreement"])
     assert (out.parent / "metrics_videos.npz").is_file()
-    workdir["eval_json"] = out
 
 
 CHROMIUM = "/usr/bin/chromium"
@@ -230,12 +236,10 @@ def browser():
         b.close()
 
 
-def test_report_in_headless_chromium(workdir, model, browser):
-    if "eval_json" not in workdir:
-        pytest.skip("needs test_wm_eval_open_and_closed_loop's output")
+def test_report_in_headless_chromium(workdir, model, browser, eval_json):
     out = workdir["root"] / "report.html"
     horizon = model.max_episode_length + 1  # longer than trained: the report must say so
-    r = _run([str(BIN / "wm-viz"), f"checkpoint={workdir['ckpt']}", f"eval_json={workdir['eval_json']}",
+    r = _run([str(BIN / "wm-viz"), f"checkpoint={workdir['ckpt']}", f"eval_json={eval_json}",
               f"horizon={horizon}", "num_rows=2", f"output={out}"], workdir["root"])
     assert r.returncode == 0, r.stderr[-3000:]
     page = browser.new_page()
