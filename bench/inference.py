@@ -209,8 +209,13 @@ def main() -> None:
                         help="model input sizes: 112 is the tiny preset's own (64 patch tokens), 224 gives "
                              "OpenVLA's 256 patch tokens per image")
     parser.add_argument("--gpu-7b", action="store_true", help="also measure the 7B config on CUDA")
+    parser.add_argument("--gpu-7b-only", action="store_true",
+                        help="measure only the 7B config on CUDA and update `gpu_7b_bf16` in --out, keeping the CPU figures")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.gpu_7b_only:
+        _update_gpu_only(args.out, args.repeats)
+        return
     torch.set_num_threads(args.threads)
     load_before = [round(x, 2) for x in os.getloadavg()]
     t0 = time.time()
@@ -221,9 +226,7 @@ def main() -> None:
         targets += [dict(x, name=f"{x['name']} [tiny, {size} px: {(size // 14) ** 2} patches]", image_size=size)
                     for x in tg]
     if args.gpu_7b:
-        if not torch.cuda.is_available():
-            raise SystemExit("--gpu-7b needs a CUDA device")
-        gpu = {"status": "measured", "device": torch.cuda.get_device_name(), **bench_model_level(args.repeats)}
+        gpu = _gpu_section(args.repeats)
     else:
         gpu = {"status": "not measured (no device): no GPU was available to this run; "
                          "run `python bench/inference.py --gpu-7b` on a CUDA machine"}
@@ -253,6 +256,23 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     _print_table(runs, targets)
+
+
+def _gpu_section(repeats: int) -> dict:
+    import datetime
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--gpu-7b needs a CUDA device")
+    return {"status": "measured", "device": torch.cuda.get_device_name(), "torch": torch.__version__,
+            "date": datetime.date.today().isoformat(), "repeats": repeats, **bench_model_level(repeats)}
+
+
+def _update_gpu_only(out: Path, repeats: int) -> None:
+    result = json.loads(out.read_text()) if out.is_file() else {"benchmark": "inference", "targets": []}
+    result["gpu_7b_bf16"] = _gpu_section(repeats)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["gpu_7b_bf16"], indent=2))
 
 
 def _print_table(runs: dict, targets: list) -> None:

@@ -150,10 +150,161 @@ def bench_ddp(work: Path, cache: Path, dataset: str, steps: int) -> dict:
     return {"one_process_samples_per_s": rates[1], "two_ranks_samples_per_s": rates[2], "ratio": rates[2] / rates[1]}
 
 
+def _build_on(preset: str, device: str, dtype=None):
+    """A freshly initialized model of `preset` built directly on `device` in `dtype` (random weights)."""
+    import torch
+
+    from vla.model.modeling_vla import VLAForActionPrediction
+    from vla.model.presets import build_preset
+
+    config, processor = build_preset(preset)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype or torch.float32)
+    try:
+        torch.manual_seed(0)
+        with torch.device(device):
+            model = VLAForActionPrediction(config)
+    finally:
+        torch.set_default_dtype(previous)
+    return model, processor
+
+
+def bench_lora_step(preset: str = "openvla_7b", device: str = "cuda", batch: int = 16, text_tokens: int = 24,
+                    steps: int = 3, save_base: Path | None = None, save_adapter: Path | None = None) -> dict:
+    """One optimizer step of LoRA fine-tuning as `vla-train trainer.mode=lora` runs it on a GPU: base weights
+    in bf16, OpenVLA's LoRA defaults through peft, bf16 autocast, gradient checkpointing, AdamW. Random weights
+    and synthetic batches (the memory and time of a step do not depend on the values). Peak memory is
+    `torch.cuda.max_memory_allocated` over the steps, model weights included.
+
+    `save_base` / `save_adapter`: also write the base checkpoint (sharded safetensors, as `vla-import` does) and
+    the trained adapter (as `vla-train` saves it), for the merge benchmark."""
+    import torch
+
+    from vla.train.config import FinetuneMode, LoraSettings, TrainerConfig
+    from vla.train.lora import count_parameters, prepare_for_mode
+    from vla.train.optim import build_optimizer
+
+    cuda = device.startswith("cuda")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    t0 = time.perf_counter()
+    model, processor = _build_on(preset, device, dtype)
+    build_s = time.perf_counter() - t0
+    if save_base is not None:
+        t1 = time.perf_counter()
+        model.save_pretrained(str(save_base), max_shard_size="5GB")
+        if processor is not None:
+            processor.save_pretrained(save_base)
+        save_s = time.perf_counter() - t1
+    model = prepare_for_mode(model, FinetuneMode.lora, LoraSettings())
+    model.base_model.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    trainable, total = count_parameters(model)
+    optimizer = build_optimizer(model, TrainerConfig(lr=5e-4, mode=FinetuneMode.lora))
+    cfg = model.base_model.model.config
+    n_act = cfg.action_dim
+    ids = torch.randint(3, cfg.action_token_begin_id, (batch, text_tokens), device=device)
+    ids[:, 0] = cfg.bos_token_id
+    actions = torch.randint(cfg.action_token_begin_id, cfg.action_token_begin_id + 256, (batch, n_act), device=device)
+    input_ids = torch.cat([ids, actions], dim=1)
+    labels = torch.full_like(input_ids, -100)
+    labels[:, -n_act:] = actions
+    s = cfg.image_size
+    pixels = torch.randn(batch, 6, s, s, device=device, dtype=dtype)
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(steps + 1):  # the first step is a warm-up (kernel selection, optimizer state allocation)
+        t1 = time.perf_counter()
+        with torch.autocast(device_type="cuda" if cuda else "cpu", dtype=torch.bfloat16, enabled=cuda):
+            loss = model(input_ids=input_ids, pixel_values=pixels, attention_mask=torch.ones_like(input_ids),
+                         labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t1)
+    out = {"preset": preset, "device": torch.cuda.get_device_name() if cuda else "cpu", "batch": batch,
+           "sequence_tokens": int(input_ids.shape[1]), "image_size": s, "dtype": str(dtype).split(".")[-1],
+           "parameters": total, "trainable_parameters": trainable, "build_seconds": round(build_s, 1),
+           "step_seconds_median": round(float(np.median(times[1:])), 4), "loss": float(loss.detach()),
+           "samples_per_s": round(batch / float(np.median(times[1:])), 2)}
+    if cuda:
+        out["peak_memory_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
+        out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    if save_base is not None:
+        out["base_save_seconds"] = round(save_s, 1)
+    if save_adapter is not None:
+        model.peft_config["default"].base_model_name_or_path = str(Path(save_base).resolve()) if save_base else None
+        model.save_pretrained(str(save_adapter), save_embedding_layers=False)
+        if processor is not None:
+            processor.save_pretrained(save_adapter)
+    del model, optimizer
+    if cuda:
+        torch.cuda.empty_cache()
+    return out
+
+
+def bench_merge(base: Path, adapter: Path, output: Path) -> dict:
+    """`vla-merge` as a user runs it (its own process); peak host memory is the child's max RSS."""
+    import resource
+
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "vla.cli.merge", f"adapter={adapter}", f"base={base}",
+                        f"output={output}"], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"vla-merge failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child so far: the merge
+    shards = sorted(p.stat().st_size for p in base.glob("*.safetensors"))
+    return {"seconds": round(wall, 1), "peak_host_memory_gb": round(peak_kib * 1024 / 1e9, 2),
+            "base_shards": len(shards), "largest_shard_gb": round(shards[-1] / 1e9, 2),
+            "base_total_gb": round(sum(shards) / 1e9, 2)}
+
+
+def gpu_7b(work: Path) -> dict:
+    """The issue's GPU figures: a 7B LoRA step (batch 16, bf16, gradient checkpointing) and `vla-merge` on 7B."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--gpu-7b needs a CUDA device")
+    base, adapter, merged = work / "base_7b", work / "adapter_7b", work / "merged_7b"
+    step = bench_lora_step("openvla_7b", "cuda", 16, save_base=base, save_adapter=adapter)
+    print(f"  7B LoRA step: {step}", flush=True)
+    merge = bench_merge(base, adapter, merged)
+    print(f"  vla-merge 7B: {merge}", flush=True)
+    return {"status": "measured", "lora_step": step, "merge": merge}
+
+
+def gpu_targets(gpu: dict) -> list[dict]:
+    if gpu.get("status") != "measured":
+        note = gpu.get("status", "not measured")
+        return [{"name": "7B LoRA step (batch 16, bf16, gradient checkpointing) peak GPU memory, GB", "value": None,
+                 "baseline": None, "target": "<= 60", "met": None, "note": note},
+                {"name": "vla-merge peak host memory on the 7B, GB", "value": None, "baseline": None,
+                 "target": "record", "met": None, "note": note}]
+    step, merge = gpu["lora_step"], gpu["merge"]
+    return [{"name": "7B LoRA step (batch 16, bf16, gradient checkpointing) peak GPU memory, GB (1e9 bytes)",
+             "value": step["peak_memory_gb"], "baseline": None, "target": "<= 60",
+             "met": bool(step["peak_memory_gb"] <= 60), "device": step["device"]},
+            {"name": "vla-merge peak host memory on the 7B, GB (baseline: the whole bf16 base model)",
+             "value": merge["peak_host_memory_gb"], "baseline": merge["base_total_gb"], "target": "record",
+             "met": None, "largest_shard_gb": merge["largest_shard_gb"]}]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--gpu-7b", action="store_true",
+                    help="measure only the GPU figures (7B LoRA step, vla-merge on 7B; needs CUDA and ~40 GB of disk) "
+                         "and update them in bench/results/train.json, keeping the CPU figures")
+    ap.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temp dir)")
     args = ap.parse_args()
+    if args.gpu_7b:
+        main_gpu(args.work)
+        return
     import logging
 
     logging.basicConfig(level=logging.WARNING)
@@ -181,11 +332,9 @@ def main() -> None:
          "baseline": round(learn["baseline"]["first_token_accuracy"], 4), "target": "record", "met": None},
         {"name": "DDP 2 ranks vs 1 process, samples/s ratio (gloo, same global batch 16, 1 thread each)",
          "value": round(ddp["ratio"], 3), "baseline": 1.0, "target": "record", "met": None},
-        {"name": "7B LoRA step (batch 16, bf16, gradient checkpointing) peak GPU memory, GB", "value": None,
-         "baseline": None, "target": "<= 60", "met": None, "note": "not measured (no device in this session)"},
-        {"name": "vla-merge peak host memory on the 7B, GB", "value": None, "baseline": None,
-         "target": "record", "met": None, "note": "not measured (no device in this session)"},
     ]
+    gpu = _previous_gpu()
+    targets += gpu_targets(gpu)
     result = {
         "benchmark": "train", "command": ".venv/bin/python bench/train.py",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
@@ -193,9 +342,48 @@ def main() -> None:
                     "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
         "note": "Measured on a shared 2-core machine while other jobs ran (see load averages); absolute samples/s "
                 "are noisy. Learning accuracy is teacher-forced on the training frames (memorization through vision).",
-        "throughput": thr, "learning": learn, "ddp": ddp, "wall_seconds": round(time.perf_counter() - t0, 1),
+        "throughput": thr, "learning": learn, "ddp": ddp, "gpu_7b": gpu, "wall_seconds": round(time.perf_counter() - t0, 1),
         "targets": targets,
     }
+    _print_targets(targets)
+    if not args.quick:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {RESULTS}")
+
+
+def _previous_gpu() -> dict:
+    """The GPU figures of an earlier `--gpu-7b` run (kept when the CPU figures are re-measured without a GPU)."""
+    if RESULTS.is_file():
+        previous = json.loads(RESULTS.read_text()).get("gpu_7b", {})
+        if previous.get("status") == "measured":
+            return previous
+    return {"status": "not measured (no GPU in the run that wrote this file): run `python bench/train.py --gpu-7b` "
+                      "on a CUDA machine"}
+
+
+def main_gpu(work: Path | None) -> None:
+    import datetime
+
+    import torch
+
+    work = Path(work or tempfile.mkdtemp(prefix="bench_train_gpu_"))
+    t0 = time.perf_counter()
+    gpu = gpu_7b(work)
+    gpu.update({"command": "python bench/train.py --gpu-7b", "torch": torch.__version__,
+                "date": datetime.date.today().isoformat(), "wall_seconds": round(time.perf_counter() - t0, 1)})
+    result = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"benchmark": "train", "targets": []}
+    result["gpu_7b"] = gpu
+    new = gpu_targets(gpu)
+    names = {t["name"].split(",")[0] for t in new}
+    result["targets"] = [t for t in result.get("targets", []) if t["name"].split(",")[0] not in names] + new
+    _print_targets(result["targets"])
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+def _print_targets(targets: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -206,10 +394,6 @@ def main() -> None:
         table.add_row(t["name"], str(t["value"] if t["value"] is not None else t.get("note")), str(t["baseline"]),
                       str(t["target"]), str(t["met"]))
     Console().print(table)
-    if not args.quick:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":
