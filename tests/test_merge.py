@@ -73,10 +73,18 @@ def test_merged_logits_equal_adapter_logits(lora_run, monkeypatch):
     real_load = safetensors.torch.load_file
     monkeypatch.setattr(safetensors.torch, "load_file", lambda path, *a, **k: loaded.append(Path(path).name) or real_load(path, *a, **k))
 
+    import vla.train.merge as merge_module
+
+    streamed = []
+    real_merge_shard = merge_module._merge_shard
+    monkeypatch.setattr(merge_module, "_merge_shard",
+                        lambda src, *a, **k: streamed.append(Path(src).name) or real_merge_shard(src, *a, **k))
+
     out = merge_adapter(root / "adapter", root / "merged")  # base found through adapter_config.json
 
-    # one shard in memory at a time: every base shard read exactly once, by itself, plus the adapter
-    assert sorted(n for n in loaded if n.startswith("model-")) == base_shards
+    # no base shard is ever loaded whole: each is streamed tensor by tensor, exactly once; only the adapter is loaded
+    assert sorted(streamed) == base_shards
+    assert not [n for n in loaded if n.startswith("model-")] and "adapter_model.safetensors" in loaded
     assert sorted(p.name for p in out.glob("model-*.safetensors")) == base_shards
     batch = _batch(processor)
     merged = VLAForActionPrediction.from_pretrained(str(out)).eval()
@@ -115,3 +123,18 @@ def test_cli_merges_and_reports_bad_input(lora_run, tmp_path):
 
     r = _cli(f"adapter={root / 'adapter'}", f"output={tmp_path / 'm'}", f"base={root / 'base'}", cwd=tmp_path)
     assert r.returncode != 0 and "already holds a checkpoint" in r.output
+
+
+def test_truncated_base_shard_is_named_and_leaves_no_partial_output(lora_run, tmp_path):
+    import shutil
+
+    from vla.train.merge import MergeError, merge_adapter
+
+    root, _, _ = lora_run
+    base = tmp_path / "base"
+    shutil.copytree(root / "base", base)
+    shard = sorted(base.glob("model-*.safetensors"))[-1]
+    shard.write_bytes(shard.read_bytes()[:-1000])  # a copy that was cut short
+    with pytest.raises(MergeError, match=f"{shard.name} is truncated"):
+        merge_adapter(root / "adapter", tmp_path / "merged", base_dir=base)
+    assert not (tmp_path / "merged" / shard.name).exists(), "a truncated shard must not appear as a finished file"
