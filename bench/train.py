@@ -150,14 +150,14 @@ def bench_ddp(work: Path, cache: Path, dataset: str, steps: int) -> dict:
     return {"one_process_samples_per_s": rates[1], "two_ranks_samples_per_s": rates[2], "ratio": rates[2] / rates[1]}
 
 
-def _build_on(preset: str, device: str, dtype=None):
+def _build_on(preset: str, device: str, dtype=None, **overrides):
     """A freshly initialized model of `preset` built directly on `device` in `dtype` (random weights)."""
     import torch
 
     from vla.model.modeling_vla import VLAForActionPrediction
     from vla.model.presets import build_preset
 
-    config, processor = build_preset(preset)
+    config, processor = build_preset(preset, **overrides)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype or torch.float32)
     try:
@@ -170,7 +170,8 @@ def _build_on(preset: str, device: str, dtype=None):
 
 
 def bench_lora_step(preset: str = "openvla_7b", device: str = "cuda", batch: int = 16, text_tokens: int = 24,
-                    steps: int = 3, save_base: Path | None = None, save_adapter: Path | None = None) -> dict:
+                    steps: int = 3, save_base: Path | None = None, save_adapter: Path | None = None,
+                    **overrides) -> dict:
     """One optimizer step of LoRA fine-tuning as `vla-train trainer.mode=lora` runs it on a GPU: base weights
     in bf16, OpenVLA's LoRA defaults through peft, bf16 autocast, gradient checkpointing, AdamW. Random weights
     and synthetic batches (the memory and time of a step do not depend on the values). Peak memory is
@@ -187,7 +188,7 @@ def bench_lora_step(preset: str = "openvla_7b", device: str = "cuda", batch: int
     cuda = device.startswith("cuda")
     dtype = torch.bfloat16 if cuda else torch.float32
     t0 = time.perf_counter()
-    model, processor = _build_on(preset, device, dtype)
+    model, processor = _build_on(preset, device, dtype, **overrides)
     build_s = time.perf_counter() - t0
     if save_base is not None:
         t1 = time.perf_counter()
@@ -271,7 +272,9 @@ def gpu_7b(work: Path) -> dict:
     if not torch.cuda.is_available():
         raise SystemExit("--gpu-7b needs a CUDA device")
     base, adapter, merged = work / "base_7b", work / "adapter_7b", work / "merged_7b"
-    step = bench_lora_step("openvla_7b", "cuda", 16, save_base=base, save_adapter=adapter)
+    # the project's BPE at Llama-2's vocabulary size stands in for the Llama-2 tokenizer (not downloadable here),
+    # so the saved base is a complete checkpoint `vla-train init_from=` can fine-tune
+    step = bench_lora_step("openvla_7b", "cuda", 16, save_base=base, save_adapter=adapter, tokenizer="tiny")
     print(f"  7B LoRA step: {step}", flush=True)
     merge = bench_merge(base, adapter, merged)
     print(f"  vla-merge 7B: {merge}", flush=True)
