@@ -25,19 +25,21 @@ from omegaconf import DictConfig, OmegaConf
 
 from robot_bridge.app import BridgeAppConfig
 from robot_bridge.cli._hints import write_hint
+from vla.cli.hydra_app import ConfigHint
 
 logger = logging.getLogger("robot_bridge.cli.bridge")
-_started = False
 
 
 def register_configs() -> None:
     ConfigStore.instance().store(name="bridge_schema", node=BridgeAppConfig)
 
 
+_hint = ConfigHint(lambda: write_hint("vla-bridge", BridgeAppConfig, groups=("bridge",)))
+
+
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="bridge")
+@_hint.task
 def _app(dcfg: DictConfig) -> None:
-    global _started
-    _started = True
     from hydra.core.hydra_config import HydraConfig
 
     from omegaconf.errors import OmegaConfBaseException
@@ -75,12 +77,7 @@ def _print_summary(s: dict) -> None:
 
 def main() -> None:
     register_configs()
-    try:
-        _app()
-    except SystemExit as e:
-        if e.code not in (0, None) and not _started:
-            write_hint("vla-bridge", BridgeAppConfig, groups=("bridge",))
-        raise
+    _hint.run(_app)
 
 
 if __name__ == "__main__":

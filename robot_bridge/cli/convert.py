@@ -22,15 +22,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from robot_bridge.cli._hints import write_hint
 from robot_bridge.convert import ConvertConfig
+from vla.cli.hydra_app import ConfigHint
 
 logger = logging.getLogger("robot_bridge.cli.convert")
-_started = False
+
+
+_hint = ConfigHint(lambda: write_hint("vla-convert", ConvertConfig))
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="convert")
+@_hint.task
 def _app(dcfg: DictConfig) -> None:
-    global _started
-    _started = True
     import time
 
     from robot_bridge.convert import BagCountError, convert
@@ -48,12 +50,7 @@ def _app(dcfg: DictConfig) -> None:
 
 def main() -> None:
     ConfigStore.instance().store(name="convert_schema", node=ConvertConfig)
-    try:
-        _app()
-    except SystemExit as e:
-        if e.code not in (0, None) and not _started:
-            write_hint("vla-convert", ConvertConfig)
-        raise
+    _hint.run(_app)
 
 
 if __name__ == "__main__":

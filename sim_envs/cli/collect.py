@@ -20,15 +20,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from sim_envs.cli._hints import write_hint
 from sim_envs.cli.config import CollectConfig, dr_config_from, register_configs, sim_config_from
+from vla.cli.hydra_app import ConfigHint
 
 logger = logging.getLogger("sim_envs.cli.collect")
-_started = False
+
+
+_hint = ConfigHint(lambda: write_hint("vla-collect", CollectConfig, groups=("sim", "dr")))
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="collect")
+@_hint.task
 def _app(cfg: DictConfig) -> None:
-    global _started
-    _started = True
     from sim_envs.collect import CollectSettings, collect, default_dataset_name
     from sim_envs.results import format_rate
 
@@ -65,12 +67,7 @@ def _app(cfg: DictConfig) -> None:
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (the RLDS writer) logs its CPU features otherwise
     register_configs()
-    try:
-        _app()
-    except SystemExit as e:
-        if e.code not in (0, None) and not _started:
-            write_hint("vla-collect", CollectConfig, groups=("sim", "dr"))
-        raise
+    _hint.run(_app)
 
 
 if __name__ == "__main__":

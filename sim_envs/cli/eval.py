@@ -25,10 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from sim_envs.cli._hints import write_hint
 from sim_envs.cli.config import EvalConfig, dr_config_from, register_configs, sim_config_from
+from vla.cli.hydra_app import ConfigHint
 
 logger = logging.getLogger("sim_envs.cli.eval")
 LEVELS_HINT = "Hint: dr=<level> selects one DR level (none|low|medium|high); several: levels=[none,low,...] or levels=all"
-_started = False
 
 
 def _as_list(value) -> list:
@@ -37,10 +37,18 @@ def _as_list(value) -> list:
     return [value]
 
 
+def _config_error_hint() -> None:
+    write_hint("vla-eval", EvalConfig, groups=("eval", "sim", "dr"))
+    if any(a.startswith("dr=") for a in sys.argv[1:]):
+        sys.stderr.write(LEVELS_HINT + "\n")
+
+
+_hint = ConfigHint(_config_error_hint)
+
+
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="eval")
+@_hint.task
 def _app(cfg: DictConfig) -> None:
-    global _started
-    _started = True
     from hydra.core.hydra_config import HydraConfig
 
     logger.info("config:\n%s", OmegaConf.to_yaml(cfg))
@@ -126,14 +134,7 @@ def _print_table(results, levels) -> None:
 
 def main() -> None:
     register_configs()
-    try:
-        _app()
-    except SystemExit as e:
-        if e.code not in (0, None) and not _started:
-            write_hint("vla-eval", EvalConfig, groups=("eval", "sim", "dr"))
-            if any(a.startswith("dr=") for a in sys.argv[1:]):
-                sys.stderr.write(LEVELS_HINT + "\n")
-        raise
+    _hint.run(_app)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,13 @@ from typing import Optional
 import hydra
 from omegaconf import MISSING, DictConfig
 
+from vla.cli.hydra_app import ConfigHint
+
 logger = logging.getLogger("vla.cli.import_openvla")
 
 HINT = ("Hint: vla-import <openvla_dir> <out_dir> [dino_num_heads=N siglip_num_heads=N dtype=float32|bfloat16|"
         "float16 max_shard_size=5GB verify=true overwrite=false]")
-_started = False
+_hint = ConfigHint(HINT)
 
 
 @dataclass
@@ -45,9 +47,8 @@ def register_configs() -> None:
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="import")
+@_hint.task
 def _app(cfg: DictConfig) -> None:
-    global _started
-    _started = True
     from vla.model.convert_openvla import CheckpointMismatchError, import_openvla
     from vla.model.policy import resolve_dtype
 
@@ -92,12 +93,7 @@ def _positional_to_overrides(argv: list[str]) -> list[str]:
 def main() -> None:
     register_configs()
     sys.argv = [sys.argv[0]] + _positional_to_overrides(sys.argv[1:])
-    try:
-        _app()
-    except SystemExit as e:
-        if e.code not in (0, None) and not _started:
-            sys.stderr.write(HINT + "\n")
-        raise
+    _hint.run(_app)
 
 
 if __name__ == "__main__":

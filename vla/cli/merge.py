@@ -17,10 +17,12 @@ from typing import Optional
 import hydra
 from omegaconf import MISSING
 
+from vla.cli.hydra_app import ConfigHint
+
 logger = logging.getLogger("vla.cli.merge")
 
 HINT = "Hint: vla-merge takes adapter=<adapter dir> output=<new dir> [base=<base checkpoint dir>]."
-_started = False
+_hint = ConfigHint(HINT)
 
 
 @dataclass
@@ -31,9 +33,8 @@ class MergeConfig:
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="merge")
+@_hint.task
 def _app(cfg: MergeConfig) -> None:
-    global _started
-    _started = True
     from vla.train.merge import MergeError, merge_adapter
 
     try:
@@ -48,12 +49,7 @@ def main() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="merge_schema", node=MergeConfig)
-    try:
-        _app()
-    except SystemExit as e:
-        if e.code not in (0, None) and not _started:
-            sys.stderr.write(HINT + "\n")
-        raise
+    _hint.run(_app)
 
 
 if __name__ == "__main__":

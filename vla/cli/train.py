@@ -20,6 +20,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from vla.cli.hydra_app import ConfigHint
 from vla.train.config import register_configs
 
 logger = logging.getLogger("vla.cli.train")
@@ -30,13 +31,12 @@ HINT = (
     "Print the whole config with `vla-train --cfg job`; presets: model=tiny|openvla_7b, trainer=tiny|full|lora|projector "
     "(configs/trainer/*.yaml)."
 )
-_started = False
+_hint = ConfigHint(HINT)
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="train")
+@_hint.task
 def _app(cfg: DictConfig) -> None:
-    global _started
-    _started = True
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun only rank 0 logs
         logging.getLogger().setLevel(logging.WARNING)
     from vla.train.errors import USER_ERRORS
@@ -53,12 +53,7 @@ def _app(cfg: DictConfig) -> None:
 
 def main() -> None:
     register_configs()
-    try:
-        _app()
-    except SystemExit as e:
-        if e.code not in (0, None) and not _started:
-            sys.stderr.write(HINT + "\n")
-        raise
+    _hint.run(_app)
 
 
 if __name__ == "__main__":
