@@ -249,16 +249,24 @@ def bench_lora_step(preset: str = "openvla_7b", device: str = "cuda", batch: int
 
 
 def bench_merge(base: Path, adapter: Path, output: Path) -> dict:
-    """`vla-merge` as a user runs it (its own process); peak host memory is the child's max RSS."""
-    import resource
-
+    """`vla-merge` as a user runs it (its own process). Peak host memory is the merge process's own high-water
+    mark (VmHWM, read by the process itself just before it exits): `getrusage(RUSAGE_CHILDREN)` would also count
+    the pages the child inherited from this (large) benchmark process at fork time."""
+    code = ("import sys\n"
+            "sys.argv = ['vla-merge'] + sys.argv[1:]\n"
+            "try:\n"
+            "    from vla.cli.merge import main\n"
+            "    main()\n"
+            "finally:\n"
+            "    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
+            "    sys.stderr.write('PEAK ' + hwm[0].split()[1] + '\\n')\n")
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "vla.cli.merge", f"adapter={adapter}", f"base={base}",
-                        f"output={output}"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code, f"adapter={adapter}", f"base={base}", f"output={output}"],
+                       capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise RuntimeError(f"vla-merge failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child so far: the merge
+    peak_kib = int([ln for ln in r.stderr.splitlines() if ln.startswith("PEAK ")][-1].split()[1])
     shards = sorted(p.stat().st_size for p in base.glob("*.safetensors"))
     return {"seconds": round(wall, 1), "peak_host_memory_gb": round(peak_kib * 1024 / 1e9, 2),
             "base_shards": len(shards), "largest_shard_gb": round(shards[-1] / 1e9, 2),
