@@ -138,6 +138,13 @@ def test_finetune_on_a_new_robot_saves_its_statistics(base_run, data, tmp_path):
     final = run({**config(data, tmp_path, dataset="robot_b", steps=2), "init_from": str(base_run / "final")})
     cfg = json.loads((final / "config.json").read_text())
     assert sorted(cfg["norm_stats"]) == ["robot_b"]
+    # the saved run config names the model that was trained (the base's), not the unused default preset
+    import yaml
+
+    (ckpt,) = sorted((tmp_path / "checkpoints").iterdir())[-1:]
+    recorded = yaml.safe_load((ckpt / "config.yaml").read_text())["model"]
+    assert Path(recorded["from"]).resolve() == (base_run / "final").resolve()
+    assert recorded["parameters"] > 0 and "dino" not in recorded
     policy = VLAPolicy.from_pretrained(final)  # no unnorm_key needed: the checkpoint knows its robot
     want = get_dataset_statistics(data["robot_b"], spec_for_directory(data["robot_b"]), cache_dir=data["cache"])
     np.testing.assert_allclose(policy.statistics.action.q99, want.action.q99)

@@ -106,7 +106,7 @@ class Trainer:
         self.sink = None
         if ctx.is_main:
             self.sink = MetricSink(self.out / "logs", tensorboard=t.tensorboard, wandb=t.wandb,
-                                   wandb_project=t.wandb_project, config=to_container(cfg))
+                                   wandb_project=t.wandb_project, config=self._config_record())
             self._log_setup(resume_from)
 
     # ------------------------------------------------------------------ setup helpers
@@ -134,9 +134,20 @@ class Trainer:
         ckpt.restore_rng_state(rank_state["rng"])
         logger.info("resumed from %s at step %d", path, self.step)
 
+    def _config_record(self) -> dict:
+        """The resolved config as logged and saved. With `init_from=<dir>` the architecture is the checkpoint's, so
+        the (unused) `model` preset is replaced by the model actually trained, not left to mislead a reader."""
+        record = to_container(self.cfg)
+        if self.base_dir is not None:
+            c = unwrap_hf(self.model).config
+            record["model"] = {"from": str(self.base_dir), "image_size": c.image_size, "cameras": list(c.cameras),
+                               "decoding": c.decoding, "action_chunk": c.action_chunk,
+                               "parameters": self.total}
+        return record
+
     def _log_setup(self, resume_from: Path | None) -> None:
         t = self.cfg.trainer
-        logger.info("config:\n%s", json.dumps(to_container(self.cfg), indent=2))
+        logger.info("config:\n%s", json.dumps(self._config_record(), indent=2))
         logger.info(
             "%d process(es) on %s (%s), %s/%s parameters trainable, batch %d = %d micro x %d accumulation x %d "
             "processes, precision %s, train episodes %d, val episodes %d%s",
@@ -300,7 +311,7 @@ class Trainer:
                     self._write_model(d, msd)
                     torch.save({"step": self.step, "optimizer": osd, "scheduler": self.scheduler.state_dict(),
                                 "history": self.history, "world_size": self.ctx.world_size}, d / ckpt.TRAINER_STATE)
-                    (d / "config.yaml").write_text(_yaml(to_container(self.cfg)))
+                    (d / "config.yaml").write_text(_yaml(self._config_record()))
                     (d / "dataset_statistics.json").write_text(json.dumps(self._statistics_dict(), indent=2))
                 try:
                     path = ckpt.commit_save(self.ckpt_root, name, write_main, keep_last)
