@@ -1,6 +1,6 @@
 """World-model benchmark -> bench/results/world_model.json.
 
-    .venv/bin/python bench/world_model.py            # SquareWorld + the MuJoCo LiftCube task (~15-25 min on 2 busy cores)
+    .venv/bin/python bench/world_model.py            # SquareWorld + the MuJoCo LiftCube task (~25 min on 2 busy cores)
     .venv/bin/python bench/world_model.py --no-sim   # SquareWorld only
 
 Targets (issue 7), each measured against a baseline in the same run:
@@ -10,14 +10,18 @@ Targets (issue 7), each measured against a baseline in the same run:
     cameras rendered): >= 10
   - ranking of >= 8 policy variants from the same initial states: Spearman(model success, sim success) >= 0.9,
     MMRV <= 0.05
-Where they are measured: the open-loop and speed figures on the MuJoCo task (expert demonstrations from
-`sim_envs.collect`, held-out seeds) when it is available, else on SquareWorld; the ranking on SquareWorld,
-whose policies act from pixels (the MuJoCo experts use privileged state and cannot act inside a model).
+Where they are measured: the open-loop and speed figures on the MuJoCo task when it is available (trained
+on scripted-expert demonstrations plus noise-injected expert episodes, evaluated on held-out seeds of clean
+expert demonstrations), else on SquareWorld; the ranking on SquareWorld, whose policies act from pixels (the
+MuJoCo experts use privileged state and cannot act inside a model). Every part records the load average
+before and after it: the machine is shared, so absolute timings vary, while each ratio compares two figures
+measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -39,7 +43,7 @@ RANKING_POLICIES = ["servo", "servo:noise=0.015", "servo:gain=0.08", "servo:gain
                     "servo:noise=0.02", "servo:gain=0.3,noise=0.03", "servo:bias=0.016", "random", "noop"]
 
 
-def _train(episodes, out: Path, *, ae_steps: int, dyn_steps: int, model: str = "tiny"):
+def _train(episodes, out: Path, *, ae_steps: int, dyn_steps: int, model: str = "tiny", **trainer):
     from omegaconf import OmegaConf
 
     from world_model.config import WMTrainConfig, WMTrainerConfig, WorldModelConfig
@@ -48,7 +52,7 @@ def _train(episodes, out: Path, *, ae_steps: int, dyn_steps: int, model: str = "
     base = OmegaConf.load(ROOT / "configs" / "world_model" / f"{model}.yaml")
     cfg = WMTrainConfig(world_model=WorldModelConfig(**OmegaConf.to_object(base)),
                         trainer=WMTrainerConfig(ae_steps=ae_steps, dyn_steps=dyn_steps, val_every=10**9,
-                                                ckpt_every=10**9),
+                                                ckpt_every=10**9, **trainer),
                         output_dir=str(out), resume=False)
     cfg.data.val_fraction = 0.1
     t0 = time.perf_counter()
@@ -65,17 +69,29 @@ def _open_loop(model, episodes) -> dict:
     return evaluate_open_loop(model, episodes, horizon=8, starts_per_episode=4, pixel_samples=32)
 
 
-def _imagined_steps_per_s(model, episode, steps: int = 200) -> float:
-    """Batch 1, no policy: one model step + decoding every camera at the data's image size per step."""
+def _imagined_steps_per_s(model, episode, steps: int = 300, batch: int = 1) -> dict:
+    """No policy: one model step + decoding every camera at the data's image size, per step. Also the time of
+    the dynamics step and of the decoding alone (batch 1) and the throughput at `batch` > 1 (information)."""
     rng = np.random.default_rng(0)
-    state = model.start_state(episode, 0)
     acts = episode.action[rng.integers(0, len(episode), steps)]
-    model.step(state, acts[:1])  # warm-up
-    t0 = time.perf_counter()
-    for a in acts:
-        state, out = model.step(state, a[None])
-        model.decode(out.latents, size=model.source_image_size)
-    return steps / (time.perf_counter() - t0)
+
+    def run(b: int, decode: bool = True, dynamics: bool = True) -> float:
+        from world_model.model import RolloutState
+
+        s0 = model.start_state(episode, 0)
+        state = RolloutState(s0.latents.repeat(b, 1, 1, 1), s0.proprio.repeat(b, 1, 1), s0.action.repeat(b, 1, 1), s0.pad)
+        state, out = model.step(state, np.repeat(acts[:1], b, 0))  # warm-up
+        model.decode(out.latents, size=model.source_image_size, proprio=out.norm_proprio)
+        t0 = time.perf_counter()
+        for a in acts:
+            if dynamics:
+                state, out = model.step(state, np.repeat(a[None], b, 0))
+            if decode:
+                model.decode(out.latents, size=model.source_image_size, proprio=out.norm_proprio)
+        return steps * b / (time.perf_counter() - t0)
+
+    return {"steps_per_s": run(1), "dynamics_only_steps_per_s": run(1, decode=False),
+            "decode_only_steps_per_s": run(1, dynamics=False), f"steps_per_s_batch{batch}": run(batch) if batch > 1 else None}
 
 
 _SIM_SPEED = """
@@ -100,6 +116,93 @@ print(json.dumps({"steps_per_s": steps / (time.perf_counter() - t0)}))
 """
 
 
+_COLLECT = """
+import json, sys
+import numpy as np
+import gymnasium
+import sim_envs
+from sim_envs.experts import make_expert
+from world_model.data import resize_frames
+task, size, model_size, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+groups = json.loads(sys.argv[5])  # [[group, seed_start, episodes, noise], ...]
+env = gymnasium.make(sim_envs.task_id(task), image_size=size, dr_level="low", cameras=("primary", "wrist"))
+expert = make_expert(env)
+arrays, index, stats = {"source_size": np.array([size, size])}, [], {}
+for group, seed0, n, noise in groups:
+    ok = []
+    for i in range(n):
+        rng = np.random.default_rng(10_000 + seed0 + i)
+        obs, info = env.reset(seed=seed0 + i)
+        expert.reset(info["instruction"])
+        frames, states, actions, success, burst = {"primary": [], "wrist": []}, [], [], False, 0
+        while True:
+            a = np.asarray(expert.act(), np.float32).copy()
+            if noise > 0:
+                # DART-style: Gaussian noise on the expert's motion plus random bursts it must recover from.
+                if burst == 0 and rng.random() < 0.08:
+                    burst = int(rng.integers(2, 6))
+                    rand = rng.uniform(-1, 1, 3) * np.abs(a[:3]).max(initial=0.01) * 2
+                if burst > 0:
+                    a[:3] = rand
+                    burst -= 1
+                a[:3] += rng.normal(0, noise, 3) * np.abs(a[:3]).max(initial=0.01)
+                a[:6] = np.clip(a[:6], env.action_space.low[:6], env.action_space.high[:6])
+            for c in frames:
+                frames[c].append(obs[c])
+            states.append(obs["proprio"])
+            actions.append(a)
+            obs, _, term, trunc, info = env.step(a)
+            success = success or bool(info.get("success", False))
+            if term or trunc:
+                break
+        pre = f"{group}_{i}_"
+        for c, v in frames.items():
+            arrays[pre + c] = resize_frames(np.stack(v), model_size)
+        t = len(actions)
+        arrays[pre + "proprio"] = np.stack(states).astype(np.float32)
+        arrays[pre + "action"] = np.stack(actions).astype(np.float32)
+        arrays[pre + "success"] = np.zeros(t, np.float32)
+        arrays[pre + "success"][-1] = float(success)
+        arrays[pre + "seed"] = np.array(seed0 + i)
+        index.append(f"{group}/{i}")
+        ok.append(success)
+    stats[group] = {"episodes": n, "noise": noise, "success_rate": float(np.mean(ok))}
+arrays["index"] = np.array(index)
+np.savez(out, **arrays)
+print(json.dumps(stats))
+"""
+
+
+def _collect_mujoco(task: str, size: int, model_size: int, out: Path, groups: list) -> dict:
+    """Expert (and noise-injected expert) episodes in a fresh process (no TensorFlow there: EGL rendering
+    segfaults next to it); frames are stored at the model's size. Returns per-group stats."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-c", _COLLECT, task, str(size), str(model_size), str(out), json.dumps(groups)],
+                       capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if r.returncode != 0:
+        raise RuntimeError(f"MuJoCo collection failed: {r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def load_collected(path: Path, cameras=("primary", "wrist")) -> dict[str, list]:
+    """{group: [WMEpisode]} from `_collect_mujoco`'s file."""
+    from vla.core.episode import EpisodeMetadata
+    from world_model.data import WMEpisode
+
+    d = np.load(path)
+    out: dict[str, list] = {}
+    for key in d["index"]:
+        g, i = str(key).split("/")
+        pre = f"{g}_{i}_"
+        seed = int(d[pre + "seed"])
+        out.setdefault(g, []).append(WMEpisode(
+            frames={c: d[pre + c] for c in cameras}, proprio=d[pre + "proprio"], action=d[pre + "action"],
+            success=d[pre + "success"], instruction="", source_size=tuple(int(v) for v in d["source_size"]),
+            metadata=EpisodeMetadata(episode_id=f"{g}-seed{seed}", success=bool(d[pre + "success"][-1]), seed=seed)))
+    return out
+
+
 def _sim_steps_per_s(env_id: str, env_kwargs: dict, steps: int = 200) -> float:
     """Random actions with every camera rendered, in a fresh process: EGL rendering in a process that has
     loaded TensorFlow (the RLDS writer, TensorBoard) can segfault."""
@@ -112,44 +215,67 @@ def _sim_steps_per_s(env_id: str, env_kwargs: dict, steps: int = 200) -> float:
     return float(json.loads(r.stdout.strip().splitlines()[-1])["steps_per_s"])
 
 
+def _load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def _speed(model, episode, env_id: str, env_kwargs: dict, rounds: int = 3) -> dict:
+    """Imagined and sim steps/s measured alternately `rounds` times (medians: the machine is shared)."""
+    imagined, sim = [], []
+    for _ in range(rounds):
+        imagined.append(_imagined_steps_per_s(model, episode, batch=16 if not imagined else 1))
+        sim.append(_sim_steps_per_s(env_id, env_kwargs))
+    med = lambda k: float(np.median([r[k] for r in imagined]))  # noqa: E731
+    return {"imagined_steps_per_s": med("steps_per_s"), "sim_steps_per_s": float(np.median(sim)),
+            "imagined_rounds": imagined, "sim_rounds": sim,
+            "dynamics_only_steps_per_s": med("dynamics_only_steps_per_s"),
+            "decode_only_steps_per_s": med("decode_only_steps_per_s"),
+            "imagined_steps_per_s_batch16": imagined[0]["steps_per_s_batch16"], "speed_load_average": _load()}
+
+
 def bench_square(args, work: Path) -> dict:
     from world_model.closed_loop import compare_policies
     from world_model.data import load_episodes
     from world_model.policies import make_policy
     from world_model.toy import ENV_ID, collect_episodes
 
+    load0 = _load()
     train = collect_episodes(args.square_episodes, seed=0, image_size=64, max_steps=30)
-    model, summary = _train(train, work / "square", ae_steps=args.ae_steps, dyn_steps=args.dyn_steps)
+    model, summary = _train(train, work / "square", ae_steps=args.ae_steps, dyn_steps=args.dyn_steps,
+                            ae_latent_noise=args.ae_latent_noise)
     held = load_episodes(collect_episodes(20, seed=50_000, image_size=64, max_steps=30), model.cameras,
                          model.config.image_size)
     ol = _open_loop(model, held)
     policies = dict(make_policy(s, seed=i) for i, s in enumerate(RANKING_POLICIES))
     cl = compare_policies(model, ENV_ID, policies, num_initial_states=args.initial_states, max_steps=30,
                           seed=100_000, env_kwargs={"image_size": 64}, record=0)
-    return {"train": summary, "open_loop": ol, "closed_loop": {k: v for k, v in cl.items() if k != "videos"},
-            "imagined_steps_per_s": _imagined_steps_per_s(model, held[0]),
-            "sim_steps_per_s": _sim_steps_per_s(ENV_ID, {"image_size": 64})}
+    return {"model_config": dataclasses.asdict(model.config), "train": summary, "open_loop": ol,
+            "closed_loop": {k: v for k, v in cl.items() if k != "videos"},
+            **_speed(model, held[0], ENV_ID, {"image_size": 64}, rounds=1), "load_average": [load0, _load()]}
 
 
 def bench_mujoco(args, work: Path) -> dict:
     import sim_envs  # noqa: F401 - registers vla_sim/* ids
-    from sim_envs.collect import CollectSettings, collect
 
-    from world_model.data import load_episodes
-
+    load0 = _load()
     size = args.sim_image_size
-    common = dict(tasks=[args.sim_task], dr_level="low", image_size=size, workers=2, keep_failed=True)
     t0 = time.perf_counter()
-    tr = collect(CollectSettings(episodes=args.sim_episodes, seed_start=0, **common), work / "data", "wm_train", progress=True)
-    te = collect(CollectSettings(episodes=8, seed_start=500_000, **common), work / "data", "wm_heldout", progress=True)
+    groups = [["expert", 0, args.sim_episodes, 0.0], ["noisy", 1000, args.noisy_episodes, args.noise],
+              ["heldout", 500_000, 8, 0.0]]
+    data = work / "mujoco_data.npz"
+    collect_stats = _collect_mujoco(args.sim_task, size, 64, data, groups)
+    eps = load_collected(data)
     collect_s = time.perf_counter() - t0
-    model, summary = _train([str(tr.dataset_dir)], work / "mujoco", ae_steps=args.ae_steps, dyn_steps=args.dyn_steps)
-    held = load_episodes([str(te.dataset_dir)], model.cameras, model.config.image_size)
+    train = eps["expert"] + eps.get("noisy", [])
+    model, summary = _train(train, work / "mujoco", ae_steps=args.ae_steps, dyn_steps=args.sim_dyn_steps,
+                            ae_latent_noise=args.ae_latent_noise)
+    held = eps["heldout"]
     ol = _open_loop(model, held)
     env_id = sim_envs.task_id(args.sim_task)
-    return {"task": env_id, "image_size": size, "collect_s": collect_s, "train": summary, "open_loop": ol,
-            "imagined_steps_per_s": _imagined_steps_per_s(model, held[0]),
-            "sim_steps_per_s": _sim_steps_per_s(env_id, {"image_size": size, "cameras": ("primary", "wrist")})}
+    return {"task": env_id, "image_size": size, "collect_s": collect_s, "collect": collect_stats,
+            "model_config": dataclasses.asdict(model.config), "train": summary, "open_loop": ol,
+            **_speed(model, held[0], env_id, {"image_size": size, "cameras": ("primary", "wrist")}),
+            "load_average": [load0, _load()]}
 
 
 def bench_encoders(args) -> dict:
@@ -197,11 +323,15 @@ def main() -> None:
     p.add_argument("--no-sim", action="store_true", help="skip the MuJoCo task")
     p.add_argument("--sim-task", default="LiftCube")
     p.add_argument("--sim-image-size", type=int, default=112)
-    p.add_argument("--sim-episodes", type=int, default=30)
+    p.add_argument("--sim-episodes", type=int, default=24, help="clean expert episodes (MuJoCo training)")
     p.add_argument("--square-episodes", type=int, default=120)
     p.add_argument("--initial-states", type=int, default=12)
+    p.add_argument("--noisy-episodes", type=int, default=48, help="noise-injected expert episodes (MuJoCo training)")
+    p.add_argument("--noise", type=float, default=0.5, help="action noise of those episodes (x the expert's step)")
     p.add_argument("--ae-steps", type=int, default=400)
-    p.add_argument("--dyn-steps", type=int, default=600)
+    p.add_argument("--dyn-steps", type=int, default=1200, help="dynamics steps (SquareWorld)")
+    p.add_argument("--sim-dyn-steps", type=int, default=1500, help="dynamics steps (MuJoCo)")
+    p.add_argument("--ae-latent-noise", type=float, default=0.0, help="trainer.ae_latent_noise")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--encoder-steps", type=int, default=200, help="encoder study steps (0: skip)")
     p.add_argument("--vla-checkpoint", default="", help="trained VLA for the encoder study (default: tiny, random)")
@@ -214,6 +344,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
+    load_start = _load()
     parts: dict = {"square": None, "mujoco": None, "mujoco_error": None, "encoder_study": None}
     reuse = [x for x in args.reuse.split(",") if x]
     if reuse:
@@ -231,8 +362,11 @@ def main() -> None:
         result = {
             "benchmark": "world_model",
             "command": "python bench/world_model.py " + " ".join(sys.argv[1:]),
-            "note": ("Measured on a shared 2-core CPU machine under heavy load from other jobs (load average 7-12); "
-                     "timings are noisy. Open-loop and speed figures come from the environment named in each target."),
+            "note": ("Measured on a shared 2-core CPU machine while other jobs ran (see load_average: 1, 5, 15-minute "
+                     "load averages at the start and end of the run and of each part); absolute timings are noisy, "
+                     "each ratio compares two figures from the same run. Open-loop and speed figures come from the "
+                     "environment named in each target."),
+            "load_average": {"start": load_start, "now": _load()},
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": args.threads},
             "settings": vars(args),
             "wall_s": round(time.perf_counter() - t_start, 1),

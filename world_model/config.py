@@ -27,6 +27,10 @@ class WorldModelConfig:
     image_size: int = 64  # internal resolution (frames are resized to it); decoded frames are resized back
     enc_channels: list[int] = field(default_factory=lambda: [16, 32, 64])  # conv widths, each halves H and W
     latent_channels: int = 8
+    decoder: str = "shuffle"  # shuffle (sub-pixel conv, fast) | conv (upsampling blocks, the first version)
+    dec_channels: int = 128  # shuffle decoder width
+    dec_blocks: int = 1  # shuffle decoder residual blocks at the latent resolution
+    proprio_decoder: bool = False  # decoder also conditioned on the proprio (draws the robot from it)
     patch: int = 4  # latent pixels per token side
     history: int = 3
     dim: int = 128
@@ -34,8 +38,11 @@ class WorldModelConfig:
     heads: int = 4
     mlp_ratio: float = 2.0
     dropout: float = 0.0
+    action_film: bool = True  # every latent token of a step is modulated (FiLM) by that step's action
 
     def __post_init__(self) -> None:
+        if self.decoder not in ("shuffle", "conv"):
+            raise ValueError(f"world_model.decoder={self.decoder!r}: choose shuffle or conv")
         if not self.cameras:
             raise ValueError("world_model.cameras must name at least one camera, e.g. [primary]")
         if self.image_size % (2 ** len(self.enc_channels)) != 0:
@@ -83,6 +90,7 @@ class WMTrainerConfig:
     ae_steps: int = 1500
     ae_batch_size: int = 32
     ae_lr: float = 2e-3
+    ae_latent_noise: float = 0.0  # autoencoder training: noise on latents (x their std), with proprio_decoder
     dyn_steps: int = 2000
     dyn_batch_size: int = 32
     dyn_lr: float = 1e-3

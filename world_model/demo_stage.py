@@ -7,8 +7,9 @@ to sim, write the report, and return figures + targets for `summary.json`.
               sim_results=results)          # optional: sim_envs.evaluation results (same initial states)
     out["targets"], out["report"]
 
-The step counts scale with `budget_s` (measured speed on this machine: ~4 autoencoder and ~6 dynamics steps
-per second on 2 cores; about 60% of the budget goes to training, the rest to evaluation and the report).
+The step counts scale with `budget_s` (measured speed of the tiny model on this machine with one torch
+thread while another job used the other core: ~6 autoencoder and ~3.5-4 dynamics steps per second; about 60%
+of the budget goes to training, the rest to evaluation and the report).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def run(dataset_dir: str | Path, policies: dict[str, Policy], out_dir: str | Pat
     out = Path(out_dir)
     timings: dict[str, float] = {}
     train_s = 0.6 * budget_s
-    ae_steps = max(50, int(train_s * 0.35 * 4))
-    dyn_steps = max(50, int(train_s * 0.65 * 6))
+    ae_steps = max(50, int(train_s * 0.35 * 6))
+    dyn_steps = max(50, int(train_s * 0.65 * 3.5))
     import configs
 
     base = OmegaConf.load(Path(configs.__file__).parent / "world_model" / f"{model}.yaml")

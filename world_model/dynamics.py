@@ -4,7 +4,10 @@ Per step t the sequence holds the N latent tokens of all cameras, one proprio to
 Every token of step t attends to all tokens of steps <= t (a block-causal mask, as DINO-WM's predictor),
 so one forward pass over a history of steps predicts, at each step, the next latent (as a residual on the
 current one), the next proprio, and whether the task is solved after this step's action (success logit)
-plus the reward.
+plus the reward. With `action_film`, every latent token of step t is also modulated by step t's action
+(FiLM: scale and shift from a small MLP, zero-initialised), so each token's update is conditioned on the
+action directly rather than only through attention to the action token: on near-identical demonstrations
+a model otherwise learns to extrapolate the motion from the history and barely uses the action.
 """
 
 from __future__ import annotations
@@ -30,12 +33,18 @@ class LatentDynamics(nn.Module):
     """
 
     def __init__(self, num_tokens: int, token_dim: int, proprio_dim: int, history: int, dim: int, depth: int,
-                 heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0, action_dim: int = 7):
+                 heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0, action_dim: int = 7,
+                 action_film: bool = True):
         super().__init__()
         self.num_tokens, self.token_dim, self.proprio_dim, self.history = num_tokens, token_dim, proprio_dim, history
         self.latent_in = nn.Linear(token_dim, dim)
         self.proprio_in = nn.Linear(max(proprio_dim, 1), dim)
         self.action_in = nn.Sequential(nn.Linear(action_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.action_film = None
+        if action_film:
+            self.action_film = nn.Sequential(nn.Linear(action_dim, dim), nn.SiLU(), nn.Linear(dim, 2 * dim))
+            nn.init.zeros_(self.action_film[-1].weight)
+            nn.init.zeros_(self.action_film[-1].bias)
         self.token_pos = nn.Parameter(torch.randn(num_tokens + 2, dim) * 0.02)
         self.step_pos = nn.Parameter(torch.randn(history, dim) * 0.02)
         layer = nn.TransformerEncoderLayer(dim, heads, int(dim * mlp_ratio), dropout, activation="gelu",
@@ -65,8 +74,12 @@ class LatentDynamics(nn.Module):
             raise ValueError(f"context of {s} steps is longer than the trained history {self.history}")
         if proprio.shape[-1] == 0:
             proprio = proprio.new_zeros(b, s, 1)
+        lat = self.latent_in(latents)  # (B, S, N, dim)
+        if self.action_film is not None:
+            scale, shift = self.action_film(action)[:, :, None].chunk(2, dim=-1)  # (B, S, 1, dim) each
+            lat = lat * (1 + scale) + shift
         x = torch.cat([
-            self.latent_in(latents),  # (B, S, N, dim)
+            lat,
             self.proprio_in(proprio)[:, :, None],  # (B, S, 1, dim)
             self.action_in(action)[:, :, None],  # (B, S, 1, dim)
         ], dim=2)

@@ -76,8 +76,8 @@ def evaluate_open_loop(model: WorldModel, episodes: list[WMEpisode], *, horizon:
     for row, si in enumerate(pick):
         ei, t0 = starts[si]
         ep = episodes[ei]
-        pred = model.decode(torch.from_numpy(res["pred"][si]).float())
-        ceil = model.decode(torch.from_numpy(res["true"][si]).float())
+        pred = model.decode(torch.from_numpy(res["pred"][si]).float(), proprio=res["pred_proprio"][si])
+        ceil = model.decode(torch.from_numpy(res["true"][si]).float(), proprio=res["true_proprio"][si])
         for h in range(horizon):
             if not valid[si, h]:
                 continue

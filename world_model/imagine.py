@@ -86,7 +86,7 @@ def _start(model: WorldModel, start, instruction: str):
                        ep.metadata.episode_id, len(ep), h)
     state = model.start_state(ep, t)
     size = model.source_image_size
-    imgs = model.decode(state.latents[:, -1], size=size)
+    imgs = model.decode(state.latents[:, -1], size=size, proprio=state.proprio[:, -1])
     obs = Observation(images={c: imgs[c][0] for c in model.cameras}, proprio=ep.proprio[t], instruction=instruction)
     return state, obs
 
@@ -132,7 +132,7 @@ def imagine(model: WorldModel, policy: Policy, start, instruction: str, horizon:
             queue = list(a) if a.ndim == 2 else [a]
         a = queue.pop(0)
         state, out = model.step(state, a[None])
-        imgs = model.decode(out.latents, size=size)
+        imgs = model.decode(out.latents, size=size, proprio=out.norm_proprio)
         for c in model.cameras:
             frames[c].append(imgs[c][0])
         p = out.proprio[0]
@@ -158,12 +158,13 @@ def open_loop(model: WorldModel, episodes: list[WMEpisode], starts: list[tuple[i
               *, shuffle_actions: bool = False, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
     """Predict `horizon` steps from each (episode index, start step) with the episode's recorded actions.
 
-    Returns pred (S, horizon, N, D), true (S, horizon, N, D), last (S, N, D) (the start latent, for the
-    copy-last baseline) and valid (S, horizon). With `shuffle_actions`, each rollout gets the actions of
+    Returns pred (S, horizon, N, D), pred_proprio (S, horizon, P) (normalized), true (S, horizon, N, D),
+    true_proprio (S, horizon, P), last (S, N, D) (the start latent, for the copy-last baseline) and valid
+    (S, horizon). With `shuffle_actions`, each rollout gets the actions of
     another, randomly chosen rollout in the batch (the action-shuffle test).
     """
     h = model.config.history
-    zs, ps, acts, trues, valid = [], [], [], [], []
+    zs, ps, acts, trues, true_ps, valid = [], [], [], [], [], []
     for ei, t0 in starts:
         ep = episodes[ei]
         idx = np.clip(np.arange(t0 - h + 1, t0 + horizon + 1), 0, len(ep) - 1)
@@ -172,6 +173,7 @@ def open_loop(model: WorldModel, episodes: list[WMEpisode], starts: list[tuple[i
         acts.append(ep.norm_action[idx])
         raw = np.arange(t0 + 1, t0 + horizon + 1)
         trues.append(ep.latents[np.clip(raw, 0, len(ep) - 1)])
+        true_ps.append(ep.norm_proprio[np.clip(raw, 0, len(ep) - 1)])
         valid.append(raw <= len(ep) - 1)
     acts = np.stack(acts)  # (S, h + horizon, 7)
     if shuffle_actions:
@@ -185,11 +187,13 @@ def open_loop(model: WorldModel, episodes: list[WMEpisode], starts: list[tuple[i
     z = torch.from_numpy(np.stack(zs)).float()
     p = torch.from_numpy(np.stack(ps)).float()
     a = torch.from_numpy(acts).float()
-    zl, pl, preds = list(z.unbind(1)), list(p.unbind(1)), []
+    zl, pl, preds, pred_ps = list(z.unbind(1)), list(p.unbind(1)), [], []
     for r in range(horizon):
         o = model.dynamics(torch.stack(zl[-h:], 1), torch.stack(pl[-h:], 1), a[:, r : r + h])
         zl.append(o["latents"][:, -1])
         pl.append(o["proprio"][:, -1])
         preds.append(zl[-1])
-    return {"pred": torch.stack(preds, 1).numpy(), "true": np.stack(trues), "last": np.stack(zs)[:, -1],
+        pred_ps.append(pl[-1])
+    return {"pred": torch.stack(preds, 1).numpy(), "pred_proprio": torch.stack(pred_ps, 1).numpy(),
+            "true": np.stack(trues), "true_proprio": np.stack(true_ps), "last": np.stack(zs)[:, -1],
             "valid": np.stack(valid)}

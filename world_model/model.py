@@ -51,6 +51,7 @@ class RolloutState:
 class StepOutput:
     latents: torch.Tensor  # (B, N, D) normalized
     proprio: np.ndarray  # (B, P) raw units
+    norm_proprio: torch.Tensor  # (B, P) normalized (what a proprio-conditioned decoder takes)
     success_prob: np.ndarray  # (B,)
     reward: np.ndarray  # (B,)
 
@@ -65,11 +66,15 @@ class WorldModel(torch.nn.Module):
         self.source_image_size = tuple(int(v) for v in source_image_size)
         self.train_rollout_steps = int(train_rollout_steps)
         self.max_episode_length = int(max_episode_length)  # longest training episode: imagination beyond it warns
-        self.autoencoder = FrameAutoencoder(config.enc_channels, config.latent_channels, len(config.cameras))
+        self.autoencoder = FrameAutoencoder(config.enc_channels, config.latent_channels, len(config.cameras),
+                                            decoder=config.decoder, dec_channels=config.dec_channels,
+                                            dec_blocks=config.dec_blocks,
+                                            proprio_dim=self.proprio_dim if config.proprio_decoder else 0,
+                                            grid=config.latent_grid)
         self.dynamics = LatentDynamics(
             num_tokens=len(config.cameras) * config.tokens_per_camera, token_dim=config.token_dim,
             proprio_dim=self.proprio_dim, history=config.history, dim=config.dim, depth=config.depth,
-            heads=config.heads, mlp_ratio=config.mlp_ratio, dropout=config.dropout,
+            heads=config.heads, mlp_ratio=config.mlp_ratio, dropout=config.dropout, action_film=config.action_film,
         )
         self.register_buffer("latent_mean", torch.zeros(config.latent_channels))
         self.register_buffer("latent_std", torch.ones(config.latent_channels))
@@ -103,18 +108,28 @@ class WorldModel(torch.nn.Module):
             maps.append(torch.cat([self.autoencoder.encode(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]))
         return self._to_tokens(torch.stack(maps, 1))
 
-    @torch.no_grad()
-    def decode(self, tokens: torch.Tensor, size: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
-        """Normalized tokens (B, N, D) -> {camera: uint8 (B, H, W, 3)}, resized to `size` if given."""
-        maps = self._to_maps(tokens)
-        out = {}
-        for i, c in enumerate(self.cameras):
-            cam = torch.full((maps.shape[0],), i, dtype=torch.long)
-            img = self.autoencoder.decode(maps[:, i], cam).clamp(0, 1)
-            if size is not None and tuple(size) != tuple(img.shape[-2:]):
-                img = torch.nn.functional.interpolate(img, size=tuple(size), mode="bilinear", align_corners=False)
-            out[c] = (img * 255).round().byte().permute(0, 2, 3, 1).numpy()
-        return out
+    @torch.inference_mode()
+    def decode(self, tokens: torch.Tensor, size: tuple[int, int] | None = None,
+               proprio: torch.Tensor | np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Normalized tokens (B, N, D) -> {camera: uint8 (B, H, W, 3)}, resized to `size` if given.
+
+        `proprio`: normalized (B, P), needed by a proprio-conditioned decoder (ignored otherwise). All
+        cameras go through the decoder in one batch (one call per imagined step, not one per camera)."""
+        maps = self._to_maps(tokens)  # (B, K, C, g, g)
+        b, k = maps.shape[:2]
+        cam = torch.arange(k).repeat(b)
+        prop = None
+        if self.autoencoder.proprio_map is not None:
+            if proprio is None:
+                raise ValueError("this world model's decoder is conditioned on proprio: pass decode(..., proprio=...)")
+            prop = torch.as_tensor(np.asarray(proprio, np.float32) if not torch.is_tensor(proprio) else proprio).float()
+            prop = prop.reshape(b, -1).repeat_interleave(k, 0)
+        img = self.autoencoder.decode(maps.flatten(0, 1), cam, prop)  # (B*K, 3, S, S)
+        if size is not None and tuple(size) != tuple(img.shape[-2:]):
+            img = torch.nn.functional.interpolate(img, size=tuple(size), mode="bilinear", align_corners=False)
+        img = img.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).reshape(b, k, *img.shape[-2:], 3)
+        arr = img.numpy()
+        return {c: arr[:, i] for i, c in enumerate(self.cameras)}
 
     # -- data ----------------------------------------------------------------------------------------------
     def check_episode(self, ep: WMEpisode) -> None:
@@ -171,7 +186,7 @@ class WorldModel(torch.nn.Module):
             pad=max(h - 1 - t, 0),
         )
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self, state: RolloutState, action: np.ndarray) -> tuple[RolloutState, StepOutput]:
         """Apply raw actions (B, 7) at the last context step; return the shifted context and the prediction."""
         a = torch.from_numpy(self.norm_action(np.asarray(action, np.float32).reshape(-1, 7)))
@@ -190,7 +205,7 @@ class WorldModel(torch.nn.Module):
             pad=max(state.pad - 1, 0),
         )
         return new_state, StepOutput(
-            latents=z, proprio=self.unnorm_proprio(p.numpy()),
+            latents=z, proprio=self.unnorm_proprio(p.numpy()), norm_proprio=p,
             success_prob=torch.sigmoid(out["success_logit"][:, -1]).numpy(), reward=out["reward"][:, -1].numpy(),
         )
 
@@ -203,7 +218,7 @@ class WorldModel(torch.nn.Module):
             "source_image_size": list(self.source_image_size),
             "train_rollout_steps": self.train_rollout_steps,
             "max_episode_length": self.max_episode_length,
-            "format": 1,
+            "format": 2,
         }
 
     def save(self, directory: str | os.PathLike) -> None:
@@ -227,6 +242,8 @@ class WorldModel(torch.nn.Module):
                 "pass the output_dir of wm-train or its 'latest' subdirectory"
             )
         meta = json.loads((d / META).read_text())
+        if meta.get("format", 1) < 2:  # format 1 had the conv decoder and no action FiLM
+            meta["config"].update(decoder="conv", action_film=False, proprio_decoder=False)
         cfg = WorldModelConfig(**meta["config"])
         model = cls(cfg, proprio_dim=meta["proprio_dim"], statistics=DatasetStatistics.from_dict(meta["statistics"]),
                     source_image_size=tuple(meta["source_image_size"]),

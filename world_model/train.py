@@ -68,15 +68,21 @@ def load_split(checkpoint_dir: str | os.PathLike) -> dict:
     raise FileNotFoundError(f"no {SPLIT} in {d}; pass explicit dataset_dirs")
 
 
-def _frames_batch(episodes: list[WMEpisode], cameras: list[str], n: int, rng: np.random.Generator):
-    imgs, cams = [], []
+def _frames_batch(episodes: list[WMEpisode], cameras: list[str], n: int, rng: np.random.Generator, norm_proprio=None):
+    """n random (frame, camera index[, normalized proprio of that step]) samples."""
+    imgs, cams, props = [], [], []
     for _ in range(n):
         e = episodes[rng.integers(len(episodes))]
         ci = int(rng.integers(len(cameras)))
-        imgs.append(e.frames[cameras[ci]][rng.integers(len(e))])
+        t = rng.integers(len(e))
+        imgs.append(e.frames[cameras[ci]][t])
         cams.append(ci)
+        if norm_proprio is not None:
+            props.append(norm_proprio(e.proprio[t]))
     x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
-    return x, torch.tensor(cams)
+    if norm_proprio is None:
+        return x, torch.tensor(cams)
+    return x, torch.tensor(cams), torch.from_numpy(np.stack(props)).float()
 
 
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, foreground_weight: float = 4.0) -> torch.Tensor:
@@ -244,8 +250,9 @@ def train_world_model(cfg: WMTrainConfig, episodes: list | None = None, *, progr
             lr = tc.ae_lr * 0.5 * (1 + math.cos(math.pi * ae_step / tc.ae_steps))
             for g in ae_opt.param_groups:
                 g["lr"] = lr
-            x, cam = _frames_batch(train_eps, mc.cameras, tc.ae_batch_size, rng)
-            loss = reconstruction_loss(model.autoencoder(x, cam), x)
+            x, cam, prop = _frames_batch(train_eps, mc.cameras, tc.ae_batch_size, rng, model.norm_proprio)
+            loss = reconstruction_loss(model.autoencoder(x, cam, prop if mc.proprio_decoder else None,
+                                                         latent_noise=tc.ae_latent_noise), x)
             ae_opt.zero_grad(set_to_none=True)
             loss.backward()
             ae_opt.step()

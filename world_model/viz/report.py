@@ -53,8 +53,8 @@ def _rollout_rows(model: WorldModel, episodes: list[WMEpisode], horizon: int, nu
         ctx_idx = np.clip(np.arange(t0 - h + 1, t0 + 1), 0, len(ep) - 1)
         fut = np.arange(t0 + 1, t0 + horizon + 1)
         valid = fut < len(ep)
-        pred = model.decode(torch.from_numpy(res["pred"][k]).float())[cam]
-        recon = model.decode(torch.from_numpy(ep.latents[ctx_idx]).float())[cam]
+        pred = model.decode(torch.from_numpy(res["pred"][k]).float(), proprio=res["pred_proprio"][k])[cam]
+        recon = model.decode(torch.from_numpy(ep.latents[ctx_idx]).float(), proprio=ep.norm_proprio[ctx_idx])[cam]
         true_row = [ep.frames[cam][i] for i in ctx_idx] + [ep.frames[cam][t] if v else None for t, v in zip(fut, valid)]
         pred_row = list(recon) + [pred[j] if valid[j] else None for j in range(horizon)]
         err_row = [None] * h + [error_map(pred[j], ep.frames[cam][fut[j]]) if valid[j] else None for j in range(horizon)]
@@ -84,13 +84,14 @@ def counterfactual_sweep(model: WorldModel, ep: WMEpisode, t0: int, steps: int =
         a[6] = g
         variants.append((f"gripper {name}", a))
     cam = model.cameras[0]
-    start = model.decode(model.start_state(ep, t0).latents[:, -1])[cam][0]
+    st0 = model.start_state(ep, t0)
+    start = model.decode(st0.latents[:, -1], proprio=st0.proprio[:, -1])[cam][0]
     for name, a in variants:
         state = model.start_state(ep, t0)
         frames = [start]
         for _ in range(steps):
             state, out = model.step(state, a[None])
-            frames.append(model.decode(out.latents)[cam][0])
+            frames.append(model.decode(out.latents, proprio=out.norm_proprio)[cam][0])
         rows.append((f"{name} ({', '.join(f'{v:+.3g}' for v in a[:3])}; g={a[6]:.0f})",
                      png_b64(grid([[upscale(f, 2) for f in frames]], marks={1: (220, 30, 30)}))))
     return rows

@@ -59,7 +59,8 @@ class Session:
             raise ValueError(f"start step {t} is outside episode {ep.metadata.episode_id} (0..{len(ep) - 1})")
         with self.lock:
             self.state = self.model.start_state(ep, t)
-            imgs = self.model.decode(self.state.latents[:, -1], size=self.model.source_image_size)
+            imgs = self.model.decode(self.state.latents[:, -1], size=self.model.source_image_size,
+                                     proprio=self.state.proprio[:, -1])
             self.instruction = ep.instruction
             self.obs = Observation({c: imgs[c][0] for c in self.model.cameras}, ep.proprio[t], ep.instruction)
             self.step_count = 0
@@ -80,7 +81,7 @@ class Session:
             else:
                 a = validate_action(action, allow_chunk=False)
             self.state, out = self.model.step(self.state, a[None])
-            imgs = self.model.decode(out.latents, size=self.model.source_image_size)
+            imgs = self.model.decode(out.latents, size=self.model.source_image_size, proprio=out.norm_proprio)
             self.obs = Observation({c: imgs[c][0] for c in self.model.cameras}, out.proprio[0], self.instruction)
             self.step_count += 1
             return {"step": self.step_count, "frames": self._frames(imgs), "success_prob": float(out.success_prob[0]),
