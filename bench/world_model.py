@@ -90,8 +90,11 @@ def _imagined_steps_per_s(model, episode, steps: int = 300, batch: int = 1) -> d
                 model.decode(out.latents, size=model.source_image_size, proprio=out.norm_proprio)
         return steps * b / (time.perf_counter() - t0)
 
-    return {"steps_per_s": run(1), "dynamics_only_steps_per_s": run(1, decode=False),
-            "decode_only_steps_per_s": run(1, dynamics=False), f"steps_per_s_batch{batch}": run(batch) if batch > 1 else None}
+    out = {"steps_per_s": run(1), "dynamics_only_steps_per_s": run(1, decode=False),
+           "decode_only_steps_per_s": run(1, dynamics=False)}
+    if batch > 1:
+        out[f"steps_per_s_batch{batch}"] = run(batch)
+    return out
 
 
 _SIM_SPEED = """
