@@ -350,3 +350,35 @@ def test_autoregressive_chunks_decode_k_times_7_tokens():
     train = processor([img], ["lift"], actions=np.zeros((1, 3, 7)))
     assert ((train["labels"] != -100).sum(-1) == 3 * 7 + 1).all()  # K*7 action tokens + EOS
     assert policy.act(Observation(images={"primary": img}, instruction="lift")).shape == (3, 7)
+
+
+def test_action_queries_option_learned_slot_inputs(tmp_path):
+    """`action_queries` (off by default): slot i gets learned query i instead of a zero input, so even the first
+    layer's slot queries differ; the default model has no such parameter (checkpoints keep their layout)."""
+    from vla.model.modeling_vla import VLAForActionPrediction
+
+    plain, _ = build_model("tiny", decoding="parallel", action_chunk=2, action_head="l1")
+    assert plain.action_queries is None and not any("action_queries" in k for k in plain.state_dict())
+    with pytest.raises(ValueError, match="action_queries"):
+        build_model("tiny", action_queries=True)  # autoregressive: no slots to embed
+    model, processor = build_model("tiny", decoding="parallel", action_chunk=2, action_head="l1",
+                                   action_queries=True)
+    rng = np.random.default_rng(9)
+    images = _images(rng, 3)
+    batch = processor(images, INSTRUCTIONS)  # left padded: the slots sit at different offsets per sample
+    emb, _, _, slots = model.build_multimodal_inputs(batch["input_ids"], batch["attention_mask"],
+                                                     batch["pixel_values"])
+    for i in range(3):
+        torch.testing.assert_close(emb[i, slots[i]], model.action_queries.weight)
+    # batched == alone, with the queries
+    _, together = model.predict_parallel(batch["input_ids"], batch["pixel_values"], batch["attention_mask"])
+    one = processor(images[1:2], INSTRUCTIONS[1:2])
+    _, alone = model.predict_parallel(one["input_ids"], one["pixel_values"], one["attention_mask"])
+    torch.testing.assert_close(together[1], alone[0], atol=1e-5, rtol=1e-5)
+    train = processor(images, INSTRUCTIONS, actions=rng.uniform(-1, 1, (3, 2, 7)))
+    _train_a_few_steps(model, train)
+    assert model.action_queries.weight.grad is not None
+    model.save_pretrained(tmp_path)
+    loaded = VLAForActionPrediction.from_pretrained(str(tmp_path))
+    assert loaded.config.action_queries is True
+    torch.testing.assert_close(loaded.action_queries.weight, model.action_queries.weight)

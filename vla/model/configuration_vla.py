@@ -61,6 +61,10 @@ class VLAConfig(PreTrainedConfig):
             attention, one forward pass).
         action_chunk: K actions per call (K > 1 needs `decoding="parallel"` or autoregressive K*7 tokens).
         action_head: "tokens" (discrete bins) or "l1" (continuous MLP-ResNet regression head, OFT).
+        action_queries: parallel decoding only: add a learned embedding per action slot to its input (OFT
+            zeroes the slot inputs; with a shallow backbone, e.g. the 2-layer tiny Llama, zero inputs give
+            every slot the same all-zero query in the first layer). Off by default, so OpenVLA/OFT
+            checkpoints load unchanged.
     """
 
     model_type = "vla"
@@ -91,6 +95,7 @@ class VLAConfig(PreTrainedConfig):
     action_chunk: int = 1
     action_head: str = "tokens"
     l1_head_blocks: int = 2
+    action_queries: bool = False
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs: Any):
@@ -120,6 +125,8 @@ class VLAConfig(PreTrainedConfig):
         bad = [c for c in self.cameras if c not in CAMERAS]
         if bad or not self.cameras or len(set(self.cameras)) != len(self.cameras):
             raise ValueError(f"cameras={self.cameras}: give distinct names from {list(CAMERAS)}")
+        if self.action_queries and self.decoding != "parallel":
+            raise ValueError("action_queries=True embeds the parallel-decoding action slots: it needs decoding='parallel'")
         if self.action_chunk < 1:
             raise ValueError(f"action_chunk must be >= 1, got {self.action_chunk}")
         if self.use_proprio and self.proprio_dim <= 0:

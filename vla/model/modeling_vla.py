@@ -5,7 +5,8 @@ With left padding (batched inference) the pads come first and the patches go rig
 BOS; position ids follow the attention mask, so a padded sample computes what it computes alone.
 Labels are -100 on patches; the autoregressive loss is transformers' shifted mean cross entropy, so it
 equals the reference loss. Parallel decoding (OFT) marks K x 7 action slots with the pad id under an
-attention mask of 1; their input embeddings are zeroed and attention is bidirectional (`is_causal=False`).
+attention mask of 1; their input embeddings are zeroed and attention is bidirectional (`is_causal=False`). The `action_queries` option adds a learned embedding per slot
+to those zeroed inputs (for shallow backbones; off by default).
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class VLAForActionPrediction(VLAPreTrainedModel):
         self.action_head = (
             L1RegressionActionHead(d, config.action_dim, config.l1_head_blocks) if config.action_head == "l1" else None
         )
+        # learned per-slot query inputs (option, off by default: OFT feeds zeros)
+        n_slots = config.action_chunk * config.action_dim
+        self.action_queries = nn.Embedding(n_slots, d) if config.action_queries else None
         self.action_tokenizer = ActionTokenizer(config.action_token_end_id, config.n_action_bins)
         self.post_init()
 
@@ -131,6 +135,10 @@ class VLAForActionPrediction(VLAPreTrainedModel):
         text = self.get_input_embeddings()(input_ids)  # (B, S, D)
         slots = self.slot_mask(input_ids, attention_mask)  # (B, S)
         text = text * (~slots)[..., None].to(text.dtype)  # zeroed placeholder embeddings (OFT)
+        if self.action_queries is not None:  # slot i of each sample gets query i
+            n_slots = self.action_queries.num_embeddings
+            slot_idx = (slots.long().cumsum(-1) - 1).clamp(0, n_slots - 1)  # count checked in gather_slots
+            text = text + self.action_queries(slot_idx).to(text.dtype) * slots[..., None].to(text.dtype)
         prefix = self.prefix_embeddings(pixel_values, proprio).to(text.dtype)  # (B, P, D)
         b, s, d = text.shape
         p = prefix.shape[1]
