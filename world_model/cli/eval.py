@@ -18,6 +18,7 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from vla.cli.hydra_app import ConfigHint
 from world_model.config import WMEvalConfig, register_configs
 
 logger = logging.getLogger("world_model.cli.eval")
@@ -27,7 +28,7 @@ HINT = (
     "policies, num_initial_states, max_steps, bootstrap, output, seed (world_model/config.py: WMEvalConfig). "
     "Print the config with `wm-eval --cfg job`."
 )
-_started = False
+_hint = ConfigHint(HINT)
 
 
 def run_eval(cfg: WMEvalConfig, *, progress: bool = True) -> dict:
@@ -80,9 +81,8 @@ def run_eval(cfg: WMEvalConfig, *, progress: bool = True) -> dict:
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="wm_eval")
+@_hint.task
 def _app(cfg: DictConfig) -> None:
-    global _started
-    _started = True
     from world_model.data import DataMismatchError
     from world_model.imagine import PolicyError
 
@@ -101,12 +101,7 @@ def _app(cfg: DictConfig) -> None:
 
 def main() -> None:
     register_configs()
-    try:
-        _app()
-    except SystemExit as e:
-        if e.code not in (0, None) and not _started:
-            sys.stderr.write(HINT + "\n")
-        raise
+    _hint.run(_app)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from vla.cli.hydra_app import ConfigHint
 from world_model.config import WMTrainConfig, register_configs
 
 logger = logging.getLogger("world_model.cli.train")
@@ -26,13 +27,12 @@ HINT = (
     "val_fraction, holdout_seeds, holdout_seed_fraction, max_episodes), trainer.* (ae_steps, dyn_steps, rollout_steps, "
     "context_noise, ...), output_dir, resume; see world_model/config.py. Print the config with `wm-train --cfg job`."
 )
-_started = False
+_hint = ConfigHint(HINT)
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="wm_train")
+@_hint.task
 def _app(cfg: DictConfig) -> None:
-    global _started
-    _started = True
     from world_model.data import DataMismatchError
     from world_model.train import train_world_model
 
@@ -47,12 +47,7 @@ def _app(cfg: DictConfig) -> None:
 
 def main() -> None:
     register_configs()
-    try:
-        _app()
-    except SystemExit as e:
-        if e.code not in (0, None) and not _started:
-            sys.stderr.write(HINT + "\n")
-        raise
+    _hint.run(_app)
 
 
 if __name__ == "__main__":

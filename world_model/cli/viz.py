@@ -15,6 +15,7 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from vla.cli.hydra_app import ConfigHint
 from world_model.config import WMVizConfig, register_configs
 
 logger = logging.getLogger("world_model.cli.viz")
@@ -23,7 +24,7 @@ HINT = (
     "Hint: wm-viz's keys are checkpoint, dataset_dirs, output, eval_json, horizon, num_rows, serve, host, port, policy, "
     "seed (world_model/config.py: WMVizConfig). Print the config with `wm-viz --cfg job`."
 )
-_started = False
+_hint = ConfigHint(HINT)
 
 
 def _episodes(cfg: WMVizConfig, model):
@@ -70,9 +71,8 @@ def run_viz(cfg: WMVizConfig):
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="wm_viz")
+@_hint.task
 def _app(cfg: DictConfig) -> None:
-    global _started
-    _started = True
     from world_model.data import DataMismatchError
 
     try:
@@ -86,12 +86,7 @@ def _app(cfg: DictConfig) -> None:
 
 def main() -> None:
     register_configs()
-    try:
-        _app()
-    except SystemExit as e:
-        if e.code not in (0, None) and not _started:
-            sys.stderr.write(HINT + "\n")
-        raise
+    _hint.run(_app)
 
 
 if __name__ == "__main__":
