@@ -5,8 +5,9 @@ With left padding (batched inference) the pads come first and the patches go rig
 BOS; position ids follow the attention mask, so a padded sample computes what it computes alone.
 Labels are -100 on patches; the autoregressive loss is transformers' shifted mean cross entropy, so it
 equals the reference loss. Parallel decoding (OFT) marks K x 7 action slots with the pad id under an
-attention mask of 1; their input embeddings are zeroed and attention is bidirectional (`is_causal=False`). The `action_queries` option adds a learned embedding per slot
-to those zeroed inputs (for shallow backbones; off by default).
+attention mask of 1; their input embeddings are zeroed and attention is bidirectional (`is_causal=False`).
+The `action_queries` option adds a learned embedding per slot to those zeroed inputs (for shallow backbones;
+off by default).
 """
 
 from __future__ import annotations
