@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -30,6 +31,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from demo.config import DemoConfig
+from vla.cli.hydra_app import ConfigHint
 
 logger = logging.getLogger("vla-demo")
 
@@ -166,7 +168,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
 def _write_summary(out: Path, summary: dict[str, Any], cfg: DemoConfig) -> dict[str, Any]:
     summary["targets"] = demo_targets(summary, summary["stages"]["total"], cfg)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    # strict JSON: an undefined figure (e.g. a rank correlation over policies that all score the same) is null
+    (out / "summary.json").write_text(json.dumps(_finite_or_none(summary), indent=2, default=str, allow_nan=False))
     return summary
 
 
@@ -214,20 +217,31 @@ HINT = (
     "eval_episodes, eval_envs, execute_steps, videos, with_world_model, with_bridge, ... "
     "Print the whole config with `vla-demo --cfg job`."
 )
-_started = False
+_hint = ConfigHint(HINT)
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="demo")
+@_hint.task
 def _main(dcfg: DictConfig) -> None:
-    global _started
     try:
         cfg: DemoConfig = OmegaConf.to_object(dcfg)
     except ValueError as e:  # DemoConfig.__post_init__: a bad value, named
         logger.error("%s", e)
-        sys.exit(2)  # main() adds the hint
-    _started = True
+        sys.stderr.write(HINT + "\n")
+        sys.exit(2)
     summary = run_demo(cfg)
     _print_summary(summary, Path(cfg.output_dir))
+
+
+def _finite_or_none(value):
+    """`value` with every NaN / infinite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
 
 
 def main() -> None:
@@ -236,12 +250,7 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     _register()
-    try:
-        _main()
-    except SystemExit as e:
-        if e.code not in (0, None) and not _started:
-            sys.stderr.write(HINT + "\n")
-        raise
+    _hint.run(_main)
 
 
 if __name__ == "__main__":

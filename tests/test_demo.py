@@ -65,6 +65,16 @@ def test_ratio_target_treats_zero_baseline_as_one_episode():
     assert ratio(0.6, 0.2)["value"] == 3.0
 
 
+def test_summary_json_is_strict_json_with_undefined_figures_as_null():
+    from demo.main import _finite_or_none
+
+    summary = {"targets": [{"name": "Spearman", "value": float("nan")}, {"value": float("inf"), "baseline": 0.5}],
+               "stages": {"total": 1.5}, "note": "x"}
+    text = json.dumps(_finite_or_none(summary), allow_nan=False)
+    assert json.loads(text) == {"targets": [{"name": "Spearman", "value": None}, {"value": None, "baseline": 0.5}],
+                                "stages": {"total": 1.5}, "note": "x"}
+
+
 def _run_demo(out: Path, *overrides: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run([sys.executable, "-m", "demo.main", f"output_dir={out}", *overrides], cwd=REPO_ROOT,
@@ -78,7 +88,9 @@ def test_demo_end_to_end_writes_summary_videos_and_checkpoint(tmp_path):
                   "image_size=56", "action_chunk=4", "execute_steps=2", "with_world_model=false", "with_bridge=false",
                   'train_overrides=["trainer.val_every=0","trainer.save_every=0"]')
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
+    # strict JSON (no NaN / Infinity, which json.dumps writes by default and other parsers reject)
+    summary = json.loads((out / "summary.json").read_text(),
+                         parse_constant=lambda c: pytest.fail(f"summary.json holds the non-JSON constant {c}"))
 
     stages = summary["stages"]
     assert set(stages) == {"collect", "train", "evaluate", "total"}
@@ -122,3 +134,4 @@ def test_unknown_key_fails_with_hydra_error(tmp_path):
     bad = _run_demo(tmp_path / "demo", "cameras=[top]", timeout=300)
     assert bad.returncode != 0
     assert "cameras must be a non-empty subset of [primary, wrist], got ['top']" in bad.stdout + bad.stderr
+    assert "Hint: vla-demo's keys" in bad.stderr  # a bad value gets the hint too
