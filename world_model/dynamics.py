@@ -6,8 +6,9 @@ so one forward pass over a history of steps predicts, at each step, the next lat
 current one), the next proprio, and whether the task is solved after this step's action (success logit)
 plus the reward. With `action_film`, every latent token of step t is also modulated by step t's action
 (FiLM: scale and shift from a small MLP, zero-initialised), so each token's update is conditioned on the
-action directly rather than only through attention to the action token: on near-identical demonstrations
-a model otherwise learns to extrapolate the motion from the history and barely uses the action.
+action directly rather than only through attention to the action token. Measured, it made no clear
+difference on its own (action-shuffle ratio 2.21 with, 2.30 without, on SquareWorld); what made the model
+use its actions was training on varied (noise-injected) actions. It is cheap and stays on.
 """
 
 from __future__ import annotations

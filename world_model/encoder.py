@@ -3,14 +3,13 @@
 A small strided-conv encoder maps a (3, S, S) frame to a (C, S/2^k, S/2^k) latent. Two decoders:
   - `shuffle` (default): convolutions at the latent's resolution, then one 1x1 convolution to the pixels of
     each latent cell and a pixel shuffle (sub-pixel convolution). Every imagined step decodes every camera,
-    so the decoder's speed bounds imagination speed: this one costs ~1 ms for two 64 px frames on one CPU
-    thread, ~14x less than `conv` at a similar reconstruction error (bench/world_model.py measures both).
+    so the decoder's speed bounds imagination speed: measured ~6x faster than `conv` for two frames on one
+    CPU thread, at a higher reconstruction PSNR (docs/world_model.md).
   - `conv`: mirrored nearest-upsampling + conv blocks (the first version; kept so its checkpoints load).
 With `proprio_dim` > 0 the decoder is also conditioned on the robot's proprio (normalized): a small MLP
-maps it to a latent-sized map per camera that is added to the latent before decoding. The robot's own
-appearance is a function of its proprio, which the dynamics predicts far more precisely than the pixels
-of a small, fast-moving gripper; trained with noise on the latents (`trainer.ae_latent_noise`), the decoder
-learns to draw the robot from the proprio, so it stays crisp in imagination where the latent blurs.
+maps it to a latent-sized map per camera that is added to the latent before decoding, trained with noise on
+the latents (`trainer.ae_latent_noise`) so the decoder can draw the robot from the proprio when the latent
+blurs. Measured on SquareWorld it gave no gain, so it is off by default (docs/world_model.md).
 One network serves all cameras (a learned camera embedding is added to the latent). It is trained first,
 on frames only; the dynamics is then trained on its frozen latents, which stay fixed and cannot collapse
 (the reason DINO-WM uses a frozen encoder). The comparison with the VLA vision tower's features is in
