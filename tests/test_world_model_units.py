@@ -56,10 +56,12 @@ def test_decode_batches_cameras_and_resizes():
     assert np.abs(m.decode(tokens)["wrist"].astype(int) - (wrist * 255).round().byte().permute(0, 2, 3, 1).numpy()).max() <= 1
 
 
-def test_proprio_decoder_needs_and_uses_proprio():
-    m = _model(proprio_decoder=True)
+@pytest.mark.parametrize("conditioning", ["map", "field"])
+def test_proprio_decoder_needs_and_uses_proprio(conditioning):
+    m = _model(proprio_decoder=True, proprio_conditioning=conditioning)
     with torch.no_grad():
-        m.autoencoder.proprio_map[-1].weight.normal_(0, 0.5)
+        head = m.autoencoder.proprio_map if conditioning == "map" else m.autoencoder.proprio_field.mlp
+        head[-1].weight.normal_(0, 0.5)
     tokens = torch.randn(1, 2 * m.config.tokens_per_camera, m.config.token_dim)
     with pytest.raises(ValueError, match="conditioned on proprio"):
         m.decode(tokens)
@@ -103,3 +105,56 @@ def test_first_format_checkpoint_loads_with_conv_decoder(tmp_path):
     assert m.config.decoder == "conv" and not m.config.action_film and not m.config.proprio_decoder
     tokens = torch.randn(1, 2 * m.config.tokens_per_camera, m.config.token_dim)
     np.testing.assert_array_equal(m.decode(tokens)["primary"], old.decode(tokens)["primary"])
+
+
+@pytest.mark.parametrize("conditioning", ["", "map", "field"])
+def test_fast_step_equals_step_plus_decode(conditioning):
+    from world_model.fast_step import FastStep
+
+    m = _model(proprio_decoder=bool(conditioning), proprio_conditioning=conditioning or "map")
+    for p in m.dynamics.parameters():  # non-trivial dynamics (the latent head is zero-initialised)
+        p.data.add_(0.05 * torch.randn_like(p))
+    h, n, d = m.config.history, m.dynamics.num_tokens, m.config.token_dim
+    state = RolloutState(torch.randn(1, h, n, d), torch.randn(1, h, 4) * 0.3, torch.zeros(1, h, 7), pad=h - 1)
+    action = np.array([[0.02, -0.01, 0.03, 0, 0, 0, 1.0]], np.float32)
+    fast = FastStep(m, size=(48, 48))
+    assert fast.compiled
+    ref_state, ref_out = m.step(state, action)
+    ref_frames = m.decode(ref_out.latents, size=(48, 48), proprio=ref_out.norm_proprio)
+    for _ in range(2):  # twice: the frozen graph must not keep state between calls
+        new_state, out, frames = fast(state, action)
+        torch.testing.assert_close(new_state.latents, ref_state.latents, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(new_state.action, ref_state.action)
+        assert new_state.pad == ref_state.pad
+        np.testing.assert_allclose(out.proprio, ref_out.proprio, atol=1e-4)
+        np.testing.assert_allclose(out.success_prob, ref_out.success_prob, atol=1e-5)
+        for c in m.cameras:
+            assert frames[c].shape == (1, 48, 48, 3) and frames[c].dtype == np.uint8
+            assert np.abs(frames[c].astype(int) - ref_frames[c].astype(int)).max() <= 1
+    # Another batch size than traced falls back to the eager graph, with the same result.
+    b2 = RolloutState(state.latents.repeat(2, 1, 1, 1), state.proprio.repeat(2, 1, 1), state.action.repeat(2, 1, 1), state.pad)
+    _, out2, frames2 = fast(b2, np.repeat(action, 2, 0))
+    assert frames2["primary"].shape == (2, 48, 48, 3)
+    np.testing.assert_allclose(out2.proprio[0], ref_out.proprio[0], atol=1e-4)
+
+
+def test_latent_swap_batch_takes_the_input_frame_from_the_same_episode():
+    from vla.core.episode import EpisodeMetadata
+    from world_model.data import WMEpisode
+    from world_model.train import _frames_batch
+
+    eps = []
+    for e in range(3):  # every frame is filled with its episode index, so the source episode is visible
+        frames = {c: np.full((6, 8, 8, 3), e * 40 + t, np.uint8) for c in ("primary", "wrist") for t in [0]}
+        for c in frames:
+            frames[c] += np.arange(6, dtype=np.uint8)[:, None, None, None]  # ... and the step
+        eps.append(WMEpisode(frames=frames, proprio=np.zeros((6, 4), np.float32), action=np.zeros((6, 7), np.float32),
+                             success=np.zeros(6, np.float32), instruction="", source_size=(8, 8),
+                             metadata=EpisodeMetadata(episode_id=str(e), seed=e)))
+    rng = np.random.default_rng(0)
+    x, cam, prop, src = _frames_batch(eps, ["primary", "wrist"], 200, rng, lambda p: p, swap_prob=0.5)
+    target, inp = (x[:, 0, 0, 0] * 255).round().long(), (src[:, 0, 0, 0] * 255).round().long()
+    assert torch.equal(target // 40, inp // 40)  # always the same episode
+    swapped = (target != inp).float().mean().item()
+    assert 0.25 < swapped < 0.6  # about half (a swap may draw the same step)
+    assert len(_frames_batch(eps, ["primary", "wrist"], 4, rng, lambda p: p)) == 3  # no swap: no input frames

@@ -31,6 +31,9 @@ class WorldModelConfig:
     dec_channels: int = 128  # shuffle decoder width
     dec_blocks: int = 1  # shuffle decoder residual blocks at the latent resolution
     proprio_decoder: bool = False  # decoder also conditioned on the proprio (draws the robot from it)
+    # How: `map` (one MLP from the proprio to a latent-sized map, added to the latent) or `field` (a per-cell
+    # MLP of the proprio and the cell's image position, added to the decoder's features; shuffle decoder only).
+    proprio_conditioning: str = "map"
     patch: int = 4  # latent pixels per token side
     history: int = 3
     dim: int = 128
@@ -43,6 +46,8 @@ class WorldModelConfig:
     def __post_init__(self) -> None:
         if self.decoder not in ("shuffle", "conv"):
             raise ValueError(f"world_model.decoder={self.decoder!r}: choose shuffle or conv")
+        if self.proprio_conditioning not in ("map", "field"):
+            raise ValueError(f"world_model.proprio_conditioning={self.proprio_conditioning!r}: choose map or field")
         if not self.cameras:
             raise ValueError("world_model.cameras must name at least one camera, e.g. [primary]")
         if self.image_size % (2 ** len(self.enc_channels)) != 0:
@@ -91,6 +96,10 @@ class WMTrainerConfig:
     ae_batch_size: int = 32
     ae_lr: float = 2e-3
     ae_latent_noise: float = 0.0  # autoencoder training: noise on latents (x their std), with proprio_decoder
+    # With proprio_decoder: probability that the decoder gets the latent of another step of the same episode
+    # (same camera) and must draw the frame of this step from it plus this step's proprio: the robot comes
+    # from the proprio, the rest of the scene from the latent.
+    ae_latent_swap: float = 0.0
     dyn_steps: int = 2000
     dyn_batch_size: int = 32
     dyn_lr: float = 1e-3

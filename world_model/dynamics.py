@@ -61,8 +61,11 @@ class LatentDynamics(nn.Module):
         self._masks: dict[int, torch.Tensor] = {}
 
     def _mask(self, steps: int, device) -> torch.Tensor:
+        """Additive float mask (0 / -inf): the same attention as the bool mask, without the per-call
+        bool -> float conversion the attention kernels otherwise do."""
         if steps not in self._masks:
-            self._masks[steps] = frame_causal_mask(steps, self.num_tokens + 2)
+            blocked = frame_causal_mask(steps, self.num_tokens + 2)
+            self._masks[steps] = torch.zeros(blocked.shape).masked_fill(blocked, float("-inf"))
         return self._masks[steps].to(device)
 
     def forward(self, latents: torch.Tensor, proprio: torch.Tensor, action: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -52,11 +52,42 @@ def _shuffle_decoder(latent_channels: int, channels: int, blocks: int, factor: i
     return nn.Sequential(*layers)
 
 
+class ProprioField(nn.Module):
+    """Decoder features of the robot drawn from its proprio: an MLP of (Fourier features of the normalized
+    proprio, the cell's image coordinates, the camera) evaluated at every cell of the latent grid.
+
+    Where the robot appears is a smooth function of the proprio and the position in the image (the camera's
+    projection), which a per-cell MLP learns far more easily than one global map of every cell at once.
+    Its output is added to the decoder's features after the first convolution.
+    """
+
+    def __init__(self, proprio_dim: int, num_cameras: int, grid: int, channels: int, hidden: int = 128,
+                 freqs: tuple[float, ...] = (1.0, 2.0, 4.0)):
+        super().__init__()
+        self.register_buffer("freqs", torch.tensor(freqs) * torch.pi)
+        lin = torch.linspace(-1, 1, grid)
+        self.register_buffer("coords", torch.stack(torch.meshgrid(lin, lin, indexing="ij"), -1).reshape(-1, 2))  # (g*g, 2)
+        self.grid = grid
+        self.inp = nn.Linear(proprio_dim * (1 + 2 * len(freqs)) + 2, hidden)
+        self.camera = nn.Embedding(num_cameras, hidden)
+        self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, channels))
+
+    def forward(self, proprio: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+        """(B, P) normalized proprio, (B,) camera indices -> (B, channels, g, g)."""
+        ang = proprio[:, :, None] * self.freqs  # (B, P, F)
+        feat = torch.cat([proprio, ang.sin().flatten(1), ang.cos().flatten(1)], 1)  # (B, P * (1 + 2F))
+        b, n = feat.shape[0], self.coords.shape[0]
+        x = torch.cat([feat[:, None].expand(b, n, feat.shape[1]), self.coords[None].expand(b, n, 2)], 2)
+        h = self.mlp(self.inp(x) + self.camera(camera)[:, None])  # (B, g*g, channels)
+        return h.transpose(1, 2).reshape(b, -1, self.grid, self.grid)
+
+
 class FrameAutoencoder(nn.Module):
     """Encode frames (B, 3, S, S) in [0, 1] to latents (B, C, g, g) and decode them back."""
 
     def __init__(self, enc_channels: list[int], latent_channels: int, num_cameras: int, *, decoder: str = "shuffle",
-                 dec_channels: int = 128, dec_blocks: int = 1, proprio_dim: int = 0, grid: int = 0):
+                 dec_channels: int = 128, dec_blocks: int = 1, proprio_dim: int = 0, grid: int = 0,
+                 proprio_conditioning: str = "map"):
         super().__init__()
         down, cin = [], 3
         for c in enc_channels:
@@ -71,8 +102,12 @@ class FrameAutoencoder(nn.Module):
             self.decoder = _shuffle_decoder(latent_channels, dec_channels, dec_blocks, 2 ** len(enc_channels))
         else:
             raise ValueError(f"world_model.decoder={decoder!r}: choose 'shuffle' or 'conv'")
-        self.proprio_map = None
-        if proprio_dim > 0:
+        self.proprio_map = self.proprio_field = None
+        if proprio_dim > 0 and proprio_conditioning == "field":
+            if decoder != "shuffle":
+                raise ValueError("world_model.proprio_conditioning=field needs decoder=shuffle")
+            self.proprio_field = ProprioField(proprio_dim, num_cameras, grid, dec_channels)
+        elif proprio_dim > 0:
             self.map_shape = (num_cameras, latent_channels, grid, grid)
             self.proprio_map = nn.Sequential(nn.Linear(proprio_dim, 256), nn.SiLU(), nn.Linear(256, 256), nn.SiLU(),
                                              nn.Linear(256, num_cameras * latent_channels * grid * grid))
@@ -85,9 +120,12 @@ class FrameAutoencoder(nn.Module):
         """(B, C, g, g) latents, (B,) camera indices[, (B, P) normalized proprio] -> (B, 3, S, S) in [0, 1]
         (unclamped). A proprio-conditioned decoder needs the proprio."""
         x = latents + self.camera_embed[camera]
+        if (self.proprio_map is not None or self.proprio_field is not None) and proprio is None:
+            raise ValueError("this decoder is conditioned on proprio: pass the (normalized) proprio of each frame")
+        if self.proprio_field is not None:
+            h = self.decoder[:2](x) + self.proprio_field(proprio, camera)  # first conv + SiLU, then the robot
+            return self.decoder[2:](h) * 0.5 + 0.5
         if self.proprio_map is not None:
-            if proprio is None:
-                raise ValueError("this decoder is conditioned on proprio: pass the (normalized) proprio of each frame")
             maps = self.proprio_map(proprio).view(-1, *self.map_shape)  # (B, cams, C, g, g)
             x = x + maps[torch.arange(len(camera)), camera]
         return self.decoder(x) * 0.5 + 0.5

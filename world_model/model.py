@@ -70,7 +70,7 @@ class WorldModel(torch.nn.Module):
                                             decoder=config.decoder, dec_channels=config.dec_channels,
                                             dec_blocks=config.dec_blocks,
                                             proprio_dim=self.proprio_dim if config.proprio_decoder else 0,
-                                            grid=config.latent_grid)
+                                            grid=config.latent_grid, proprio_conditioning=config.proprio_conditioning)
         self.dynamics = LatentDynamics(
             num_tokens=len(config.cameras) * config.tokens_per_camera, token_dim=config.token_dim,
             proprio_dim=self.proprio_dim, history=config.history, dim=config.dim, depth=config.depth,
@@ -119,7 +119,7 @@ class WorldModel(torch.nn.Module):
         b, k = maps.shape[:2]
         cam = torch.arange(k).repeat(b)
         prop = None
-        if self.autoencoder.proprio_map is not None:
+        if self.autoencoder.proprio_map is not None or self.autoencoder.proprio_field is not None:
             if proprio is None:
                 raise ValueError("this world model's decoder is conditioned on proprio: pass decode(..., proprio=...)")
             prop = torch.as_tensor(np.asarray(proprio, np.float32) if not torch.is_tensor(proprio) else proprio).float()

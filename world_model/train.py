@@ -68,9 +68,14 @@ def load_split(checkpoint_dir: str | os.PathLike) -> dict:
     raise FileNotFoundError(f"no {SPLIT} in {d}; pass explicit dataset_dirs")
 
 
-def _frames_batch(episodes: list[WMEpisode], cameras: list[str], n: int, rng: np.random.Generator, norm_proprio=None):
-    """n random (frame, camera index[, normalized proprio of that step]) samples."""
-    imgs, cams, props = [], [], []
+def _frames_batch(episodes: list[WMEpisode], cameras: list[str], n: int, rng: np.random.Generator, norm_proprio=None,
+                  swap_prob: float = 0.0):
+    """n random (frame, camera index[, normalized proprio of that step[, input frame]]) samples.
+
+    With `swap_prob` > 0 (and `norm_proprio`), a fourth tensor holds the frames the encoder sees: with that
+    probability the same camera at another, random step of the same episode, otherwise the frame itself.
+    """
+    imgs, cams, props, inputs = [], [], [], []
     for _ in range(n):
         e = episodes[rng.integers(len(episodes))]
         ci = int(rng.integers(len(cameras)))
@@ -79,10 +84,15 @@ def _frames_batch(episodes: list[WMEpisode], cameras: list[str], n: int, rng: np
         cams.append(ci)
         if norm_proprio is not None:
             props.append(norm_proprio(e.proprio[t]))
+        if swap_prob > 0:
+            inputs.append(e.frames[cameras[ci]][rng.integers(len(e)) if rng.random() < swap_prob else t])
     x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
     if norm_proprio is None:
         return x, torch.tensor(cams)
-    return x, torch.tensor(cams), torch.from_numpy(np.stack(props)).float()
+    prop = torch.from_numpy(np.stack(props)).float()
+    if swap_prob > 0:
+        return x, torch.tensor(cams), prop, torch.from_numpy(np.stack(inputs)).permute(0, 3, 1, 2).float() / 255.0
+    return x, torch.tensor(cams), prop
 
 
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, foreground_weight: float = 4.0) -> torch.Tensor:
@@ -250,8 +260,10 @@ def train_world_model(cfg: WMTrainConfig, episodes: list | None = None, *, progr
             lr = tc.ae_lr * 0.5 * (1 + math.cos(math.pi * ae_step / tc.ae_steps))
             for g in ae_opt.param_groups:
                 g["lr"] = lr
-            x, cam, prop = _frames_batch(train_eps, mc.cameras, tc.ae_batch_size, rng, model.norm_proprio)
-            loss = reconstruction_loss(model.autoencoder(x, cam, prop if mc.proprio_decoder else None,
+            swap = tc.ae_latent_swap if mc.proprio_decoder else 0.0
+            x, cam, prop, *src = _frames_batch(train_eps, mc.cameras, tc.ae_batch_size, rng, model.norm_proprio,
+                                               swap_prob=swap)
+            loss = reconstruction_loss(model.autoencoder(src[0] if src else x, cam, prop if mc.proprio_decoder else None,
                                                          latent_noise=tc.ae_latent_noise), x)
             ae_opt.zero_grad(set_to_none=True)
             loss.backward()
