@@ -44,6 +44,8 @@ class DemoConfig:
         cameras: cameras recorded and rendered in evaluation (`primary`, `wrist`); the world model reads them all.
         policy_cameras: the cameras the tiny VLA reads, a subset of `cameras`.
         collect_workers: expert processes.
+        collect_action_noise: DART-style perturbation of the expert demonstrations (std in m of noise on the
+            executed translation, the clean expert action is the label; `sim_envs.collect.CollectSettings`).
         decoding, action_chunk, action_head, action_queries, use_proprio: the tiny VLA's options
             (configs/model/tiny.yaml; `autoregressive` / `tokens` / chunk 1 / no queries is plain OpenVLA).
         train_steps, batch_size, lr: optimization of `vla-train` (the rest: configs/trainer/tiny.yaml).
@@ -72,6 +74,7 @@ class DemoConfig:
     cameras: List[str] = field(default_factory=lambda: ["primary", "wrist"])
     policy_cameras: List[str] = field(default_factory=lambda: ["wrist"])
     collect_workers: int = 2
+    collect_action_noise: float = 0.0
     decoding: str = "parallel"
     action_chunk: int = 4
     action_head: str = "l1"

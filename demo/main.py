@@ -61,6 +61,7 @@ def collect_stage(cfg: DemoConfig, out: Path) -> Path:
     settings = CollectSettings(
         tasks=[cfg.task], dr_level=cfg.dr_level, episodes=cfg.episodes, workers=cfg.collect_workers,
         image_size=cfg.image_size, cameras=tuple(cfg.cameras), seed_start=cfg.seed,
+        action_noise=cfg.collect_action_noise,
     )
     summary = collect(settings, root_dir=out / "data", name=f"demo_{cfg.task.lower()}_{cfg.dr_level}", overwrite=True)
     return Path(summary.dataset_dir)

@@ -46,6 +46,12 @@ class CollectSettings:
         image_size, cameras, max_episode_steps: env options (None = the task's own episode limit).
         controller: `sim_envs.controller.ControllerConfig`; None: the default (10 Hz).
         terminate_on_success: end an episode at its first successful step (else run to the time limit).
+        action_noise: DART-style perturbation (Laskey et al. 2017): std (m) of Gaussian noise added to the
+            translation the expert asks for before it is executed; the episode records the expert's clean action
+            as the label. The closed-loop expert then corrects the drift, so the data shows how to recover from
+            off-course states that a learned policy reaches but a clean expert never does. 0 = off. The
+            recorded action is the label, not what was executed: a dynamics model trained on such data sees
+            actions that are off by about this much.
         dr_config: a `DRConfig` to use instead of the shipped `configs/dr/<dr_level>.yaml` (a level
             customized on the command line); None: the shipped level.
     """
@@ -62,6 +68,7 @@ class CollectSettings:
     dr_config: Any = None
     controller: Any = None
     terminate_on_success: bool = True
+    action_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
@@ -74,6 +81,8 @@ class CollectSettings:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.seed_start < 0:
             raise ValueError(f"seed_start must be >= 0, got {self.seed_start}")
+        if not 0.0 <= self.action_noise < 0.05:
+            raise ValueError(f"action_noise must be in [0, 0.05) m (the controller's per-step limit), got {self.action_noise}")
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,7 @@ class _Job:
     dr_config: Any = None
     controller: Any = None
     terminate_on_success: bool = True
+    action_noise: float = 0.0
 
 
 @dataclass
@@ -164,6 +174,8 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
     states: list[np.ndarray] = []
     actions: list[np.ndarray] = []
     success, error = False, None
+    # Seeded by the episode seed, so a perturbed dataset is as reproducible as a clean one.
+    noise_rng = np.random.default_rng([job.seed, 0xDA47])
     try:
         expert.reset(instruction)
         while True:
@@ -172,7 +184,11 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
                 images[c].append(np.asarray(obs[c], np.uint8))
             states.append(np.asarray(obs["proprio"], np.float32))
             actions.append(action)
-            obs, _, terminated, truncated, info = env.step(action)
+            executed = action
+            if job.action_noise > 0:
+                executed = action.copy()
+                executed[:3] += noise_rng.normal(0.0, job.action_noise, 3).astype(np.float32)
+            obs, _, terminated, truncated, info = env.step(executed)
             success = success or bool(info.get("success", False))
             if terminated or truncated:
                 break
@@ -227,7 +243,7 @@ def collect(
     level = resolve_level(settings.dr_level)
     jobs = [
         _Job(t, level, settings.seed_start + i, settings.image_size, settings.cameras, settings.max_episode_steps,
-             settings.dr_config, settings.controller, settings.terminate_on_success)
+             settings.dr_config, settings.controller, settings.terminate_on_success, settings.action_noise)
         for t in task_ids for i in range(settings.episodes)
     ]
     existing = Path(root_dir) / name / "1.0.0" / "dataset_info.json"

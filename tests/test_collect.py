@@ -129,6 +129,44 @@ def test_failed_experts_are_dropped_or_kept_never_silently(tmp_path, caplog):
         collect(CollectSettings(tasks=["LiftCubes2"]), tmp_path, "x", progress=False)
 
 
+def _perturbed_episode_and_replays(seed: int, noise: float) -> dict[str, np.ndarray]:
+    """A DART-perturbed expert episode, and the same seed replayed with label + the episode's noise draws and with
+    the labels alone (run in a fresh process, see `_fresh`)."""
+    import gymnasium
+
+    import sim_envs  # noqa: F401
+    from sim_envs.collect import _Job, run_expert_episode
+
+    ep = run_expert_episode(_Job(TASK, "low", seed, 32, ("primary",), None, action_noise=noise)).episode
+    env = gymnasium.make(TASK, dr_level="low", image_size=32, cameras=["primary"])  # as the collector's env
+    rng = np.random.default_rng([seed, 0xDA47])  # the collector's per-episode noise stream
+    replays = {}
+    for name, with_noise in (("label+noise", True), ("label", False)):
+        obs, _ = env.reset(seed=seed)
+        states = [obs["proprio"]]
+        for a in ep.action[:-1]:
+            executed = a.copy()
+            if with_noise:
+                executed[:3] += rng.normal(0.0, noise, 3).astype(np.float32)
+            obs, *_ = env.step(executed)
+            states.append(obs["proprio"])
+        replays[name] = np.stack(states)
+    env.close()
+    return {"state": ep.state, "action": ep.action, **replays}
+
+
+def test_dart_noise_perturbs_execution_and_records_the_clean_expert_label():
+    out = _fresh(_perturbed_episode_and_replays, 3, 0.01)
+    # The recorded states are what label + the seeded noise produce (so the noise was executed, the label recorded)...
+    np.testing.assert_allclose(out["label+noise"], out["state"], atol=1e-5)
+    # ... and not what the labels alone produce.
+    assert np.abs(out["label"][:, :3] - out["state"][:, :3]).max() > 0.005
+    # Labels are the expert's own clipped proportional steps (noise would push some past its 4 cm limit).
+    assert np.abs(out["action"][:, :3]).max() <= 0.04 + 1e-6
+    with pytest.raises(ValueError, match="action_noise"):
+        CollectSettings(action_noise=0.2)
+
+
 def test_no_vision_baseline_replays_the_mean_expert_trajectory(dataset):
     from sim_envs.baselines import NoVisionPolicy, make_policy
     from sim_envs.evaluation import EvalSettings, plan_episodes, run_policy

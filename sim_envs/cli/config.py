@@ -27,6 +27,7 @@ class CollectConfig:
     seed_start: int = 0  # episode i uses seed seed_start + i (evaluation's held-out seeds start at 1_000_000)
     workers: int = 2  # expert processes
     keep_failed: bool = False  # write failed expert episodes (success=false) instead of dropping them
+    action_noise: float = 0.0  # DART-style: std (m) of noise on the executed translation; labels stay clean
     sim: Any = None  # filled by the `sim` config group (sim=default|fast; sim.image_size=..., ...)
     output_dir: str = "outputs/data"  # the dataset lands in <output_dir>/<name>/1.0.0
     name: Optional[str] = None  # None: sim_<task>_<dr>
