@@ -43,14 +43,15 @@ RANKING_POLICIES = ["servo", "servo:noise=0.015", "servo:gain=0.08", "servo:gain
                     "servo:noise=0.02", "servo:gain=0.3,noise=0.03", "servo:bias=0.016", "random", "noop"]
 
 
-def _train(episodes, out: Path, *, ae_steps: int, dyn_steps: int, model: str = "tiny", **trainer):
+def _train(episodes, out: Path, *, ae_steps: int, dyn_steps: int, model: str = "tiny", model_overrides: dict | None = None,
+           **trainer):
     from omegaconf import OmegaConf
 
     from world_model.config import WMTrainConfig, WMTrainerConfig, WorldModelConfig
     from world_model.train import train_world_model
 
     base = OmegaConf.load(ROOT / "configs" / "world_model" / f"{model}.yaml")
-    cfg = WMTrainConfig(world_model=WorldModelConfig(**OmegaConf.to_object(base)),
+    cfg = WMTrainConfig(world_model=WorldModelConfig(**{**OmegaConf.to_object(base), **(model_overrides or {})}),
                         trainer=WMTrainerConfig(ae_steps=ae_steps, dyn_steps=dyn_steps, val_every=10**9,
                                                 ckpt_every=10**9, **trainer),
                         output_dir=str(out), resume=False)
@@ -70,28 +71,50 @@ def _open_loop(model, episodes) -> dict:
 
 
 def _imagined_steps_per_s(model, episode, steps: int = 300, batch: int = 1) -> dict:
-    """No policy: one model step + decoding every camera at the data's image size, per step. Also the time of
-    the dynamics step and of the decoding alone (batch 1) and the throughput at `batch` > 1 (information)."""
+    """No policy: one model step + decoding every camera at the data's image size, per step, batch 1.
+
+    `steps_per_s` is the path `imagine` takes (`FastStep`: the step as one traced, frozen graph);
+    `eager_steps_per_s` the same work through `WorldModel.step` + `WorldModel.decode`. Also the eager
+    dynamics step and decoding alone, and the eager throughput at `batch` > 1 (information)."""
+    import torch
+
+    from world_model.fast_step import FastStep
+    from world_model.model import RolloutState
+
     rng = np.random.default_rng(0)
     acts = episode.action[rng.integers(0, len(episode), steps)]
+    size = model.source_image_size
+    fast = FastStep(model, size=size)
+    fast_bf16 = FastStep(model, size=size, decoder_dtype=torch.bfloat16)
+
+    def start(b: int) -> RolloutState:
+        s0 = model.start_state(episode, 0)
+        return RolloutState(s0.latents.repeat(b, 1, 1, 1), s0.proprio.repeat(b, 1, 1), s0.action.repeat(b, 1, 1), s0.pad)
 
     def run(b: int, decode: bool = True, dynamics: bool = True) -> float:
-        from world_model.model import RolloutState
-
-        s0 = model.start_state(episode, 0)
-        state = RolloutState(s0.latents.repeat(b, 1, 1, 1), s0.proprio.repeat(b, 1, 1), s0.action.repeat(b, 1, 1), s0.pad)
+        state = start(b)
         state, out = model.step(state, np.repeat(acts[:1], b, 0))  # warm-up
-        model.decode(out.latents, size=model.source_image_size, proprio=out.norm_proprio)
+        model.decode(out.latents, size=size, proprio=out.norm_proprio)
         t0 = time.perf_counter()
         for a in acts:
             if dynamics:
                 state, out = model.step(state, np.repeat(a[None], b, 0))
             if decode:
-                model.decode(out.latents, size=model.source_image_size, proprio=out.norm_proprio)
+                model.decode(out.latents, size=size, proprio=out.norm_proprio)
         return steps * b / (time.perf_counter() - t0)
 
-    out = {"steps_per_s": run(1), "dynamics_only_steps_per_s": run(1, decode=False),
-           "decode_only_steps_per_s": run(1, dynamics=False)}
+    def run_fast(step) -> float:
+        state = start(1)
+        for a in acts[:5]:  # warm-up
+            step(state, a[None])
+        t0 = time.perf_counter()
+        for a in acts:
+            state, _, _ = step(state, a[None])
+        return steps / (time.perf_counter() - t0)
+
+    out = {"steps_per_s": run_fast(fast), "eager_steps_per_s": run(1), "bf16_decoder_steps_per_s": run_fast(fast_bf16),
+           "dynamics_only_steps_per_s": run(1, decode=False), "decode_only_steps_per_s": run(1, dynamics=False),
+           "fast_step_traced": fast.compiled}
     if batch > 1:
         out[f"steps_per_s_batch{batch}"] = run(batch)
     return out
@@ -231,6 +254,7 @@ def _speed(model, episode, env_id: str, env_kwargs: dict, rounds: int = 3) -> di
     med = lambda k: float(np.median([r[k] for r in imagined]))  # noqa: E731
     return {"imagined_steps_per_s": med("steps_per_s"), "sim_steps_per_s": float(np.median(sim)),
             "imagined_rounds": imagined, "sim_rounds": sim,
+            "eager_steps_per_s": med("eager_steps_per_s"), "bf16_decoder_steps_per_s": med("bf16_decoder_steps_per_s"),
             "dynamics_only_steps_per_s": med("dynamics_only_steps_per_s"),
             "decode_only_steps_per_s": med("decode_only_steps_per_s"),
             "imagined_steps_per_s_batch16": imagined[0]["steps_per_s_batch16"], "speed_load_average": _load()}
@@ -245,7 +269,7 @@ def bench_square(args, work: Path) -> dict:
     load0 = _load()
     train = collect_episodes(args.square_episodes, seed=0, image_size=64, max_steps=30)
     model, summary = _train(train, work / "square", ae_steps=args.ae_steps, dyn_steps=args.dyn_steps,
-                            ae_latent_noise=args.ae_latent_noise)
+                            ae_latent_noise=args.ae_latent_noise, model_overrides={"dynamics": args.square_dynamics})
     held = load_episodes(collect_episodes(20, seed=50_000, image_size=64, max_steps=30), model.cameras,
                          model.config.image_size)
     ol = _open_loop(model, held)
@@ -271,7 +295,7 @@ def bench_mujoco(args, work: Path) -> dict:
     collect_s = time.perf_counter() - t0
     train = eps["expert"] + eps.get("noisy", [])
     model, summary = _train(train, work / "mujoco", ae_steps=args.ae_steps, dyn_steps=args.sim_dyn_steps,
-                            ae_latent_noise=args.ae_latent_noise)
+                            ae_latent_noise=args.ae_latent_noise, model_overrides={"dynamics": args.sim_dynamics})
     held = eps["heldout"]
     ol = _open_loop(model, held)
     env_id = sim_envs.task_id(args.sim_task)
@@ -335,6 +359,10 @@ def main() -> None:
     p.add_argument("--dyn-steps", type=int, default=1200, help="dynamics steps (SquareWorld)")
     p.add_argument("--sim-dyn-steps", type=int, default=1500, help="dynamics steps (MuJoCo)")
     p.add_argument("--ae-latent-noise", type=float, default=0.0, help="trainer.ae_latent_noise")
+    p.add_argument("--square-dynamics", default="transformer", choices=["transformer", "conv"],
+                   help="world_model.dynamics of the SquareWorld model (the ranking)")
+    p.add_argument("--sim-dynamics", default="transformer", choices=["transformer", "conv"],
+                   help="world_model.dynamics of the MuJoCo model (open loop, action shuffle, speed)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--encoder-steps", type=int, default=200, help="encoder study steps (0: skip)")
     p.add_argument("--vla-checkpoint", default="", help="trained VLA for the encoder study (default: tiny, random)")

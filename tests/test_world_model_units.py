@@ -107,11 +107,11 @@ def test_first_format_checkpoint_loads_with_conv_decoder(tmp_path):
     np.testing.assert_array_equal(m.decode(tokens)["primary"], old.decode(tokens)["primary"])
 
 
-@pytest.mark.parametrize("conditioning", ["", "map", "field"])
-def test_fast_step_equals_step_plus_decode(conditioning):
+@pytest.mark.parametrize("conditioning,dynamics", [("", "transformer"), ("map", "transformer"), ("field", "conv")])
+def test_fast_step_equals_step_plus_decode(conditioning, dynamics):
     from world_model.fast_step import FastStep
 
-    m = _model(proprio_decoder=bool(conditioning), proprio_conditioning=conditioning or "map")
+    m = _model(proprio_decoder=bool(conditioning), proprio_conditioning=conditioning or "map", dynamics=dynamics)
     for p in m.dynamics.parameters():  # non-trivial dynamics (the latent head is zero-initialised)
         p.data.add_(0.05 * torch.randn_like(p))
     h, n, d = m.config.history, m.dynamics.num_tokens, m.config.token_dim
@@ -158,3 +158,30 @@ def test_latent_swap_batch_takes_the_input_frame_from_the_same_episode():
     swapped = (target != inp).float().mean().item()
     assert 0.25 < swapped < 0.6  # about half (a swap may draw the same step)
     assert len(_frames_batch(eps, ["primary", "wrist"], 4, rng, lambda p: p)) == 3  # no swap: no input frames
+
+
+def test_conv_dynamics_shapes_causality_and_last_only():
+    m = _model(dynamics="conv", conv_channels=16, conv_blocks=2)
+    d = m.dynamics
+    with torch.no_grad():
+        d.out.weight.normal_(0, 0.1)  # zero-initialised: make the latent output depend on the input
+        h, n, dim = m.config.history, d.num_tokens, m.config.token_dim
+        z, p, a = torch.randn(3, h, n, dim), torch.randn(3, h, 4), torch.randn(3, h, 7)
+        out = d(z, p, a)
+        assert out["latents"].shape == (3, h, n, dim) and out["proprio"].shape == (3, h, 4)
+        assert out["success_logit"].shape == (3, h) and out["reward"].shape == (3, h)
+        last = d(z, p, a, last_only=True)
+        torch.testing.assert_close(last["latents"][:, -1], out["latents"][:, -1])
+        torch.testing.assert_close(last["proprio"][:, -1], out["proprio"][:, -1])
+        # Position 0 sees step 0 only: changing the last step leaves it unchanged, but changes the last position.
+        z2 = z.clone()
+        z2[:, -1] += 1.0
+        out2 = d(z2, p, a)
+        torch.testing.assert_close(out2["latents"][:, 0], out["latents"][:, 0])
+        assert (out2["latents"][:, -1] - out["latents"][:, -1]).abs().max() > 1e-3
+        # The token <-> map layout is the model's own.
+        maps = torch.randn(2, len(m.cameras), m.config.latent_channels, m.config.latent_grid, m.config.latent_grid)
+        torch.testing.assert_close(d._maps(d._tokens(maps)), maps)
+        torch.testing.assert_close(d._maps(m._to_tokens(maps)), (maps - m.latent_mean[:, None, None]) / m.latent_std[:, None, None])
+    with pytest.raises(ValueError, match="transformer or conv"):
+        WorldModelConfig(**{**MICRO, "dynamics": "rnn"})

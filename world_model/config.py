@@ -42,10 +42,17 @@ class WorldModelConfig:
     mlp_ratio: float = 2.0
     dropout: float = 0.0
     action_film: bool = True  # every latent token of a step is modulated (FiLM) by that step's action
+    # Dynamics: `transformer` (frame-causal, over latent tokens) or `conv` (residual convolutions over the
+    # latent maps of the history, FiLM-modulated by actions and proprio; see world_model/dynamics.py).
+    dynamics: str = "transformer"
+    conv_channels: int = 64
+    conv_blocks: int = 3
 
     def __post_init__(self) -> None:
         if self.decoder not in ("shuffle", "conv"):
             raise ValueError(f"world_model.decoder={self.decoder!r}: choose shuffle or conv")
+        if self.dynamics not in ("transformer", "conv"):
+            raise ValueError(f"world_model.dynamics={self.dynamics!r}: choose transformer or conv")
         if self.proprio_conditioning not in ("map", "field"):
             raise ValueError(f"world_model.proprio_conditioning={self.proprio_conditioning!r}: choose map or field")
         if not self.cameras:

@@ -68,8 +68,10 @@ class LatentDynamics(nn.Module):
             self._masks[steps] = torch.zeros(blocked.shape).masked_fill(blocked, float("-inf"))
         return self._masks[steps].to(device)
 
-    def forward(self, latents: torch.Tensor, proprio: torch.Tensor, action: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, latents: torch.Tensor, proprio: torch.Tensor, action: torch.Tensor,
+                last_only: bool = False) -> dict[str, torch.Tensor]:
         """latents (B, S, N, D), proprio (B, S, P), action (B, S, 7) -> predictions for steps 1..S.
+        (`last_only` is accepted for the interface of `ConvDynamics`; all steps are returned.)
 
         Returns latents (B, S, N, D), proprio (B, S, P), success_logit (B, S), reward (B, S).
         """
@@ -104,3 +106,90 @@ class LatentDynamics(nn.Module):
             "success_logit": self.success_out(pooled)[..., 0],
             "reward": self.reward_out(pooled)[..., 0],
         }
+
+
+class ConvDynamics(nn.Module):
+    """Predicts step t+1 from the last `history` steps with convolutions over the latent maps.
+
+    A robot or object that moves shifts its latent cells by about one cell per step: a local, translation-
+    equivariant operation that 3x3 convolutions express directly, while the transformer above must learn it
+    as a permutation inside 4x4-cell tokens. Per camera, the latent maps of the history are stacked as
+    channels (plus the cell coordinates); residual conv blocks are modulated (FiLM) by an embedding of the
+    history's actions and proprio; the output is a residual on the current latent. Proprio, success and
+    reward come from the features pooled over cells and cameras. Same interface as `LatentDynamics`
+    (tokens in, tokens out); position i of the output uses steps i-history+1..i (earlier ones repeat step 0).
+
+    Args:
+        cameras, latent_channels, grid, patch: the token layout (see `WorldModelConfig`).
+    """
+
+    def __init__(self, cameras: int, latent_channels: int, grid: int, patch: int, proprio_dim: int, history: int,
+                 channels: int = 64, blocks: int = 3, action_dim: int = 7, hidden: int = 128):
+        super().__init__()
+        self.cameras, self.latent_channels, self.grid, self.patch = cameras, latent_channels, grid, patch
+        self.num_tokens = cameras * (grid // patch) ** 2
+        self.token_dim = latent_channels * patch * patch
+        self.proprio_dim, self.history = proprio_dim, history
+        self.latent_bound, self.proprio_bound = 10.0, 2.0
+        lin = torch.linspace(-1, 1, grid)
+        self.register_buffer("coords", torch.stack(torch.meshgrid(lin, lin, indexing="ij"))[None])  # (1, 2, g, g)
+        self.inp = nn.Conv2d(history * latent_channels + 2, channels, 3, padding=1)
+        self.camera = nn.Parameter(torch.zeros(cameras, channels, 1, 1))
+        self.cond = nn.Sequential(nn.Linear(history * (action_dim + max(proprio_dim, 1)), hidden), nn.SiLU(),
+                                  nn.Linear(hidden, hidden), nn.SiLU())
+        self.film = nn.ModuleList(nn.Linear(hidden, 2 * channels) for _ in range(blocks))
+        self.conv1 = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(blocks))
+        self.conv2 = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(blocks))
+        self.out = nn.Conv2d(channels, latent_channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.head = nn.Sequential(nn.Linear(cameras * channels + hidden, hidden), nn.SiLU(),
+                                  nn.Linear(hidden, max(proprio_dim, 1) + 2))
+
+    def _maps(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(..., N, D) tokens -> (..., K, C, g, g) maps (the layout of `WorldModel._to_tokens`)."""
+        k, c, p, g = self.cameras, self.latent_channels, self.patch, self.grid
+        lead = tokens.shape[:-2]
+        x = tokens.reshape(-1, k, g // p, g // p, c, p, p).permute(0, 1, 4, 2, 5, 3, 6)
+        return x.reshape(*lead, k, c, g, g)
+
+    def _tokens(self, maps: torch.Tensor) -> torch.Tensor:
+        k, c, p, g = self.cameras, self.latent_channels, self.patch, self.grid
+        lead = maps.shape[:-4]
+        x = maps.reshape(-1, k, c, g // p, p, g // p, p).permute(0, 1, 3, 5, 2, 4, 6)
+        return x.reshape(*lead, self.num_tokens, self.token_dim)
+
+    def forward(self, latents: torch.Tensor, proprio: torch.Tensor, action: torch.Tensor,
+                last_only: bool = False) -> dict[str, torch.Tensor]:
+        """latents (B, S, N, D), proprio (B, S, P), action (B, S, 7) -> predictions for steps 1..S
+        (only for step S with `last_only`: a rollout needs no more)."""
+        b, s = latents.shape[:2]
+        h, k, g = self.history, self.cameras, self.grid
+        if s > h:
+            raise ValueError(f"context of {s} steps is longer than the trained history {h}")
+        if proprio.shape[-1] == 0:
+            proprio = proprio.new_zeros(b, s, 1)
+        positions = [s - 1] if last_only else list(range(s))
+        idx = torch.tensor([[max(i - h + 1 + j, 0) for j in range(h)] for i in positions])  # (S', H)
+        sp = len(positions)
+        maps = self._maps(latents)[:, idx]  # (B, S', H, K, C, g, g)
+        cond = self.cond(torch.cat([action[:, idx], proprio[:, idx]], -1).flatten(2))  # (B, S', hidden)
+        x = maps.permute(0, 1, 3, 2, 4, 5, 6).reshape(b * sp * k, h * self.latent_channels, g, g)
+        x = self.inp(torch.cat([x, self.coords.expand(x.shape[0], 2, g, g)], 1))
+        x = x + self.camera.repeat(b * sp, 1, 1, 1)
+        c_k = cond[:, :, None].expand(b, sp, k, cond.shape[-1]).reshape(b * sp * k, -1)
+        for film, conv1, conv2 in zip(self.film, self.conv1, self.conv2):
+            scale, shift = film(c_k)[:, :, None, None].chunk(2, 1)
+            y = torch.nn.functional.silu(conv1(torch.nn.functional.silu(x)) * (1 + scale) + shift)
+            x = x + conv2(y)
+        delta = self.out(torch.nn.functional.silu(x)).reshape(b, sp, k, self.latent_channels, g, g)
+        # Bounded outputs: an autoregressive rollout that leaves the data's range cannot run away to inf/NaN
+        # (normalized latents lie within a few units; normalized proprio within about [-1, 1]).
+        next_latents = self._tokens(maps[:, :, -1] + delta).clamp(-self.latent_bound, self.latent_bound)  # (B, S', N, D)
+        pooled = x.mean((2, 3)).reshape(b, sp, -1)
+        out = self.head(torch.cat([pooled, cond], -1))
+        cur_p = proprio[:, positions]
+        next_p = (cur_p + out[..., : cur_p.shape[-1]]).clamp(-self.proprio_bound, self.proprio_bound)
+        if self.proprio_dim == 0:
+            next_p = next_p[..., :0]
+        return {"latents": next_latents, "proprio": next_p, "success_logit": out[..., -2], "reward": out[..., -1]}

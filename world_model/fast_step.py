@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 
@@ -34,66 +35,93 @@ def resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
     return F.interpolate(eye, size=n_out, mode="linear", align_corners=False)[:, 0].t().contiguous()
 
 
-class _StepGraph(nn.Module):
-    """(latents (B,H,N,D), proprio (B,H,P), action (B,H,7)) normalized -> next latent, next proprio (normalized),
-    success logit, reward and uint8 frames (B, K, H', W', 3)."""
+class _Dynamics(nn.Module):
+    """Normalized (latents (B,H,N,D), proprio (B,H,P), action (B,H,7)) -> next latent, next proprio, success
+    logit and reward of the last step."""
 
-    def __init__(self, model: WorldModel, size: tuple[int, int] | None):
+    def __init__(self, model: WorldModel):
         super().__init__()
-        self.model = model
-        s = model.config.image_size
-        self.resize = size is not None and tuple(size) != (s, s)
-        out_h, out_w = (s, s) if size is None else (int(size[0]), int(size[1]))
-        self.register_buffer("rows", resize_matrix(s, out_h))  # (H', S)
-        self.register_buffer("cols_t", resize_matrix(s, out_w).t().contiguous())  # (S, W')
-        self.register_buffer("cams", torch.arange(len(model.cameras)))
+        self.dynamics = model.dynamics
 
     def forward(self, latents: torch.Tensor, proprio: torch.Tensor, action: torch.Tensor):
-        m = self.model
-        out = m.dynamics(latents, proprio, action)
-        z = out["latents"][:, -1]
-        p = out["proprio"][:, -1]
-        maps = m._to_maps(z)  # (B, K, C, g, g)
-        b, k = maps.shape[0], maps.shape[1]
-        cam = self.cams.repeat(b)
-        conditioned = m.autoencoder.proprio_map is not None or m.autoencoder.proprio_field is not None
-        prop = p.repeat_interleave(k, 0) if conditioned else None
-        img = m.autoencoder.decode(maps.flatten(0, 1), cam, prop)  # (B*K, 3, S, S)
+        out = self.dynamics(latents, proprio, action, last_only=True)
+        return out["latents"][:, -1], out["proprio"][:, -1], out["success_logit"][:, -1], out["reward"][:, -1]
+
+
+class _Decode(nn.Module):
+    """Normalized tokens (B, N, D)[, normalized proprio (B, P)] -> uint8 frames (B, K, H', W', 3) of every camera,
+    in one decoder batch; the resize is two small matrix products (separable bilinear, as F.interpolate)."""
+
+    def __init__(self, model: WorldModel, size: tuple[int, int], dtype: torch.dtype):
+        super().__init__()
+        s = model.config.image_size
+        self.k, self.c, self.g, self.p = len(model.cameras), model.config.latent_channels, model.config.latent_grid, model.config.patch
+        self.autoencoder = model.autoencoder if dtype == torch.float32 else copy.deepcopy(model.autoencoder).to(dtype)
+        self.dtype = dtype
+        self.conditioned = model.autoencoder.proprio_map is not None or model.autoencoder.proprio_field is not None
+        self.resize = tuple(size) != (s, s)
+        self.register_buffer("mean", model.latent_mean[:, None, None].clone())
+        self.register_buffer("std", model.latent_std[:, None, None].clone())
+        self.register_buffer("rows", resize_matrix(s, int(size[0])))  # (H', S)
+        self.register_buffer("cols_t", resize_matrix(s, int(size[1])).t().contiguous())  # (S, W')
+        self.register_buffer("cams", torch.arange(self.k))
+
+    def forward(self, tokens: torch.Tensor, proprio: torch.Tensor):
+        b = tokens.shape[0]
+        k, c, p, g = self.k, self.c, self.p, self.g
+        x = tokens.reshape(b, k, g // p, g // p, c, p, p).permute(0, 1, 4, 2, 5, 3, 6).reshape(b * k, c, g, g)
+        x = x * self.std + self.mean  # = WorldModel._to_maps
+        prop = proprio.repeat_interleave(k, 0).to(self.dtype) if self.conditioned else None
+        img = self.autoencoder.decode(x.to(self.dtype), self.cams.repeat(b), prop).float()  # (B*K, 3, S, S)
         if self.resize:
-            img = self.rows @ img @ self.cols_t  # separable bilinear resize, (B*K, 3, H', W')
+            img = self.rows @ img @ self.cols_t  # (B*K, 3, H', W')
         img = (img.permute(0, 2, 3, 1) * 255.0 + 0.5).clamp(0.0, 255.0).to(torch.uint8)
-        return z, p, out["success_logit"][:, -1], out["reward"][:, -1], img.reshape(b, k, img.shape[1], img.shape[2], 3)
+        return img.reshape(b, k, img.shape[1], img.shape[2], 3)
+
+
+def _freeze(module: nn.Module, example: tuple) -> torch.jit.ScriptModule:
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        # Shape checks in the eager code become constants: right for the one traced shape.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(module.eval(), example, check_trace=False)
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+        for _ in range(2):  # the first calls run the optimization passes
+            frozen(*example)
+    return frozen
 
 
 class FastStep:
-    """`WorldModel.step` + `WorldModel.decode(..., size)` in one traced, frozen graph (see the module docstring).
+    """`WorldModel.step` + `WorldModel.decode(..., size)` with less overhead (see the module docstring).
 
     Args:
-        model: the world model (put in eval mode; its weights are frozen into the graph: rebuild after training).
+        model: the world model (eval mode; its weights are copied into the graphs: rebuild after training).
         size: the (H, W) frames are decoded to (default: the training data's image size, what the sim renders).
-        batch: the batch size the graph is traced for (other batch sizes fall back to the eager path).
+        trace: run the dynamics as a traced, frozen TorchScript graph (traced for batch 1; other batch sizes
+            use the eager module).
+        decoder_dtype: torch.bfloat16 decodes with a bfloat16 copy of the decoder (faster on CPUs with
+            bfloat16 instructions; frames differ by a few levels, measured in docs/world_model.md).
     """
 
-    def __init__(self, model: WorldModel, size: tuple[int, int] | None = None, batch: int = 1, compile: bool = True):
+    def __init__(self, model: WorldModel, size: tuple[int, int] | None = None, *, trace: bool = True,
+                 decoder_dtype: torch.dtype = torch.float32):
         self.model = model.eval()
         self.size = tuple(model.source_image_size) if size is None else tuple(size)
-        self.batch = int(batch)
-        self.graph = _StepGraph(model, self.size).eval()
-        self.compiled = False
-        h, n, d = model.config.history, model.dynamics.num_tokens, model.config.token_dim
-        example = (torch.zeros(batch, h, n, d), torch.zeros(batch, h, model.proprio_dim), torch.zeros(batch, h, 7))
-        if compile:
+        self.dynamics_eager = _Dynamics(model).eval()
+        self.decode = _Decode(model, self.size, decoder_dtype).eval()
+        self.dynamics = self.dynamics_eager
+        self.traced = False
+        if trace:
+            h, n, d = model.config.history, model.dynamics.num_tokens, model.config.token_dim
+            example = (torch.zeros(1, h, n, d), torch.zeros(1, h, model.proprio_dim), torch.zeros(1, h, 7))
             try:
-                with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-                    # Shape checks in the eager code become constants: right for the one traced shape.
-                    warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                    traced = torch.jit.trace(self.graph, example, check_trace=False)
-                    self.graph = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
-                    self.graph(*example)  # the first calls run the optimization passes
-                    self.graph(*example)
-                self.compiled = True
-            except Exception as e:  # noqa: BLE001 - the eager graph computes the same thing, only slower
-                logger.warning("could not trace the imagined step (%s: %s); using the eager path", type(e).__name__, e)
+                self.dynamics = _freeze(self.dynamics_eager, example)
+                self.traced = True
+            except Exception as e:  # noqa: BLE001 - the eager module computes the same thing, only slower
+                logger.warning("could not trace the dynamics (%s: %s); using the eager module", type(e).__name__, e)
+
+    @property
+    def compiled(self) -> bool:
+        return self.traced
 
     def __call__(self, state: RolloutState, action: np.ndarray) -> tuple[RolloutState, StepOutput, dict[str, np.ndarray]]:
         """Like `model.step(state, action)` followed by `model.decode(out.latents, size, out.norm_proprio)`."""
@@ -104,10 +132,9 @@ class FastStep:
             act[:, -1] = a
             if state.pad and state.pad == act.shape[1] - 1:
                 act[:, : state.pad] = a[:, None]  # the context is step 0 repeated (see WorldModel.step)
-            if act.shape[0] == self.batch or not self.compiled:
-                z, p, logit, reward, img = self.graph(state.latents, state.proprio, act)
-            else:
-                z, p, logit, reward, img = self.graph_eager(state.latents, state.proprio, act)
+            dyn = self.dynamics if act.shape[0] == 1 else self.dynamics_eager
+            z, p, logit, reward = dyn(state.latents, state.proprio, act)
+            arr = self.decode(z, p).numpy()
             new_state = RolloutState(
                 latents=torch.cat([state.latents[:, 1:], z[:, None]], 1),
                 proprio=torch.cat([state.proprio[:, 1:], p[:, None]], 1),
@@ -116,11 +143,4 @@ class FastStep:
             )
             out = StepOutput(latents=z, proprio=m.unnorm_proprio(p.numpy()), norm_proprio=p,
                              success_prob=torch.sigmoid(logit).numpy(), reward=reward.numpy())
-            arr = img.numpy()
         return new_state, out, {c: arr[:, i] for i, c in enumerate(m.cameras)}
-
-    @property
-    def graph_eager(self) -> _StepGraph:
-        if not hasattr(self, "_eager"):
-            self._eager = _StepGraph(self.model, self.size).eval()
-        return self._eager

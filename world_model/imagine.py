@@ -91,8 +91,20 @@ def _start(model: WorldModel, start, instruction: str):
     return state, obs
 
 
+def fast_step(model: WorldModel, size: tuple[int, int]):
+    """The model's `FastStep` for frames of `size`, built once per model and rebuilt when its weights change."""
+    from world_model.fast_step import FastStep
+
+    key = (tuple(size), sum(p._version for p in model.parameters()))
+    cache = model.__dict__.setdefault("_fast_steps", {})
+    if key not in cache:
+        cache.clear()
+        cache[key] = FastStep(model, size=tuple(size))
+    return cache[key]
+
+
 def imagine(model: WorldModel, policy: Policy, start, instruction: str, horizon: int, *,
-            success_threshold: float = 0.5, stop_on_success: bool = True) -> ImaginedTrajectory:
+            success_threshold: float = 0.5, stop_on_success: bool = True, fast: bool = True) -> ImaginedTrajectory:
     """Roll `policy` out for up to `horizon` steps inside `model` from `start`.
 
     Args:
@@ -100,6 +112,7 @@ def imagine(model: WorldModel, policy: Policy, start, instruction: str, horizon:
             `(WMEpisode, t)` (the history up to step t comes from the episode).
     Returns an `ImaginedTrajectory`; `warnings` says when the horizon exceeds the training episodes.
     Raises `PolicyError` naming the step when the policy raises or returns an invalid action.
+    `fast` runs each step through `world_model.fast_step.FastStep` (same result up to float rounding).
     """
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
@@ -119,6 +132,7 @@ def imagine(model: WorldModel, policy: Policy, start, instruction: str, horizon:
         raise PolicyError(f"policy {type(policy).__name__}.reset raised {type(e).__name__}: {e}") from e
     queue: list[np.ndarray] = []
     success_step = -1
+    stepper = fast_step(model, size) if fast else None
     for t in range(horizon):
         if not queue:
             try:
@@ -131,8 +145,11 @@ def imagine(model: WorldModel, policy: Policy, start, instruction: str, horizon:
                 ) from e
             queue = list(a) if a.ndim == 2 else [a]
         a = queue.pop(0)
-        state, out = model.step(state, a[None])
-        imgs = model.decode(out.latents, size=size, proprio=out.norm_proprio)
+        if stepper is not None:
+            state, out, imgs = stepper(state, a[None])
+        else:
+            state, out = model.step(state, a[None])
+            imgs = model.decode(out.latents, size=size, proprio=out.norm_proprio)
         for c in model.cameras:
             frames[c].append(imgs[c][0])
         p = out.proprio[0]
@@ -189,7 +206,7 @@ def open_loop(model: WorldModel, episodes: list[WMEpisode], starts: list[tuple[i
     a = torch.from_numpy(acts).float()
     zl, pl, preds, pred_ps = list(z.unbind(1)), list(p.unbind(1)), [], []
     for r in range(horizon):
-        o = model.dynamics(torch.stack(zl[-h:], 1), torch.stack(pl[-h:], 1), a[:, r : r + h])
+        o = model.dynamics(torch.stack(zl[-h:], 1), torch.stack(pl[-h:], 1), a[:, r : r + h], last_only=True)
         zl.append(o["latents"][:, -1])
         pl.append(o["proprio"][:, -1])
         preds.append(zl[-1])

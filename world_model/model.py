@@ -28,7 +28,7 @@ import torch
 from vla.core.statistics import DatasetStatistics
 from world_model.config import WorldModelConfig
 from world_model.data import DataMismatchError, WMEpisode, resize_frames
-from world_model.dynamics import LatentDynamics
+from world_model.dynamics import ConvDynamics, LatentDynamics
 from world_model.encoder import FrameAutoencoder
 
 logger = logging.getLogger(__name__)
@@ -71,11 +71,16 @@ class WorldModel(torch.nn.Module):
                                             dec_blocks=config.dec_blocks,
                                             proprio_dim=self.proprio_dim if config.proprio_decoder else 0,
                                             grid=config.latent_grid, proprio_conditioning=config.proprio_conditioning)
-        self.dynamics = LatentDynamics(
-            num_tokens=len(config.cameras) * config.tokens_per_camera, token_dim=config.token_dim,
-            proprio_dim=self.proprio_dim, history=config.history, dim=config.dim, depth=config.depth,
-            heads=config.heads, mlp_ratio=config.mlp_ratio, dropout=config.dropout, action_film=config.action_film,
-        )
+        if config.dynamics == "conv":
+            self.dynamics = ConvDynamics(len(config.cameras), config.latent_channels, config.latent_grid, config.patch,
+                                         self.proprio_dim, config.history, channels=config.conv_channels,
+                                         blocks=config.conv_blocks)
+        else:
+            self.dynamics = LatentDynamics(
+                num_tokens=len(config.cameras) * config.tokens_per_camera, token_dim=config.token_dim,
+                proprio_dim=self.proprio_dim, history=config.history, dim=config.dim, depth=config.depth,
+                heads=config.heads, mlp_ratio=config.mlp_ratio, dropout=config.dropout, action_film=config.action_film,
+            )
         self.register_buffer("latent_mean", torch.zeros(config.latent_channels))
         self.register_buffer("latent_std", torch.ones(config.latent_channels))
 
@@ -195,7 +200,7 @@ class WorldModel(torch.nn.Module):
         if state.pad and state.pad == act.shape[1] - 1:
             # The context is step 0 repeated: the repeats carry step 0's action, as in training windows.
             act[:, : state.pad] = a[:, None]
-        out = self.dynamics(state.latents, state.proprio, act)
+        out = self.dynamics(state.latents, state.proprio, act, last_only=True)
         z = out["latents"][:, -1]
         p = out["proprio"][:, -1]
         new_state = RolloutState(

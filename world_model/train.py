@@ -135,7 +135,7 @@ def dynamics_loss(model: WorldModel, batch: dict[str, np.ndarray], *, rollout_st
     zs = list(ctx_z.unbind(1)) + [out["latents"][:, -1]]  # steps 0..h, the last one predicted
     ps = list(p[:, :h].unbind(1)) + [out["proprio"][:, -1]]
     for r in range(1, rollout_steps + 1):
-        o = model.dynamics(torch.stack(zs[-h:], 1), torch.stack(ps[-h:], 1), a[:, r : r + h])
+        o = model.dynamics(torch.stack(zs[-h:], 1), torch.stack(ps[-h:], 1), a[:, r : r + h], last_only=True)
         m = valid[:, r + h].float()
         roll = roll + (((o["latents"][:, -1] - z[:, r + h]) ** 2).mean((-1, -2)) * m).sum() / m.sum().clamp(min=1)
         zs.append(o["latents"][:, -1])
@@ -168,7 +168,8 @@ def validate(model: WorldModel, episodes: list[WMEpisode], *, history: int, hori
     zs, ps = list(z[:, :history].unbind(1)), list(p[:, :history].unbind(1))
     errs, base = [], []
     for r in range(horizon):
-        o = model.dynamics(torch.stack(zs[-history:], 1), torch.stack(ps[-history:], 1), a[:, r : r + history])
+        o = model.dynamics(torch.stack(zs[-history:], 1), torch.stack(ps[-history:], 1), a[:, r : r + history],
+                           last_only=True)
         zs.append(o["latents"][:, -1])
         ps.append(o["proprio"][:, -1])
         m = valid[:, r + history].float()
