@@ -142,5 +142,5 @@ class FastStep:
                 pad=max(state.pad - 1, 0),
             )
             out = StepOutput(latents=z, proprio=m.unnorm_proprio(p.numpy()), norm_proprio=p,
-                             success_prob=torch.sigmoid(logit).numpy(), reward=reward.numpy())
+                             success_prob=m.success_probability(logit), reward=reward.numpy())
         return new_state, out, {c: arr[:, i] for i, c in enumerate(m.cameras)}

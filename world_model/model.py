@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,8 @@ class StepOutput:
 
 class WorldModel(torch.nn.Module):
     def __init__(self, config: WorldModelConfig, *, proprio_dim: int, statistics: DatasetStatistics,
-                 source_image_size: tuple[int, int], train_rollout_steps: int = 0, max_episode_length: int = 0):
+                 source_image_size: tuple[int, int], train_rollout_steps: int = 0, max_episode_length: int = 0,
+                 success_pos_weight: float = 1.0):
         super().__init__()
         self.config = config
         self.proprio_dim = int(proprio_dim)
@@ -66,6 +68,10 @@ class WorldModel(torch.nn.Module):
         self.source_image_size = tuple(int(v) for v in source_image_size)
         self.train_rollout_steps = int(train_rollout_steps)
         self.max_episode_length = int(max_episode_length)  # longest training episode: imagination beyond it warns
+        # The success head is trained with positives weighted by this factor (success is rare), which raises its
+        # logit by log(weight) wherever the outcome is uncertain; `success_probability` takes it back out, so
+        # 0.5 means even odds (without it, drifting imagined states crossed 0.5 far too easily).
+        self.success_pos_weight = float(success_pos_weight)
         self.autoencoder = FrameAutoencoder(config.enc_channels, config.latent_channels, len(config.cameras),
                                             decoder=config.decoder, dec_channels=config.dec_channels,
                                             dec_blocks=config.dec_blocks,
@@ -211,8 +217,12 @@ class WorldModel(torch.nn.Module):
         )
         return new_state, StepOutput(
             latents=z, proprio=self.unnorm_proprio(p.numpy()), norm_proprio=p,
-            success_prob=torch.sigmoid(out["success_logit"][:, -1]).numpy(), reward=out["reward"][:, -1].numpy(),
+            success_prob=self.success_probability(out["success_logit"][:, -1]), reward=out["reward"][:, -1].numpy(),
         )
+
+    def success_probability(self, logit: torch.Tensor) -> np.ndarray:
+        """Calibrated success probability from the head's logit (undoes the positive weighting of training)."""
+        return torch.sigmoid(logit - math.log(self.success_pos_weight)).numpy()
 
     # -- save / load ---------------------------------------------------------------------------------------
     def metadata(self) -> dict:
@@ -223,6 +233,7 @@ class WorldModel(torch.nn.Module):
             "source_image_size": list(self.source_image_size),
             "train_rollout_steps": self.train_rollout_steps,
             "max_episode_length": self.max_episode_length,
+            "success_pos_weight": self.success_pos_weight,
             "format": 2,
         }
 
@@ -253,7 +264,8 @@ class WorldModel(torch.nn.Module):
         model = cls(cfg, proprio_dim=meta["proprio_dim"], statistics=DatasetStatistics.from_dict(meta["statistics"]),
                     source_image_size=tuple(meta["source_image_size"]),
                     train_rollout_steps=meta.get("train_rollout_steps", 0),
-                    max_episode_length=meta.get("max_episode_length", 0))
+                    max_episode_length=meta.get("max_episode_length", 0),
+                    success_pos_weight=meta.get("success_pos_weight", 1.0))
         model.load_state_dict(load_file(str(d / WEIGHTS)))
         model.eval()
         return model

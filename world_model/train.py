@@ -295,6 +295,7 @@ def train_world_model(cfg: WMTrainConfig, episodes: list | None = None, *, progr
     summary["encode_s"] = time.perf_counter() - t_enc
     pos = float(np.mean(np.concatenate([e.success for e in train_eps])))
     pos_weight = float(np.clip((1 - pos) / max(pos, 1e-3), 1.0, 50.0))
+    model.success_pos_weight = pos_weight  # saved with the model: its success probability is corrected for it
     model.dynamics.train()
     if dyn_step < tc.dyn_steps:
         bar = tqdm(total=tc.dyn_steps, initial=dyn_step, desc="wm dynamics", disable=not progress)
