@@ -1,4 +1,5 @@
-"""Action-conditioned latent dynamics: a frame-causal transformer over latent, proprio and action tokens.
+"""Action-conditioned latent dynamics: a frame-causal transformer over latent, proprio and action tokens
+(`LatentDynamics`, the default), or residual convolutions over the latent maps (`ConvDynamics`, below).
 
 Per step t the sequence holds the N latent tokens of all cameras, one proprio token and one action token.
 Every token of step t attends to all tokens of steps <= t (a block-causal mask, as DINO-WM's predictor),

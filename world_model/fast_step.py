@@ -1,12 +1,18 @@
-"""One imagined step as a single frozen TorchScript graph: dynamics + decoding of every camera + resize.
+"""A faster imagined step at batch 1: the same computation as `WorldModel.step` + `WorldModel.decode`.
 
-At batch 1 on a CPU an imagined step is a few million multiply-adds spread over ~100 small PyTorch
-operations, so per-operation overhead and the generic kernels (bilinear resize, tensor layout changes)
-cost as much as the arithmetic. `FastStep` traces the whole step once (latent dynamics, latent -> pixel
-decoding of all cameras in one batch, resize to the data's image size as two small matrix products, the
-uint8 conversion in HWC layout) and freezes it (`torch.jit.freeze` folds parameters into constants;
-`optimize_for_inference` fuses what it can). The result equals `WorldModel.step` + `WorldModel.decode`
-up to float rounding (tests/test_world_model_units.py checks it); `imagine` uses it when `fast=True`.
+At batch 1 on a CPU an imagined step is a few tens of millions of multiply-adds spread over ~100 small
+PyTorch operations, so per-operation overhead and generic kernels cost as much as the arithmetic.
+`FastStep` keeps the arithmetic and removes the rest:
+  - the dynamics runs as a traced TorchScript graph, frozen (`torch.jit.freeze` folds the parameters in)
+    and passed through `optimize_for_inference` (measured: about half the time of the eager module);
+  - every camera is decoded in one batch, the resize to the data's image size is two small matrix products
+    (separable bilinear, the same weights as `F.interpolate`) instead of the generic resize kernel, and the
+    uint8 conversion runs in the contiguous layout;
+  - optionally (`decoder_dtype=torch.bfloat16`) the decoder runs in bfloat16, which CPUs with AVX512-BF16
+    execute ~3x faster for these convolutions; frames then differ from float32 decoding by at most a few
+    levels out of 255 (measured in docs/world_model.md). Off by default.
+The float32 result equals `WorldModel.step` + `WorldModel.decode` up to float rounding (at most 1 level per
+pixel; tests/test_world_model_units.py checks it). `imagine` uses it unless `fast=False`.
 
 Example:
     fast = FastStep(wm, size=wm.source_image_size)
@@ -75,7 +81,8 @@ class _Decode(nn.Module):
         img = self.autoencoder.decode(x.to(self.dtype), self.cams.repeat(b), prop).float()  # (B*K, 3, S, S)
         if self.resize:
             img = self.rows @ img @ self.cols_t  # (B*K, 3, H', W')
-        img = (img.permute(0, 2, 3, 1) * 255.0 + 0.5).clamp(0.0, 255.0).to(torch.uint8)
+        # Scale and round in the contiguous CHW layout, then move the (4x smaller) uint8 array to HWC.
+        img = img.mul(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
         return img.reshape(b, k, img.shape[1], img.shape[2], 3)
 
 
