@@ -264,10 +264,11 @@ def bench_square(args, work: Path) -> dict:
     from world_model.closed_loop import compare_policies
     from world_model.data import load_episodes
     from world_model.policies import make_policy
-    from world_model.toy import ENV_ID, collect_episodes
+    from world_model.toy import ENV_ID, collect_episodes, varied_policies
 
     load0 = _load()
-    train = collect_episodes(args.square_episodes, seed=0, image_size=64, max_steps=30)
+    policies = varied_policies(args.square_episodes) if args.square_data == "varied" else None
+    train = collect_episodes(args.square_episodes, seed=0, image_size=64, max_steps=30, policies=policies)
     model, summary = _train(train, work / "square", ae_steps=args.ae_steps, dyn_steps=args.dyn_steps,
                             ae_latent_noise=args.ae_latent_noise, model_overrides={"dynamics": args.square_dynamics})
     held = load_episodes(collect_episodes(20, seed=50_000, image_size=64, max_steps=30), model.cameras,
@@ -361,6 +362,9 @@ def main() -> None:
     p.add_argument("--ae-latent-noise", type=float, default=0.0, help="trainer.ae_latent_noise")
     p.add_argument("--square-dynamics", default="transformer", choices=["transformer", "conv"],
                    help="world_model.dynamics of the SquareWorld model (the ranking)")
+    p.add_argument("--square-data", default="fixed", choices=["fixed", "varied"],
+                   help="SquareWorld training policies: the 5 fixed ones of toy.collect_episodes, or "
+                        "toy.varied_policies (servos with random gain and noise, random)")
     p.add_argument("--sim-dynamics", default="transformer", choices=["transformer", "conv"],
                    help="world_model.dynamics of the MuJoCo model (open loop, action shuffle, speed)")
     p.add_argument("--threads", type=int, default=1)

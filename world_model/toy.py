@@ -201,6 +201,21 @@ class RandomPolicy(Policy):
         return a
 
 
+def varied_policies(n: int, seed: int = 7, random_every: int = 6) -> list[Policy]:
+    """n policies for varied training data: visual servos with a random gain (log-uniform in [0.05, 1]) and
+    action noise (uniform in [0, 0.03]), and every `random_every`-th a random policy. A world model trained
+    only on a few fixed servos sees few slow, small or noisy motions; policies under evaluation make them."""
+    rng = np.random.default_rng(seed)
+    out: list[Policy] = []
+    for i in range(n):
+        if random_every and i % random_every == random_every - 1:
+            out.append(RandomPolicy(seed=seed * 1000 + i))
+        else:
+            gain = float(np.exp(rng.uniform(np.log(0.05), np.log(1.0))))
+            out.append(VisualServoPolicy(gain=gain, noise=float(rng.uniform(0, 0.03)), seed=seed * 1000 + i))
+    return out
+
+
 def collect_episodes(num_episodes: int, *, seed: int = 0, image_size: int = 64, max_steps: int = 30,
                      cameras=("primary", "wrist"), policies: list[Policy] | None = None) -> list[Episode]:
     """Roll out `policies` (cycled; default: servo variants and random) in SquareWorld as `Episode`s."""
