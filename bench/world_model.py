@@ -357,10 +357,10 @@ def main() -> None:
     p.add_argument("--noisy-episodes", type=int, default=48, help="noise-injected expert episodes (MuJoCo training)")
     p.add_argument("--noise", type=float, default=0.5, help="action noise of those episodes (x the expert's step)")
     p.add_argument("--ae-steps", type=int, default=400)
-    p.add_argument("--dyn-steps", type=int, default=1200, help="dynamics steps (SquareWorld)")
+    p.add_argument("--dyn-steps", type=int, default=2000, help="dynamics steps (SquareWorld)")
     p.add_argument("--sim-dyn-steps", type=int, default=1500, help="dynamics steps (MuJoCo)")
     p.add_argument("--ae-latent-noise", type=float, default=0.0, help="trainer.ae_latent_noise")
-    p.add_argument("--square-dynamics", default="transformer", choices=["transformer", "conv"],
+    p.add_argument("--square-dynamics", default="conv", choices=["transformer", "conv"],
                    help="world_model.dynamics of the SquareWorld model (the ranking)")
     p.add_argument("--square-data", default="fixed", choices=["fixed", "varied"],
                    help="SquareWorld training policies: the 5 fixed ones of toy.collect_episodes, or "

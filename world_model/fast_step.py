@@ -104,12 +104,12 @@ class FastStep:
         model: the world model (eval mode; its weights are copied into the graphs: rebuild after training).
         size: the (H, W) frames are decoded to (default: the training data's image size, what the sim renders).
         trace: run the dynamics as a traced, frozen TorchScript graph (traced for batch 1; other batch sizes
-            use the eager module).
+            use the eager module). Default: for the transformer dynamics only.
         decoder_dtype: torch.bfloat16 decodes with a bfloat16 copy of the decoder (faster on CPUs with
             bfloat16 instructions; frames differ by a few levels, measured in docs/world_model.md).
     """
 
-    def __init__(self, model: WorldModel, size: tuple[int, int] | None = None, *, trace: bool = True,
+    def __init__(self, model: WorldModel, size: tuple[int, int] | None = None, *, trace: bool | None = None,
                  decoder_dtype: torch.dtype = torch.float32):
         self.model = model.eval()
         self.size = tuple(model.source_image_size) if size is None else tuple(size)
@@ -117,6 +117,8 @@ class FastStep:
         self.decode = _Decode(model, self.size, decoder_dtype).eval()
         self.dynamics = self.dynamics_eager
         self.traced = False
+        if trace is None:  # measured: tracing halves the transformer's step; the conv dynamics gains nothing
+            trace = model.config.dynamics == "transformer"
         if trace:
             h, n, d = model.config.history, model.dynamics.num_tokens, model.config.token_dim
             example = (torch.zeros(1, h, n, d), torch.zeros(1, h, model.proprio_dim), torch.zeros(1, h, 7))
