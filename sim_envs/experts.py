@@ -28,6 +28,12 @@ MAX_STEP = 0.04  # m per control step the experts ask for (the controller allows
 MAX_YAW_STEP = 0.25  # rad
 HOVER = 0.10  # m above a grasp point before descending
 GRASP_STEPS = 4  # control steps with the gripper closing before moving on
+#: Close when the grip site is this close to the grasp point: z within GRASP_Z_TOL and xy within GRASP_XY_TOL.
+#: The open fingers (8 cm) capture a 4 cm cube anywhere within +-2 cm across, so xy need not be exact; a strict
+#: 3-D threshold (0.8 cm) made the expert hover open at grasp height whenever the position jittered (DART noise,
+#: DR latency), which taught learned policies to hover there without ever closing.
+GRASP_Z_TOL = 0.008
+GRASP_XY_TOL = 0.015
 
 
 def _wrap_quarter(angle: float) -> float:
@@ -106,7 +112,8 @@ class ScriptedExpert(Policy):
             else:
                 return above, yaw, OPEN
         if self.phase == "descend":
-            if self._near(state, grasp, 0.008):
+            ee = np.asarray(state["ee_pos"])
+            if abs(ee[2] - grasp[2]) < GRASP_Z_TOL and np.linalg.norm(ee[:2] - grasp[:2]) < GRASP_XY_TOL:
                 self._go("grasp")
             else:
                 return grasp, yaw, OPEN

@@ -37,3 +37,21 @@ def test_expert_succeeds(task):
 def test_make_expert_rejects_other_envs():
     with pytest.raises(TypeError, match="TabletopEnv"):
         make_expert(gymnasium.make("CartPole-v1"))
+
+
+def test_lift_expert_closes_within_the_grippers_capture_range():
+    """At grasp height the expert closes once the cube is within its capture range (1 cm off: close), and keeps
+    servoing when it is not (2 cm off: open), instead of hovering open until a strict 3-D threshold is met."""
+    from sim_envs.experts import GRASP_XY_TOL, LiftExpert
+
+    def grip_after_descend(offset: float) -> float:
+        expert = LiftExpert()
+        cube = np.array([0.5, 0.0, 0.02])
+        state = {"object_pos": cube, "object_yaw": 0.0, "ee_yaw": 0.0, "lift_z": 0.08}
+        expert.act_from_state({**state, "ee_pos": cube + [0.0, 0.0, 0.10]})  # above the cube: start descending
+        assert expert.phase == "descend"
+        return float(expert.act_from_state({**state, "ee_pos": cube + [offset, 0.0, 0.016]})[6])
+
+    assert GRASP_XY_TOL < 0.02  # the 8 cm fingers capture a 4 cm cube within +-2 cm
+    assert grip_after_descend(0.01) == 0.0  # closed
+    assert grip_after_descend(0.02) == 1.0  # still open, correcting x/y
