@@ -50,8 +50,7 @@ class CollectSettings:
             translation the expert asks for before it is executed; the episode records the expert's clean action
             as the label. The closed-loop expert then corrects the drift, so the data shows how to recover from
             off-course states that a learned policy reaches but a clean expert never does. 0 = off. The
-            recorded action is the label, not what was executed: a dynamics model trained on such data sees
-            actions that are off by about this much.
+            executed action is recorded next to it (step field `executed_action`), which the world model reads.
         dr_config: a `DRConfig` to use instead of the shipped `configs/dr/<dr_level>.yaml` (a level
             customized on the command line); None: the shipped level.
     """
@@ -173,6 +172,7 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
     images: dict[str, list[np.ndarray]] = {c: [] for c in job.cameras}
     states: list[np.ndarray] = []
     actions: list[np.ndarray] = []
+    executed_actions: list[np.ndarray] = []
     success, error = False, None
     # Seeded by the episode seed, so a perturbed dataset is as reproducible as a clean one.
     noise_rng = np.random.default_rng([job.seed, 0xDA47])
@@ -188,6 +188,7 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
             if job.action_noise > 0:
                 executed = action.copy()
                 executed[:3] += noise_rng.normal(0.0, job.action_noise, 3).astype(np.float32)
+            executed_actions.append(executed)
             obs, _, terminated, truncated, info = env.step(executed)
             success = success or bool(info.get("success", False))
             if terminated or truncated:
@@ -204,6 +205,8 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
         episode = Episode(
             images={c: np.stack(v) for c, v in images.items()}, state=np.stack(states), action=np.stack(actions),
             instruction=instruction, metadata=md,
+            # What the arm did, for dynamics models (the world model); `action` stays the expert's label.
+            executed_action=np.stack(executed_actions) if job.action_noise > 0 else None,
         )
     return ExpertEpisode(job.task, job.seed, success, len(actions), dr_params, instruction, error, episode,
                          time.perf_counter() - t0)
@@ -303,7 +306,7 @@ def _make_writer(root_dir, name, settings: CollectSettings, first: Episode, epis
     h, w = first.images["primary"].shape[1:3]
     return RLDSWriter(
         root_dir, name, cameras=settings.cameras, image_size=(h, w), state_dim=first.state.shape[1],
-        episodes_per_shard=episodes_per_shard, overwrite=overwrite,
+        episodes_per_shard=episodes_per_shard, overwrite=overwrite, executed_action=settings.action_noise > 0,
         description=f"Scripted-expert demonstrations from sim_envs ({', '.join(settings.tasks)}, DR level "
                     f"{settings.dr_level}), written by vla-collect.",
     )

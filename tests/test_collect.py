@@ -152,7 +152,7 @@ def _perturbed_episode_and_replays(seed: int, noise: float) -> dict[str, np.ndar
             states.append(obs["proprio"])
         replays[name] = np.stack(states)
     env.close()
-    return {"state": ep.state, "action": ep.action, **replays}
+    return {"state": ep.state, "action": ep.action, "executed": ep.executed_action, **replays}
 
 
 def test_dart_noise_perturbs_execution_and_records_the_clean_expert_label():
@@ -161,6 +161,9 @@ def test_dart_noise_perturbs_execution_and_records_the_clean_expert_label():
     np.testing.assert_allclose(out["label+noise"], out["state"], atol=1e-5)
     # ... and not what the labels alone produce.
     assert np.abs(out["label"][:, :3] - out["state"][:, :3]).max() > 0.005
+    # ... and the executed actions are recorded next to the labels (for dynamics models).
+    assert np.abs(out["executed"][:, :3] - out["action"][:, :3]).max() > 0.005
+    np.testing.assert_array_equal(out["executed"][:, 3:], out["action"][:, 3:])
     # Labels are the expert's own clipped proportional steps (noise would push some past its 4 cm limit).
     assert np.abs(out["action"][:, :3]).max() <= 0.04 + 1e-6
     with pytest.raises(ValueError, match="action_noise"):

@@ -69,3 +69,28 @@ def test_writer_rejects_mismatching_episodes(tmp_path):
         RLDSWriter(tmp_path, "bad", image_size=(16, 16), state_dim=8)
     with pytest.raises(ContractError, match="primary"):
         RLDSWriter(tmp_path, "other", cameras=("wrist",))
+
+
+def test_executed_action_round_trips_next_to_the_label(tmp_path):
+    """Perturbed demonstrations keep the label in `action` and what ran in `executed_action` (step metadata);
+    both the TFDS builder and our TF-free reader return it, and the writer refuses a mix."""
+    import dataclasses
+
+    from vla.data.rlds_reader import RLDSReader
+    from vla.data.rlds_writer import RLDSWriter
+
+    ep = make_episode(0, image_size=(16, 16), num_steps=4)
+    executed = ep.action.copy()
+    executed[:, :3] += 0.01
+    perturbed = dataclasses.replace(ep, executed_action=executed)
+    with RLDSWriter(tmp_path, "dart", image_size=(16, 16), state_dim=8, executed_action=True) as writer:
+        with pytest.raises(ContractError, match="executed_action"):
+            writer.write(ep)
+        writer.write(perturbed)
+    _, tf_eps = _tfds_episodes(tmp_path / "dart" / "1.0.0", "train")
+    np.testing.assert_allclose(np.stack([s["executed_action"] for s in tf_eps[0]["steps"]]), executed)
+    np.testing.assert_allclose(np.stack([s["action"] for s in tf_eps[0]["steps"]]), ep.action)
+    (ours,) = list(RLDSReader(tmp_path / "dart" / "1.0.0").episodes())
+    np.testing.assert_allclose(ours["steps"]["executed_action"], executed)
+    with pytest.raises(ContractError, match="executed_action"):
+        dataclasses.replace(ep, executed_action=executed[:2])

@@ -116,7 +116,9 @@ def read_rlds(dataset_dir: str | Path, cameras: Sequence[str], size: int, *, spl
         state = np.asarray(obs.get("state", np.zeros((t, 0))), np.float32).reshape(t, -1)
         out.append(WMEpisode(
             frames={c: resize_frames(f, size) for c, f in frames.items()},
-            proprio=state, action=np.asarray(steps["action"], np.float32), success=(reward > 0).astype(np.float32),
+            # A dynamics model needs what the arm did: DART-perturbed demonstrations label `action` with the expert's
+            # clean action and record the executed one as `executed_action`.
+            proprio=state, action=np.asarray(steps.get("executed_action", steps["action"]), np.float32), success=(reward > 0).astype(np.float32),
             instruction=_text(steps["language_instruction"][0]) if t else "", metadata=meta,
             source_size=tuple(frames[cameras[0]].shape[1:3]),
         ))

@@ -75,6 +75,9 @@ class Episode:
     metadata: EpisodeMetadata
     reward: np.ndarray | None = None  # (T,) float32; default: 1 on the last step of a successful episode
     is_terminal_last: bool | None = None  # default: success (a failed episode is truncated, not terminal)
+    # (T, 7) what the robot actually executed when it differs from the `action` label (DART-style perturbed
+    # demonstrations: the label is the expert's clean action); written as the step field `executed_action`.
+    executed_action: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.state = np.asarray(self.state, dtype=np.float32)
@@ -98,6 +101,11 @@ class Episode:
         self.reward = np.asarray(self.reward, np.float32).reshape(t)
         if self.is_terminal_last is None:
             self.is_terminal_last = bool(self.metadata.success)
+        if self.executed_action is not None:
+            self.executed_action = validate_action(self.executed_action, name="Episode.executed_action")
+            if self.executed_action.shape != self.action.shape:
+                raise ContractError(f"Episode.executed_action must be {self.action.shape} like action, "
+                                    f"got {self.executed_action.shape}")
 
     def __len__(self) -> int:
         return int(self.action.shape[0])
@@ -119,6 +127,8 @@ class Episode:
                 "is_last": i == t - 1,
                 "is_terminal": bool(i == t - 1 and self.is_terminal_last),
             })
+            if self.executed_action is not None:
+                out[-1]["executed_action"] = self.executed_action[i]
         return out
 
 

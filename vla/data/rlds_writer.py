@@ -34,6 +34,8 @@ _DESCRIPTIONS = {
     "wrist_image": "Wrist camera RGB observation.",
     "state": "Robot proprio state.",
     "action": "End-effector delta action: dx, dy, dz (m), droll, dpitch, dyaw (rad), gripper absolute (1 = open).",
+    "executed_action": "The action actually executed (same layout as action) where it differs from the action label, "
+                       "e.g. DART-perturbed expert demonstrations whose label is the expert's clean action.",
 }
 
 
@@ -49,6 +51,8 @@ class RLDSWriter:
         episodes_per_shard: a shard is closed after this many episodes, so parallel readers have work.
         version: dataset version directory.
         overwrite: replace an existing dataset in the same directory (False: fail instead of clobbering).
+        executed_action: add the step field `executed_action` (every episode must then carry
+            `Episode.executed_action`): what was executed when the `action` label differs from it.
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class RLDSWriter:
         version: str = "1.0.0",
         overwrite: bool = False,
         description: str = "",
+        executed_action: bool = False,
     ) -> None:
         unknown = [c for c in cameras if c not in CAMERA_TO_FEATURE]
         if unknown or "primary" not in cameras:
@@ -74,6 +79,7 @@ class RLDSWriter:
         self.cameras = tuple(cameras)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.state_dim = int(state_dim)
+        self.executed_action = bool(executed_action)
         self.dataset_dir = Path(root_dir) / name / version
         if (self.dataset_dir / "dataset_info.json").exists() and not overwrite:
             raise FileExistsError(
@@ -102,7 +108,12 @@ class RLDSWriter:
             action_info=tfds.features.Tensor(shape=(ACTION_DIM,), dtype=np.float32, doc=_DESCRIPTIONS["action"]),
             reward_info=tfds.features.Scalar(dtype=np.float32),
             discount_info=tfds.features.Scalar(dtype=np.float32),
-            step_metadata_info={"language_instruction": tfds.features.Text()},
+            step_metadata_info={
+                "language_instruction": tfds.features.Text(),
+                **({"executed_action": tfds.features.Tensor(shape=(ACTION_DIM,), dtype=np.float32,
+                                                            doc=_DESCRIPTIONS["executed_action"])}
+                   if self.executed_action else {}),
+            },
             episode_metadata_info={
                 "episode_metadata": tfds.features.FeaturesDict({
                     "episode_id": tfds.features.Text(),
@@ -173,6 +184,11 @@ class RLDSWriter:
                     f"episode {episode.metadata.episode_id!r} camera {cam!r} frames are {episode.images[cam].shape[1:3]}, "
                     f"the writer expects image_size={self.image_size}"
                 )
+        if (episode.executed_action is not None) != self.executed_action:
+            raise ContractError(
+                f"episode {episode.metadata.episode_id!r} {'has' if episode.executed_action is not None else 'lacks'} "
+                f"executed_action, the writer was created with executed_action={self.executed_action}"
+            )
         if episode.state.shape[1] != self.state_dim:
             raise ContractError(
                 f"episode {episode.metadata.episode_id!r} state has {episode.state.shape[1]} dims, the writer expects "
