@@ -30,6 +30,9 @@ from sim_envs.results import wilson_interval
 
 logger = logging.getLogger(__name__)
 
+#: Mixed into each episode's seed for its action-noise stream: np.random.default_rng([seed, NOISE_STREAM]).
+NOISE_STREAM = 0xDA47
+
 
 @dataclass
 class CollectSettings:
@@ -175,7 +178,7 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
     executed_actions: list[np.ndarray] = []
     success, error = False, None
     # Seeded by the episode seed, so a perturbed dataset is as reproducible as a clean one.
-    noise_rng = np.random.default_rng([job.seed, 0xDA47])
+    noise_rng = np.random.default_rng([job.seed, NOISE_STREAM])
     try:
         expert.reset(instruction)
         while True:

@@ -135,11 +135,11 @@ def _perturbed_episode_and_replays(seed: int, noise: float) -> dict[str, np.ndar
     import gymnasium
 
     import sim_envs  # noqa: F401
-    from sim_envs.collect import _Job, run_expert_episode
+    from sim_envs.collect import NOISE_STREAM, _Job, run_expert_episode
 
     ep = run_expert_episode(_Job(TASK, "low", seed, 32, ("primary",), None, action_noise=noise)).episode
     env = gymnasium.make(TASK, dr_level="low", image_size=32, cameras=["primary"])  # as the collector's env
-    rng = np.random.default_rng([seed, 0xDA47])  # the collector's per-episode noise stream
+    rng = np.random.default_rng([seed, NOISE_STREAM])  # the collector's per-episode noise stream
     replays = {}
     for name, with_noise in (("label+noise", True), ("label", False)):
         obs, _ = env.reset(seed=seed)
