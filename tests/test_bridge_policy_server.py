@@ -129,7 +129,7 @@ def test_node_stops_and_says_why_when_the_policy_process_dies_or_stalls():
 
     code = ("import sys, time; from robot_bridge.policy_server import PolicyServer; from robot_bridge.policies import RandomPolicy;"
             "p = RandomPolicy(); s = PolicyServer(p, port=0); print(s.port, flush=True); s.start();"
-            "sys.stdin.readline(); p.act = lambda o: time.sleep(5); sys.stdin.readline()")
+            "sys.stdin.readline(); p.act = lambda o: time.sleep(5); print('stalled', flush=True); sys.stdin.readline()")
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         client = RemotePolicy("127.0.0.1", int(proc.stdout.readline()), timeout_s=0.15)
@@ -140,6 +140,7 @@ def test_node_stops_and_says_why_when_the_policy_process_dies_or_stalls():
         assert node.tick().moved
         proc.stdin.write("stall\n")  # the server's policy now takes 5 s: the client times out
         proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "stalled"  # wait until it took effect (a race on a busy CPU)
         r = node.tick()
         assert not r.moved and "policy failed: PolicyServerError" in r.reason and "did not answer" in r.reason
         os.kill(proc.pid, signal.SIGKILL)
