@@ -114,7 +114,7 @@ def _imagined_steps_per_s(model, episode, steps: int = 300, batch: int = 1) -> d
 
     out = {"steps_per_s": run_fast(fast), "eager_steps_per_s": run(1), "bf16_decoder_steps_per_s": run_fast(fast_bf16),
            "dynamics_only_steps_per_s": run(1, decode=False), "decode_only_steps_per_s": run(1, dynamics=False),
-           "fast_step_traced": fast.compiled}
+           "fast_step_traced": fast.traced}
     if batch > 1:
         out[f"steps_per_s_batch{batch}"] = run(batch)
     return out

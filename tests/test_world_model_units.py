@@ -118,7 +118,7 @@ def test_fast_step_equals_step_plus_decode(conditioning, dynamics):
     state = RolloutState(torch.randn(1, h, n, d), torch.randn(1, h, 4) * 0.3, torch.zeros(1, h, 7), pad=h - 1)
     action = np.array([[0.02, -0.01, 0.03, 0, 0, 0, 1.0]], np.float32)
     fast = FastStep(m, size=(48, 48), trace=True)
-    assert fast.compiled
+    assert fast.traced
     ref_state, ref_out = m.step(state, action)
     ref_frames = m.decode(ref_out.latents, size=(48, 48), proprio=ref_out.norm_proprio)
     for _ in range(2):  # twice: the frozen graph must not keep state between calls

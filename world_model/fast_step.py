@@ -128,28 +128,10 @@ class FastStep:
             except Exception as e:  # noqa: BLE001 - the eager module computes the same thing, only slower
                 logger.warning("could not trace the dynamics (%s: %s); using the eager module", type(e).__name__, e)
 
-    @property
-    def compiled(self) -> bool:
-        return self.traced
-
     def __call__(self, state: RolloutState, action: np.ndarray) -> tuple[RolloutState, StepOutput, dict[str, np.ndarray]]:
         """Like `model.step(state, action)` followed by `model.decode(out.latents, size, out.norm_proprio)`."""
-        m = self.model
         with torch.no_grad():
-            a = torch.from_numpy(m.norm_action(np.asarray(action, np.float32).reshape(-1, 7)))
-            act = state.action.clone()
-            act[:, -1] = a
-            if state.pad and state.pad == act.shape[1] - 1:
-                act[:, : state.pad] = a[:, None]  # the context is step 0 repeated (see WorldModel.step)
-            dyn = self.dynamics if act.shape[0] == 1 else self.dynamics_eager
-            z, p, logit, reward = dyn(state.latents, state.proprio, act)
-            arr = self.decode(z, p).numpy()
-            new_state = RolloutState(
-                latents=torch.cat([state.latents[:, 1:], z[:, None]], 1),
-                proprio=torch.cat([state.proprio[:, 1:], p[:, None]], 1),
-                action=torch.cat([act[:, 1:], act[:, -1:]], 1),
-                pad=max(state.pad - 1, 0),
-            )
-            out = StepOutput(latents=z, proprio=m.unnorm_proprio(p.numpy()), norm_proprio=p,
-                             success_prob=m.success_probability(logit), reward=reward.numpy())
-        return new_state, out, {c: arr[:, i] for i, c in enumerate(m.cameras)}
+            dyn = self.dynamics if state.latents.shape[0] == 1 else self.dynamics_eager
+            new_state, out = self.model.step(state, action, dynamics=dyn)
+            arr = self.decode(out.latents, out.norm_proprio).numpy()
+        return new_state, out, {c: arr[:, i] for i, c in enumerate(self.model.cameras)}

@@ -198,17 +198,23 @@ class WorldModel(torch.nn.Module):
         )
 
     @torch.inference_mode()
-    def step(self, state: RolloutState, action: np.ndarray) -> tuple[RolloutState, StepOutput]:
-        """Apply raw actions (B, 7) at the last context step; return the shifted context and the prediction."""
+    def step(self, state: RolloutState, action: np.ndarray, dynamics=None) -> tuple[RolloutState, StepOutput]:
+        """Apply raw actions (B, 7) at the last context step; return the shifted context and the prediction.
+
+        `dynamics` (normalized latents, proprio, actions of the context) -> (next latents, next proprio, success
+        logit, reward) of the last step replaces the eager `self.dynamics` (`world_model.fast_step` passes its
+        traced graph)."""
         a = torch.from_numpy(self.norm_action(np.asarray(action, np.float32).reshape(-1, 7)))
         act = state.action.clone()
         act[:, -1] = a
         if state.pad and state.pad == act.shape[1] - 1:
             # The context is step 0 repeated: the repeats carry step 0's action, as in training windows.
             act[:, : state.pad] = a[:, None]
-        out = self.dynamics(state.latents, state.proprio, act, last_only=True)
-        z = out["latents"][:, -1]
-        p = out["proprio"][:, -1]
+        if dynamics is None:
+            out = self.dynamics(state.latents, state.proprio, act, last_only=True)
+            z, p, logit, reward = out["latents"][:, -1], out["proprio"][:, -1], out["success_logit"][:, -1], out["reward"][:, -1]
+        else:
+            z, p, logit, reward = dynamics(state.latents, state.proprio, act)
         new_state = RolloutState(
             latents=torch.cat([state.latents[:, 1:], z[:, None]], 1),
             proprio=torch.cat([state.proprio[:, 1:], p[:, None]], 1),
@@ -217,7 +223,7 @@ class WorldModel(torch.nn.Module):
         )
         return new_state, StepOutput(
             latents=z, proprio=self.unnorm_proprio(p.numpy()), norm_proprio=p,
-            success_prob=self.success_probability(out["success_logit"][:, -1]), reward=out["reward"][:, -1].numpy(),
+            success_prob=self.success_probability(logit), reward=reward.numpy(),
         )
 
     def success_probability(self, logit: torch.Tensor) -> np.ndarray:
