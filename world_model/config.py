@@ -47,12 +47,17 @@ class WorldModelConfig:
     dynamics: str = "transformer"
     conv_channels: int = 64
     conv_blocks: int = 3
+    # Success: `features` (a head on the dynamics' features of the step, which include its action) or `state`
+    # (a classifier of the predicted next state alone: world_model/success_head.py).
+    success_head: str = "features"
 
     def __post_init__(self) -> None:
         if self.decoder not in ("shuffle", "conv"):
             raise ValueError(f"world_model.decoder={self.decoder!r}: choose shuffle or conv")
         if self.dynamics not in ("transformer", "conv"):
             raise ValueError(f"world_model.dynamics={self.dynamics!r}: choose transformer or conv")
+        if self.success_head not in ("features", "state"):
+            raise ValueError(f"world_model.success_head={self.success_head!r}: choose features or state")
         if self.proprio_conditioning not in ("map", "field"):
             raise ValueError(f"world_model.proprio_conditioning={self.proprio_conditioning!r}: choose map or field")
         if not self.cameras:

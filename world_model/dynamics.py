@@ -36,9 +36,11 @@ class LatentDynamics(nn.Module):
 
     def __init__(self, num_tokens: int, token_dim: int, proprio_dim: int, history: int, dim: int, depth: int,
                  heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0, action_dim: int = 7,
-                 action_film: bool = True):
+                 action_film: bool = True, state_success: nn.Module | None = None):
         super().__init__()
         self.num_tokens, self.token_dim, self.proprio_dim, self.history = num_tokens, token_dim, proprio_dim, history
+        # Optional success judged from the predicted next state alone (world_model/success_head.py).
+        self.state_success = state_success
         self.latent_in = nn.Linear(token_dim, dim)
         self.proprio_in = nn.Linear(max(proprio_dim, 1), dim)
         self.action_in = nn.Sequential(nn.Linear(action_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
@@ -101,10 +103,14 @@ class LatentDynamics(nn.Module):
         else:
             next_proprio = proprio + next_proprio
         pooled = h[:, :, n + 1] + h[:, :, :n].mean(2)  # (B, S, dim)
+        if self.state_success is not None:
+            success = self.state_success(next_latents.detach(), next_proprio.detach())
+        else:
+            success = self.success_out(pooled)[..., 0]
         return {
             "latents": next_latents,
             "proprio": next_proprio,
-            "success_logit": self.success_out(pooled)[..., 0],
+            "success_logit": success,
             "reward": self.reward_out(pooled)[..., 0],
         }
 
@@ -125,8 +131,10 @@ class ConvDynamics(nn.Module):
     """
 
     def __init__(self, cameras: int, latent_channels: int, grid: int, patch: int, proprio_dim: int, history: int,
-                 channels: int = 64, blocks: int = 3, action_dim: int = 7, hidden: int = 128):
+                 channels: int = 64, blocks: int = 3, action_dim: int = 7, hidden: int = 128,
+                 state_success: nn.Module | None = None):
         super().__init__()
+        self.state_success = state_success  # as in LatentDynamics
         self.cameras, self.latent_channels, self.grid, self.patch = cameras, latent_channels, grid, patch
         self.num_tokens = cameras * (grid // patch) ** 2
         self.token_dim = latent_channels * patch * patch
@@ -193,4 +201,7 @@ class ConvDynamics(nn.Module):
         next_p = (cur_p + out[..., : cur_p.shape[-1]]).clamp(-self.proprio_bound, self.proprio_bound)
         if self.proprio_dim == 0:
             next_p = next_p[..., :0]
-        return {"latents": next_latents, "proprio": next_p, "success_logit": out[..., -2], "reward": out[..., -1]}
+        success = out[..., -2]
+        if self.state_success is not None:
+            success = self.state_success(next_latents.detach(), next_p.detach())
+        return {"latents": next_latents, "proprio": next_p, "success_logit": success, "reward": out[..., -1]}

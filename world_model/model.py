@@ -31,6 +31,7 @@ from world_model.config import WorldModelConfig
 from world_model.data import DataMismatchError, WMEpisode, resize_frames
 from world_model.dynamics import ConvDynamics, LatentDynamics
 from world_model.encoder import FrameAutoencoder
+from world_model.success_head import StateSuccessHead
 
 logger = logging.getLogger(__name__)
 
@@ -77,15 +78,19 @@ class WorldModel(torch.nn.Module):
                                             dec_blocks=config.dec_blocks,
                                             proprio_dim=self.proprio_dim if config.proprio_decoder else 0,
                                             grid=config.latent_grid, proprio_conditioning=config.proprio_conditioning)
+        num_tokens = len(config.cameras) * config.tokens_per_camera
+        state_success = (StateSuccessHead(num_tokens, config.token_dim, self.proprio_dim)
+                         if config.success_head == "state" else None)
         if config.dynamics == "conv":
             self.dynamics = ConvDynamics(len(config.cameras), config.latent_channels, config.latent_grid, config.patch,
                                          self.proprio_dim, config.history, channels=config.conv_channels,
-                                         blocks=config.conv_blocks)
+                                         blocks=config.conv_blocks, state_success=state_success)
         else:
             self.dynamics = LatentDynamics(
-                num_tokens=len(config.cameras) * config.tokens_per_camera, token_dim=config.token_dim,
+                num_tokens=num_tokens, token_dim=config.token_dim,
                 proprio_dim=self.proprio_dim, history=config.history, dim=config.dim, depth=config.depth,
                 heads=config.heads, mlp_ratio=config.mlp_ratio, dropout=config.dropout, action_film=config.action_film,
+                state_success=state_success,
             )
         self.register_buffer("latent_mean", torch.zeros(config.latent_channels))
         self.register_buffer("latent_std", torch.ones(config.latent_channels))
@@ -266,6 +271,7 @@ class WorldModel(torch.nn.Module):
         meta = json.loads((d / META).read_text())
         if meta.get("format", 1) < 2:  # format 1 had the conv decoder and no action FiLM
             meta["config"].update(decoder="conv", action_film=False, proprio_decoder=False)
+        meta["config"].setdefault("success_head", "features")  # checkpoints from before the option
         cfg = WorldModelConfig(**meta["config"])
         model = cls(cfg, proprio_dim=meta["proprio_dim"], statistics=DatasetStatistics.from_dict(meta["statistics"]),
                     source_image_size=tuple(meta["source_image_size"]),

@@ -1,0 +1,28 @@
+"""Task success judged from a (predicted) state alone: the latent tokens of every camera and the proprio.
+
+The dynamics' own success output reads the transformer's features of the step, which include the action
+token: trained on demonstrations where every lift-with-closed-gripper action is followed by success, it
+learned "this action succeeds" rather than "this state is solved", and in the demo it fired for a random
+policy at the first step, 20 cm above the table with open fingers (docs/world_model.md). This head sees
+only the predicted next state, detached from the dynamics (the success loss does not shape the dynamics'
+predictions), so imagination declares success when what it imagines looks solved, as a sim episode
+terminates on the state of the scene. Selected with `world_model.success_head=state`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class StateSuccessHead(nn.Module):
+    """(latents (..., N, D), proprio (..., P)) -> success logit (...)."""
+
+    def __init__(self, num_tokens: int, token_dim: int, proprio_dim: int, hidden: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(num_tokens * token_dim + proprio_dim, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+
+    def forward(self, latents: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([latents.flatten(-2), proprio], -1)
+        return self.net(x)[..., 0]
