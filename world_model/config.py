@@ -117,6 +117,8 @@ class WMTrainerConfig:
     dyn_lr: float = 1e-3
     rollout_steps: int = 3  # multi-step (autoregressive) loss horizon after the teacher-forced step
     rollout_weight: float = 1.0
+    # Rollout steps also score predicted proprio and success (imagination reads both from its own predictions).
+    rollout_heads: bool = False
     context_noise: float = 0.1  # std of Gaussian noise on history latents (normalized units)
     success_weight: float = 0.5
     proprio_weight: float = 1.0

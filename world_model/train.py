@@ -4,7 +4,8 @@ Phase 1 (`trainer.ae_steps`): the frame autoencoder on single frames of every ca
 Phase 2 (`trainer.dyn_steps`): frames are encoded once with the frozen encoder; the dynamics trains on
 windows of latents with
   - a teacher-forced loss (true history -> every next step),
-  - a multi-step rollout loss (`trainer.rollout_steps` autoregressive steps on its own predictions),
+  - a multi-step rollout loss (`trainer.rollout_steps` autoregressive steps on its own predictions; with
+    `trainer.rollout_heads` it also scores the proprio and success predicted there),
   - Gaussian context noise on history latents (`trainer.context_noise`),
   - proprio regression, success BCE (positives up-weighted) and reward regression.
 Both phases log to TensorBoard (`<output_dir>/tb`) and show tqdm bars. Checkpoints are written to a
@@ -109,8 +110,13 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, foreground_wei
 
 def dynamics_loss(model: WorldModel, batch: dict[str, np.ndarray], *, rollout_steps: int, context_noise: float,
                   rollout_weight: float = 1.0, proprio_weight: float = 1.0, success_weight: float = 0.5,
-                  pos_weight: float = 10.0, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
-    """Teacher-forced + autoregressive-rollout loss on a window batch from `sample_windows`."""
+                  pos_weight: float = 10.0, rollout_heads: bool = False,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+    """Teacher-forced + autoregressive-rollout loss on a window batch from `sample_windows`.
+
+    With `rollout_heads`, the rollout steps also score the predicted proprio and the success logit (not only
+    the latents): in imagination both are read from the model's own, drifting predictions, so they are
+    trained there too."""
     h = model.config.history
     z = torch.from_numpy(batch["latents"]).float()  # (B, L+1, N, D)
     p = torch.from_numpy(batch["proprio"]).float()  # (B, L+1, P)
@@ -131,18 +137,30 @@ def dynamics_loss(model: WorldModel, batch: dict[str, np.ndarray], *, rollout_st
     sl = (bce * cur_valid).sum() / cur_valid.sum().clamp(min=1)
     rl = (((out["reward"] - s[:, :h]) ** 2) * cur_valid).sum() / cur_valid.sum().clamp(min=1)
     # Rollout: feed predictions back, `rollout_steps` times, and score each new step.
-    roll = z.new_zeros(())
+    roll = roll_p = roll_s = z.new_zeros(())
     zs = list(ctx_z.unbind(1)) + [out["latents"][:, -1]]  # steps 0..h, the last one predicted
     ps = list(p[:, :h].unbind(1)) + [out["proprio"][:, -1]]
     for r in range(1, rollout_steps + 1):
         o = model.dynamics(torch.stack(zs[-h:], 1), torch.stack(ps[-h:], 1), a[:, r : r + h], last_only=True)
         m = valid[:, r + h].float()
-        roll = roll + (((o["latents"][:, -1] - z[:, r + h]) ** 2).mean((-1, -2)) * m).sum() / m.sum().clamp(min=1)
+        d = m.sum().clamp(min=1)
+        roll = roll + (((o["latents"][:, -1] - z[:, r + h]) ** 2).mean((-1, -2)) * m).sum() / d
+        if rollout_heads:
+            if p.shape[-1]:
+                roll_p = roll_p + (((o["proprio"][:, -1] - p[:, r + h]) ** 2).mean(-1) * m).sum() / d
+            # The logit of step r+h-1's action: solved after it (as `sl` above, on a predicted state).
+            mc = valid[:, r + h - 1].float()
+            b = F.binary_cross_entropy_with_logits(o["success_logit"][:, -1], s[:, r + h - 1],
+                                                   pos_weight=torch.tensor(pos_weight), reduction="none")
+            roll_s = roll_s + (b * mc).sum() / mc.sum().clamp(min=1)
         zs.append(o["latents"][:, -1])
         ps.append(o["proprio"][:, -1])
-    roll = roll / max(rollout_steps, 1)
-    loss = tf + rollout_weight * roll + proprio_weight * pp + success_weight * (sl + rl)
-    return loss, {"tf": tf.item(), "rollout": roll.item(), "proprio": pp.item(), "success": sl.item(), "reward": rl.item()}
+    n = max(rollout_steps, 1)
+    roll, roll_p, roll_s = roll / n, roll_p / n, roll_s / n
+    loss = (tf + rollout_weight * (roll + proprio_weight * roll_p + success_weight * roll_s) + proprio_weight * pp
+            + success_weight * (sl + rl))
+    return loss, {"tf": tf.item(), "rollout": roll.item(), "proprio": pp.item(), "success": sl.item(), "reward": rl.item(),
+                  "rollout_proprio": roll_p.item(), "rollout_success": roll_s.item()}
 
 
 def _restore_rng(state: dict) -> tuple[np.random.Generator, torch.Generator]:
@@ -306,7 +324,8 @@ def train_world_model(cfg: WMTrainConfig, episodes: list | None = None, *, progr
             batch = sample_windows(train_eps, tc.dyn_batch_size, mc.history, tc.rollout_steps, rng)
             loss, parts = dynamics_loss(model, batch, rollout_steps=tc.rollout_steps, context_noise=tc.context_noise,
                                         rollout_weight=tc.rollout_weight, proprio_weight=tc.proprio_weight,
-                                        success_weight=tc.success_weight, pos_weight=pos_weight, generator=gen)
+                                        success_weight=tc.success_weight, pos_weight=pos_weight,
+                                        rollout_heads=tc.rollout_heads, generator=gen)
             dyn_opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.dynamics.parameters(), 1.0)
