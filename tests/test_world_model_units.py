@@ -185,3 +185,68 @@ def test_conv_dynamics_shapes_causality_and_last_only():
         torch.testing.assert_close(d._maps(m._to_tokens(maps)), (maps - m.latent_mean[:, None, None]) / m.latent_std[:, None, None])
     with pytest.raises(ValueError, match="transformer or conv"):
         WorldModelConfig(**{**MICRO, "dynamics": "rnn"})
+
+
+def _episodes(n: int, length, image_size: int = 32, seed: int = 0):
+    """Small random WMEpisodes (frames at the model's size); the last step of odd ones is a success."""
+    from vla.core.episode import EpisodeMetadata
+    from world_model.data import WMEpisode
+
+    rng = np.random.default_rng(seed)
+    eps = []
+    for e in range(n):
+        t = length[e] if isinstance(length, (list, tuple)) else length
+        success = np.zeros(t, np.float32)
+        success[-1] = float(e % 2)
+        eps.append(WMEpisode(frames={c: rng.integers(0, 255, (t, image_size, image_size, 3), np.uint8)
+                                     for c in ("primary", "wrist")},
+                             proprio=rng.uniform(-1, 1, (t, 4)).astype(np.float32),
+                             action=rng.uniform(-0.05, 0.05, (t, 7)).astype(np.float32), success=success, instruction="",
+                             source_size=(48, 48), metadata=EpisodeMetadata(episode_id=str(e), success=bool(e % 2), seed=e)))
+    return eps
+
+
+@pytest.mark.parametrize("dynamics", ["transformer", "conv"])
+def test_rollout_heads_score_proprio_and_success_on_predicted_steps(dynamics):
+    from world_model.data import sample_windows
+    from world_model.train import dynamics_loss
+
+    m = _model(dynamics=dynamics, conv_channels=16, conv_blocks=2)
+    eps = _episodes(3, 12)
+    m.prepare(eps)
+    batch = sample_windows(eps, 8, m.config.history, 4, np.random.default_rng(0))
+    _, plain = dynamics_loss(m, batch, rollout_steps=4, context_noise=0.0)
+    assert plain["rollout_proprio"] == 0.0 and plain["rollout_success"] == 0.0
+    loss, parts = dynamics_loss(m, batch, rollout_steps=4, context_noise=0.0, rollout_heads=True)
+    assert parts["rollout_proprio"] > 0 and parts["rollout_success"] > 0
+    # Those terms reach the success head through the rollout alone (the teacher-forced terms are the same).
+    head = m.dynamics.success_out if dynamics == "transformer" else m.dynamics.head[-1]
+    m.zero_grad()
+    loss.backward()
+    with_heads = head.weight.grad.clone()
+    m.zero_grad()
+    dynamics_loss(m, batch, rollout_steps=4, context_noise=0.0)[0].backward()
+    assert (with_heads - head.weight.grad).abs().max() > 0
+
+
+def test_long_horizon_open_loop_scores_proprio_and_success():
+    from world_model.evaluate import evaluate_long_horizon
+
+    m = _model(dynamics="conv", conv_channels=16, conv_blocks=2)
+    eps = _episodes(4, [6, 9, 12, 9])
+    out = evaluate_long_horizon(m, eps, horizon=10)
+    assert out["horizon"] == 10 and out["num_episodes"] == 4 and out["recorded_successes"] == 2
+    # A state after action r (1-based) exists while r <= length - 1.
+    assert out["episodes_per_step"] == [4, 4, 4, 4, 4, 3, 3, 3, 1, 1]
+    assert len(out["position_error"]) == 10 and all(v >= 0 for v in out["position_error"])
+    assert out["position_error_h10"] == out["position_error"][-1]
+    # A success head that always fires: every failed episode is a false positive, agreement = success share.
+    with torch.no_grad():
+        m.dynamics.head[-1].bias[-2] = 100.0
+    fire = evaluate_long_horizon(m, eps, horizon=10)
+    assert fire["success_false_positives"] == 2 and fire["success_false_negatives"] == 0
+    assert fire["success_agreement"] == 0.5 and fire["success_step_error"] > 0
+    with torch.no_grad():
+        m.dynamics.head[-1].bias[-2] = -100.0
+    never = evaluate_long_horizon(m, eps, horizon=10)
+    assert never["success_false_negatives"] == 2 and never["success_false_positives"] == 0
