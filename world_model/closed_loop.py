@@ -101,7 +101,8 @@ def compare_policies(model: WorldModel, env_id: str, policies: dict[str, Policy]
                      record: int = 2, progress: bool = True, sim_results: dict | None = None) -> dict:
     """Success of each policy in sim and in the model from the same initial states, plus agreement metrics.
 
-    Returns {"policies": {name: {"sim_success", "model_success", "sim": [bool], "model": [bool]}},
+    Returns {"policies": {name: {"sim_success", "model_success", "sim": [bool], "model": [bool],
+    "actions_out_of_range"}},
     "agreement": correlations(...) (when >= 3 policies), "videos": [{policy, seed, sim, model,
     sim_success, model_success}] for the first `record` initial states of each policy, "timing": {...}}.
 
@@ -135,7 +136,7 @@ def compare_policies(model: WorldModel, env_id: str, policies: dict[str, Policy]
     sim_steps = model_steps = 0
     bar = tqdm(total=len(policies) * len(states), desc="closed loop (sim + model)", disable=not progress)
     for name, policy in policies.items():
-        sim_ok, model_ok = [], []
+        sim_ok, model_ok, outside, imagined = [], [], 0, 0
         for i, st in enumerate(states):
             frames: dict = {}
             if sim_results is None or i < record:
@@ -153,14 +154,18 @@ def compare_policies(model: WorldModel, env_id: str, policies: dict[str, Policy]
             traj = imagine(model, policy, st.observation, st.observation.instruction, max_steps)
             model_s += time.perf_counter() - t0
             model_steps += len(traj)
+            outside += int((~traj.action_in_range).sum())
+            imagined += len(traj)
             sim_ok.append(sim.success)
             model_ok.append(traj.success)
             if i < record:
                 videos.append({"policy": name, "seed": st.seed, "sim": sim.frames, "model": traj.frames,
                                "sim_success": sim.success, "model_success": traj.success})
             bar.update(1)
+        # Share of the policy's imagined steps whose action no training data covers: its imagined success
+        # is extrapolation to that extent (see WorldModel.actions_in_range).
         results[name] = {"sim_success": float(np.mean(sim_ok)), "model_success": float(np.mean(model_ok)),
-                         "sim": sim_ok, "model": model_ok}
+                         "sim": sim_ok, "model": model_ok, "actions_out_of_range": outside / max(imagined, 1)}
         logger.info("%s: sim %.2f, model %.2f", name, results[name]["sim_success"], results[name]["model_success"])
     bar.close()
     env.close()

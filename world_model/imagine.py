@@ -41,6 +41,13 @@ class ImaginedTrajectory:
     success_step: int  # first step whose success prob crossed the threshold (-1: none)
     latents: np.ndarray  # (T + 1, N, D) normalized
     warnings: list[str] = field(default_factory=list)
+    # (T,) each action within the range of the training actions (`WorldModel.actions_in_range`); after one
+    # outside it the imagined outcome is extrapolation.
+    action_in_range: np.ndarray | None = None
+
+    @property
+    def out_of_range_fraction(self) -> float:
+        return 0.0 if self.action_in_range is None or not len(self.action_in_range) else float(1 - self.action_in_range.mean())
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
@@ -163,10 +170,16 @@ def imagine(model: WorldModel, policy: Policy, start, instruction: str, horizon:
             if stop_on_success:
                 break
         obs = Observation(images={c: imgs[c][0] for c in model.cameras}, proprio=p, instruction=instruction)
+    in_range = model.actions_in_range(np.stack(actions))
+    if not in_range.all():
+        warnings.append(f"{int((~in_range).sum())} of {len(in_range)} actions (first at step {int(np.argmin(in_range))}) lie "
+                        "outside the range of the actions the model was trained on: what it imagines after them is "
+                        "extrapolation")
     return ImaginedTrajectory(
         frames={c: np.stack(v) for c, v in frames.items()}, proprio=np.stack(proprio).astype(np.float32),
         actions=np.stack(actions), success_prob=np.asarray(probs, np.float32), reward=np.asarray(rewards, np.float32),
         success=success_step >= 0, success_step=success_step, latents=np.stack(latents), warnings=warnings,
+        action_in_range=in_range,
     )
 
 

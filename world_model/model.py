@@ -177,6 +177,16 @@ class WorldModel(torch.nn.Module):
     def norm_action(self, a: np.ndarray) -> np.ndarray:
         return self.statistics.action.normalize(np.asarray(a, np.float32))
 
+    def actions_in_range(self, actions: np.ndarray, margin: float = 0.05) -> np.ndarray:
+        """Raw actions (T, 7) -> (T,) bool: every dimension within the training actions' [min, max], widened by
+        `margin` x that range. No training data shows what an action outside it does, so what the model
+        predicts after it is extrapolation (the reason a random policy can "succeed" in imagination)."""
+        st = self.statistics.action
+        lo, hi = np.asarray(st.min, np.float64), np.asarray(st.max, np.float64)
+        pad = margin * (hi - lo)
+        a = np.asarray(actions, np.float64).reshape(-1, lo.shape[0])
+        return np.all((a >= lo - pad - 1e-9) & (a <= hi + pad + 1e-9), axis=1)
+
     def prepare(self, episodes: list[WMEpisode]) -> None:
         """Encode frames and normalize proprio/actions of each episode (in place; cached on the episode)."""
         for ep in episodes:

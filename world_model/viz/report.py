@@ -126,6 +126,10 @@ def error_plot(open_loop_res: dict) -> str:
     return svg_inline(fig)
 
 
+def _fmt_share(x) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
 def _fmt_ci(d: dict) -> str:
     v, lo, hi = d.get("value"), d.get("low"), d.get("high")
     f = lambda x: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"  # noqa: E731
@@ -231,7 +235,8 @@ def build_report(model: WorldModel, episodes: list[WMEpisode], output: str | Pat
                          f"src='{gif_b64(_side_by_side(v['sim'][cam], v['model'][cam]))}'></div>")
         parts.append("<h2>Policy success: model vs sim</h2>" + scatter_plot(closed))
         rows = "".join(f"<tr><td style='text-align:left'>{html.escape(n)}</td><td>{p['sim_success']:.2f}</td>"
-                       f"<td>{p['model_success']:.2f}</td><td>{p['model_success'] - p['sim_success']:+.2f}</td></tr>"
+                       f"<td>{p['model_success']:.2f}</td><td>{p['model_success'] - p['sim_success']:+.2f}</td>"
+                       f"<td>{_fmt_share(p.get('actions_out_of_range'))}</td></tr>"
                        for n, p in closed["policies"].items())
         ag = closed.get("agreement", {})
         extra = ""
@@ -239,7 +244,11 @@ def build_report(model: WorldModel, episodes: list[WMEpisode], output: str | Pat
             extra = (f"<p>Pearson {_fmt_ci(ag['pearson'])}, Spearman {_fmt_ci(ag['spearman'])}, Kendall "
                      f"{_fmt_ci(ag['kendall'])}, MMRV {_fmt_ci(ag['mmrv'])}, bias (model - sim) {ag['bias']:+.3f}; "
                      f"95% bootstrap intervals over {ag['n']} policies.</p>")
-        parts.append(f"<table><tr><th>policy</th><th>sim</th><th>model</th><th>bias</th></tr>{rows}</table>{extra}")
+        extra += ("<p>Actions outside training range: the share of a policy's imagined steps whose action lies outside "
+                  "the range of the actions the model was trained on. No data shows what such an action does, so the "
+                  "model's verdict on that policy is extrapolation to that extent.</p>")
+        parts.append("<table><tr><th>policy</th><th>sim</th><th>model</th><th>bias</th>"
+                     f"<th>actions outside training range</th></tr>{rows}</table>{extra}")
 
     doc = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>" + _CSS
            + "</style></head><body>" + "\n".join(parts) + "</body></html>")
