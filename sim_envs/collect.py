@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 #: Mixed into each episode's seed for its action-noise stream: np.random.default_rng([seed, NOISE_STREAM]).
 NOISE_STREAM = 0xDA47
+#: The same for the direction of a deliberate miss (`grasp_miss`).
+MISS_STREAM = 0x3155
 
 
 @dataclass
@@ -54,6 +56,11 @@ class CollectSettings:
             as the label. The closed-loop expert then corrects the drift, so the data shows how to recover from
             off-course states that a learned policy reaches but a clean expert never does. 0 = off. The
             executed action is recorded next to it (step field `executed_action`), which the world model reads.
+        grasp_miss: failure data: the expert aims this far (m) off the object, in a random horizontal direction
+            per episode (seeded by the episode seed), so it closes on air beside it and lifts nothing. With
+            `keep_failed=True` this records the misses a weak policy makes, labelled as failures: negatives
+            that a world model's success prediction needs (successful demonstrations alone teach it that
+            closing and lifting always succeeds). 0 = off.
         dr_config: a `DRConfig` to use instead of the shipped `configs/dr/<dr_level>.yaml` (a level
             customized on the command line); None: the shipped level.
     """
@@ -71,6 +78,7 @@ class CollectSettings:
     controller: Any = None
     terminate_on_success: bool = True
     action_noise: float = 0.0
+    grasp_miss: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
@@ -85,6 +93,8 @@ class CollectSettings:
             raise ValueError(f"seed_start must be >= 0, got {self.seed_start}")
         if not 0.0 <= self.action_noise < 0.05:
             raise ValueError(f"action_noise must be in [0, 0.05) m (the controller's per-step limit), got {self.action_noise}")
+        if not 0.0 <= self.grasp_miss <= 0.2:
+            raise ValueError(f"grasp_miss must be in [0, 0.2] m (an aim offset beside the object), got {self.grasp_miss}")
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,7 @@ class _Job:
     controller: Any = None
     terminate_on_success: bool = True
     action_noise: float = 0.0
+    grasp_miss: float = 0.0
 
 
 @dataclass
@@ -179,6 +190,8 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
     success, error = False, None
     # Seeded by the episode seed, so a perturbed dataset is as reproducible as a clean one.
     noise_rng = np.random.default_rng([job.seed, NOISE_STREAM])
+    angle = np.random.default_rng([job.seed, MISS_STREAM]).uniform(0.0, 2 * np.pi)
+    expert.aim_offset = job.grasp_miss * np.array([np.cos(angle), np.sin(angle), 0.0])
     try:
         expert.reset(instruction)
         while True:
@@ -249,7 +262,8 @@ def collect(
     level = resolve_level(settings.dr_level)
     jobs = [
         _Job(t, level, settings.seed_start + i, settings.image_size, settings.cameras, settings.max_episode_steps,
-             settings.dr_config, settings.controller, settings.terminate_on_success, settings.action_noise)
+             settings.dr_config, settings.controller, settings.terminate_on_success, settings.action_noise,
+             settings.grasp_miss)
         for t in task_ids for i in range(settings.episodes)
     ]
     existing = Path(root_dir) / name / "1.0.0" / "dataset_info.json"

@@ -64,6 +64,9 @@ class ScriptedExpert(Policy):
     def __init__(self, state_fn: Callable[[], dict[str, Any]] | None = None, *, gain: float = 0.4):
         self._state_fn = state_fn
         self.gain = gain
+        # Where the expert believes the object is, relative to where it is (m). Nonzero: a deliberate miss
+        # (`vla-collect grasp_miss=...`), for failure data that world models and success detectors need.
+        self.aim_offset = np.zeros(3)
         self.reset("")
 
     def reset(self, instruction: str) -> None:
@@ -77,6 +80,8 @@ class ScriptedExpert(Policy):
         return self.act_from_state(self._state_fn())
 
     def act_from_state(self, state: dict[str, Any]) -> np.ndarray:
+        if np.any(self.aim_offset) and "object_pos" in state:
+            state = {**state, "object_pos": np.asarray(state["object_pos"], float) + self.aim_offset}
         target, yaw, grip = self.plan(state)
         ee = np.asarray(state["ee_pos"], float)
         action = np.zeros(7, np.float32)

@@ -214,3 +214,23 @@ def test_vla_collect_command(tmp_path):
     typo = subprocess.run([sys.executable, "-c", code, "episode=3"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120)
     assert typo.returncode != 0 and "did you mean 'episodes'" in typo.stderr
+
+
+def _missed_grasp(seed: int, miss: float) -> dict:
+    """An expert episode aimed `miss` m beside the cube (run in a fresh process, see `_fresh`)."""
+    import sim_envs  # noqa: F401 - registers the tasks
+    from sim_envs.collect import _Job, run_expert_episode
+
+    r = run_expert_episode(_Job(TASK, "low", seed, 32, ("primary",), 40, grasp_miss=miss))
+    return {"success": r.success, "state": r.episode.state, "action": r.episode.action}
+
+
+def test_grasp_miss_closes_beside_the_cube_and_fails():
+    hit, miss = _fresh(_missed_grasp, 5, 0.0), _fresh(_missed_grasp, 5, 0.05)
+    assert hit["success"] and not miss["success"]
+    closed = lambda ep: np.flatnonzero(ep["action"][:, 6] < 0.5)[0]  # noqa: E731 - the first closing step (0 = closed)
+    # Same seed, same cube: the missing expert closes 5 cm (in x/y) from where the hitting one closes.
+    offset = np.linalg.norm(miss["state"][closed(miss), :2] - hit["state"][closed(hit), :2])
+    assert 0.035 < offset < 0.065, offset
+    with pytest.raises(ValueError, match="grasp_miss"):
+        CollectSettings(grasp_miss=0.5)
