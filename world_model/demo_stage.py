@@ -25,9 +25,13 @@ logger = logging.getLogger(__name__)
 
 def run(dataset_dir: str | Path, policies: dict[str, Policy], out_dir: str | Path, budget_s: float = 300.0, *,
         env_id: str = "", env_kwargs: dict | None = None, sim_results: dict | None = None, num_initial_states: int = 8,
-        max_steps: int = 40, model: str = "tiny", progress: bool = True) -> dict:
+        max_steps: int = 40, model: str = "tiny", overrides: dict | None = None,
+        extra_dataset_dirs: list[str | Path] | None = None, progress: bool = True) -> dict:
     """Train a world model on `dataset_dir`, evaluate it open loop and (with `env_id`) closed loop.
 
+    `overrides`: `WorldModelConfig` fields over the `model` preset (configs/world_model/<model>.yaml).
+    `extra_dataset_dirs`: more RLDS datasets the world model (not the policy) trains on, e.g. the failed
+    grasps of `vla-collect grasp_miss=... keep_failed=true`.
     Returns {"checkpoint", "report", "metrics", "targets", "timings", "open_loop", "closed_loop"}; targets
     follow the demo's summary format ({name, value, baseline, target, met}).
     """
@@ -50,12 +54,13 @@ def run(dataset_dir: str | Path, policies: dict[str, Policy], out_dir: str | Pat
     dyn_steps = max(50, int(train_s * 0.65 * 3.5))
     import configs
 
-    base = OmegaConf.load(Path(configs.__file__).parent / "world_model" / f"{model}.yaml")
-    cfg = WMTrainConfig(world_model=WorldModelConfig(**OmegaConf.to_object(base)),
+    base = OmegaConf.to_object(OmegaConf.load(Path(configs.__file__).parent / "world_model" / f"{model}.yaml"))
+    cfg = WMTrainConfig(world_model=WorldModelConfig(**{**base, **(overrides or {})}),
                         trainer=WMTrainerConfig(ae_steps=ae_steps, dyn_steps=dyn_steps, val_every=10**9,
                                                 ckpt_every=max(100, dyn_steps // 4)),
                         output_dir=str(out / "checkpoint"))
-    cfg.data.dataset_dirs = [str(dataset_dir)]
+    dirs = [str(dataset_dir), *(str(d) for d in extra_dataset_dirs or [])]
+    cfg.data.dataset_dirs = dirs
     cfg.data.val_fraction = 0.15
     cfg.data.holdout_seed_fraction = 0.0
     summary = train_world_model(cfg, progress=progress)
@@ -63,7 +68,7 @@ def run(dataset_dir: str | Path, policies: dict[str, Policy], out_dir: str | Pat
     wm = WorldModel.load(out / "checkpoint")
     split = load_split(out / "checkpoint")
     val_ids = set(split["val_episode_ids"])
-    episodes = [e for e in load_episodes([dataset_dir], wm.cameras, wm.config.image_size) if e.metadata.episode_id in val_ids]
+    episodes = [e for e in load_episodes(dirs, wm.cameras, wm.config.image_size) if e.metadata.episode_id in val_ids]
     t1 = time.perf_counter()
     ol = evaluate_open_loop(wm, episodes, horizon=8, starts_per_episode=4, pixel_samples=32)
     timings["open_loop"] = time.perf_counter() - t1
@@ -104,7 +109,8 @@ def run(dataset_dir: str | Path, policies: dict[str, Policy], out_dir: str | Pat
         "checkpoint": str(out / "checkpoint"), "report": str(report), "metrics": str(out / "metrics.json"),
         "targets": targets, "timings": {k: round(v, 1) for k, v in timings.items()},
         "open_loop": ol["summary"],
-        "closed_loop": {"policies": {n: {"sim": p["sim_success"], "model": p["model_success"]}
+        "closed_loop": {"policies": {n: {"sim": p["sim_success"], "model": p["model_success"],
+                                         "actions_out_of_range": p.get("actions_out_of_range")}
                                      for n, p in closed.get("policies", {}).items()},
                         "agreement": closed.get("agreement")} if closed else None,
     }
