@@ -1,0 +1,202 @@
+"""How fast can an imagined step get on this machine? -> bench/results/world_model_speed.json.
+
+    .venv/bin/python bench/world_model_speed.py          # ~2 minutes
+
+`bench/world_model.py` measures the issue's speed target on the trained LiftCube model (imagined steps/s at
+batch 1, both cameras decoded to the sim's 112 px, policy excluded, vs the simulator with both cameras
+rendered) and misses it. This study asks what it would take: the same measurement for smaller versions of
+the model (random weights: speed does not depend on them), next to the cost of the parts no model size
+removes (resizing and converting two frames) and the simulator measured in the same run, once with Mesa's
+default rasterizer threads (what the target compares against) and once with one (`LP_NUM_THREADS=1`, the
+single core the imagined step runs on). Every row reports its ratio to the simulator as a target row
+(`met` where >= 10x), so the table says which model sizes would meet the target here and which would not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+RESULTS = ROOT / "bench" / "results" / "world_model_speed.json"
+
+#: WorldModelConfig overrides of the tiny preset, largest first (the first row is what the bench trains).
+VARIANTS = {
+    "tiny (the trained preset: decoder width 128, transformer 128 x 3 layers)": {},
+    "decoder width 64": {"dec_channels": 64},
+    "decoder width 32": {"dec_channels": 32},
+    "decoder width 32, transformer 64 x 2 layers": {"dec_channels": 32, "dim": 64, "depth": 2},
+    "decoder width 32, transformer 64 x 1 layer": {"dec_channels": 32, "dim": 64, "depth": 1},
+}
+
+_SIM = """
+import json, sys, time
+import numpy as np
+import sim_envs
+from world_model.closed_loop import make_env
+env = make_env(sys.argv[1], image_size=int(sys.argv[2]), cameras=("primary", "wrist"))
+env.reset(seed=0)
+rng = np.random.default_rng(0)
+lo, hi = env.action_space.low, env.action_space.high
+steps = int(sys.argv[3])
+for i in range(steps + 10):
+    if i == 10:
+        t0 = time.perf_counter()
+    a = rng.uniform(lo, hi).astype(np.float32)
+    a[6] = 1.0
+    _, _, term, trunc, _ = env.step(a)
+    if term or trunc:
+        env.reset()
+print(json.dumps({"steps_per_s": steps / (time.perf_counter() - t0)}))
+"""
+
+
+def sim_steps_per_s(env_id: str, size: int, steps: int, threads: int | None) -> float:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+    if threads:
+        env["LP_NUM_THREADS"] = str(threads)
+    r = subprocess.run([sys.executable, "-c", _SIM, env_id, str(size), str(steps)], capture_output=True, text=True,
+                       cwd=ROOT, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"sim speed measurement failed: {r.stderr[-2000:]}")
+    return float(json.loads(r.stdout.strip().splitlines()[-1])["steps_per_s"])
+
+
+def _model(overrides: dict, size: int):
+    import torch
+
+    import configs
+    from omegaconf import OmegaConf
+
+    from vla.core.statistics import ArrayStatistics, DatasetStatistics
+    from world_model.config import WorldModelConfig
+    from world_model.model import WorldModel
+
+    base = OmegaConf.to_object(OmegaConf.load(Path(configs.__file__).parent / "world_model" / "tiny.yaml"))
+    rng = np.random.default_rng(0)
+    stats = DatasetStatistics(action=ArrayStatistics.compute(rng.uniform(-0.05, 0.05, (64, 7))),
+                              proprio=ArrayStatistics.compute(rng.uniform(-0.5, 0.5, (64, 8))),
+                              num_transitions=64, num_trajectories=1)
+    torch.manual_seed(0)
+    return WorldModel(WorldModelConfig(**{**base, **overrides}), proprio_dim=8, statistics=stats,
+                      source_image_size=(size, size)).eval()
+
+
+def imagined_steps_per_s(model, steps: int) -> dict:
+    """The bench's target path (`FastStep`, what `imagine` uses), its parts, and the parameter count."""
+    import torch
+
+    from world_model.fast_step import FastStep
+    from world_model.model import RolloutState
+
+    fast = FastStep(model)
+    h, n, d = model.config.history, model.dynamics.num_tokens, model.config.token_dim
+    state0 = RolloutState(torch.randn(1, h, n, d), torch.zeros(1, h, 8), torch.zeros(1, h, 7), 0)
+    acts = np.random.default_rng(0).uniform(-0.02, 0.02, (steps, 7)).astype(np.float32)
+    with torch.no_grad():
+        state = state0
+        for a in acts[:10]:
+            state, out, _ = fast(state, a[None])
+        t0 = time.perf_counter()
+        state = state0
+        for a in acts:
+            state, out, _ = fast(state, a[None])
+        full = steps / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for a in acts:
+            model.step(state0, a[None], dynamics=fast.dynamics)
+        dyn = steps / (time.perf_counter() - t0)
+        z, p = out.latents, out.norm_proprio
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            fast.decode(z, p)
+        dec = steps / (time.perf_counter() - t0)
+    return {"steps_per_s": full, "dynamics_step_ms": 1e3 / dyn, "decode_ms": 1e3 / dec,
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def frames_only_ms(size: int, steps: int) -> float:
+    """Resize two 64 px float frames to `size` and convert them to uint8 HWC: what `FastStep` does after the
+    decoder, independent of the model's size."""
+    import torch
+
+    from world_model.fast_step import resize_matrix
+
+    img = torch.rand(2, 3, 64, 64)
+    rows, cols = resize_matrix(64, size), resize_matrix(64, size).t().contiguous()
+
+    def once():
+        x = rows @ img @ cols
+        return x.mul(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+    for _ in range(20):
+        once()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        once()
+    return (time.perf_counter() - t0) / steps * 1e3
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="vla_sim/LiftCube-v0")
+    p.add_argument("--image-size", type=int, default=112, help="what the sim renders and imagination decodes to")
+    p.add_argument("--steps", type=int, default=300)
+    args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    load0 = [round(v, 2) for v in os.getloadavg()]
+    t_start = time.perf_counter()
+    sim_default = [sim_steps_per_s(args.task, args.image_size, 200, None)]
+    rows = {}
+    for name, over in VARIANTS.items():
+        rows[name] = {"overrides": over, **imagined_steps_per_s(_model(over, args.image_size), args.steps)}
+        sim_default.append(sim_steps_per_s(args.task, args.image_size, 200, None))  # alternate: the machine is shared
+    sim_one = sim_steps_per_s(args.task, args.image_size, 200, 1)
+    sim = float(np.median(sim_default))
+    frames = frames_only_ms(args.image_size, args.steps)
+    targets = [{"name": f"imagined / sim steps/s, {name}", "value": round(r["steps_per_s"] / sim, 3),
+                "baseline": round(sim, 1), "target": 10.0, "met": r["steps_per_s"] / sim >= 10} for name, r in rows.items()]
+    result = {
+        "benchmark": "world_model_speed",
+        "command": "python bench/world_model_speed.py " + " ".join(sys.argv[1:]),
+        "note": ("Random weights (speed does not depend on them), one torch thread, batch 1, both cameras decoded and "
+                 f"resized to {args.image_size} px, policy excluded: the path `imagine` takes (FastStep). The sim is "
+                 "measured between the rows (median) with Mesa's default rasterizer threads, as bench/world_model.py "
+                 "does; `sim_steps_per_s_one_render_thread` is the same with LP_NUM_THREADS=1. A 10x step must fit in "
+                 f"{1e3 / (10 * sim):.2f} ms here; `frames_only_ms` is the resize + uint8 conversion of two frames "
+                 "alone, which no model size removes."),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": 1},
+        "load_average": {"start": load0, "end": [round(v, 2) for v in os.getloadavg()]},
+        "sim_steps_per_s": sim, "sim_rounds": sim_default, "sim_steps_per_s_one_render_thread": sim_one,
+        "budget_ms_for_10x": 1e3 / (10 * sim), "frames_only_ms": frames, "variants": rows,
+        "wall_s": round(time.perf_counter() - t_start, 1), "targets": targets,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=1))
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"imagined step vs sim ({sim:.0f} steps/s; 10x = {1e3 / (10 * sim):.2f} ms per step)")
+    for col in ("model", "params", "dynamics ms", "decode ms", "steps/s", "/ sim", "10x met"):
+        t.add_column(col)
+    for name, r in rows.items():
+        ratio = r["steps_per_s"] / sim
+        t.add_row(name, f"{r['parameters'] / 1e6:.2f}M", f"{r['dynamics_step_ms']:.2f}", f"{r['decode_ms']:.2f}",
+                  f"{r['steps_per_s']:.0f}", f"{ratio:.2f}", "[green]yes[/green]" if ratio >= 10 else "[red]NO[/red]")
+    Console().print(t)
+    Console().print(f"resize + uint8 of two frames alone: {frames:.2f} ms; sim with one render thread: {sim_one:.0f} steps/s")
+
+
+if __name__ == "__main__":
+    main()
