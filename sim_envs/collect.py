@@ -187,6 +187,7 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
     states: list[np.ndarray] = []
     actions: list[np.ndarray] = []
     executed_actions: list[np.ndarray] = []
+    rewards: list[float] = []  # 1 after every step that leaves the task solved (sparse success reward)
     success, error = False, None
     # Seeded by the episode seed, so a perturbed dataset is as reproducible as a clean one.
     noise_rng = np.random.default_rng([job.seed, NOISE_STREAM])
@@ -206,6 +207,7 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
                 executed[:3] += noise_rng.normal(0.0, job.action_noise, 3).astype(np.float32)
             executed_actions.append(executed)
             obs, _, terminated, truncated, info = env.step(executed)
+            rewards.append(float(bool(info.get("success", False))))
             success = success or bool(info.get("success", False))
             if terminated or truncated:
                 break
@@ -221,6 +223,8 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
         episode = Episode(
             images={c: np.stack(v) for c, v in images.items()}, state=np.stack(states), action=np.stack(actions),
             instruction=instruction, metadata=md,
+            # Per step, so episodes that run on after success (terminate_on_success=False) label every solved step.
+            reward=np.asarray(rewards + [0.0] * (len(actions) - len(rewards)), np.float32),
             # What the arm did, for dynamics models (the world model); `action` stays the expert's label.
             executed_action=np.stack(executed_actions) if job.action_noise > 0 else None,
         )

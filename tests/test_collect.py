@@ -234,3 +234,20 @@ def test_grasp_miss_closes_beside_the_cube_and_fails():
     assert 0.035 < offset < 0.065, offset
     with pytest.raises(ValueError, match="grasp_miss"):
         CollectSettings(grasp_miss=0.5)
+
+
+def _rewards(seed: int, terminate: bool) -> np.ndarray:
+    import sim_envs  # noqa: F401 - registers the tasks
+    from sim_envs.collect import _Job, run_expert_episode
+
+    return run_expert_episode(_Job(TASK, "low", seed, 32, ("primary",), 40, terminate_on_success=terminate)).episode.reward
+
+
+def test_reward_marks_every_solved_step():
+    ends = _fresh(_rewards, 5, True)
+    assert ends[-1] == 1.0 and not ends[:-1].any()  # the episode ends on its first solved step
+    runs_on = _fresh(_rewards, 5, False)
+    assert len(runs_on) == 40  # to the time limit
+    first = int(np.argmax(runs_on))
+    assert first == len(ends) - 1  # same seed, same first solved step
+    assert runs_on[first:].sum() > 10  # the expert holds the cube up: the following steps are solved too
