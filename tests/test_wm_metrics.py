@@ -70,3 +70,13 @@ def test_correlations_with_bootstrap_intervals():
     assert math.isnan(const["pearson"]["value"])
     with pytest.raises(ValueError, match=">= 3 policies"):
         correlations([0.1, 0.2], [0.1, 0.2])
+
+
+def test_episode_agreement_counts_false_successes_and_failures():
+    from world_model.closed_loop import episode_agreement
+
+    res = {"a": {"sim": [True, True, False], "model": [True, False, False]},
+           "b": {"sim": [False, False], "model": [True, False]}}
+    out = episode_agreement(res)
+    assert out == {"episodes": 5, "agreement": 0.6, "model_false_successes": 1, "model_false_failures": 1,
+                   "sim_successes": 2, "model_successes": 2}

@@ -92,6 +92,17 @@ def run_in_sim(env, policy: Policy, state: InitialState, max_steps: int, cameras
     return SimRollout(success=success, steps=t, frames={c: np.stack(v) for c, v in frames.items()})
 
 
+def episode_agreement(policies: dict) -> dict:
+    """Per-episode agreement of a `compare_policies` result ({name: {"sim": [bool], "model": [bool]}}): the
+    share of (policy, initial state) pairs where the model's outcome equals the sim's, and the false
+    successes / failures of the model. Unlike the ranking it does not average errors away within a policy."""
+    sim = np.concatenate([np.asarray(r["sim"], bool) for r in policies.values()])
+    model = np.concatenate([np.asarray(r["model"], bool) for r in policies.values()])
+    return {"episodes": int(len(sim)), "agreement": float(np.mean(sim == model)) if len(sim) else float("nan"),
+            "model_false_successes": int(np.sum(model & ~sim)), "model_false_failures": int(np.sum(~model & sim)),
+            "sim_successes": int(sim.sum()), "model_successes": int(model.sum())}
+
+
 def _field(r, name):
     return r[name] if isinstance(r, dict) else getattr(r, name)
 
@@ -172,6 +183,7 @@ def compare_policies(model: WorldModel, env_id: str, policies: dict[str, Policy]
     out = {"env_id": env_id, "seeds": seeds, "max_steps": max_steps, "policies": results, "videos": videos,
            "timing": {"sim_steps_per_s_with_policy": sim_steps / max(sim_s, 1e-9),
                       "model_steps_per_s_with_policy": model_steps / max(model_s, 1e-9)}}
+    out["episode_agreement"] = episode_agreement(results)
     if len(policies) >= 3:
         out["agreement"] = correlations([r["sim_success"] for r in results.values()],
                                         [r["model_success"] for r in results.values()], bootstrap=bootstrap, seed=seed)
