@@ -146,6 +146,20 @@ def frames_only_ms(size: int, steps: int) -> float:
     return (time.perf_counter() - t0) / steps * 1e3
 
 
+def conv3x3_us(channels: int, steps: int) -> float:
+    """One 3x3 convolution on two 8x8 maps (the decoder's layer shape for two cameras), microseconds."""
+    import torch
+
+    x, conv = torch.randn(2, channels, 8, 8), torch.nn.Conv2d(channels, channels, 3, padding=1).eval()
+    with torch.no_grad():
+        for _ in range(20):
+            conv(x)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            conv(x)
+    return (time.perf_counter() - t0) / steps * 1e6
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="vla_sim/LiftCube-v0")
@@ -165,6 +179,7 @@ def main() -> None:
     sim_one = sim_steps_per_s(args.task, args.image_size, 200, 1)
     sim = float(np.median(sim_default))
     frames = frames_only_ms(args.image_size, args.steps)
+    convs = {c: conv3x3_us(c, 4 * args.steps) for c in (32, 64, 128)}
     targets = [{"name": f"imagined / sim steps/s, {name}", "value": round(r["steps_per_s"] / sim, 3),
                 "baseline": round(sim, 1), "target": 10.0, "met": r["steps_per_s"] / sim >= 10} for name, r in rows.items()]
     result = {
@@ -179,7 +194,8 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": 1},
         "load_average": {"start": load0, "end": [round(v, 2) for v in os.getloadavg()]},
         "sim_steps_per_s": sim, "sim_rounds": sim_default, "sim_steps_per_s_one_render_thread": sim_one,
-        "budget_ms_for_10x": 1e3 / (10 * sim), "frames_only_ms": frames, "variants": rows,
+        "budget_ms_for_10x": 1e3 / (10 * sim), "frames_only_ms": frames, "conv3x3_two_8x8_maps_us": convs,
+        "variants": rows,
         "wall_s": round(time.perf_counter() - t_start, 1), "targets": targets,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +211,9 @@ def main() -> None:
         t.add_row(name, f"{r['parameters'] / 1e6:.2f}M", f"{r['dynamics_step_ms']:.2f}", f"{r['decode_ms']:.2f}",
                   f"{r['steps_per_s']:.0f}", f"{ratio:.2f}", "[green]yes[/green]" if ratio >= 10 else "[red]NO[/red]")
     Console().print(t)
-    Console().print(f"resize + uint8 of two frames alone: {frames:.2f} ms; sim with one render thread: {sim_one:.0f} steps/s")
+    Console().print(f"resize + uint8 of two frames alone: {frames:.2f} ms; one 3x3 conv on two 8x8 maps: "
+                    + ", ".join(f"{v:.0f} us at {c} channels" for c, v in convs.items())
+                    + f"; sim with one render thread: {sim_one:.0f} steps/s")
 
 
 if __name__ == "__main__":
