@@ -15,10 +15,10 @@ single core the imagined step runs on). Every row reports its ratio to the simul
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,37 +38,30 @@ VARIANTS = {
     "decoder width 32, transformer 64 x 1 layer": {"dec_channels": 32, "dim": 64, "depth": 1},
 }
 
-_SIM = """
-import json, sys, time
-import numpy as np
-import sim_envs
-from world_model.closed_loop import make_env
-env = make_env(sys.argv[1], image_size=int(sys.argv[2]), cameras=("primary", "wrist"))
-env.reset(seed=0)
-rng = np.random.default_rng(0)
-lo, hi = env.action_space.low, env.action_space.high
-steps = int(sys.argv[3])
-for i in range(steps + 10):
-    if i == 10:
-        t0 = time.perf_counter()
-    a = rng.uniform(lo, hi).astype(np.float32)
-    a[6] = 1.0
-    _, _, term, trunc, _ = env.step(a)
-    if term or trunc:
-        env.reset()
-print(json.dumps({"steps_per_s": steps / (time.perf_counter() - t0)}))
-"""
+def _bench_world_model():
+    """bench/world_model.py as a module: its sim measurement is the one the speed target divides by."""
+    spec = importlib.util.spec_from_file_location("bench_world_model", Path(__file__).with_name("world_model.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def sim_steps_per_s(env_id: str, size: int, steps: int, threads: int | None) -> float:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
-    if threads:
-        env["LP_NUM_THREADS"] = str(threads)
-    r = subprocess.run([sys.executable, "-c", _SIM, env_id, str(size), str(steps)], capture_output=True, text=True,
-                       cwd=ROOT, env=env)
-    if r.returncode != 0:
-        raise RuntimeError(f"sim speed measurement failed: {r.stderr[-2000:]}")
-    return float(json.loads(r.stdout.strip().splitlines()[-1])["steps_per_s"])
+    """The sim with both cameras rendered at `size`, as bench/world_model.py measures it; `threads` caps Mesa's
+    rasterizer threads (LP_NUM_THREADS) of the measuring process."""
+    measure = _bench_world_model()._sim_steps_per_s
+    kwargs = {"image_size": size, "cameras": ["primary", "wrist"]}
+    if not threads:
+        return measure(env_id, kwargs, steps)
+    old = os.environ.get("LP_NUM_THREADS")
+    os.environ["LP_NUM_THREADS"] = str(threads)
+    try:
+        return measure(env_id, kwargs, steps)
+    finally:
+        if old is None:
+            del os.environ["LP_NUM_THREADS"]
+        else:
+            os.environ["LP_NUM_THREADS"] = old
 
 
 def _model(overrides: dict, size: int):
