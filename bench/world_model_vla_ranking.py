@@ -133,7 +133,7 @@ def main() -> None:
         "benchmark": "world_model_vla_ranking", "command": "python bench/world_model_vla_ranking.py " + " ".join(sys.argv[1:]),
         "world_model": {"dir": args.world_model, "config": model.metadata()["config"]}, "vlas": vlas, "env": env_id,
         "env_kwargs": env_kwargs, "seeds": closed["seeds"], "max_steps": args.max_steps,
-        "policies": {n: {k: v for k, v in r.items()} for n, r in closed["policies"].items()},
+        "policies": closed["policies"],
         "agreement": ag, "timing": closed["timing"], "targets": targets,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": 1},
         "load_average": {"start": load0, "end": [round(v, 2) for v in os.getloadavg()]},

@@ -120,30 +120,15 @@ def evaluate_long_horizon(model: WorldModel, episodes: list[WMEpisode], *, horiz
     episode's actions) as the episode's recorded outcome says. Returns a JSON-friendly dict.
     """
     model.prepare(episodes)
-    h = model.config.history
     steps = min(horizon, max(len(e) for e in episodes))
-    z, p, a, true_p, valid, act_valid = [], [], [], [], [], []
-    for ep in episodes:
-        z.append(ep.latents[np.zeros(h, int)])
-        p.append(ep.norm_proprio[np.zeros(h, int)])
-        # As `start_state` at step 0: the repeated context steps carry step 0's action.
-        a.append(ep.norm_action[np.clip(np.arange(-h + 1, steps), 0, len(ep) - 1)])
-        raw = np.arange(1, steps + 1)
-        true_p.append(ep.proprio[np.clip(raw, 0, len(ep) - 1)])
-        valid.append(raw <= len(ep) - 1)  # a recorded state after action r exists
-        act_valid.append(raw - 1 <= len(ep) - 1)  # action r exists
-    zl = list(torch.from_numpy(np.stack(z)).float().unbind(1))
-    pl = list(torch.from_numpy(np.stack(p)).float().unbind(1))
-    acts = torch.from_numpy(np.stack(a)).float()
-    pred_p, probs = [], []
-    for r in range(steps):
-        o = model.dynamics(torch.stack(zl[-h:], 1), torch.stack(pl[-h:], 1), acts[:, r : r + h], last_only=True)
-        zl.append(o["latents"][:, -1])
-        pl.append(o["proprio"][:, -1])
-        pred_p.append(model.unnorm_proprio(o["proprio"][:, -1].numpy()))
-        probs.append(model.success_probability(o["success_logit"][:, -1]))
-    pred_p, probs = np.stack(pred_p, 1), np.stack(probs, 1)  # (E, S, P), (E, S)
-    true_p, valid, act_valid = np.stack(true_p), np.stack(valid), np.stack(act_valid)
+    # From step 0 of every episode (the context repeats step 0 and its action, as `start_state` at step 0).
+    res = open_loop(model, episodes, [(i, 0) for i in range(len(episodes))], steps)
+    pred_p = model.unnorm_proprio(res["pred_proprio"])  # (E, S, P) raw units
+    probs = model.success_probability(torch.from_numpy(res["success_logit"]))  # (E, S)
+    raw = np.arange(1, steps + 1)
+    true_p = np.stack([ep.proprio[np.clip(raw, 0, len(ep) - 1)] for ep in episodes])
+    valid = res["valid"]  # a recorded state after action r exists
+    act_valid = np.stack([raw - 1 <= len(ep) - 1 for ep in episodes])  # action r exists
     mae = np.abs(pred_p - true_p).mean(-1)
     pos = np.linalg.norm(pred_p[..., :3] - true_p[..., :3], axis=-1)
     fired = (probs >= success_threshold) & act_valid

@@ -188,9 +188,9 @@ def open_loop(model: WorldModel, episodes: list[WMEpisode], starts: list[tuple[i
               *, shuffle_actions: bool = False, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
     """Predict `horizon` steps from each (episode index, start step) with the episode's recorded actions.
 
-    Returns pred (S, horizon, N, D), pred_proprio (S, horizon, P) (normalized), true (S, horizon, N, D),
-    true_proprio (S, horizon, P), last (S, N, D) (the start latent, for the copy-last baseline) and valid
-    (S, horizon). With `shuffle_actions`, each rollout gets the actions of
+    Returns pred (S, horizon, N, D), pred_proprio (S, horizon, P) (normalized), success_logit (S, horizon)
+    (after each action), true (S, horizon, N, D), true_proprio (S, horizon, P), last (S, N, D) (the start
+    latent, for the copy-last baseline) and valid (S, horizon). With `shuffle_actions`, each rollout gets the actions of
     another, randomly chosen rollout in the batch (the action-shuffle test).
     """
     h = model.config.history
@@ -217,13 +217,15 @@ def open_loop(model: WorldModel, episodes: list[WMEpisode], starts: list[tuple[i
     z = torch.from_numpy(np.stack(zs)).float()
     p = torch.from_numpy(np.stack(ps)).float()
     a = torch.from_numpy(acts).float()
-    zl, pl, preds, pred_ps = list(z.unbind(1)), list(p.unbind(1)), [], []
+    zl, pl, preds, pred_ps, logits = list(z.unbind(1)), list(p.unbind(1)), [], [], []
     for r in range(horizon):
         o = model.dynamics(torch.stack(zl[-h:], 1), torch.stack(pl[-h:], 1), a[:, r : r + h], last_only=True)
         zl.append(o["latents"][:, -1])
         pl.append(o["proprio"][:, -1])
         preds.append(zl[-1])
         pred_ps.append(pl[-1])
+        logits.append(o["success_logit"][:, -1])
     return {"pred": torch.stack(preds, 1).numpy(), "pred_proprio": torch.stack(pred_ps, 1).numpy(),
+            "success_logit": torch.stack(logits, 1).numpy(),
             "true": np.stack(trues), "true_proprio": np.stack(true_ps), "last": np.stack(zs)[:, -1],
             "valid": np.stack(valid)}
