@@ -263,41 +263,76 @@ def _speed(model, episode, env_id: str, env_kwargs: dict, rounds: int = 3) -> di
             "imagined_steps_per_s_batch16": imagined[0]["steps_per_s_batch16"], "speed_load_average": _load()}
 
 
-def bench_square(args, work: Path) -> dict:
-    from world_model.closed_loop import compare_policies
-    from world_model.data import load_episodes
-    from world_model.evaluate import evaluate_long_horizon
-    from world_model.policies import make_policy
-    from world_model.toy import ENV_ID, collect_episodes, varied_policies
+def _square_train_episodes(args) -> list:
+    from world_model.toy import collect_episodes, varied_policies
 
-    load0 = _load()
     policies = varied_policies(args.square_episodes) if args.square_data == "varied" else None
     train = collect_episodes(args.square_episodes, seed=0, image_size=64, max_steps=30, policies=policies)
     if args.square_data == "mixed":  # the fixed policies' episodes plus as many of varied servos (other seeds)
         train += collect_episodes(args.square_episodes, seed=10_000, image_size=64, max_steps=30,
                                   policies=varied_policies(args.square_episodes))
-    model, summary = _train(train, work / "square", ae_steps=args.ae_steps, dyn_steps=args.dyn_steps,
-                            ae_latent_noise=args.ae_latent_noise, rollout_steps=args.square_rollout_steps,
-                            rollout_heads=args.square_rollout_heads,
-                            model_overrides={"dynamics": args.square_dynamics, "success_head": args.square_success_head})
+    return train
+
+
+def _train_square_member(args, out: Path, seed: int) -> dict:
+    """One member of the SquareWorld ensemble: same data and settings, its own trainer seed (run in a worker
+    process: collecting the deterministic episodes there is cheaper than sending them)."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    _, summary = _train(_square_train_episodes(args), out, ae_steps=args.ae_steps, dyn_steps=args.dyn_steps,
+                        ae_latent_noise=args.ae_latent_noise, rollout_steps=args.square_rollout_steps,
+                        rollout_heads=args.square_rollout_heads, seed=seed,
+                        model_overrides={"dynamics": args.square_dynamics, "success_head": args.square_success_head})
+    return {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))}
+
+
+def bench_square(args, work: Path) -> dict:
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from world_model.closed_loop import compare_policies
+    from world_model.data import load_episodes
+    from world_model.evaluate import evaluate_long_horizon
+    from world_model.model import WorldModel
+    from world_model.policies import make_policy
+    from world_model.toy import ENV_ID, collect_episodes, varied_policies
+
+    load0 = _load()
+    # The ranking model is an ensemble of --square-members models that differ only in their trainer seed (one
+    # model's ranking moved by more than the targets from one training run to the next: docs/world_model.md).
+    seeds = list(range(args.square_members))
+    dirs = [work / f"square_seed{s}" for s in seeds]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=max(1, min(args.jobs, len(seeds))), mp_context=get_context("spawn")) as ex:
+        summaries = list(ex.map(_train_square_member, [args] * len(seeds), dirs, seeds))
+    train_wall_s = time.perf_counter() - t0
+    members = [WorldModel.load(d) for d in dirs]
+    model = members[0]
     held = load_episodes(collect_episodes(20, seed=50_000, image_size=64, max_steps=30), model.cameras,
                          model.config.image_size)
     ol = _open_loop(model, held)
-    # The validation figure that chose the settings (not the ranking): open loop over whole held-out episodes
-    # of varied servos (other seeds and policies than the ranking's), where success is decided late.
+    # The validation figures that chose the settings (not the ranking): open loop over whole held-out episodes
+    # of varied servos (other seeds and policies than the ranking's), where success is decided late ...
     varied = load_episodes(collect_episodes(40, seed=70_000, image_size=64, max_steps=30,
                                             policies=varied_policies(40, seed=11)), model.cameras, model.config.image_size)
     long_horizon = {"varied_heldout": evaluate_long_horizon(model, varied, horizon=25),
                     "fixed_heldout": evaluate_long_horizon(model, held, horizon=25)}
+    if len(members) > 1:
+        long_horizon["members"] = [{"varied_heldout": evaluate_long_horizon(m, varied, horizon=25),
+                                    "fixed_heldout": evaluate_long_horizon(m, held, horizon=25)} for m in members]
     # ... and per-episode closed-loop agreement for held-out policies (varied servos and random, not the ranking's).
     heldout_policies = {f"varied{i}": p for i, p in enumerate(varied_policies(20, seed=11))}
-    heldout_cl = compare_policies(model, ENV_ID, heldout_policies, num_initial_states=3, max_steps=30, seed=80_000,
-                                  env_kwargs={"image_size": 64}, record=0, progress=False)
+    heldout_cl = compare_policies(members, ENV_ID, heldout_policies, num_initial_states=3, max_steps=30,
+                                  seed=80_000, env_kwargs={"image_size": 64}, record=0, progress=False)
     long_horizon["heldout_policies_closed_loop"] = heldout_cl["episode_agreement"]
+    if len(members) > 1:
+        long_horizon["heldout_policies_closed_loop_members"] = heldout_cl["member_episode_agreement"]
     policies = dict(make_policy(s, seed=i) for i, s in enumerate(RANKING_POLICIES))
-    cl = compare_policies(model, ENV_ID, policies, num_initial_states=args.initial_states, max_steps=30,
+    cl = compare_policies(members, ENV_ID, policies, num_initial_states=args.initial_states, max_steps=30,
                           seed=100_000, env_kwargs={"image_size": 64}, record=0)
-    return {"model_config": dataclasses.asdict(model.config), "train": summary, "open_loop": ol,
+    return {"model_config": dataclasses.asdict(model.config), "members": len(members), "member_seeds": seeds,
+            "train": summaries[0], "member_train": summaries, "train_wall_s": train_wall_s, "open_loop": ol,
             "long_horizon_open_loop": long_horizon, "closed_loop": {k: v for k, v in cl.items() if k != "videos"},
             **_speed(model, held[0], ENV_ID, {"image_size": 64}, rounds=1), "load_average": [load0, _load()]}
 
@@ -354,15 +389,16 @@ def _targets(parts: dict) -> list:
     shuffle = lat["shuffled_actions"][-1] / lat["model"][-1]
     speed = speed_src["imagined_steps_per_s"] / speed_src["sim_steps_per_s"]
     sp = agree["spearman"]["value"]
+    ens = f", ensemble of {square['members']} models" if square.get("members", 1) > 1 else ""
     return [
         _target(f"open-loop latent MSE at h8 / copy-last ({ol_src})", ratio, lat["copy_last"][-1], 0.5, ratio <= 0.5),
         _target(f"shuffled-action / true-action latent MSE at h8 ({ol_src})", shuffle, lat["model"][-1], 1.5,
                 shuffle >= 1.5),
         _target(f"imagined steps/s / sim steps/s, both cameras ({'mujoco' if mujoco else 'square (no MuJoCo)'})",
                 speed, speed_src["sim_steps_per_s"], 10.0, speed >= 10),
-        _target(f"Spearman model vs sim success over {len(RANKING_POLICIES)} policies (square)", sp, None, 0.9,
+        _target(f"Spearman model vs sim success over {len(RANKING_POLICIES)} policies (square{ens})", sp, None, 0.9,
                 sp is not None and sp == sp and sp >= 0.9),
-        _target("MMRV model vs sim (square)", agree["mmrv"]["value"], None, 0.05, agree["mmrv"]["value"] <= 0.05),
+        _target(f"MMRV model vs sim (square{ens})", agree["mmrv"]["value"], None, 0.05, agree["mmrv"]["value"] <= 0.05),
     ]
 
 
@@ -395,6 +431,10 @@ def main() -> None:
                         "--square-episodes of each)")
     p.add_argument("--sim-dynamics", default="transformer", choices=["transformer", "conv"],
                    help="world_model.dynamics of the MuJoCo model (open loop, action shuffle, speed)")
+    p.add_argument("--square-members", type=int, default=3,
+                   help="SquareWorld models trained with trainer seeds 0..N-1; the ranking averages their imagined "
+                        "success (1: a single model, as before)")
+    p.add_argument("--jobs", type=int, default=2, help="members trained at once (one process each)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--encoder-steps", type=int, default=200, help="encoder study steps (0: skip)")
     p.add_argument("--vla-checkpoint", default="", help="trained VLA for the encoder study (default: tiny, random)")

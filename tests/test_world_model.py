@@ -209,6 +209,28 @@ def test_wm_eval_open_and_closed_loop(eval_json):
     assert (out.parent / "metrics_videos.npz").is_file()
 
 
+def test_wm_eval_ensemble(workdir):
+    """`ensemble=[...]` loads more checkpoints and averages the closed loop over them (here the same one twice:
+    members that always agree); without a closed loop to use it, the key is an error, not silently ignored."""
+    from world_model.cli.eval import run_eval
+    from world_model.config import WMEvalConfig
+
+    out = workdir["root"] / "eval_ens" / "metrics.json"
+    r = _run([str(BIN / "wm-eval"), f"checkpoint={workdir['ckpt']}", f"ensemble=[{workdir['ckpt']}]", "horizon=2",
+              "starts_per_episode=1", "max_episodes=2", f"env_id={ENV_ID}", "++env_kwargs={image_size:32}",
+              "policies=[servo,random,noop]", "num_initial_states=2", "max_steps=6", "bootstrap=20",
+              f"output={out}"], workdir["root"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "member 1 alone" in r.stdout + r.stderr
+    cl = json.loads(out.read_text())["closed_loop"]
+    assert cl["members"] == 2 and cl["member_disagreement"] == 0.0
+    for p in cl["policies"].values():
+        assert p["member_success"][0] == p["member_success"][1] == p["model_success"]
+    with pytest.raises(ValueError, match="ensemble is only used by the closed loop"):
+        run_eval(WMEvalConfig(checkpoint=str(workdir["ckpt"]), ensemble=[str(workdir["ckpt"])], horizon=2,
+                              max_episodes=1, starts_per_episode=1, output=str(workdir["root"] / "x.json")))
+
+
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--no-first-run"]
@@ -282,6 +304,43 @@ def test_closed_loop_reuses_sim_runner_results(model):
     with pytest.raises(ValueError, match="same seed order"):
         compare_policies(model, ENV_ID, policies, env_kwargs={"image_size": SIZE}, max_steps=8, record=0,
                          sim_results=sim_results, progress=False)
+
+
+def test_closed_loop_with_an_ensemble_averages_members(model):
+    """Each member imagines every episode: the policy's imagined success is the members' mean, an episode's
+    verdict the majority; each member's own ranking is reported next to the ensemble's."""
+    import copy
+
+    from world_model.closed_loop import compare_policies
+    from world_model.policies import make_policy
+
+    optimist = copy.deepcopy(model)
+    optimist.__dict__.pop("_fast_steps", None)
+    optimist.success_pos_weight = 1e-30  # calibrated probability ~1 after every step: always imagines success
+    policies = dict(make_policy(s) for s in ("servo", "random", "noop"))
+    kw = dict(env_kwargs={"image_size": SIZE}, max_steps=6, record=0, bootstrap=20, progress=False,
+              num_initial_states=3, seed=40)
+    alone = compare_policies(model, ENV_ID, policies, **kw)
+    both = compare_policies([model, optimist], ENV_ID, policies, **kw)
+    assert both["members"] == 2 and len(both["member_agreement"]) == 2
+    for name, r in both["policies"].items():
+        own = alone["policies"][name]
+        assert r["sim"] == own["sim"]
+        assert r["member_success"] == [own["model_success"], 1.0]
+        assert r["model_success"] == pytest.approx((own["model_success"] + 1.0) / 2)
+        assert r["votes"] == [0.5 + 0.5 * ok for ok in own["model"]]
+        assert r["model"] == own["model"]  # majority of two: both must imagine success
+        assert r["member_model"] == [own["model"], [True] * 3]
+    assert both["member_episode_agreement"][0] == alone["episode_agreement"]
+    share = np.mean([not ok for r in alone["policies"].values() for ok in r["model"]])
+    assert both["member_disagreement"] == pytest.approx(share)
+    assert "members" not in alone and "votes" not in alone["policies"]["servo"]
+    other = copy.deepcopy(model)
+    other.config.image_size = model.config.image_size * 2
+    with pytest.raises(ValueError, match="member 1 sees cameras"):
+        compare_policies([model, other], ENV_ID, policies, **kw)
+    with pytest.raises(ValueError, match="no world model"):
+        compare_policies([], ENV_ID, policies, **kw)
 
 
 def test_demo_stage_trains_evaluates_and_reports(workdir):

@@ -142,6 +142,9 @@ class WMTrainConfig:
 @dataclass
 class WMEvalConfig:
     checkpoint: str = "outputs/wm"
+    # More checkpoints of the same setup (e.g. wm-train with another trainer.seed): closed loop then runs every
+    # policy in each member and averages their success rates (world_model.closed_loop.compare_policies).
+    ensemble: list[str] = field(default_factory=list)
     dataset_dirs: list[str] = field(default_factory=list)  # default: the validation episodes of the checkpoint
     horizon: int = 8
     max_episodes: int = 16

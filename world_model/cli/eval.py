@@ -4,8 +4,12 @@
     wm-eval checkpoint=outputs/wm 'dataset_dirs=[outputs/data/heldout/1.0.0]' horizon=16
     wm-eval checkpoint=outputs/wm env_id=sim_envs:vla_sim/LiftCube-v0 +env_kwargs.image_size=112 \
         "policies=['vla:path=outputs/train/final','vla:path=outputs/train/final,noise=0.02',random]"
+    wm-eval checkpoint=outputs/wm 'ensemble=[outputs/wm_seed1,outputs/wm_seed2]' env_id=... policies=...
+                                                       # closed loop averaged over 3 models (other trainer.seed)
 
-`env_id` is a gymnasium id; the `module:` prefix makes gymnasium import the module that registers it. Policy
+With `ensemble`, every policy is imagined in each member; a policy's imagined success is the members' mean and
+the results also hold each member's own ranking and the share of episodes the members disagree on (open loop
+is measured on `checkpoint` alone). `env_id` is a gymnasium id; the `module:` prefix makes gymnasium import the module that registers it. Policy
 specs: world_model/policies.py (quote a spec that holds `,` or `=`, or write `;` for its `,`). Writes `output`
 (JSON) and, for closed loop, `<stem>_videos.npz` beside it; `wm-viz eval_json=...` turns both into a report.
 """
@@ -24,7 +28,7 @@ from world_model.config import WMEvalConfig, register_configs
 logger = logging.getLogger("world_model.cli.eval")
 
 HINT = (
-    "Hint: wm-eval's keys are checkpoint, dataset_dirs, horizon, max_episodes, starts_per_episode, env_id, env_kwargs, "
+    "Hint: wm-eval's keys are checkpoint, ensemble, dataset_dirs, horizon, max_episodes, starts_per_episode, env_id, env_kwargs, "
     "policies, num_initial_states, max_steps, bootstrap, output, seed (world_model/config.py: WMEvalConfig). "
     "Print the config with `wm-eval --cfg job`."
 )
@@ -67,14 +71,19 @@ def run_eval(cfg: WMEvalConfig, *, progress: bool = True) -> dict:
             f"horizon {cfg.horizon} exceeds the longest training episode ({model.max_episode_length} steps)")
     if cfg.env_id and cfg.policies:
         policies = dict(make_policy(s.replace(";", ","), seed=cfg.seed) for s in cfg.policies)
+        members = [model, *(WorldModel.load(c) for c in cfg.ensemble)]
+        if cfg.ensemble:
+            results["ensemble"] = list(cfg.ensemble)
         results["closed_loop"] = compare_policies(
-            model, cfg.env_id, policies, num_initial_states=cfg.num_initial_states, max_steps=cfg.max_steps,
+            members, cfg.env_id, policies, num_initial_states=cfg.num_initial_states, max_steps=cfg.max_steps,
             seed=cfg.seed + 10_000, env_kwargs=dict(cfg.env_kwargs), bootstrap=cfg.bootstrap, progress=progress)
         if model.max_episode_length and cfg.max_steps > model.max_episode_length:
             results.setdefault("warnings", []).append(
                 f"closed-loop max_steps {cfg.max_steps} exceeds the longest training episode ({model.max_episode_length})")
     elif cfg.env_id or cfg.policies:
         raise ValueError("closed-loop evaluation needs both env_id and policies")
+    elif cfg.ensemble:
+        raise ValueError("ensemble is only used by the closed loop: pass env_id and policies too, or drop ensemble")
     save_results(results, cfg.output)
     logger.info("wrote %s", cfg.output)
     return results
@@ -97,6 +106,10 @@ def _app(cfg: DictConfig) -> None:
         a = res["closed_loop"]["agreement"]
         logger.info("closed loop: spearman %.3f, pearson %.3f, MMRV %.3f", a["spearman"]["value"], a["pearson"]["value"],
                     a["mmrv"]["value"])
+        for k, m in enumerate(res["closed_loop"].get("member_agreement", [])):
+            logger.info("  member %d alone: spearman %.3f, MMRV %.3f", k, m["spearman"]["value"], m["mmrv"]["value"])
+        if "member_disagreement" in res["closed_loop"]:
+            logger.info("  members disagree on %.0f%% of the episodes", 100 * res["closed_loop"]["member_disagreement"])
 
 
 def main() -> None:
