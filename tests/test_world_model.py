@@ -209,7 +209,7 @@ def test_wm_eval_open_and_closed_loop(eval_json):
     assert (out.parent / "metrics_videos.npz").is_file()
 
 
-def test_wm_eval_ensemble(workdir):
+def test_wm_eval_ensemble(workdir, model, episodes):
     """`ensemble=[...]` loads more checkpoints and averages the closed loop over them (here the same one twice:
     members that always agree); without a closed loop to use it, the key is an error, not silently ignored."""
     from world_model.cli.eval import run_eval
@@ -226,6 +226,13 @@ def test_wm_eval_ensemble(workdir):
     assert cl["members"] == 2 and cl["member_disagreement"] == 0.0
     for p in cl["policies"].values():
         assert p["member_success"][0] == p["member_success"][1] == p["model_success"]
+    from world_model.results_io import load_results
+    from world_model.viz.report import build_report
+
+    html = build_report(model, episodes[:2], workdir["root"] / "ens_report.html", eval_results=load_results(out),
+                        horizon=2, num_rows=1).read_text()
+    assert "Ensemble of 2 world models" in html and "<th>members</th>" in html
+    assert "members disagree on 0% of the episodes" in html
     with pytest.raises(ValueError, match="ensemble is only used by the closed loop"):
         run_eval(WMEvalConfig(checkpoint=str(workdir["ckpt"]), ensemble=[str(workdir["ckpt"])], horizon=2,
                               max_episodes=1, starts_per_episode=1, output=str(workdir["root"] / "x.json")))

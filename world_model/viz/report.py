@@ -130,10 +130,13 @@ def _fmt_share(x) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
+def _fmt(x, digits: int = 2) -> str:
+    """A figure that may be missing (null in JSON, NaN: e.g. a rank correlation of constant success rates)."""
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
 def _fmt_ci(d: dict) -> str:
-    v, lo, hi = d.get("value"), d.get("low"), d.get("high")
-    f = lambda x: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"  # noqa: E731
-    return f"{f(v)} [{f(lo)}, {f(hi)}]"
+    return f"{_fmt(d.get('value'))} [{_fmt(d.get('low'))}, {_fmt(d.get('high'))}]"
 
 
 def scatter_plot(closed: dict) -> str:
@@ -147,6 +150,10 @@ def scatter_plot(closed: dict) -> str:
     y = [closed["policies"][n]["model_success"] for n in names]
     fig, ax = plt.subplots(figsize=(5, 4.6))
     ax.plot([0, 1], [0, 1], color="#999", lw=1, ls="--")
+    if closed.get("members", 1) > 1:  # an ensemble: each member's own rate in grey, their mean in blue
+        for n, xi in zip(names, x):
+            ms = closed["policies"][n]["member_success"]
+            ax.scatter([xi] * len(ms), ms, s=12, color="#aaa", zorder=2)
     ax.scatter(x, y, s=40, color="#1f77b4", zorder=3)
     for n, xi, yi in zip(names, x, y):
         ax.annotate(n, (xi, yi), fontsize=7, xytext=(4, 3), textcoords="offset points")
@@ -234,8 +241,11 @@ def build_report(model: WorldModel, episodes: list[WMEpisode], output: str | Pat
                          f" model {tag(v['model_success'])}</div><img class='video' alt='sim vs imagined' "
                          f"src='{gif_b64(_side_by_side(v['sim'][cam], v['model'][cam]))}'></div>")
         parts.append("<h2>Policy success: model vs sim</h2>" + scatter_plot(closed))
+        members = closed.get("members", 1)
+        each = lambda p: (f"<td>{' / '.join(f'{v:.2f}' for v in p['member_success'])}</td>"  # noqa: E731
+                          if members > 1 else "")
         rows = "".join(f"<tr><td style='text-align:left'>{html.escape(n)}</td><td>{p['sim_success']:.2f}</td>"
-                       f"<td>{p['model_success']:.2f}</td><td>{p['model_success'] - p['sim_success']:+.2f}</td>"
+                       f"<td>{p['model_success']:.2f}</td>{each(p)}<td>{p['model_success'] - p['sim_success']:+.2f}</td>"
                        f"<td>{_fmt_share(p.get('actions_out_of_range'))}</td></tr>"
                        for n, p in closed["policies"].items())
         ag = closed.get("agreement", {})
@@ -244,10 +254,18 @@ def build_report(model: WorldModel, episodes: list[WMEpisode], output: str | Pat
             extra = (f"<p>Pearson {_fmt_ci(ag['pearson'])}, Spearman {_fmt_ci(ag['spearman'])}, Kendall "
                      f"{_fmt_ci(ag['kendall'])}, MMRV {_fmt_ci(ag['mmrv'])}, bias (model - sim) {ag['bias']:+.3f}; "
                      f"95% bootstrap intervals over {ag['n']} policies.</p>")
+        if members > 1:
+            alone = ", ".join(f"{_fmt(m['spearman']['value'])} / {_fmt(m['mmrv']['value'], 3)}"
+                              for m in closed.get("member_agreement", []))
+            extra += (f"<p>Ensemble of {members} world models: the model column is their mean success rate, the "
+                      f"members column each one's own. The members disagree on "
+                      f"{100 * closed['member_disagreement']:.0f}% of the episodes: no single model's verdict on "
+                      f"those is to be trusted. Each member alone, Spearman / MMRV: {alone}.</p>")
         extra += ("<p>Actions outside training range: the share of a policy's imagined steps whose action lies outside "
                   "the range of the actions the model was trained on. No data shows what such an action does, so the "
                   "model's verdict on that policy is extrapolation to that extent.</p>")
-        parts.append("<table><tr><th>policy</th><th>sim</th><th>model</th><th>bias</th>"
+        parts.append("<table><tr><th>policy</th><th>sim</th><th>model</th>"
+                     + ("<th>members</th>" if members > 1 else "") + "<th>bias</th>"
                      f"<th>actions outside training range</th></tr>{rows}</table>{extra}")
 
     doc = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>" + _CSS
