@@ -229,6 +229,29 @@ def test_rollout_heads_score_proprio_and_success_on_predicted_steps(dynamics):
     assert (with_heads - head.weight.grad).abs().max() > 0
 
 
+def test_each_model_encodes_shared_episodes_itself():
+    """Episodes cache latents, but only for the model that encoded them: an ensemble's members (or two
+    checkpoints) evaluated on the same episodes must not read each other's latent spaces."""
+    a = _model()
+    torch.manual_seed(1)
+    b = WorldModel(a.config, proprio_dim=4, statistics=_stats(), source_image_size=(48, 48)).eval()
+    eps = _episodes(2, [6, 7])
+    a.prepare(eps)
+    mine = eps[0].latents.copy()
+    b.prepare(eps)
+    assert not np.allclose(eps[0].latents, mine)
+    np.testing.assert_allclose(eps[0].latents, b.encode(eps[0].frames).numpy(), atol=1e-6)
+    cached = eps[1].latents
+    b.prepare(eps)  # same model, same weights: the cache is used
+    assert eps[1].latents is cached
+    s = a.start_state(eps[0], 3)  # back to the first model: encoded again with its own encoder
+    np.testing.assert_allclose(s.latents[0, -1].numpy(), mine[3], atol=1e-6)
+    with torch.no_grad():  # new encoder weights invalidate the cache too
+        next(a.autoencoder.encoder.parameters()).add_(0.1)
+    a.prepare(eps)
+    assert not np.allclose(eps[0].latents, mine)
+
+
 def test_long_horizon_open_loop_scores_proprio_and_success():
     from world_model.evaluate import evaluate_long_horizon
 
@@ -246,6 +269,7 @@ def test_long_horizon_open_loop_scores_proprio_and_success():
     fire = evaluate_long_horizon(m, eps, horizon=10)
     assert fire["success_false_positives"] == 2 and fire["success_false_negatives"] == 0
     assert fire["success_agreement"] == 0.5 and fire["success_step_error"] > 0
+    assert fire["imagined_success"] == [True] * 4 and sum(fire["recorded_success"]) == 2
     with torch.no_grad():
         m.dynamics.head[-1].bias[-2] = -100.0
     never = evaluate_long_horizon(m, eps, horizon=10)

@@ -35,6 +35,7 @@ class WMEpisode:
     metadata: EpisodeMetadata
     source_size: tuple[int, int] = (0, 0)  # (H, W) of the frames on disk
     latents: np.ndarray | None = field(default=None, repr=False)  # (T, N, D) normalized, filled by the model
+    latents_key: object = field(default=None, repr=False, compare=False)  # which model filled them
     norm_proprio: np.ndarray | None = field(default=None, repr=False)  # (T, P) in [-1, 1], filled by the model
     norm_action: np.ndarray | None = field(default=None, repr=False)  # (T, 7), filled by the model
 

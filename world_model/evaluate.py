@@ -117,7 +117,8 @@ def evaluate_long_horizon(model: WorldModel, episodes: list[WMEpisode], *, horiz
     there, on episodes that are not the ranking's: per horizon step the proprio error in raw units (mean
     absolute error over dimensions, and the Euclidean error of the first three, the position), and per
     episode whether the success head fires (calibrated probability >= `success_threshold` after any of the
-    episode's actions) as the episode's recorded outcome says. Returns a JSON-friendly dict.
+    episode's actions) as the episode's recorded outcome says (per episode in "imagined_success" and
+    "recorded_success", e.g. to combine an ensemble's verdicts). Returns a JSON-friendly dict.
     """
     model.prepare(episodes)
     steps = min(horizon, max(len(e) for e in episodes))
@@ -142,6 +143,7 @@ def evaluate_long_horizon(model: WorldModel, episodes: list[WMEpisode], *, horiz
         "success_false_positives": int(np.sum(imagined & ~recorded)),
         "success_false_negatives": int(np.sum(~imagined & recorded)),
         "recorded_successes": int(recorded.sum()),
+        "imagined_success": imagined.tolist(), "recorded_success": recorded.tolist(),  # per episode
     }
     both = imagined & recorded
     if both.any():

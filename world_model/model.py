@@ -187,19 +187,30 @@ class WorldModel(torch.nn.Module):
         a = np.asarray(actions, np.float64).reshape(-1, lo.shape[0])
         return np.all((a >= lo - pad - 1e-9) & (a <= hi + pad + 1e-9), axis=1)
 
+    def _latents_key(self) -> tuple:
+        """Whose latents an episode caches: this model (not a copy of it) with these encoder weights. Another
+        model's latents live in another space: an ensemble's members, or two checkpoints compared on the same
+        episodes, must each encode them (a shared cache once gave every member the first one's latents)."""
+        token = self.__dict__.setdefault("_latents_token", object())
+        versions = sum(t._version for t in (*self.autoencoder.parameters(), self.latent_mean, self.latent_std))
+        return token, versions
+
     def prepare(self, episodes: list[WMEpisode]) -> None:
-        """Encode frames and normalize proprio/actions of each episode (in place; cached on the episode)."""
+        """Encode frames and normalize proprio/actions of each episode (in place; cached on the episode for
+        this model, see `_latents_key`)."""
+        key = self._latents_key()
         for ep in episodes:
             self.check_episode(ep)
-            if ep.latents is None:
+            if ep.latents is None or ep.latents_key != key:
                 ep.latents = self.encode(ep.frames).numpy()
+                ep.latents_key = key
             ep.norm_proprio = self.norm_proprio(ep.proprio)
             ep.norm_action = self.norm_action(ep.action)
 
     # -- dynamics ------------------------------------------------------------------------------------------
     def start_state(self, ep: WMEpisode, t: int = 0) -> RolloutState:
         """Context ending at step t of a prepared episode (steps before 0 repeat step 0, as in training)."""
-        if ep.latents is None:
+        if ep.latents is None or ep.latents_key != self._latents_key():
             self.prepare([ep])
         if not 0 <= t < len(ep):
             raise IndexError(f"start step {t} is outside episode {ep.metadata.episode_id!r} of {len(ep)} steps")
