@@ -274,16 +274,27 @@ def _square_train_episodes(args) -> list:
     return train
 
 
+def _square_heads(args) -> list[str]:
+    heads = [h for h in args.square_success_head.split(",") if h]
+    bad = [h for h in heads if h not in ("features", "state")]
+    if not heads or bad:
+        raise SystemExit(f"--square-success-head: expected features, state or a comma list of them, got "
+                         f"{args.square_success_head!r}")
+    return heads
+
+
 def _train_square_member(args, out: Path, seed: int) -> dict:
-    """One member of the SquareWorld ensemble: same data and settings, its own trainer seed (run in a worker
-    process: collecting the deterministic episodes there is cheaper than sending them)."""
+    """Member `seed` of the SquareWorld ensemble: same data and settings, its own trainer seed, and the
+    success head `--square-success-head` names at position seed % count (run in a worker process: collecting
+    the deterministic episodes there is cheaper than sending them)."""
     import torch
 
     torch.set_num_threads(args.threads)
+    heads = _square_heads(args)
     _, summary = _train(_square_train_episodes(args), out, ae_steps=args.ae_steps, dyn_steps=args.dyn_steps,
                         ae_latent_noise=args.ae_latent_noise, rollout_steps=args.square_rollout_steps,
                         rollout_heads=args.square_rollout_heads, seed=seed,
-                        model_overrides={"dynamics": args.square_dynamics, "success_head": args.square_success_head})
+                        model_overrides={"dynamics": args.square_dynamics, "success_head": heads[seed % len(heads)]})
     return {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))}
 
 
@@ -328,10 +339,21 @@ def bench_square(args, work: Path) -> dict:
     long_horizon["heldout_policies_closed_loop"] = heldout_cl["episode_agreement"]
     if len(members) > 1:
         long_horizon["heldout_policies_closed_loop_members"] = heldout_cl["member_episode_agreement"]
+    # The rule that chooses settings: the mean of the two success agreements (open loop over the 60 held-out
+    # episodes, an ensemble's verdict per episode being its members' majority; closed loop on held-out policies).
+    parts = long_horizon["members"] if len(members) > 1 else [long_horizon]
+    imagined = np.mean([[*m["varied_heldout"]["imagined_success"], *m["fixed_heldout"]["imagined_success"]]
+                        for m in parts], axis=0) > 0.5
+    recorded = np.array([*long_horizon["varied_heldout"]["recorded_success"],
+                         *long_horizon["fixed_heldout"]["recorded_success"]])
+    long_horizon["open_loop_success_agreement"] = float(np.mean(imagined == recorded))
+    long_horizon["validation_score"] = (long_horizon["open_loop_success_agreement"]
+                                        + heldout_cl["episode_agreement"]["agreement"]) / 2
     policies = dict(make_policy(s, seed=i) for i, s in enumerate(RANKING_POLICIES))
     cl = compare_policies(members, ENV_ID, policies, num_initial_states=args.initial_states, max_steps=30,
                           seed=100_000, env_kwargs={"image_size": 64}, record=0)
     return {"model_config": dataclasses.asdict(model.config), "members": len(members), "member_seeds": seeds,
+            "member_success_heads": [m.config.success_head for m in members],
             "train": summaries[0], "member_train": summaries, "train_wall_s": train_wall_s, "open_loop": ol,
             "long_horizon_open_loop": long_horizon, "closed_loop": {k: v for k, v in cl.items() if k != "videos"},
             **_speed(model, held[0], ENV_ID, {"image_size": 64}, rounds=1), "load_average": [load0, _load()]}
@@ -423,8 +445,9 @@ def main() -> None:
     p.add_argument("--square-rollout-steps", type=int, default=3, help="trainer.rollout_steps (SquareWorld)")
     p.add_argument("--square-rollout-heads", action=argparse.BooleanOptionalAction, default=True,
                    help="trainer.rollout_heads (SquareWorld): the rollout loss also scores proprio and success")
-    p.add_argument("--square-success-head", default="features", choices=["features", "state"],
-                   help="world_model.success_head of the SquareWorld model")
+    p.add_argument("--square-success-head", default="features",
+                   help="world_model.success_head of the SquareWorld models: features, state, or a comma list "
+                        "that the ensemble's members take in turn (features,state: seed 0 features, 1 state, ...)")
     p.add_argument("--square-data", default="fixed", choices=["fixed", "varied", "mixed"],
                    help="SquareWorld training policies: the 5 fixed ones of toy.collect_episodes, "
                         "toy.varied_policies (servos with random gain and noise, random), or mixed (both, "
@@ -441,6 +464,7 @@ def main() -> None:
     p.add_argument("--reuse", default="", help="comma-separated parts (square,mujoco,encoder_study) to take from the "
                    "existing results file instead of measuring them again")
     args = p.parse_args()
+    _square_heads(args)  # a bad list fails now, not after the training
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("MUJOCO_GL", "egl")
     import torch
