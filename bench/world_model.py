@@ -1,6 +1,6 @@
 """World-model benchmark -> bench/results/world_model.json.
 
-    .venv/bin/python bench/world_model.py            # SquareWorld + the MuJoCo LiftCube task (~25 min on 2 busy cores)
+    .venv/bin/python bench/world_model.py            # SquareWorld + the MuJoCo LiftCube task (~40 min on 2 cores)
     .venv/bin/python bench/world_model.py --no-sim   # SquareWorld only
 
 Targets (issue 7), each measured against a baseline in the same run:
@@ -13,7 +13,9 @@ Targets (issue 7), each measured against a baseline in the same run:
 Where they are measured: the open-loop and speed figures on the MuJoCo task when it is available (trained
 on scripted-expert demonstrations plus noise-injected expert episodes, evaluated on held-out seeds of clean
 expert demonstrations), else on SquareWorld; the ranking on SquareWorld, whose policies act from pixels (the
-MuJoCo experts use privileged state and cannot act inside a model). The SquareWorld part also records the
+MuJoCo experts use privileged state and cannot act inside a model), by an ensemble of `--square-members`
+models trained with seeds 0..N-1 in parallel processes (`--jobs`; one model's ranking moved more than the
+targets from one training run to the next). The SquareWorld part also records the
 validation figures its settings were chosen by (not the ranking): open loop over whole held-out episodes
 (`long_horizon_open_loop`: position error per step, success head vs the recorded outcome) and per-episode
 closed-loop agreement for 20 held-out policies. Every part records the load average
