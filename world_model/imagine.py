@@ -193,6 +193,7 @@ def open_loop(model: WorldModel, episodes: list[WMEpisode], starts: list[tuple[i
     latent, for the copy-last baseline) and valid (S, horizon). With `shuffle_actions`, each rollout gets the actions of
     another, randomly chosen rollout in the batch (the action-shuffle test).
     """
+    model.prepare([episodes[i] for i in sorted({ei for ei, _ in starts})])  # this model's latents (cached)
     h = model.config.history
     zs, ps, acts, trues, true_ps, valid = [], [], [], [], [], []
     for ei, t0 in starts:
