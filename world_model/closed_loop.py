@@ -134,8 +134,9 @@ def _field(r, name):
 
 
 def compare_policies(model: WorldModel | Sequence[WorldModel], env_id: str, policies: dict[str, Policy], *,
-                     num_initial_states: int = 8, max_steps: int = 30, seed: int = 1000, env_kwargs: dict | None = None, bootstrap: int = 1000,
-                     record: int = 2, progress: bool = True, sim_results: dict | None = None) -> dict:
+                     num_initial_states: int = 8, max_steps: int = 30, seed: int = 1000, env_kwargs: dict | None = None,
+                     bootstrap: int = 1000, record: int = 2, progress: bool = True,
+                     sim_results: dict | None = None) -> dict:
     """Success of each policy in sim and in the model from the same initial states, plus agreement metrics.
 
     Returns {"policies": {name: {"sim_success", "model_success", "sim": [bool], "model": [bool],
@@ -154,8 +155,8 @@ def compare_policies(model: WorldModel | Sequence[WorldModel], env_id: str, poli
     "member_success" (each member's rate), "member_model" (each member's per-episode verdicts) and "votes" (per
     episode, the share of members imagining success); the result gets "members" (their count),
     "member_agreement" and "member_episode_agreement" (each member's own correlations and episode agreement
-    with sim) and "member_disagreement" (the share of episodes on which the members do not all agree). Videos show
-    the first member.
+    with sim) and "member_disagreement" (the share of episodes on which the members do not all agree).
+    Videos show the first member.
     """
     from tqdm.auto import tqdm
 

@@ -9,7 +9,9 @@
 
 With `ensemble`, every policy is imagined in each member; a policy's imagined success is the members' mean and
 the results also hold each member's own ranking and the share of episodes the members disagree on (open loop
-is measured on `checkpoint` alone). `env_id` is a gymnasium id; the `module:` prefix makes gymnasium import the module that registers it. Policy
+is measured on `checkpoint` alone).
+
+`env_id` is a gymnasium id; the `module:` prefix makes gymnasium import the module that registers it. Policy
 specs: world_model/policies.py (quote a spec that holds `,` or `=`, or write `;` for its `,`). Writes `output`
 (JSON) and, for closed loop, `<stem>_videos.npz` beside it; `wm-viz eval_json=...` turns both into a report.
 """
@@ -28,8 +30,8 @@ from world_model.config import WMEvalConfig, register_configs
 logger = logging.getLogger("world_model.cli.eval")
 
 HINT = (
-    "Hint: wm-eval's keys are checkpoint, ensemble, dataset_dirs, horizon, max_episodes, starts_per_episode, env_id, env_kwargs, "
-    "policies, num_initial_states, max_steps, bootstrap, output, seed (world_model/config.py: WMEvalConfig). "
+    "Hint: wm-eval's keys are checkpoint, ensemble, dataset_dirs, horizon, max_episodes, starts_per_episode, env_id, "
+    "env_kwargs, policies, num_initial_states, max_steps, bootstrap, output, seed (world_model/config.py: WMEvalConfig). "
     "Print the config with `wm-eval --cfg job`."
 )
 _hint = ConfigHint(HINT)
