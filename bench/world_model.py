@@ -339,6 +339,9 @@ def bench_square(args, work: Path) -> dict:
     heldout_cl = compare_policies(members, ENV_ID, heldout_policies, num_initial_states=3, max_steps=30,
                                   seed=80_000, env_kwargs={"image_size": 64}, record=0, progress=False)
     long_horizon["heldout_policies_closed_loop"] = heldout_cl["episode_agreement"]
+    # The ranking of those 20 held-out policies: the validation figure that matches the targets (a ranking,
+    # where the agreement above also scores calibration; docs/world_model.md, end of "Ranking this session").
+    long_horizon["heldout_policies_ranking"] = {k: heldout_cl["agreement"][k] for k in ("spearman", "mmrv")}
     if len(members) > 1:
         long_horizon["heldout_policies_closed_loop_members"] = heldout_cl["member_episode_agreement"]
     # The rule that chooses settings: the mean of the two success agreements (open loop over the 60 held-out
