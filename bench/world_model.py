@@ -329,11 +329,11 @@ def bench_square(args, work: Path) -> dict:
     # of varied servos (other seeds and policies than the ranking's), where success is decided late ...
     varied = load_episodes(collect_episodes(40, seed=70_000, image_size=64, max_steps=30,
                                             policies=varied_policies(40, seed=11)), model.cameras, model.config.image_size)
-    long_horizon = {"varied_heldout": evaluate_long_horizon(model, varied, horizon=25),
-                    "fixed_heldout": evaluate_long_horizon(model, held, horizon=25)}
+    per_member = [{"varied_heldout": evaluate_long_horizon(m, varied, horizon=25),
+                   "fixed_heldout": evaluate_long_horizon(m, held, horizon=25)} for m in members]
+    long_horizon = dict(per_member[0])  # member 0's at the top level, as for a single model
     if len(members) > 1:
-        long_horizon["members"] = [{"varied_heldout": evaluate_long_horizon(m, varied, horizon=25),
-                                    "fixed_heldout": evaluate_long_horizon(m, held, horizon=25)} for m in members]
+        long_horizon["members"] = per_member
     # ... and per-episode closed-loop agreement for held-out policies (varied servos and random, not the ranking's).
     heldout_policies = {f"varied{i}": p for i, p in enumerate(varied_policies(20, seed=11))}
     heldout_cl = compare_policies(members, ENV_ID, heldout_policies, num_initial_states=3, max_steps=30,
@@ -346,9 +346,8 @@ def bench_square(args, work: Path) -> dict:
         long_horizon["heldout_policies_closed_loop_members"] = heldout_cl["member_episode_agreement"]
     # The rule that chooses settings: the mean of the two success agreements (open loop over the 60 held-out
     # episodes, an ensemble's verdict per episode being its members' majority; closed loop on held-out policies).
-    parts = long_horizon["members"] if len(members) > 1 else [long_horizon]
     imagined = np.mean([[*m["varied_heldout"]["imagined_success"], *m["fixed_heldout"]["imagined_success"]]
-                        for m in parts], axis=0) > 0.5
+                        for m in per_member], axis=0) > 0.5
     recorded = np.array([*long_horizon["varied_heldout"]["recorded_success"],
                          *long_horizon["fixed_heldout"]["recorded_success"]])
     long_horizon["open_loop_success_agreement"] = float(np.mean(imagined == recorded))
