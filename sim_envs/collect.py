@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 NOISE_STREAM = 0xDA47
 #: The same for the direction of a deliberate miss (`grasp_miss`).
 MISS_STREAM = 0x3155
+#: The same for the random takeover (`random_takeover`: whether, when, and the random actions).
+TAKEOVER_STREAM = 0x7A4E
 
 
 @dataclass
@@ -61,6 +63,15 @@ class CollectSettings:
             `keep_failed=True` this records the misses a weak policy makes, labelled as failures: negatives
             that a world model's success prediction needs (successful demonstrations alone teach it that
             closing and lifting always succeeds). 0 = off.
+        random_takeover: exploration data for world models: the probability (per episode, drawn from its seed)
+            that uniformly random actions (the `random` baseline's: the env's action bounds, gripper open or
+            closed at p = 0.5) take over from the expert at a step drawn uniformly from the first third of the
+            episode limit (before the expert is done on LiftCube; step 0: a whole random-policy episode) and
+            drive the arm to the end. The executed
+            actions are recorded in `executed_action` and the expert's action for the state stays the label.
+            Such episodes nearly always fail, so this needs `keep_failed=True`: a world model trained on
+            demonstrations alone has never seen what random actions do and can imagine them succeeding.
+            0 = off.
         dr_config: a `DRConfig` to use instead of the shipped `configs/dr/<dr_level>.yaml` (a level
             customized on the command line); None: the shipped level.
     """
@@ -79,6 +90,7 @@ class CollectSettings:
     terminate_on_success: bool = True
     action_noise: float = 0.0
     grasp_miss: float = 0.0
+    random_takeover: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
@@ -95,6 +107,16 @@ class CollectSettings:
             raise ValueError(f"action_noise must be in [0, 0.05) m (the controller's per-step limit), got {self.action_noise}")
         if not 0.0 <= self.grasp_miss <= 0.2:
             raise ValueError(f"grasp_miss must be in [0, 0.2] m (an aim offset beside the object), got {self.grasp_miss}")
+        if not 0.0 <= self.random_takeover <= 1.0:
+            raise ValueError(f"random_takeover is a probability per episode, in [0, 1]; got {self.random_takeover}")
+        if self.random_takeover > 0 and not self.keep_failed:
+            raise ValueError("random_takeover > 0 records episodes that random actions drive, which nearly all fail; "
+                             "set keep_failed=true to write them (they are labelled success=False)")
+
+    @property
+    def records_executed_action(self) -> bool:
+        """Whether episodes carry `executed_action` (what the arm did differs from the expert's label)."""
+        return self.action_noise > 0 or self.random_takeover > 0
 
 
 @dataclass(frozen=True)
@@ -110,6 +132,7 @@ class _Job:
     terminate_on_success: bool = True
     action_noise: float = 0.0
     grasp_miss: float = 0.0
+    random_takeover: float = 0.0
 
 
 @dataclass
@@ -193,6 +216,15 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
     noise_rng = np.random.default_rng([job.seed, NOISE_STREAM])
     angle = np.random.default_rng([job.seed, MISS_STREAM]).uniform(0.0, 2 * np.pi)
     expert.aim_offset = job.grasp_miss * np.array([np.cos(angle), np.sin(angle), 0.0])
+    takeover_rng = np.random.default_rng([job.seed, TAKEOVER_STREAM])
+    takeover_at, random_policy = -1, None
+    if takeover_rng.random() < job.random_takeover:
+        from sim_envs.baselines import RandomPolicy
+
+        limit = int(env.spec.max_episode_steps)  # the TimeLimit that gymnasium.make applies
+        takeover_at = int(takeover_rng.integers(0, max(1, limit // 3)))
+        bounds = env.action_space
+        random_policy = RandomPolicy(bounds.low[:-1], bounds.high[:-1], seed=int(takeover_rng.integers(2**31)))
     try:
         expert.reset(instruction)
         while True:
@@ -202,7 +234,9 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
             states.append(np.asarray(obs["proprio"], np.float32))
             actions.append(action)
             executed = action
-            if job.action_noise > 0:
+            if random_policy is not None and len(actions) > takeover_at:
+                executed = random_policy.act(None)
+            elif job.action_noise > 0:
                 executed = action.copy()
                 executed[:3] += noise_rng.normal(0.0, job.action_noise, 3).astype(np.float32)
             executed_actions.append(executed)
@@ -226,7 +260,7 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
             # Per step, so episodes that run on after success (terminate_on_success=False) label every solved step.
             reward=np.asarray(rewards + [0.0] * (len(actions) - len(rewards)), np.float32),
             # What the arm did, for dynamics models (the world model); `action` stays the expert's label.
-            executed_action=np.stack(executed_actions) if job.action_noise > 0 else None,
+            executed_action=np.stack(executed_actions) if job.action_noise > 0 or job.random_takeover > 0 else None,
         )
     return ExpertEpisode(job.task, job.seed, success, len(actions), dr_params, instruction, error, episode,
                          time.perf_counter() - t0)
@@ -267,7 +301,7 @@ def collect(
     jobs = [
         _Job(t, level, settings.seed_start + i, settings.image_size, settings.cameras, settings.max_episode_steps,
              settings.dr_config, settings.controller, settings.terminate_on_success, settings.action_noise,
-             settings.grasp_miss)
+             settings.grasp_miss, settings.random_takeover)
         for t in task_ids for i in range(settings.episodes)
     ]
     existing = Path(root_dir) / name / "1.0.0" / "dataset_info.json"
@@ -327,7 +361,7 @@ def _make_writer(root_dir, name, settings: CollectSettings, first: Episode, epis
     h, w = first.images["primary"].shape[1:3]
     return RLDSWriter(
         root_dir, name, cameras=settings.cameras, image_size=(h, w), state_dim=first.state.shape[1],
-        episodes_per_shard=episodes_per_shard, overwrite=overwrite, executed_action=settings.action_noise > 0,
+        episodes_per_shard=episodes_per_shard, overwrite=overwrite, executed_action=settings.records_executed_action,
         description=f"Scripted-expert demonstrations from sim_envs ({', '.join(settings.tasks)}, DR level "
                     f"{settings.dr_level}), written by vla-collect.",
     )

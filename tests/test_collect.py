@@ -236,6 +236,32 @@ def test_grasp_miss_closes_beside_the_cube_and_fails():
         CollectSettings(grasp_miss=0.5)
 
 
+def _taken_over(seed: int, prob: float) -> dict:
+    """An expert episode that random actions may take over (run in a fresh process, see `_fresh`)."""
+    import sim_envs  # noqa: F401 - registers the tasks
+    from sim_envs.collect import _Job, run_expert_episode
+
+    r = run_expert_episode(_Job(TASK, "low", seed, 32, ("primary",), 40, random_takeover=prob))
+    return {"success": r.success, "action": r.episode.action, "executed": r.episode.executed_action}
+
+
+def test_random_takeover_hands_the_arm_to_random_actions_and_keeps_expert_labels():
+    a, again = _fresh(_taken_over, 3, 1.0), _fresh(_taken_over, 3, 1.0)
+    np.testing.assert_array_equal(a["executed"], again["executed"])  # seeded by the episode seed
+    differs = np.any(a["executed"] != a["action"], axis=1)
+    start = int(np.argmax(differs))
+    # Before the takeover the arm does what the expert says; from it on, every step is random: the expert
+    # never rotates about roll/pitch, random actions always do, and the episode runs to the limit and fails.
+    assert not differs[:start].any() and differs[start:].all() and start < 40 // 3
+    assert np.all(np.abs(a["executed"][start:, 3:5]) > 0) and np.all(a["action"][:, 3:5] == 0)
+    assert len(a["action"]) == 40 and not a["success"]
+    assert set(np.unique(a["executed"][start:, 6])) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="keep_failed=true"):
+        CollectSettings(random_takeover=0.5)
+    with pytest.raises(ValueError, match="probability"):
+        CollectSettings(random_takeover=1.5, keep_failed=True)
+
+
 def _rewards(seed: int, terminate: bool) -> np.ndarray:
     import sim_envs  # noqa: F401 - registers the tasks
     from sim_envs.collect import _Job, run_expert_episode

@@ -44,6 +44,7 @@ def _app(cfg: DictConfig) -> None:
             keep_failed=cfg.keep_failed, image_size=sim.image_size, cameras=tuple(sim.cameras),
             max_episode_steps=sim.max_episode_steps, controller=sim.controller,
             terminate_on_success=sim.terminate_on_success, action_noise=cfg.action_noise, grasp_miss=cfg.grasp_miss,
+            random_takeover=cfg.random_takeover,
         )
         name = cfg.name or default_dataset_name(tasks, dr_config.level)
         summary = collect(settings, cfg.output_dir, name, episodes_per_shard=cfg.episodes_per_shard,
