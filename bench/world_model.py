@@ -271,10 +271,12 @@ def _square_train_episodes(args) -> list:
     from world_model.toy import collect_episodes, varied_policies
 
     policies = varied_policies(args.square_episodes) if args.square_data == "varied" else None
-    train = collect_episodes(args.square_episodes, seed=0, image_size=64, max_steps=30, policies=policies)
+    run_on = not args.square_terminate_on_success
+    train = collect_episodes(args.square_episodes, seed=0, image_size=64, max_steps=30, policies=policies,
+                             terminate_on_success=not run_on)
     if args.square_data == "mixed":  # the fixed policies' episodes plus as many of varied servos (other seeds)
         train += collect_episodes(args.square_episodes, seed=10_000, image_size=64, max_steps=30,
-                                  policies=varied_policies(args.square_episodes))
+                                  policies=varied_policies(args.square_episodes), terminate_on_success=not run_on)
     return train
 
 
@@ -458,6 +460,9 @@ def main() -> None:
                    help="SquareWorld training policies: the 5 fixed ones of toy.collect_episodes, "
                         "toy.varied_policies (servos with random gain and noise, random), or mixed (both, "
                         "--square-episodes of each)")
+    p.add_argument("--square-terminate-on-success", action=argparse.BooleanOptionalAction, default=True,
+                   help="SquareWorld training episodes end at success (--no-...: they run on to the step limit, "
+                        "every step labelled solved or not, so the success head sees solved states)")
     p.add_argument("--sim-dynamics", default="transformer", choices=["transformer", "conv"],
                    help="world_model.dynamics of the MuJoCo model (open loop, action shuffle, speed)")
     p.add_argument("--square-members", type=int, default=3,

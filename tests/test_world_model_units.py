@@ -274,3 +274,17 @@ def test_long_horizon_open_loop_scores_proprio_and_success():
         m.dynamics.head[-1].bias[-2] = -100.0
     never = evaluate_long_horizon(m, eps, horizon=10)
     assert never["success_false_negatives"] == 2 and never["success_false_positives"] == 0
+
+
+def test_squareworld_runs_on_after_success_with_per_step_labels():
+    from world_model.toy import collect_episodes
+
+    stop = collect_episodes(2, seed=0, image_size=64, max_steps=30)
+    run_on = collect_episodes(2, seed=0, image_size=64, max_steps=30, terminate_on_success=False)
+    for a, b in zip(stop, run_on):
+        assert a.metadata.success and b.metadata.success  # seeds 0 and 1: the servo solves them
+        t = len(a.action)  # stops at its first solved step ...
+        assert t < 30 and a.reward[-1] == 1 and a.reward[:-1].sum() == 0
+        # ... where the run-on episode is the same so far, then holds the solved state to the step limit.
+        assert len(b.action) == 30 and np.array_equal(a.action, b.action[:t]) and np.array_equal(a.reward, b.reward[:t])
+        assert b.reward[t - 1 :].mean() > 0.5

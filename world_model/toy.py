@@ -39,12 +39,18 @@ def _draw_square(img: np.ndarray, cx: float, cy: float, half: float, color, lo: 
 
 
 class SquareWorldEnv(gym.Env):
-    """gymnasium-style env (registered as `world_model/SquareWorld-v0`); see the module docstring."""
+    """gymnasium-style env (registered as `world_model/SquareWorld-v0`); see the module docstring.
+
+    `terminate_on_success=False` runs an episode on to its step limit after success (each step's reward says
+    whether that step is solved): data collection for a success classifier that should see solved states
+    rather than only the one transition into them.
+    """
 
     metadata = {"render_modes": []}
 
     def __init__(self, image_size: int = 64, cameras=("primary", "wrist"), dr_level: str = "low",
-                 max_episode_steps: int = 30):
+                 max_episode_steps: int = 30, terminate_on_success: bool = True):
+        self.terminate_on_success = bool(terminate_on_success)
         self.image_size = int(image_size)
         self.cameras = tuple(cameras)
         self.dr_level = dr_level
@@ -86,9 +92,10 @@ class SquareWorldEnv(gym.Env):
         self.grip = float(a[6])
         self._t += 1
         success = self._success()
-        truncated = self._t >= self.max_episode_steps and not success
+        terminated = success and self.terminate_on_success
+        truncated = self._t >= self.max_episode_steps and not terminated
         info = {"instruction": INSTRUCTION, "success": success}
-        return self._obs(), float(success), success, truncated, info
+        return self._obs(), float(success), terminated, truncated, info
 
     # -- internals -----------------------------------------------------------------------------------------
     def _success(self) -> bool:
@@ -217,12 +224,17 @@ def varied_policies(n: int, seed: int = 7, random_every: int = 6) -> list[Policy
 
 
 def collect_episodes(num_episodes: int, *, seed: int = 0, image_size: int = 64, max_steps: int = 30,
-                     cameras=("primary", "wrist"), policies: list[Policy] | None = None) -> list[Episode]:
-    """Roll out `policies` (cycled; default: servo variants and random) in SquareWorld as `Episode`s."""
+                     cameras=("primary", "wrist"), policies: list[Policy] | None = None,
+                     terminate_on_success: bool = True) -> list[Episode]:
+    """Roll out `policies` (cycled; default: servo variants and random) in SquareWorld as `Episode`s.
+
+    `terminate_on_success=False`: every episode runs `max_steps` steps, each labelled solved or not (its
+    reward); the episode counts as successful if any step was."""
     if policies is None:
         policies = [VisualServoPolicy(0.6, 0.0), VisualServoPolicy(0.4, 0.01, seed=1), VisualServoPolicy(0.8, 0.03, seed=2),
                     RandomPolicy(seed=3), VisualServoPolicy(0.3, 0.02, 0.01, seed=4)]
-    env = SquareWorldEnv(image_size=image_size, cameras=cameras, max_episode_steps=max_steps)
+    env = SquareWorldEnv(image_size=image_size, cameras=cameras, max_episode_steps=max_steps,
+                         terminate_on_success=terminate_on_success)
     episodes = []
     for i in range(num_episodes):
         policy = policies[i % len(policies)]
@@ -237,7 +249,7 @@ def collect_episodes(num_episodes: int, *, seed: int = 0, image_size: int = 64, 
             obs, r, term, trunc, step_info = env.step(a)
             actions.append(a)
             rewards.append(r)
-            success = step_info["success"]
+            success = success or step_info["success"]
             if term or trunc:
                 break
             for c in cameras:
