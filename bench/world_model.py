@@ -271,12 +271,12 @@ def _square_train_episodes(args) -> list:
     from world_model.toy import collect_episodes, varied_policies
 
     policies = varied_policies(args.square_episodes) if args.square_data == "varied" else None
-    run_on = not args.square_terminate_on_success
+    stop = args.square_terminate_on_success
     train = collect_episodes(args.square_episodes, seed=0, image_size=64, max_steps=30, policies=policies,
-                             terminate_on_success=not run_on)
+                             terminate_on_success=stop)
     if args.square_data == "mixed":  # the fixed policies' episodes plus as many of varied servos (other seeds)
         train += collect_episodes(args.square_episodes, seed=10_000, image_size=64, max_steps=30,
-                                  policies=varied_policies(args.square_episodes), terminate_on_success=not run_on)
+                                  policies=varied_policies(args.square_episodes), terminate_on_success=stop)
     return train
 
 

@@ -67,8 +67,8 @@ class CollectSettings:
             that uniformly random actions (the `random` baseline's: the env's action bounds, gripper open or
             closed at p = 0.5) take over from the expert at a step drawn uniformly from the first third of the
             episode limit (before the expert is done on LiftCube; step 0: a whole random-policy episode) and
-            drive the arm to the end. The executed
-            actions are recorded in `executed_action` and the expert's action for the state stays the label.
+            drive the arm to the end. The executed actions are recorded in `executed_action` and the expert's
+            action for the state stays the label.
             Such episodes nearly always fail, so this needs `keep_failed=True`: a world model trained on
             demonstrations alone has never seen what random actions do and can imagine them succeeding.
             0 = off.
