@@ -115,8 +115,13 @@ class CollectSettings:
 
     @property
     def records_executed_action(self) -> bool:
-        """Whether episodes carry `executed_action` (what the arm did differs from the expert's label)."""
-        return self.action_noise > 0 or self.random_takeover > 0
+        return _records_executed_action(self.action_noise, self.random_takeover)
+
+
+def _records_executed_action(action_noise: float, random_takeover: float) -> bool:
+    """Whether episodes carry `executed_action` (what the arm did differs from the expert's label); the
+    writer's features and every episode must agree on it."""
+    return action_noise > 0 or random_takeover > 0
 
 
 @dataclass(frozen=True)
@@ -260,7 +265,8 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
             # Per step, so episodes that run on after success (terminate_on_success=False) label every solved step.
             reward=np.asarray(rewards + [0.0] * (len(actions) - len(rewards)), np.float32),
             # What the arm did, for dynamics models (the world model); `action` stays the expert's label.
-            executed_action=np.stack(executed_actions) if job.action_noise > 0 or job.random_takeover > 0 else None,
+            executed_action=(np.stack(executed_actions)
+                             if _records_executed_action(job.action_noise, job.random_takeover) else None),
         )
     return ExpertEpisode(job.task, job.seed, success, len(actions), dr_params, instruction, error, episode,
                          time.perf_counter() - t0)
