@@ -16,8 +16,9 @@ expert demonstrations), else on SquareWorld; the ranking on SquareWorld, whose p
 MuJoCo experts use privileged state and cannot act inside a model), by an ensemble of `--square-members`
 models trained with seeds 0..N-1 in parallel processes (`--jobs`; one model's ranking moved more than the
 targets from one training run to the next), on the fixed policies' episodes plus as many of varied servos
-(`--square-data mixed`), each judging success from its predicted state (`--square-success-head state`; see
-docs/world_model.md for how these were chosen). The SquareWorld part also records the validation figures
+(`--square-data mixed`), whose episodes run on after success so every solved step is labelled
+(`--no-square-terminate-on-success`), each judging success from its predicted state (`--square-success-head
+state`; see docs/world_model.md for how these were chosen). The SquareWorld part also records the validation figures
 (not the benchmark's policies or states): open loop over whole held-out episodes (`long_horizon_open_loop`:
 position error per step, success head vs the recorded outcome), per-episode closed-loop agreement for 20
 held-out policies and their ranking (`heldout_policies_ranking`). Every part records the load average
@@ -460,9 +461,9 @@ def main() -> None:
                    help="SquareWorld training policies: the 5 fixed ones of toy.collect_episodes, "
                         "toy.varied_policies (servos with random gain and noise, random), or mixed (both, "
                         "--square-episodes of each)")
-    p.add_argument("--square-terminate-on-success", action=argparse.BooleanOptionalAction, default=True,
-                   help="SquareWorld training episodes end at success (--no-...: they run on to the step limit, "
-                        "every step labelled solved or not, so the success head sees solved states)")
+    p.add_argument("--square-terminate-on-success", action=argparse.BooleanOptionalAction, default=False,
+                   help="SquareWorld training episodes end at success (default off: they run on to the step "
+                        "limit, every step labelled solved or not, so the success head sees solved states)")
     p.add_argument("--sim-dynamics", default="transformer", choices=["transformer", "conv"],
                    help="world_model.dynamics of the MuJoCo model (open loop, action shuffle, speed)")
     p.add_argument("--square-members", type=int, default=3,
