@@ -1,16 +1,18 @@
 """`vla-eval`: evaluate policies in simulation over tasks x DR levels x held-out seeds.
 
-    vla-eval policy=outputs/train/final tasks=[LiftCube] dr=[none,low,high] seeds=20
+    vla-eval policy=outputs/train/final tasks=[LiftCube] levels=[none,low,high] seeds=20   # several DR levels
+    vla-eval policy=outputs/train/final dr=medium dr.sensor.image_noise_std=8             # one level (`dr` group)
     vla-eval policy=[outputs/train/final,no_vision,random] policy_options.dataset=outputs/data/sim_liftcube_none/1.0.0
     vla-eval policy=expert eval=dr_sweep num_envs=2                     # presets: configs/eval/*.yaml
     vla-eval --cfg job                                                  # print the resolved config
 
-`policy` is a VLA checkpoint directory or a built-in baseline (random, no_vision, expert); with a list,
-every policy replays the same initial states. Writes, under `<output_dir>/<date_time>/`:
-`<policy>/episodes.jsonl`, `<policy>/eval_info.json` (LeRobot-like layout, Wilson 95% intervals),
-`videos/<policy>_<task>_<level>_seed<seed>.mp4`, `summary.json` and `success_vs_dr.png`, and prints a
-table. Logic:
-`sim_envs.evaluation`.
+`dr=<level>` selects one config of the `dr` group (none|low|medium|high, its fields overridable);
+`levels=[...]` (or `levels=all`) sweeps several shipped levels. A list given to `dr=` is refused, since
+hydra would merge the listed configs into one. `policy` is a VLA checkpoint directory or a built-in
+baseline (random, no_vision, expert); with a list, every policy replays the same initial states.
+Writes, under `<output_dir>/<date_time>/`: `<policy>/episodes.jsonl`, `<policy>/eval_info.json`
+(LeRobot-like layout, Wilson 95% intervals), `videos/<policy>_<task>_<level>_seed<seed>.mp4`,
+`summary.json` and `success_vs_dr.png`, and prints a table. Logic: `sim_envs.evaluation`.
 """
 
 from __future__ import annotations
