@@ -218,7 +218,7 @@ HINT = (
     "eval_episodes, eval_envs, execute_steps, videos, with_world_model, with_bridge, ... "
     "Print the whole config with `vla-demo --cfg job`."
 )
-_hint = ConfigHint(HINT)
+_hint = ConfigHint("vla-demo", "demo", HINT)
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="demo")

@@ -24,7 +24,6 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from robot_bridge.app import BridgeAppConfig
-from robot_bridge.cli._hints import write_hint
 from vla.cli.hydra_app import ConfigHint
 
 logger = logging.getLogger("robot_bridge.cli.bridge")
@@ -34,7 +33,7 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="bridge_schema", node=BridgeAppConfig)
 
 
-_hint = ConfigHint(lambda: write_hint("vla-bridge", BridgeAppConfig, groups=("bridge",)))
+_hint = ConfigHint("vla-bridge", "bridge")
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="bridge")

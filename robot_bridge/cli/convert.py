@@ -20,14 +20,13 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from robot_bridge.cli._hints import write_hint
 from robot_bridge.convert import ConvertConfig
 from vla.cli.hydra_app import ConfigHint
 
 logger = logging.getLogger("robot_bridge.cli.convert")
 
 
-_hint = ConfigHint(lambda: write_hint("vla-convert", ConvertConfig))
+_hint = ConfigHint("vla-convert", "convert")
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="convert")

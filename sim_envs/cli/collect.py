@@ -18,14 +18,13 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from sim_envs.cli._hints import write_hint
 from sim_envs.cli.config import CollectConfig, dr_config_from, register_configs, sim_config_from
 from vla.cli.hydra_app import ConfigHint
 
 logger = logging.getLogger("sim_envs.cli.collect")
 
 
-_hint = ConfigHint(lambda: write_hint("vla-collect", CollectConfig, groups=("sim", "dr")))
+_hint = ConfigHint("vla-collect", "collect")
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="collect")

@@ -25,7 +25,6 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from sim_envs.cli._hints import write_hint
 from sim_envs.cli.config import EvalConfig, dr_config_from, register_configs, sim_config_from
 from vla.cli.hydra_app import ConfigHint
 
@@ -39,13 +38,11 @@ def _as_list(value) -> list:
     return [value]
 
 
-def _config_error_hint() -> None:
-    write_hint("vla-eval", EvalConfig, groups=("eval", "sim", "dr"))
-    if any(a.startswith("dr=") for a in sys.argv[1:]):
-        sys.stderr.write(LEVELS_HINT + "\n")
+def _levels_hint(argv: list[str]) -> str:
+    return LEVELS_HINT if any(a.startswith("dr=") for a in argv) else ""
 
 
-_hint = ConfigHint(_config_error_hint)
+_hint = ConfigHint("vla-eval", "eval", _levels_hint)
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="eval")

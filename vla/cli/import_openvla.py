@@ -25,7 +25,7 @@ logger = logging.getLogger("vla.cli.import_openvla")
 
 HINT = ("Hint: vla-import <openvla_dir> <out_dir> [dino_num_heads=N siglip_num_heads=N dtype=float32|bfloat16|"
         "float16 max_shard_size=5GB verify=true overwrite=false]")
-_hint = ConfigHint(HINT)
+_hint = ConfigHint("vla-import", "import", HINT)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from vla.cli.hydra_app import ConfigHint
 logger = logging.getLogger("vla.cli.merge")
 
 HINT = "Hint: vla-merge takes adapter=<adapter dir> output=<new dir> [base=<base checkpoint dir>]."
-_hint = ConfigHint(HINT)
+_hint = ConfigHint("vla-merge", "merge", HINT)
 
 
 @dataclass

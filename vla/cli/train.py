@@ -31,7 +31,7 @@ HINT = (
     "Print the whole config with `vla-train --cfg job`; presets: model=tiny|openvla_7b, trainer=tiny|full|lora|projector "
     "(configs/trainer/*.yaml)."
 )
-_hint = ConfigHint(HINT)
+_hint = ConfigHint("vla-train", "train", HINT)
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="train")

@@ -80,12 +80,16 @@ class ArrayStatistics:
         y = np.where(self.min == self.max, 0.0, y)
         return y.astype(np.float32)
 
-    def unnormalize(self, y: np.ndarray) -> np.ndarray:
-        """Inverse of `normalize` on masked dims (values in [-1, 1]); unmasked dims pass through."""
+    def unnormalize(self, y: np.ndarray, dtype=np.float32) -> np.ndarray:
+        """Inverse of `normalize` on masked dims (values in [-1, 1]); unmasked dims pass through.
+
+        OpenVLA's un-normalization, computed in float64 and returned as `dtype` (the model's reference
+        `predict_action` returns float64, the policy float32). The one copy of the formula in the project.
+        """
         y = np.asarray(y, dtype=np.float64)
         self._check_dim(y)
         x = np.where(self.mask, 0.5 * (y + 1.0) * (self.q99 - self.q01) + self.q01, y)
-        return x.astype(np.float32)
+        return x.astype(dtype)
 
     def _check_dim(self, x: np.ndarray) -> None:
         if x.shape[-1] != self.dim:

@@ -311,8 +311,7 @@ class VLAForActionPrediction(VLAPreTrainedModel):
 
     def unnormalize(self, normalized: np.ndarray, unnorm_key: str | None) -> np.ndarray:
         """OpenVLA's un-normalization (float64, q01/q99 on masked dims, identity elsewhere)."""
-        stats = select_statistics(self.config.norm_stats, unnorm_key).action
-        return np.where(stats.mask, 0.5 * (normalized + 1) * (stats.q99 - stats.q01) + stats.q01, normalized)
+        return select_statistics(self.config.norm_stats, unnorm_key).action.unnormalize(normalized, dtype=np.float64)
 
     @torch.no_grad()
     def predict_action(self, input_ids, pixel_values, unnorm_key=None, attention_mask=None, proprio=None,

@@ -173,7 +173,6 @@ class VLAPolicy(Policy):
 
     def unnormalize(self, normalized: np.ndarray) -> np.ndarray:
         """(B, K, 7) normalized -> float32 contract actions (gripper clipped to [0, 1])."""
-        st = self._statistics.action
-        a = np.where(st.mask, 0.5 * (normalized + 1) * (st.q99 - st.q01) + st.q01, normalized)
+        a = self._statistics.action.unnormalize(normalized)
         a[..., GRIPPER_INDEX] = np.clip(a[..., GRIPPER_INDEX], 0.0, 1.0)
-        return a.astype(np.float32)
+        return a

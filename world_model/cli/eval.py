@@ -34,7 +34,7 @@ HINT = (
     "env_kwargs, policies, num_initial_states, max_steps, bootstrap, output, seed (world_model/config.py: WMEvalConfig). "
     "Print the config with `wm-eval --cfg job`."
 )
-_hint = ConfigHint(HINT)
+_hint = ConfigHint("wm-eval", "wm_eval", HINT)
 
 
 def run_eval(cfg: WMEvalConfig, *, progress: bool = True) -> dict:

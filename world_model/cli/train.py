@@ -27,7 +27,7 @@ HINT = (
     "val_fraction, holdout_seeds, holdout_seed_fraction, max_episodes), trainer.* (ae_steps, dyn_steps, rollout_steps, "
     "context_noise, ...), output_dir, resume; see world_model/config.py. Print the config with `wm-train --cfg job`."
 )
-_hint = ConfigHint(HINT)
+_hint = ConfigHint("wm-train", "wm_train", HINT)
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="wm_train")

@@ -24,7 +24,7 @@ HINT = (
     "Hint: wm-viz's keys are checkpoint, dataset_dirs, output, eval_json, horizon, num_rows, serve, host, port, policy, "
     "seed (world_model/config.py: WMVizConfig). Print the config with `wm-viz --cfg job`."
 )
-_hint = ConfigHint(HINT)
+_hint = ConfigHint("wm-viz", "wm_viz", HINT)
 
 
 def _episodes(cfg: WMVizConfig, model):

@@ -1,0 +1,78 @@
+"""The policy kinds `vla` itself provides (see `vla.policy.registry` for the grammar)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+import numpy as np
+
+from vla.core.types import Policy
+from vla.policy.baselines import NoOpPolicy, RandomPolicy
+from vla.policy.registry import PolicyContext, PolicyOptions, PolicySpecError, register_policy
+
+
+@register_policy("vla", options=("path", "unnorm_key", "device", "dtype", "center_crop"),
+                 summary="a checkpoint directory (vla-train / vla-import output); a bare directory means the same")
+def _vla(opts: PolicyOptions, ctx: PolicyContext) -> Policy:
+    from vla.model.policy import VLAPolicy  # torch + transformers only when a checkpoint is asked for
+
+    path = opts.require("path", "checkpoint directory")
+    return VLAPolicy.from_pretrained(path, unnorm_key=opts.str("unnorm_key") or ctx.unnorm_key,
+                                     device=opts.str("device", ctx.device), dtype=opts.str("dtype"),
+                                     center_crop=opts.bool("center_crop", False))
+
+
+@register_policy("random", options=("scale", "rot_scale"),
+                 summary="uniform random actions: in the task's action bounds, or translation +-scale m and "
+                         "rotation +-rot_scale rad; gripper open/closed at p=0.5 (chance level)")
+def _random(opts: PolicyOptions, ctx: PolicyContext) -> Callable[[], Policy]:
+    if opts.has("scale") or opts.has("rot_scale"):
+        scale, rot = opts.float("scale", 0.0), opts.float("rot_scale", 0.0)
+        low, high = -np.array([scale] * 3 + [rot] * 3), np.array([scale] * 3 + [rot] * 3)
+    elif ctx.action_bounds is not None:
+        low, high = ctx.action_bounds() if callable(ctx.action_bounds) else ctx.action_bounds
+    else:
+        raise PolicySpecError(f"policy spec {opts.spec}: random needs bounds; give scale=<m>[,rot_scale=<rad>] "
+                              "(this command knows no task action bounds)")
+    counter = iter(range(1 << 30))
+    return lambda: RandomPolicy(low, high, seed=ctx.seed + next(counter))
+
+
+@register_policy("noop", summary="zero motion, gripper open")
+def _noop(opts: PolicyOptions, ctx: PolicyContext) -> Policy:
+    return NoOpPolicy()
+
+
+@register_policy("callable", options=("target", "kwargs"),
+                 summary="target=package.module:function returning a vla.Policy (your own wrapper), called with kwargs")
+def _callable(opts: PolicyOptions, ctx: PolicyContext) -> Policy:
+    target = opts.require("target", "package.module:function")
+    module, sep, attr = target.partition(":")
+    if not sep or not module or not attr:
+        raise PolicySpecError(f"policy spec {opts.spec}: target={target!r} must be 'package.module:function'")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise PolicySpecError(f"policy spec {opts.spec}: cannot load {target!r}: {e}") from None
+    policy = fn(**dict(opts.raw("kwargs", {}) or {}))
+    if not isinstance(policy, Policy):
+        raise PolicySpecError(f"{target} returned {type(policy).__name__}, not a vla.Policy")
+    return policy
+
+
+@register_policy("tiny_vla", summary="the tiny VLA preset with random weights and synthetic statistics (latency tests)")
+def _tiny_vla(opts: PolicyOptions, ctx: PolicyContext) -> Policy:
+    return tiny_vla_policy(seed=ctx.seed)
+
+
+def tiny_vla_policy(seed: int = 0) -> Policy:
+    """The tiny VLA preset, randomly initialized, with synthetic statistics: the real inference path at toy size."""
+    from vla.core.statistics import ArrayStatistics, DatasetStatistics
+    from vla.model.policy import VLAPolicy
+    from vla.model.presets import build_model
+
+    model, processor = build_model("tiny", seed=seed)
+    rng = np.random.default_rng(seed)
+    stats = DatasetStatistics(action=ArrayStatistics.compute(rng.normal(0, 0.005, (100, 7)), mask=[True] * 6 + [False]))
+    return VLAPolicy(model, processor, norm_stats={"synthetic": stats.to_dict()})
