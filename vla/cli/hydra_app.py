@@ -19,6 +19,7 @@ for each unknown one (`vla.cli.hints`), then the command's usage line.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from typing import Any, Callable
 
@@ -56,3 +57,13 @@ class ConfigHint:
                 if text:
                     sys.stderr.write(text + "\n")
             raise
+
+
+def default_headless_gl() -> None:
+    """Render MuJoCo offscreen with EGL when no display is configured (it would try GLFW/X11 and fail).
+
+    Called by the entry points that render (`vla-collect`, `vla-eval`, `vla-demo`, `wm-*`, `vla-bridge`),
+    never at import of a library package: a user's own process keeps its own `MUJOCO_GL`.
+    """
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"
