@@ -294,7 +294,7 @@ def main() -> None:
         finally:
             stop_process(bridge)
             cam.kill()
-        from robot_bridge.policies import tiny_vla_policy
+        from vla.policy.builtins import tiny_vla_policy
         from vla.core.types import Observation
 
         pol = tiny_vla_policy()

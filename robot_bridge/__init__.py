@@ -7,9 +7,13 @@ Modules (heavy dependencies such as cyclonedds, rosbags, torch and tensorflow ar
     node           the rate loop: observation assembly, policy call, safety, watchdog, e-stop, lifecycle
     commands       safe action -> TwistStamped / Float64MultiArray / JointTrajectory / gripper; stop messages
     policy_server  serve any policy over TCP (JSON + raw bytes, no pickle) and `RemotePolicy`
-    policies       build the policy from config (VLA checkpoint, remote, callable, test policies)
+    policies       the bridge's policy config, built by vla's policy registry (registers `remote`, `tiny_cnn`)
     sim_arm        a simulated arm on the real arm's topics (any gymnasium env id) for sim in the loop
     recorder       rosbag2 (mcap/sqlite3) recording;  convert: rosbag2 -> RLDS
     app, cli/      `vla-bridge` and `vla-convert` (hydra apps);  launch/, params/: ROS 2 launch + parameters
 User guide: docs/bridge.md.
+
+Importing the package registers its policy kinds with `vla.policy` (cheap: numpy only).
 """
+
+from robot_bridge import policies as _policies  # noqa: F401  (registers the kinds remote and tiny_cnn)

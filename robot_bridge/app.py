@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from robot_bridge.config import BridgeConfig
-from robot_bridge.policies import PolicyConfig, make_policy
+from robot_bridge.policies import PolicyConfig, build_policy
 from robot_bridge.sim_arm import SimArmConfig
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def run_node(cfg: BridgeAppConfig, out_dir: Path) -> dict[str, Any]:
     from robot_bridge.node import BridgeNode
     from robot_bridge.recorder import Recorder
 
-    policy = make_policy(cfg.policy)
+    policy = build_policy(cfg.policy)
     transport = _transport(cfg)
     rec = None
     if cfg.record.enabled:
@@ -115,7 +115,7 @@ def run_node(cfg: BridgeAppConfig, out_dir: Path) -> dict[str, Any]:
 def run_policy_server(cfg: BridgeAppConfig) -> None:
     from robot_bridge.policy_server import PolicyServer
 
-    srv = PolicyServer(make_policy(cfg.policy), cfg.server.host, cfg.server.port)
+    srv = PolicyServer(build_policy(cfg.policy), cfg.server.host, cfg.server.port)
     try:
         srv.serve_forever()
     except KeyboardInterrupt:
@@ -160,7 +160,7 @@ def run_sim_in_loop(cfg: BridgeAppConfig, out_dir: Path) -> dict[str, Any]:
     sim_out = out_dir / "sim_episodes.json"
     child = mp.get_context("spawn").Process(target=_sim_arm_child,
                                             args=(OmegaConf.to_container(OmegaConf.structured(cfg)), str(sim_out)))
-    policy = make_policy(cfg.policy)
+    policy = build_policy(cfg.policy)
     transport = _transport(cfg)
     latencies: list[float] = []
     reasons: dict[str, int] = {}

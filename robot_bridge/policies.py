@@ -1,13 +1,26 @@
-"""Build the policy the bridge runs from config: a VLA checkpoint, a remote server, or a test policy.
+"""The policy the bridge runs, named in its config and built by vla's one policy registry.
 
-Kinds (`bridge policy=<kind>`, schema `PolicyConfig`):
-  vla      `vla.model.policy.VLAPolicy.from_pretrained(path)` in this process
-  remote   `RemotePolicy(host, port, timeout_s)` against `vla-bridge role=policy_server`
-  callable "module:function" returning a `vla.Policy` (e.g. your own wrapper), called with `kwargs`
-  random   small random actions (seeded), to exercise the loop and the safety layer without a model
-  tiny_cnn a small torch CNN (conv + MLP over the primary image and proprio), untrained, for latency tests
-  tiny_vla the project's tiny VLA preset with random weights (`vla.model.presets.build_model("tiny")`) and
-           synthetic action statistics: the real inference path at toy size, for latency tests
+`PolicyConfig` (hydra structured, `vla-bridge policy.kind=vla policy.path=...`) is the bridge's spelling of a
+`vla.policy` spec: `PolicyConfig.spec()` is the mapping `{kind: ..., option: value}` that
+`vla.policy.make_policy` builds, so the bridge, `vla-eval` and `wm-eval` share one grammar and one set of kinds.
+
+Kinds (`policy.kind=<kind>`, with the `policy.*` fields each reads):
+  vla      (vla)  a checkpoint directory: path, unnorm_key, device
+  remote   (here) `RemotePolicy` against `vla-bridge role=policy_server`: host, port, timeout_s
+  callable (vla)  target="package.module:function" returning a `vla.Policy` (your own wrapper), called with kwargs
+  random   (vla)  uniform random actions (seeded): translation +-scale m, rotation +-5*scale rad, gripper
+                  open/closed; exercises the loop and the safety layer without a model
+  tiny_cnn (here) a small untrained torch CNN over the primary image and proprio, for latency tests: kwargs
+                  {proprio_dim: N}
+  tiny_vla (vla)  the tiny VLA preset with random weights and synthetic statistics: the real inference path at
+                  toy size, for latency tests
+`seed` and `device` go to the builder through `PolicyContext`. `remote` and `tiny_cnn` are registered with
+`vla.policy.register_policy` when `robot_bridge` is imported, so `vla-eval policy=remote:host=gpu-box` works
+too wherever robot_bridge is importable.
+
+Why `policy.kind=vla policy.path=DIR` and not `policy=vla:path=DIR`: `policy` is a structured node, and hydra
+refuses a string for it (a string-typed field would lose the typed schema that checks every `policy.*` key and
+names the closest valid one). The text form of the same spec is what the other commands take.
 """
 
 from __future__ import annotations
@@ -19,10 +32,22 @@ from typing import Any
 import numpy as np
 
 from vla.core.types import Observation, Policy
+from vla.policy import PolicyContext, PolicyOptions, make_policy, register_policy
 
 logger = logging.getLogger(__name__)
 
-POLICY_KINDS = ("vla", "remote", "callable", "random", "tiny_cnn", "tiny_vla")
+#: The `PolicyConfig` fields each kind reads (beyond `kind`, `seed`, `device`, `torch_threads`).
+KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    "vla": ("path", "unnorm_key"),
+    "remote": ("host", "port", "timeout_s"),
+    "callable": ("target", "kwargs"),
+    "random": ("scale",),
+    "tiny_cnn": ("kwargs",),
+    "tiny_vla": (),
+}
+POLICY_KINDS = tuple(KIND_FIELDS)
+#: `random`'s rotation bound per unit of its translation bound (the bridge's random policy always had it).
+RANDOM_ROTATION_RATIO = 5.0
 
 
 @dataclass
@@ -35,9 +60,9 @@ class PolicyConfig:
     port: int = 5555
     timeout_s: float = 0.5
     target: str = ""  # callable: "module:function"
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)  # callable: its arguments; tiny_cnn: {proprio_dim: N}
     seed: int = 0
-    scale: float = 0.01  # random: std of the translation deltas (m)
+    scale: float = 0.01  # random: translation in +-scale m, rotation in +-5*scale rad per step
     torch_threads: int = 0  # >0: torch.set_num_threads for this process (small models on a busy CPU: 1)
 
     def __post_init__(self) -> None:
@@ -48,20 +73,30 @@ class PolicyConfig:
         if self.kind == "callable" and ":" not in self.target:
             raise ValueError("policy.kind=callable needs policy.target='package.module:function'")
 
+    def spec(self) -> dict[str, Any]:
+        """The `vla.policy` spec mapping of this config (only the fields its kind reads)."""
+        spec: dict[str, Any] = {"kind": self.kind}
+        if self.kind == "random":
+            spec.update(scale=self.scale, rot_scale=RANDOM_ROTATION_RATIO * self.scale)
+        elif self.kind == "tiny_cnn":
+            spec.update(self.kwargs)
+        else:
+            spec.update({f: getattr(self, f) for f in KIND_FIELDS[self.kind]})
+        return spec
 
-class RandomPolicy(Policy):
-    """Gaussian end-effector deltas, gripper uniform in [0, 1]; seeded, so runs repeat."""
+    def context(self) -> PolicyContext:
+        return PolicyContext(device=self.device, seed=self.seed)
 
-    def __init__(self, seed: int = 0, scale: float = 0.01, cameras: tuple[str, ...] = ("primary",)):
-        self.rng = np.random.default_rng(seed)
-        self.scale = scale
-        self.cameras = cameras
 
-    def act(self, observation: Observation) -> np.ndarray:
-        a = self.rng.normal(0, self.scale, 7).astype(np.float32)
-        a[3:6] *= 5
-        a[6] = self.rng.uniform(0, 1)
-        return a
+def build_policy(cfg: PolicyConfig) -> Policy:
+    """The policy `cfg` names, after setting this process's torch threads when asked."""
+    if cfg.torch_threads > 0:
+        # Intra-op threads fighting other processes for few cores cost far more than they give a small
+        # model: tiny_cnn measured 281 ms (2 threads) vs 6 ms (1 thread) per action on a loaded 2-core box.
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
+    return make_policy(cfg.spec(), cfg.context())[1]
 
 
 class TinyCNNPolicy(Policy):
@@ -93,42 +128,16 @@ class TinyCNNPolicy(Policy):
         return a
 
 
-def tiny_vla_policy(seed: int = 0) -> Policy:
-    """The tiny VLA preset, randomly initialized, with synthetic statistics (latency tests only)."""
-    from vla.core.statistics import ArrayStatistics, DatasetStatistics
-    from vla.model.policy import VLAPolicy
-    from vla.model.presets import build_model
+@register_policy("remote", options=("host", "port", "timeout_s"),
+                 summary="a policy served by `vla-bridge role=policy_server` (TCP, JSON + raw bytes)")
+def _remote(opts: PolicyOptions, ctx: PolicyContext) -> Policy:
+    from robot_bridge.policy_server import RemotePolicy
 
-    model, processor = build_model("tiny", seed=seed)
-    rng = np.random.default_rng(seed)
-    stats = DatasetStatistics(action=ArrayStatistics.compute(rng.normal(0, 0.005, (100, 7)), mask=[True] * 6 + [False]))
-    return VLAPolicy(model, processor, norm_stats={"synthetic": stats.to_dict()})
+    return RemotePolicy(opts.str("host", PolicyConfig.host), opts.int("port", PolicyConfig.port),
+                        timeout_s=opts.float("timeout_s", PolicyConfig.timeout_s))
 
 
-def make_policy(cfg: PolicyConfig) -> Policy:
-    if cfg.torch_threads > 0:
-        # Intra-op threads fighting other processes for few cores cost far more than they give a small
-        # model: tiny_cnn measured 281 ms (2 threads) vs 6 ms (1 thread) per action on a loaded 2-core box.
-        import torch
-
-        torch.set_num_threads(cfg.torch_threads)
-    if cfg.kind == "vla":
-        from vla.model.policy import VLAPolicy  # the model helper's inference wrapper
-
-        return VLAPolicy.from_pretrained(cfg.path, unnorm_key=cfg.unnorm_key, device=cfg.device)
-    if cfg.kind == "remote":
-        from robot_bridge.policy_server import RemotePolicy
-
-        return RemotePolicy(cfg.host, cfg.port, timeout_s=cfg.timeout_s)
-    if cfg.kind == "callable":
-        from robot_bridge.commands import load_callable
-
-        policy = load_callable(cfg.target)(**cfg.kwargs)
-        if not isinstance(policy, Policy):
-            raise TypeError(f"{cfg.target} returned {type(policy).__name__}, not a vla.Policy")
-        return policy
-    if cfg.kind == "tiny_vla":
-        return tiny_vla_policy(seed=cfg.seed)
-    if cfg.kind == "tiny_cnn":
-        return TinyCNNPolicy(seed=cfg.seed, **cfg.kwargs)
-    return RandomPolicy(seed=cfg.seed, scale=cfg.scale)
+@register_policy("tiny_cnn", options=("proprio_dim",),
+                 summary="a small untrained torch CNN over the primary image and proprio (latency tests)")
+def _tiny_cnn(opts: PolicyOptions, ctx: PolicyContext) -> Policy:
+    return TinyCNNPolicy(seed=ctx.seed, proprio_dim=opts.int("proprio_dim", 0))

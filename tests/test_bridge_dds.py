@@ -23,7 +23,7 @@ use_loopback()  # before any participant exists in this process
 from robot_bridge import msgs  # noqa: E402
 from robot_bridge.config import BridgeConfig, NodeConfig  # noqa: E402
 from robot_bridge.node import BridgeNode  # noqa: E402
-from robot_bridge.policies import RandomPolicy  # noqa: E402
+from robot_bridge.policies import PolicyConfig, build_policy  # noqa: E402
 from robot_bridge.transport.base import RELIABLE, SENSOR  # noqa: E402
 from robot_bridge.transport.dds import DdsTransport  # noqa: E402
 
@@ -41,7 +41,7 @@ class Harness:
     def __init__(self, **node_kw):
         self.cfg = BridgeConfig(node=NodeConfig(instruction="pick up the cube", **node_kw))
         self.t_node, self.t_obs = DdsTransport(DOMAIN), DdsTransport(DOMAIN)
-        self.node = BridgeNode(self.cfg, RandomPolicy(seed=0, scale=0.005), self.t_node)
+        self.node = BridgeNode(self.cfg, build_policy(PolicyConfig(kind="random", seed=0, scale=0.005)), self.t_node)
         self.twists: list[tuple[float, np.ndarray]] = []
         self.status: list[tuple[float, str]] = []
         self.t_obs.subscribe(self.cfg.topics.twist, msgs.TwistStamped, RELIABLE, self._on_twist)

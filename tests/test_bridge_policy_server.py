@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from robot_bridge import wire
-from robot_bridge.policies import RandomPolicy
+from robot_bridge.policies import PolicyConfig, build_policy
 from robot_bridge.policy_server import PolicyServer, PolicyServerError, RemotePolicy
 from vla.core.types import Observation, Policy
 
@@ -55,7 +55,7 @@ def test_roundtrip_reset_and_chunk():
         assert out.shape == (2, 7) and out.dtype == np.float32
         np.testing.assert_allclose(out[0, :3], [0.007, 0.028, 0.0035], rtol=1e-6)
         client.close()
-    local, remote = RandomPolicy(seed=3), RandomPolicy(seed=3)
+    local, remote = build_policy(PolicyConfig(kind="random", seed=3)), build_policy(PolicyConfig(kind="random", seed=3))
     with PolicyServer(remote) as srv:
         client = RemotePolicy(srv.host, srv.port)
         for _ in range(5):
@@ -91,8 +91,8 @@ def test_server_error_and_unreachable_server_raise_clearly():
 
 
 def test_killed_server_process_gives_policy_error():
-    code = ("import sys; from robot_bridge.policy_server import PolicyServer; from robot_bridge.policies import RandomPolicy;"
-            "s = PolicyServer(RandomPolicy(), port=0); print(s.port, flush=True); s.serve_forever()")
+    code = ("import sys; from robot_bridge.policy_server import PolicyServer; from robot_bridge.policies import PolicyConfig, build_policy;"
+            "s = PolicyServer(build_policy(PolicyConfig()), port=0); print(s.port, flush=True); s.serve_forever()")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         port = int(proc.stdout.readline())
@@ -127,12 +127,12 @@ def test_node_stops_and_says_why_when_the_policy_process_dies_or_stalls():
     from robot_bridge.config import BridgeConfig, NodeConfig
     from robot_bridge.node import BridgeNode
 
-    code = ("import sys, time; from robot_bridge.policy_server import PolicyServer; from robot_bridge.policies import RandomPolicy;"
-            "p = RandomPolicy(); s = PolicyServer(p, port=0); print(s.port, flush=True); s.start();"
+    code = ("import sys, time; from robot_bridge.policy_server import PolicyServer; from robot_bridge.policies import PolicyConfig, build_policy;"
+            "p = build_policy(PolicyConfig()); s = PolicyServer(p, port=0); print(s.port, flush=True); s.start();"
             "sys.stdin.readline(); p.act = lambda o: time.sleep(5); print('stalled', flush=True); sys.stdin.readline()")
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        client = RemotePolicy("127.0.0.1", int(proc.stdout.readline()), timeout_s=0.15)
+        client = build_policy(PolicyConfig(kind="remote", port=int(proc.stdout.readline()), timeout_s=0.15))
         cfg = BridgeConfig(node=NodeConfig(instruction="go", policy_timeout_periods=3))
         t, clock = MemoryTransport(), FakeClock()
         node = BridgeNode(cfg, client, t, clock=clock)
