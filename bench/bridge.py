@@ -90,7 +90,7 @@ def serialization_ms() -> tuple[float, float, float]:
 def fuzz_through_node(n: int = 10_000) -> tuple[int, int, int]:
     """(commands beyond a limit, raw outputs beyond a limit, commands sent) for n fuzzed policy outputs."""
     from robot_bridge.config import NodeConfig
-    from robot_bridge.fuzz import fuzz_actions
+    from tests.bridge_fuzz import fuzz_actions  # the safety tests' adversarial outputs (ROOT is on sys.path)
     from robot_bridge.node import BridgeNode
     from robot_bridge.safety import SafetyFilter
     from robot_bridge.transport.base import Transport

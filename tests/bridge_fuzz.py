@@ -1,4 +1,4 @@
-"""Adversarial policy outputs for the safety tests and the benchmark (no command may exceed a limit)."""
+"""Adversarial policy outputs for the safety tests and `bench/bridge.py` (no command may exceed a limit)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from robot_bridge import msgs
-from robot_bridge.fuzz import fuzz_actions
+from bridge_fuzz import fuzz_actions
 from robot_bridge.config import BridgeConfig, NodeConfig, OutputConfig
 from robot_bridge.node import BridgeNode, Level, Lifecycle
 from robot_bridge.transport.base import Transport

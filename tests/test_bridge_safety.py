@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robot_bridge.fuzz import fuzz_actions
+from bridge_fuzz import fuzz_actions
 from robot_bridge.safety import SafetyConfig, SafetyFilter
 
 P0 = np.array([0.4, 0.0, 0.3])
