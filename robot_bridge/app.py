@@ -19,6 +19,7 @@ import numpy as np
 from robot_bridge.config import BridgeConfig
 from robot_bridge.policies import PolicyConfig, build_policy
 from robot_bridge.sim_arm import SimArmConfig
+from robot_bridge.transport.factory import TRANSPORTS
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +65,12 @@ class BridgeAppConfig:
     def __post_init__(self) -> None:
         if self.role not in ROLES:
             raise ValueError(f"role={self.role!r}; choose one of {ROLES}")
-        if self.transport not in ("dds", "rclpy"):
+        if self.transport not in TRANSPORTS:
             raise ValueError(f"transport={self.transport!r}; choose dds or rclpy")
 
 
 def _transport(cfg: BridgeAppConfig):
-    from robot_bridge.transport.base import make_transport
+    from robot_bridge.transport import make_transport
 
     if cfg.loopback:
         from robot_bridge.transport.dds import use_loopback

@@ -65,7 +65,7 @@ def test_wrong_key_gets_hydra_error_and_hint(tmp_path):
 
 
 def test_rclpy_transport_says_what_to_install():
-    from robot_bridge.transport.base import make_transport
+    from robot_bridge.transport import make_transport
 
     pytest.importorskip("cyclonedds")
     if importlib.util.find_spec("rclpy") is not None:

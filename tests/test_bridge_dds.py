@@ -24,7 +24,7 @@ from robot_bridge import msgs  # noqa: E402
 from robot_bridge.config import BridgeConfig, NodeConfig  # noqa: E402
 from robot_bridge.node import BridgeNode  # noqa: E402
 from robot_bridge.policies import PolicyConfig, build_policy  # noqa: E402
-from robot_bridge.transport.base import RELIABLE, SENSOR  # noqa: E402
+from robot_bridge.transport import RELIABLE, SENSOR  # noqa: E402
 from robot_bridge.transport.dds import DdsTransport  # noqa: E402
 
 DOMAIN = 40 + os.getpid() % 90  # private domain (40-129): other test runs on this machine never cross-talk

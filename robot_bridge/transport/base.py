@@ -2,6 +2,8 @@
 
 Both transports use the message classes in `robot_bridge.msgs`; the rclpy transport converts them to and
 from the ROS 2 Python classes at the edge, so the node logic is the same on both.
+The implementations import this module, and this module imports none of them: choosing one by name is
+`robot_bridge.transport.factory`'s job.
 """
 
 from __future__ import annotations
@@ -47,16 +49,3 @@ class Transport(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def make_transport(kind: str, *, domain_id: int = 0, node_name: str = "vla_bridge") -> Transport:
-    """`dds` (cyclonedds, works anywhere) or `rclpy` (needs a ROS 2 install)."""
-    if kind == "dds":
-        from robot_bridge.transport.dds import DdsTransport
-
-        return DdsTransport(domain_id=domain_id)
-    if kind == "rclpy":
-        from robot_bridge.transport.ros import RclpyTransport
-
-        return RclpyTransport(node_name=node_name, domain_id=domain_id)
-    raise ValueError(f"unknown transport {kind!r}; choose 'dds' (cyclonedds) or 'rclpy' (ROS 2 installed)")
