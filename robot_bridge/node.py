@@ -37,7 +37,8 @@ from robot_bridge.commands import CommandPublisher
 from robot_bridge.config import BridgeConfig
 from robot_bridge.safety import SafetyFilter
 from robot_bridge.transport.base import LATCHED, RELIABLE, SENSOR, Transport
-from vla.core.types import ContractError, Observation, Policy, validate_action
+from vla.core.types import ContractError, Observation, Policy
+from vla.policy import ActionQueue
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class BridgeNode:
         self._instruction = cfg.node.instruction
         self._policy_instruction: str | None = None
         self._estop = False
-        self._chunk: list[np.ndarray] = []
+        self._queue = ActionQueue(cfg.node.execute_chunk or None)  # the rest of the current chunk
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
         self._inflight: Future | None = None
         self._last_tick: float | None = None
@@ -142,7 +143,7 @@ class BridgeNode:
         with self._lock:
             if self.state is Lifecycle.INACTIVE:
                 self.safety.reset()  # ramp up from rest under the acceleration limit
-                self._chunk.clear()
+                self._queue.reset()
                 self._policy_instruction = None  # activation starts a new episode: the policy is reset
                 self._acted_stamp = None
                 self.state = Lifecycle.ACTIVE
@@ -285,7 +286,7 @@ class BridgeNode:
                 self._acted_stamp = frame
         self._moving = False
         self.safety.stopped()
-        self._chunk.clear()
+        self._queue.reset()  # a stop ends the open-loop execution of a chunk
         if self.commands is not None:
             joints = self._joints.value if self._joints is not None else None
             self.commands.stop(joints)
@@ -308,8 +309,8 @@ class BridgeNode:
 
     def _next_action(self, obs: Observation) -> tuple[np.ndarray | None, str, float]:
         """(action, reason-if-none, policy seconds). Runs the policy in a worker with a timeout."""
-        if self._chunk:
-            return self._chunk.pop(0), "", 0.0
+        if not self._queue.empty:
+            return self._queue.pop(), "", 0.0
         if self._inflight is not None:
             if not self._inflight.done():
                 return None, f"policy slow: no action after {self.cfg.node.policy_timeout_periods:g} periods", 0.0
@@ -325,14 +326,10 @@ class BridgeNode:
             return None, f"policy failed: {type(e).__name__}: {e}", time.perf_counter() - t0
         dt = time.perf_counter() - t0
         try:
-            arr = validate_action(out, name="policy output")
+            self._queue.push(out, name="policy output")  # validated; the first execute_chunk actions of a chunk
         except ContractError as e:
             return None, f"rejected: {e}", dt
-        if arr.ndim == 2:
-            n = self.cfg.node.execute_chunk or arr.shape[0]
-            self._chunk = [a for a in arr[1:n]]
-            arr = arr[0]
-        return arr, "", dt
+        return self._queue.pop(), "", dt
 
     def _frame_streams(self) -> dict[str, _Sample | None]:
         """The sensor streams one observation is made of: every camera, the joint states and the end-effector

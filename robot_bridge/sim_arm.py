@@ -10,6 +10,8 @@ It creates any gymnasium env by id after importing the module that registers it 
   (a live stream for the watchdog; the stamp says which state it shows, for the bridge's lockstep option).
 An episode ends like in `vla-eval`: terminated (success) or truncated (the env's step limit); success is
 `info["success"]` at the end. Zero-velocity (stop) commands are steps too: time passes on a real arm.
+The env's observations are in `vla.core.gym`'s layout; they go out as topics, and the bridge node assembles
+its `Observation` from those topics as it does on a real arm.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 from robot_bridge import msgs
 from robot_bridge.config import BridgeConfig
 from robot_bridge.transport.base import LATCHED, RELIABLE, SENSOR, Transport
+from vla.core.gym import INSTRUCTION_KEY, PROPRIO_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +149,7 @@ class SimArm:
         for cam, pub in self._image_pubs.items():
             if cam in obs:
                 pub(msgs.image_from_array(obs[cam], now, f"{cam}_camera"))
-        proprio = np.asarray(obs["proprio"], np.float64)
+        proprio = np.asarray(obs[PROPRIO_KEY], np.float64)
         if self._joint_pub is not None:
             self._joint_pub(msgs.JointState(header=msgs.header(now), name=[f"proprio_{i}" for i in range(proprio.size)],
                                             position=proprio.tolist()))
@@ -179,7 +182,7 @@ class SimArm:
         self._set_accepting(False)
         self._life_pub(msgs.String("deactivate"))
         obs, info = self.env.reset(seed=seed)
-        instruction = str(info.get("instruction", ""))
+        instruction = str(info.get(INSTRUCTION_KEY, ""))
         self._instr_pub(msgs.String(instruction))
         self._set_obs(obs)
         time.sleep(self.cfg.settle_s)
@@ -208,7 +211,7 @@ class SimArm:
         self._life_pub(msgs.String("deactivate"))
         return {"env_id": self.cfg.env_id, "seed": int(seed), "success": success, "steps": steps,
                 "instruction": instruction, "end": reason, "seconds": time.perf_counter() - t0,
-                "final_proprio": np.asarray(obs["proprio"], float).tolist()}
+                "final_proprio": np.asarray(obs[PROPRIO_KEY], float).tolist()}
 
     def run(self, out_path: str | Path | None = None) -> list[dict[str, Any]]:
         cam = threading.Thread(target=self._camera_loop, daemon=True)
@@ -228,18 +231,10 @@ class SimArm:
         return results
 
 
-def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate (what vla-eval style reports compare)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, c - h), min(1.0, c + h))
-
-
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Episodes plus the success rate and its 95% Wilson interval (the project's one, as `vla-eval` reports)."""
+    from vla.core.intervals import wilson_interval  # scipy.stats: only when a run is summarized
+
     k, n = sum(r["success"] for r in results), len(results)
     lo, hi = wilson_interval(k, n)
     return {"episodes": results, "success_rate": k / n if n else 0.0, "success_ci95": [lo, hi], "num_episodes": n}

@@ -24,7 +24,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from robot_bridge.app import BridgeAppConfig
-from vla.cli.hydra_app import ConfigHint
+from vla.cli.hydra_app import ConfigHint, default_headless_gl
 
 logger = logging.getLogger("robot_bridge.cli.bridge")
 
@@ -75,6 +75,7 @@ def _print_summary(s: dict) -> None:
 
 
 def main() -> None:
+    default_headless_gl()  # the simulated arm (roles sim_arm, sim_in_loop) renders MuJoCo; its child inherits this
     register_configs()
     _hint.run(_app)
 
