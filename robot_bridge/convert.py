@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from robot_bridge.config import TopicsConfig
+from robot_bridge.images import array_from_image
 from vla.core.episode import Episode, EpisodeMetadata
 
 logger = logging.getLogger(__name__)
@@ -35,15 +37,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ConvertTopics:
-    """Topic mapping (ROS names); empty strings switch a stream off."""
+    """Topic mapping (ROS names); empty strings switch a stream off. The defaults are the bridge's own
+    (`robot_bridge.config.TopicsConfig`): a recording of `vla-bridge record.enabled=true` converts as it is."""
 
-    cameras: dict[str, str] = field(default_factory=lambda: {"primary": "/camera/primary/image_raw"})
-    joint_states: str = "/joint_states"
-    ee_pose: str = "/ee_pose"
-    instruction: str = "/vla/instruction"
-    lifecycle: str = "/vla_bridge/lifecycle"
-    action: str = "/vla_bridge/action"
-    gripper: str = "/gripper_controller/commands"
+    cameras: dict[str, str] = field(default_factory=lambda: dict(TopicsConfig().cameras))
+    joint_states: str = TopicsConfig.joint_states
+    ee_pose: str = TopicsConfig.ee_pose
+    instruction: str = TopicsConfig.instruction
+    lifecycle: str = TopicsConfig.lifecycle
+    action: str = TopicsConfig.action
+    gripper: str = TopicsConfig.gripper
 
 
 @dataclass
@@ -141,17 +144,11 @@ def read_bag(path: str | Path, topics: list[str], *, strict: bool = True) -> dic
 
 
 def _image(msg, size: tuple[int, int]) -> np.ndarray:
-    h, w, enc, step = int(msg.height), int(msg.width), msg.encoding, int(msg.step)
-    ch = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}.get(enc)
-    data = np.asarray(msg.data, np.uint8)
-    if ch is None or data.size != h * step or step < w * ch:
-        raise ValueError(f"cannot convert image: encoding {enc!r}, {h}x{w}, step {step}, {data.size} bytes")
-    arr = data.reshape(h, step)[:, : w * ch].reshape(h, w, ch)
-    arr = arr[..., [2, 1, 0]] if enc.startswith("bgr") else arr[..., :3] if ch == 4 else np.repeat(arr, 3, 2) if ch == 1 else arr
-    if (h, w) != tuple(size):
+    arr = array_from_image(msg)
+    if arr.shape[:2] != tuple(size):
         from PIL import Image as PILImage
 
-        arr = np.asarray(PILImage.fromarray(np.ascontiguousarray(arr)).resize((size[1], size[0]), PILImage.BILINEAR))
+        arr = np.asarray(PILImage.fromarray(arr).resize((size[1], size[0]), PILImage.BILINEAR))
     return np.ascontiguousarray(arr, np.uint8)
 
 
@@ -182,121 +179,189 @@ def _latest(stream: list[tuple[float, float, Any]], t: np.ndarray) -> tuple[np.n
 
 
 def bag_to_episodes(path: str | Path, cfg: ConvertConfig) -> list[Episode]:
-    tp = cfg.topics
-    wanted = list(tp.cameras.values()) + [x for x in (tp.joint_states, tp.ee_pose, tp.instruction, tp.action, tp.gripper,
-                                                      tp.lifecycle) if x]
-    data = read_bag(path, wanted, strict=cfg.strict_counts)
-    required = list(tp.cameras.values())
-    if "joint_positions" in cfg.proprio:
-        required.append(tp.joint_states)
-        if cfg.joint_names:  # keep only messages with configured joints; values merged by name below
-            data[tp.joint_states] = [s for s in data[tp.joint_states] if any(n in cfg.joint_names for n in s[2].name)]
-        else:
-            sizes = {len(s[2].position) for s in data[tp.joint_states]}
-            if len(sizes) > 1:
-                raise ValueError(f"{path}: {tp.joint_states} messages carry different joint sets (sizes {sorted(sizes)}); "
-                                 "set convert.joint_names=[...] to merge them by name")
-    if "ee_pose" in cfg.proprio or cfg.action_source == "measured":
-        required.append(tp.ee_pose)
-    empty = [t for t in required if not data.get(t)]
-    if empty:
-        raise ValueError(f"{path}: no messages on required topic(s) {empty}; check convert.topics")
-    period = 1.0 / cfg.rate_hz
-    t0 = max(data[t][0][0] for t in required)
-    t1 = min(data[t][-1][0] for t in required)
-    if cfg.action_source == "commanded":
-        if not data.get(tp.action):
-            raise ValueError(f"{path}: action_source=commanded needs messages on {tp.action!r} (the bridge's safe "
+    """The episodes of one bag (see the module docstring)."""
+    return BagConverter(path, cfg).episodes()
+
+
+class BagConverter:
+    """One bag on its way to episodes.
+
+    Construction reads the bag and lays the time grid (steps 1-3 of the module docstring): the streams, the
+    grid times, the latest sample of every required stream at each, which grid times are usable, and the
+    lifecycle span of each. `episodes()` walks the grid (step 4): a step is the action, state, images and
+    instruction at one grid time; a gap or a lifecycle change ends a segment, and each segment long enough
+    becomes an `Episode`.
+    """
+
+    def __init__(self, path: str | Path, cfg: ConvertConfig) -> None:
+        self.path, self.cfg, self.topics = path, cfg, cfg.topics
+        self.period = 1.0 / cfg.rate_hz
+        self.measured = cfg.action_source == "measured"  # needs the pose one step later
+        self.data = self._read()
+        self.required = self._required_streams()
+        self.t0 = max(self.data[t][0][0] for t in self.required)
+        self.t1 = min(self.data[t][-1][0] for t in self.required)
+        if cfg.action_source == "commanded":
+            self._read_commands()
+        self.grid, self.step_t = self._lay_grid()
+        self.idx = {t: _latest(self.data[t], self.grid) for t in self.required}
+        fresh = np.all([age <= cfg.max_age_periods * self.period for _, age in self.idx.values()], axis=0)
+        self.epoch, active = self._lifecycle_spans()
+        self.ok = fresh & active
+        self._gripper = 1.0  # the last commanded gripper, held through periods without a command
+
+    # -- reading and the grid ----------------------------------------------------------------------------
+    def _read(self) -> dict[str, list[tuple[float, float, Any]]]:
+        tp = self.topics
+        wanted = list(tp.cameras.values()) + [x for x in (tp.joint_states, tp.ee_pose, tp.instruction, tp.action,
+                                                          tp.gripper, tp.lifecycle) if x]
+        return read_bag(self.path, wanted, strict=self.cfg.strict_counts)
+
+    def _required_streams(self) -> list[str]:
+        """The topics every step needs; joint states are kept to the configured joints (merged by name)."""
+        cfg, tp, data = self.cfg, self.topics, self.data
+        required = list(tp.cameras.values())
+        if "joint_positions" in cfg.proprio:
+            required.append(tp.joint_states)
+            if cfg.joint_names:  # keep only messages with configured joints; values merged by name in _state
+                data[tp.joint_states] = [s for s in data[tp.joint_states]
+                                         if any(n in cfg.joint_names for n in s[2].name)]
+            else:
+                sizes = {len(s[2].position) for s in data[tp.joint_states]}
+                if len(sizes) > 1:
+                    raise ValueError(f"{self.path}: {tp.joint_states} messages carry different joint sets (sizes "
+                                     f"{sorted(sizes)}); set convert.joint_names=[...] to merge them by name")
+        if "ee_pose" in cfg.proprio or self.measured:
+            required.append(tp.ee_pose)
+        empty = [t for t in required if not data.get(t)]
+        if empty:
+            raise ValueError(f"{self.path}: no messages on required topic(s) {empty}; check convert.topics")
+        return required
+
+    def _read_commands(self) -> None:
+        action = self.topics.action
+        if not self.data.get(action):
+            raise ValueError(f"{self.path}: action_source=commanded needs messages on {action!r} (the bridge's safe "
                              "commands); record them, or use action_source=measured with an ee_pose topic")
-        cmd_t = np.array([s[0] for s in data[tp.action]])  # the stamp of the observation each command answered
-        cmd = np.array([np.asarray(s[2].position, np.float64) for s in data[tp.action]])
-        cmd_issued = np.array([s[1] for s in data[tp.action]])  # when the bridge sent it (bag time)
-    if cfg.align == "commands":  # one step per executed command, at the observation it answered
-        keep = (cmd_t >= t0) & (cmd_t <= t1)
-        grid, cmd_t, cmd = cmd_t[keep], cmd_t[keep], cmd[keep]
-        step_t = cmd_issued[keep]  # a command belongs to the lifecycle span it was sent in
-    else:
-        grid = np.arange(t0, t1 + 1e-9, period)
-        step_t = grid
-    idx = {t: _latest(data[t], grid) for t in required}
-    ok = np.all([age <= cfg.max_age_periods * period for _, age in idx.values()], axis=0)
-    epoch = np.zeros(len(grid), int)  # lifecycle span of each grid time; a change starts a new episode
-    life = [(s[1], s[2].data) for s in data.get(tp.lifecycle) or [] if s[2].data in ("activate", "deactivate", "cleanup")]
-    if life:
+        stream = self.data[action]
+        self.cmd_t = np.array([s[0] for s in stream])  # the stamp of the observation each command answered
+        self.cmd = np.array([np.asarray(s[2].position, np.float64) for s in stream])
+        self.cmd_issued = np.array([s[1] for s in stream])  # when the bridge sent it (bag time)
+
+    def _lay_grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """(grid times, the time each step belongs to a lifecycle span by)."""
+        if self.cfg.align == "commands":  # one step per executed command, at the observation it answered
+            keep = (self.cmd_t >= self.t0) & (self.cmd_t <= self.t1)
+            self.cmd_t, self.cmd = self.cmd_t[keep], self.cmd[keep]
+            return self.cmd_t, self.cmd_issued[keep]  # a command belongs to the lifecycle span it was sent in
+        grid = np.arange(self.t0, self.t1 + 1e-9, self.period)
+        return grid, grid
+
+    def _lifecycle_spans(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lifecycle span of each grid time: a change starts a new episode, whether the bridge was active)."""
+        life = [(s[1], s[2].data) for s in self.data.get(self.topics.lifecycle) or []
+                if s[2].data in ("activate", "deactivate", "cleanup")]
+        if not life:
+            return np.zeros(len(self.grid), int), np.ones(len(self.grid), bool)
         times = np.array([t for t, _ in life])
-        n_before = np.searchsorted(times, step_t, side="right")
-        epoch = n_before
+        n_before = np.searchsorted(times, self.step_t, side="right")
         active_after = np.array([what == "activate" for _, what in life])
         # before the first transition the bridge was active if that transition deactivates it (autostart)
         active = np.where(n_before > 0, active_after[np.clip(n_before - 1, 0, None)], life[0][1] != "activate")
-        ok &= active
-    gripper = 1.0
-    grip_stream = data.get(tp.gripper) or []
-    instr_stream = data.get(tp.instruction) or []
-    steps: list[dict[str, Any]] = []
-    segments: list[list[dict[str, Any]]] = []
-    measured = cfg.action_source == "measured"  # needs the pose one step later
-    for k in range(len(grid) - 1 if measured else len(grid)):
-        if steps and epoch[k] != epoch[k - 1]:
-            segments.append(steps)
-            steps = []
-        if not ok[k] or (measured and not (ok[k + 1] and epoch[k] == epoch[k + 1])):
-            if steps:
-                segments.append(steps)
-            steps = []
-            continue
-        if cfg.align == "commands":
-            action, gripper = cmd[k], float(cmd[k, 6])
-        elif cfg.action_source == "commanded":
-            lo = grid[k - 1] if k > 0 else -np.inf
-            sel = (cmd_t > lo) & (cmd_t <= grid[k])  # commands computed from the observation recorded at step k
-            if np.any(sel):
-                action = np.append(cmd[sel, :6].sum(0), cmd[sel][-1, 6])
-                gripper = float(cmd[sel][-1, 6])
-            else:
-                action = np.append(np.zeros(6), gripper)
-        else:
-            from scipy.spatial.transform import Rotation
+        return n_before, active
 
-            pe = data[tp.ee_pose]
-            a, b = _pose(pe[idx[tp.ee_pose][0][k]][2]), _pose(pe[idx[tp.ee_pose][0][k + 1]][2])
-            drot = (Rotation.from_quat(b[3:]) * Rotation.from_quat(a[3:]).inv()).as_euler("xyz")
-            gi = [s for s in grip_stream if s[1] <= grid[k + 1]]
-            gripper = float(np.clip(gi[-1][2].data[0], 0, 1)) if gi else 1.0
-            action = np.concatenate([b[:3] - a[:3], drot, [gripper]])
-        state = []
-        for src in cfg.proprio:
-            if src == "joint_positions" and cfg.joint_names:
-                state.append(_joints_by_name(data[tp.joint_states], idx[tp.joint_states][0][k], cfg.joint_names))
-            elif src == "joint_positions":
-                state.append(np.asarray(data[tp.joint_states][idx[tp.joint_states][0][k]][2].position, np.float64))
-            else:
-                state.append(_pose(data[tp.ee_pose][idx[tp.ee_pose][0][k]][2]))
-        if any(x is None for x in state):  # a named joint not seen yet: like a gap
-            if steps:
+    # -- steps and episodes ------------------------------------------------------------------------------
+    def episodes(self) -> list[Episode]:
+        segments: list[list[dict[str, Any]]] = []
+        steps: list[dict[str, Any]] = []
+        for k in range(len(self.grid) - 1 if self.measured else len(self.grid)):
+            if steps and self.epoch[k] != self.epoch[k - 1]:
                 segments.append(steps)
-            steps = []
-            continue
-        images = {cam: _image(data[topic][idx[topic][0][k]][2], tuple(cfg.image_size)) for cam, topic in tp.cameras.items()}
-        instr = [s for s in instr_stream if s[1] <= grid[k]] or instr_stream[:1]
-        steps.append({"images": images, "state": np.concatenate(state).astype(np.float32),
-                      "action": action.astype(np.float32), "instruction": instr[-1][2].data if instr else cfg.instruction})
-    if steps:
-        segments.append(steps)
-    episodes = []
-    for i, seg in enumerate(s for s in segments if len(s) >= cfg.min_steps):
-        instructions = {s["instruction"] for s in seg}
-        if len(instructions) > 1:
-            logger.warning("%s segment %d has several instructions %s; using the first", path, i, instructions)
-        episodes.append(Episode(
-            images={cam: np.stack([s["images"][cam] for s in seg]) for cam in tp.cameras},
-            state=np.stack([s["state"] for s in seg]), action=np.stack([s["action"] for s in seg]),
-            instruction=seg[0]["instruction"],
-            metadata=EpisodeMetadata(episode_id=f"{Path(path).name}_{i}", success=cfg.success, task="ros2_bag")))
-    dropped = len(segments) - len(episodes)
-    logger.info("%s: %d grid steps -> %d episode(s)%s", Path(path).name, len(grid), len(episodes),
-                f", {dropped} short segment(s) dropped" if dropped else "")
-    return episodes
+                steps = []
+            step = self._step(k) if self._usable(k) else None
+            if step is None:  # a gap: the segment ends here
+                if steps:
+                    segments.append(steps)
+                steps = []
+                continue
+            steps.append(step)
+        if steps:
+            segments.append(steps)
+        return self._episodes(segments)
+
+    def _usable(self, k: int) -> bool:
+        """Every stream fresh at grid time k (and, for measured actions, at k + 1 in the same span)."""
+        return bool(self.ok[k]) and not (self.measured and not (self.ok[k + 1] and self.epoch[k] == self.epoch[k + 1]))
+
+    def _sample(self, topic: str, k: int) -> Any:
+        """The message of `topic` used at grid time k (its latest at or before it)."""
+        return self.data[topic][self.idx[topic][0][k]][2]
+
+    def _step(self, k: int) -> dict[str, Any] | None:
+        """The step at grid time k, or None while a named joint has not been seen yet (like a gap)."""
+        action = self._action(k)
+        state = self._state(k)
+        if state is None:
+            return None
+        size = tuple(self.cfg.image_size)
+        images = {cam: _image(self._sample(topic, k), size) for cam, topic in self.topics.cameras.items()}
+        instr_stream = self.data.get(self.topics.instruction) or []
+        instr = [s for s in instr_stream if s[1] <= self.grid[k]] or instr_stream[:1]
+        return {"images": images, "state": state, "action": action.astype(np.float32),
+                "instruction": instr[-1][2].data if instr else self.cfg.instruction}
+
+    def _action(self, k: int) -> np.ndarray:
+        """The 7-D action of grid step k (step 4 of the module docstring)."""
+        if self.cfg.align == "commands":
+            self._gripper = float(self.cmd[k, 6])
+            return self.cmd[k]
+        if not self.measured:
+            lo = self.grid[k - 1] if k > 0 else -np.inf
+            sel = (self.cmd_t > lo) & (self.cmd_t <= self.grid[k])  # commands computed from the observation at step k
+            if np.any(sel):
+                self._gripper = float(self.cmd[sel][-1, 6])
+                return np.append(self.cmd[sel, :6].sum(0), self.cmd[sel][-1, 6])
+            return np.append(np.zeros(6), self._gripper)
+        from scipy.spatial.transform import Rotation
+
+        a, b = _pose(self._sample(self.topics.ee_pose, k)), _pose(self._sample(self.topics.ee_pose, k + 1))
+        drot = (Rotation.from_quat(b[3:]) * Rotation.from_quat(a[3:]).inv()).as_euler("xyz")
+        gi = [s for s in self.data.get(self.topics.gripper) or [] if s[1] <= self.grid[k + 1]]
+        self._gripper = float(np.clip(gi[-1][2].data[0], 0, 1)) if gi else 1.0
+        return np.concatenate([b[:3] - a[:3], drot, [self._gripper]])
+
+    def _state(self, k: int) -> np.ndarray | None:
+        """Observation.state at grid step k from `cfg.proprio`'s sources, in order."""
+        tp, state = self.topics, []
+        for src in self.cfg.proprio:
+            if src == "joint_positions" and self.cfg.joint_names:
+                last = self.idx[tp.joint_states][0][k]
+                state.append(_joints_by_name(self.data[tp.joint_states], last, self.cfg.joint_names))
+            elif src == "joint_positions":
+                state.append(np.asarray(self._sample(tp.joint_states, k).position, np.float64))
+            else:
+                state.append(_pose(self._sample(tp.ee_pose, k)))
+        if any(x is None for x in state):
+            return None
+        return np.concatenate(state).astype(np.float32)
+
+    def _episodes(self, segments: list[list[dict[str, Any]]]) -> list[Episode]:
+        """One `Episode` per segment of at least `min_steps` steps."""
+        episodes = []
+        for i, seg in enumerate(s for s in segments if len(s) >= self.cfg.min_steps):
+            instructions = {s["instruction"] for s in seg}
+            if len(instructions) > 1:
+                logger.warning("%s segment %d has several instructions %s; using the first", self.path, i, instructions)
+            episodes.append(Episode(
+                images={cam: np.stack([s["images"][cam] for s in seg]) for cam in self.topics.cameras},
+                state=np.stack([s["state"] for s in seg]), action=np.stack([s["action"] for s in seg]),
+                instruction=seg[0]["instruction"],
+                metadata=EpisodeMetadata(episode_id=f"{Path(self.path).name}_{i}", success=self.cfg.success,
+                                         task="ros2_bag")))
+        dropped = len(segments) - len(episodes)
+        logger.info("%s: %d grid steps -> %d episode(s)%s", Path(self.path).name, len(self.grid), len(episodes),
+                    f", {dropped} short segment(s) dropped" if dropped else "")
+        return episodes
 
 
 def convert(cfg: ConvertConfig) -> tuple[Path, int]:

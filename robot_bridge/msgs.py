@@ -15,6 +15,8 @@ import numpy as np
 from cyclonedds.idl import IdlStruct
 from cyclonedds.idl.types import float64, int32, sequence, uint8, uint32
 
+from robot_bridge.images import array_from_image  # noqa: F401  (the inverse of image_from_array, numpy only)
+
 #: The cyclonedds version the raw-bytes patch was checked against.
 CYCLONEDDS_VERSION = "11.0.1"
 
@@ -249,30 +251,6 @@ def image_from_array(img: np.ndarray, stamp: float, frame_id: str = "") -> Image
     h, w, _ = img.shape
     return Image(header=header(stamp, frame_id), height=h, width=w, encoding="rgb8", is_bigendian=0,
                  step=w * 3, data=img.tobytes())
-
-
-#: encodings the bridge turns into (H, W, 3) RGB; anything else is reported, not guessed.
-_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-
-
-def array_from_image(msg: Image) -> np.ndarray:
-    """uint8 (H, W, 3) RGB from a sensor_msgs/Image, or ValueError saying what is malformed."""
-    enc = msg.encoding
-    if enc not in _CHANNELS:
-        raise ValueError(f"unsupported image encoding {enc!r}; supported: {sorted(_CHANNELS)}")
-    c = _CHANNELS[enc]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = msg.data if isinstance(msg.data, (bytes, bytearray)) else bytes(msg.data)
-    if h <= 0 or w <= 0 or step < w * c or len(data) != h * step:
-        raise ValueError(f"malformed {enc} image: height={h} width={w} step={step} but {len(data)} bytes of data")
-    arr = np.frombuffer(data, np.uint8).reshape(h, step)[:, : w * c].reshape(h, w, c)
-    if enc.startswith("bgr"):
-        arr = arr[..., [2, 1, 0]]
-    elif c == 4:
-        arr = arr[..., :3]
-    elif c == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    return np.ascontiguousarray(arr)
 
 
 def float64_array(values, label: str = "") -> Float64MultiArray:
