@@ -313,7 +313,8 @@ def bench_square(args, work: Path) -> dict:
     from world_model.data import load_episodes
     from world_model.evaluate import evaluate_long_horizon
     from world_model.model import WorldModel
-    from world_model.policies import make_policy
+    from vla.policy import make_policy
+    from world_model.policies import policy_context
     from world_model.toy import ENV_ID, collect_episodes, varied_policies
 
     load0 = _load()
@@ -358,7 +359,7 @@ def bench_square(args, work: Path) -> dict:
     long_horizon["open_loop_success_agreement"] = float(np.mean(imagined == recorded))
     long_horizon["validation_score"] = (long_horizon["open_loop_success_agreement"]
                                         + heldout_cl["episode_agreement"]["agreement"]) / 2
-    policies = dict(make_policy(s, seed=i) for i, s in enumerate(RANKING_POLICIES))
+    policies = dict(make_policy(s, policy_context(i)) for i, s in enumerate(RANKING_POLICIES))
     cl = compare_policies(members, ENV_ID, policies, num_initial_states=args.initial_states, max_steps=30,
                           seed=100_000, env_kwargs={"image_size": 64}, record=0)
     return {"model_config": dataclasses.asdict(model.config), "members": len(members), "member_seeds": seeds,

@@ -294,11 +294,12 @@ def test_report_in_headless_chromium(workdir, model, browser, eval_json):
 def test_closed_loop_reuses_sim_runner_results(model):
     """Sim outcomes from another runner (same seeds + DR parameters) are taken as given; the model replays them."""
     from world_model.closed_loop import compare_policies, initial_states, make_env, run_in_sim
-    from world_model.policies import make_policy
+    from vla.policy import make_policy
+    from world_model.policies import policy_context
 
     env = make_env(ENV_ID, image_size=SIZE)
     states = initial_states(env, [7, 8], model.cameras)
-    policies = dict(make_policy(s) for s in ("servo", "random", "noop"))
+    policies = dict(make_policy(s, policy_context()) for s in ("servo", "random", "noop"))
     sim_results = {n: [{"seed": st.seed, "dr_params": st.dr_params, "steps": 8,
                         "success": run_in_sim(env, p, st, 8, model.cameras).success} for st in states]
                    for n, p in policies.items()}
@@ -319,12 +320,13 @@ def test_closed_loop_with_an_ensemble_averages_members(model):
     import copy
 
     from world_model.closed_loop import compare_policies
-    from world_model.policies import make_policy
+    from vla.policy import make_policy
+    from world_model.policies import policy_context
 
     optimist = copy.deepcopy(model)
     optimist.__dict__.pop("_fast_steps", None)
     optimist.success_pos_weight = 1e-30  # calibrated probability ~1 after every step: always imagines success
-    policies = dict(make_policy(s) for s in ("servo", "random", "noop"))
+    policies = dict(make_policy(s, policy_context()) for s in ("servo", "random", "noop"))
     kw = dict(env_kwargs={"image_size": SIZE}, max_steps=6, record=0, bootstrap=20, progress=False,
               num_initial_states=3, seed=40)
     alone = compare_policies(model, ENV_ID, policies, **kw)
@@ -352,9 +354,10 @@ def test_closed_loop_with_an_ensemble_averages_members(model):
 
 def test_demo_stage_trains_evaluates_and_reports(workdir):
     from world_model.demo_stage import run
-    from world_model.policies import make_policy
+    from vla.policy import make_policy
+    from world_model.policies import policy_context
 
-    policies = dict(make_policy(s) for s in ("servo", "servo:gain=0.05", "random"))
+    policies = dict(make_policy(s, policy_context()) for s in ("servo", "servo:gain=0.05", "random"))
     out = run(workdir["dataset"], policies, workdir["root"] / "demo_wm", budget_s=10, env_id=ENV_ID,
               env_kwargs={"image_size": SIZE, "max_episode_steps": 12}, num_initial_states=2, max_steps=8,
               model="micro", progress=False)

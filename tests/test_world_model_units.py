@@ -288,3 +288,28 @@ def test_squareworld_runs_on_after_success_with_per_step_labels():
         # ... where the run-on episode is the same so far, then holds the solved state to the step limit.
         assert len(b.action) == 30 and np.array_equal(a.action, b.action[:t]) and np.array_equal(a.reward, b.reward[:t])
         assert b.reward[t - 1 :].mean() > 0.5
+
+
+def test_world_model_policy_specs_use_the_shared_grammar():
+    """`servo` is a kind of vla's registry once world_model is imported; the common options (noise, blank_images,
+    name, seed) wrap it; `random` without scale moves +-0.05 m without rotating, as SquareWorld's range."""
+    from vla.core.types import Observation
+    from vla.policy import PolicySpecError, make_policy
+    from vla.policy.wrappers import BlankImagesPolicy, NoisyPolicy
+    from world_model.policies import policy_context
+    from world_model.toy import SquareWorldEnv, VisualServoPolicy
+
+    name, servo = make_policy("servo:gain=0.3;bias=0.01", policy_context(5))
+    assert name == "servo:gain=0.3;bias=0.01" and isinstance(servo, VisualServoPolicy)
+    assert (servo.gain, servo.bias, servo._seed) == (0.3, 0.01, 5)
+    name, wrapped = make_policy("servo:noise=0.02,blank_images=1,name=blind", policy_context())
+    assert name == "blind" and isinstance(wrapped, NoisyPolicy) and isinstance(wrapped.base, BlankImagesPolicy)
+    with pytest.raises(PolicySpecError, match="did you mean 'gain'"):
+        make_policy("servo:gian=0.3", policy_context())
+    _, rnd = make_policy("random", policy_context(3))
+    env = SquareWorldEnv(image_size=16)
+    obs, info = env.reset(seed=0)
+    rnd.reset(info["instruction"])
+    acts = np.stack([rnd.act(Observation({"primary": obs["primary"]}, obs["proprio"], "")) for _ in range(50)])
+    assert np.abs(acts[:, :3]).max() <= 0.05 and acts[:, :3].std() > 0.01 and not acts[:, 3:6].any()
+    assert set(acts[:, 6]) == {0.0, 1.0}

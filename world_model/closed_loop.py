@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from vla.core.types import Observation, Policy, validate_action
-from world_model.imagine import imagine
+from vla.core.gym import observation_from_gym
+from vla.core.types import Observation, Policy
+from vla.policy import ActionQueue
+from world_model.imagine import ImaginedTrajectory, imagine
 from world_model.metrics import correlations
 from world_model.model import WorldModel
 
@@ -63,16 +65,22 @@ def make_env(env_id: str, **kwargs):
         ) from e
 
 
-def to_observation(obs: dict, info: dict, cameras) -> Observation:
-    return Observation(images={c: obs[c] for c in cameras if c in obs}, proprio=obs.get("proprio", np.zeros(0)),
-                       instruction=str(info.get("instruction", "")))
-
-
 def initial_states(env, seeds: list[int], cameras) -> list[InitialState]:
     out = []
     for s in seeds:
         obs, info = env.reset(seed=int(s))
-        out.append(InitialState(seed=int(s), dr_params=info.get("dr_params", {}), observation=to_observation(obs, info, cameras)))
+        out.append(InitialState(seed=int(s), dr_params=info.get("dr_params", {}),
+                                observation=observation_from_gym(obs, info, cameras=cameras)))
+    return out
+
+
+def replayed_states(env, results: Sequence, cameras) -> list[InitialState]:
+    """The initial states of another runner's episodes (each with `seed` and `dr_params`), re-created in `env`."""
+    out = []
+    for r in results:
+        obs, info = env.reset(seed=int(_field(r, "seed")), options={"dr_params": _field(r, "dr_params")})
+        out.append(InitialState(int(_field(r, "seed")), dict(_field(r, "dr_params")),
+                                observation_from_gym(obs, info, cameras=cameras)))
     return out
 
 
@@ -82,14 +90,13 @@ def run_in_sim(env, policy: Policy, state: InitialState, max_steps: int, cameras
     instruction = str(info.get("instruction", ""))
     policy.reset(instruction)
     frames = {c: [obs[c]] for c in cameras} if record else {}
-    queue: list[np.ndarray] = []
+    queue = ActionQueue()
     success = bool(info.get("success", False))
     t = 0
     while t < max_steps and not success:
-        if not queue:
-            a = validate_action(policy.act(to_observation(obs, info, cameras)))
-            queue = list(a) if a.ndim == 2 else [a]
-        obs, _, term, trunc, info = env.step(queue.pop(0))
+        if queue.empty:
+            queue.push(policy.act(observation_from_gym(obs, info, cameras=cameras, instruction=instruction)))
+        obs, _, term, trunc, info = env.step(queue.pop())
         t += 1
         success = bool(info.get("success", False))
         if record:
@@ -133,6 +140,117 @@ def _field(r, name):
     return r[name] if isinstance(r, dict) else getattr(r, name)
 
 
+@dataclass
+class Timing:
+    """Wall time and steps of each side (policy included), for the steps/s a comparison reports."""
+
+    sim_s: float = 0.0
+    sim_steps: int = 0
+    model_s: float = 0.0
+    model_steps: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"sim_steps_per_s_with_policy": self.sim_steps / max(self.sim_s, 1e-9),
+                "model_steps_per_s_with_policy": self.model_steps / max(self.model_s, 1e-9)}
+
+
+class EpisodeRunner:
+    """Plays one policy from one initial state in the sim and in every member of the model.
+
+    With `sim_results` the sim outcome is taken from them (the sim runs only for the first `record` states,
+    whose frames become videos). Accumulates `timing` and, for the first `record` states, `videos`.
+    """
+
+    def __init__(self, members: list[WorldModel], env, *, max_steps: int, record: int,
+                 sim_results: Mapping[str, Sequence] | None = None) -> None:
+        self.members, self.env, self.max_steps, self.record = members, env, max_steps, record
+        self.cameras = members[0].cameras
+        self.sim_results = sim_results
+        self.timing = Timing()
+        self.videos: list[dict] = []
+
+    def run(self, name: str, policy: Policy, i: int, state: InitialState) -> tuple[SimRollout, list[ImaginedTrajectory]]:
+        """The `i`-th episode of policy `name`: its sim rollout and each member's imagined trajectory."""
+        sim = self._sim(name, policy, i, state)
+        trajs = [self._imagine(m, policy, state) for m in self.members]
+        if i < self.record:
+            self.videos.append({"policy": name, "seed": state.seed, "sim": sim.frames, "model": trajs[0].frames,
+                                "sim_success": sim.success, "model_success": trajs[0].success})
+        return sim, trajs
+
+    def _sim(self, name: str, policy: Policy, i: int, state: InitialState) -> SimRollout:
+        frames: dict = {}
+        if self.sim_results is None or i < self.record:
+            t0 = time.perf_counter()
+            sim = run_in_sim(self.env, policy, state, self.max_steps, self.cameras, record=i < self.record)
+            self.timing.sim_s += time.perf_counter() - t0
+            self.timing.sim_steps += sim.steps
+            if self.sim_results is None:
+                return sim
+            frames = sim.frames
+        r = self.sim_results[name][i]
+        if int(_field(r, "seed")) != state.seed:
+            raise ValueError(f"sim_results[{name!r}] is not in the same seed order as the first policy's")
+        return SimRollout(success=bool(_field(r, "success")), steps=int(_field(r, "steps")), frames=frames)
+
+    def _imagine(self, member: WorldModel, policy: Policy, state: InitialState) -> ImaginedTrajectory:
+        t0 = time.perf_counter()
+        traj = imagine(member, policy, state.observation, state.observation.instruction, self.max_steps)
+        self.timing.model_s += time.perf_counter() - t0
+        self.timing.model_steps += len(traj)
+        return traj
+
+
+@dataclass
+class PolicyOutcome:
+    """One policy's episodes: the sim's verdict and each member's, per initial state."""
+
+    sim: list[bool] = field(default_factory=list)
+    members: list[list[bool]] = field(default_factory=list)  # (episodes, members)
+    outside: int = 0  # imagined steps whose action no training data covers
+    imagined: int = 0
+
+    def add(self, sim: SimRollout, trajs: list[ImaginedTrajectory]) -> None:
+        self.sim.append(sim.success)
+        self.members.append([t.success for t in trajs])
+        self.outside += sum(int((~t.action_in_range).sum()) for t in trajs)
+        self.imagined += sum(len(t) for t in trajs)
+
+    def result(self, ensemble: bool) -> dict:
+        """The policy's entry of `compare_policies`' "policies" (with `ensemble`, the members' fields too)."""
+        votes = [float(np.mean(ok)) for ok in self.members]
+        # Share of the policy's imagined steps whose action no training data covers: its imagined success
+        # is extrapolation to that extent (see WorldModel.actions_in_range).
+        out = {"sim_success": float(np.mean(self.sim)), "model_success": float(np.mean(votes)), "sim": self.sim,
+               "model": [v > 0.5 for v in votes], "actions_out_of_range": self.outside / max(self.imagined, 1)}
+        if ensemble:
+            out["votes"] = votes
+            out["member_success"] = np.mean(self.members, axis=0).tolist()
+            out["member_model"] = np.asarray(self.members, bool).T.tolist()
+        return out
+
+
+def agreement_summary(results: dict[str, dict], members: int, *, bootstrap: int, seed: int) -> dict:
+    """Episode agreement, and over policies (>= 3) the correlations, of the ensemble and of each member."""
+    out = {"episode_agreement": episode_agreement(results)}
+    sims = [r["sim_success"] for r in results.values()]
+    if len(results) >= 3:
+        out["agreement"] = correlations(sims, [r["model_success"] for r in results.values()], bootstrap=bootstrap,
+                                        seed=seed)
+    if members > 1:
+        out["members"] = members
+        v = np.concatenate([r["votes"] for r in results.values()])
+        out["member_disagreement"] = float(np.mean((v > 0) & (v < 1))) if len(v) else float("nan")
+        out["member_episode_agreement"] = [
+            episode_agreement({n: {"sim": r["sim"], "model": r["member_model"][k]} for n, r in results.items()})
+            for k in range(members)]
+        if len(results) >= 3:
+            out["member_agreement"] = [
+                correlations(sims, [r["member_success"][k] for r in results.values()], bootstrap=bootstrap, seed=seed)
+                for k in range(members)]
+    return out
+
+
 def compare_policies(model: WorldModel | Sequence[WorldModel], env_id: str, policies: dict[str, Policy], *,
                      num_initial_states: int = 8, max_steps: int = 30, seed: int = 1000, env_kwargs: dict | None = None,
                      bootstrap: int = 1000, record: int = 2, progress: bool = True,
@@ -161,87 +279,28 @@ def compare_policies(model: WorldModel | Sequence[WorldModel], env_id: str, poli
     from tqdm.auto import tqdm
 
     members = ensemble_members(model)
-    kwargs = dict(env_kwargs or {})
-    env = make_env(env_id, **kwargs)
+    env = make_env(env_id, **dict(env_kwargs or {}))
     cameras = members[0].cameras
     if sim_results is not None:
         missing = [n for n in policies if n not in sim_results]
         if missing:
             raise ValueError(f"sim_results lacks policies {missing}; it has {sorted(sim_results)}")
-        first = list(sim_results[next(iter(policies))])[: num_initial_states or None]
-        states = []
-        for r in first:
-            obs, info = env.reset(seed=int(_field(r, "seed")), options={"dr_params": _field(r, "dr_params")})
-            states.append(InitialState(int(_field(r, "seed")), dict(_field(r, "dr_params")),
-                                       to_observation(obs, info, cameras)))
-        seeds = [st.seed for st in states]
+        states = replayed_states(env, list(sim_results[next(iter(policies))])[: num_initial_states or None], cameras)
     else:
-        seeds = [seed + i for i in range(num_initial_states)]
-        states = initial_states(env, seeds, cameras)
-    results, videos = {}, []
-    sim_s = model_s = 0.0
-    sim_steps = model_steps = 0
+        states = initial_states(env, [seed + i for i in range(num_initial_states)], cameras)
+    runner = EpisodeRunner(members, env, max_steps=max_steps, record=record, sim_results=sim_results)
+    results = {}
     bar = tqdm(total=len(policies) * len(states), desc="closed loop (sim + model)", disable=not progress)
     for name, policy in policies.items():
-        sim_ok, model_ok, votes, per_member, outside, imagined = [], [], [], [], 0, 0
+        outcome = PolicyOutcome()
         for i, st in enumerate(states):
-            frames: dict = {}
-            if sim_results is None or i < record:
-                t0 = time.perf_counter()
-                sim = run_in_sim(env, policy, st, max_steps, cameras, record=i < record)
-                sim_s += time.perf_counter() - t0
-                sim_steps += sim.steps
-                frames = sim.frames
-            if sim_results is not None:
-                r = sim_results[name][i]
-                if int(_field(r, "seed")) != st.seed:
-                    raise ValueError(f"sim_results[{name!r}] is not in the same seed order as the first policy's")
-                sim = SimRollout(success=bool(_field(r, "success")), steps=int(_field(r, "steps")), frames=frames)
-            member_ok = []
-            for k, m in enumerate(members):
-                t0 = time.perf_counter()
-                traj = imagine(m, policy, st.observation, st.observation.instruction, max_steps)
-                model_s += time.perf_counter() - t0
-                model_steps += len(traj)
-                outside += int((~traj.action_in_range).sum())
-                imagined += len(traj)
-                member_ok.append(traj.success)
-                if k == 0 and i < record:
-                    videos.append({"policy": name, "seed": st.seed, "sim": sim.frames, "model": traj.frames,
-                                   "sim_success": sim.success, "model_success": traj.success})
-            sim_ok.append(sim.success)
-            per_member.append(member_ok)
-            votes.append(float(np.mean(member_ok)))
-            model_ok.append(votes[-1] > 0.5)
+            outcome.add(*runner.run(name, policy, i, st))
             bar.update(1)
-        # Share of the policy's imagined steps whose action no training data covers: its imagined success
-        # is extrapolation to that extent (see WorldModel.actions_in_range).
-        results[name] = {"sim_success": float(np.mean(sim_ok)), "model_success": float(np.mean(votes)),
-                         "sim": sim_ok, "model": model_ok, "actions_out_of_range": outside / max(imagined, 1)}
-        if len(members) > 1:
-            results[name]["votes"] = votes
-            results[name]["member_success"] = np.mean(per_member, axis=0).tolist()
-            results[name]["member_model"] = np.asarray(per_member, bool).T.tolist()
+        results[name] = outcome.result(ensemble=len(members) > 1)
         logger.info("%s: sim %.2f, model %.2f", name, results[name]["sim_success"], results[name]["model_success"])
     bar.close()
     env.close()
-    out = {"env_id": env_id, "seeds": seeds, "max_steps": max_steps, "policies": results, "videos": videos,
-           "timing": {"sim_steps_per_s_with_policy": sim_steps / max(sim_s, 1e-9),
-                      "model_steps_per_s_with_policy": model_steps / max(model_s, 1e-9)}}
-    out["episode_agreement"] = episode_agreement(results)
-    sims = [r["sim_success"] for r in results.values()]
-    if len(policies) >= 3:
-        out["agreement"] = correlations(sims, [r["model_success"] for r in results.values()], bootstrap=bootstrap,
-                                        seed=seed)
-    if len(members) > 1:
-        out["members"] = len(members)
-        v = np.concatenate([r["votes"] for r in results.values()])
-        out["member_disagreement"] = float(np.mean((v > 0) & (v < 1))) if len(v) else float("nan")
-        out["member_episode_agreement"] = [
-            episode_agreement({n: {"sim": r["sim"], "model": r["member_model"][k]} for n, r in results.items()})
-            for k in range(len(members))]
-        if len(policies) >= 3:
-            out["member_agreement"] = [
-                correlations(sims, [r["member_success"][k] for r in results.values()], bootstrap=bootstrap, seed=seed)
-                for k in range(len(members))]
+    out = {"env_id": env_id, "seeds": [st.seed for st in states], "max_steps": max_steps, "policies": results,
+           "videos": runner.videos, "timing": runner.timing.as_dict()}
+    out.update(agreement_summary(results, len(members), bootstrap=bootstrap, seed=seed))
     return out

@@ -152,7 +152,7 @@ class WMEvalConfig:
     # Closed loop: gymnasium env id (e.g. vla_sim/LiftCube-v0) and policy variants.
     env_id: str = ""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
-    policies: list[str] = field(default_factory=list)  # specs, see world_model.policies.make_policy
+    policies: list[str] = field(default_factory=list)  # specs (vla.policy.registry; `servo`: world_model.policies)
     num_initial_states: int = 8
     max_steps: int = 40
     bootstrap: int = 1000

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from vla.core.types import ContractError, Observation, Policy, validate_action
+from vla.core.types import ContractError, Observation, Policy
+from vla.policy import ActionQueue
 from world_model.data import WMEpisode
 from world_model.model import RolloutState, WorldModel, to_model_frames
 
@@ -110,6 +111,16 @@ def fast_step(model: WorldModel, size: tuple[int, int]):
     return cache[key]
 
 
+def _ask(policy: Policy, obs: Observation, queue: ActionQueue, t: int) -> None:
+    """Queue the policy's next action or chunk; any failure becomes a `PolicyError` naming the imagined step."""
+    try:
+        queue.push(policy.act(obs), name=f"{type(policy).__name__} action at imagined step {t}")
+    except ContractError as e:
+        raise PolicyError(str(e)) from e
+    except Exception as e:  # noqa: BLE001 - any policy failure is reported with context
+        raise PolicyError(f"policy {type(policy).__name__} raised {type(e).__name__} at imagined step {t}: {e}") from e
+
+
 def imagine(model: WorldModel, policy: Policy, start, instruction: str, horizon: int, *,
             success_threshold: float = 0.5, stop_on_success: bool = True, fast: bool = True) -> ImaginedTrajectory:
     """Roll `policy` out for up to `horizon` steps inside `model` from `start`.
@@ -137,21 +148,13 @@ def imagine(model: WorldModel, policy: Policy, start, instruction: str, horizon:
         policy.reset(instruction)
     except Exception as e:  # noqa: BLE001 - any policy failure is reported with context
         raise PolicyError(f"policy {type(policy).__name__}.reset raised {type(e).__name__}: {e}") from e
-    queue: list[np.ndarray] = []
+    queue = ActionQueue()  # chunks execute open-loop, as in the sim runner
     success_step = -1
     stepper = fast_step(model, size) if fast else None
     for t in range(horizon):
-        if not queue:
-            try:
-                a = validate_action(policy.act(obs), name=f"{type(policy).__name__} action at imagined step {t}")
-            except ContractError as e:
-                raise PolicyError(str(e)) from e
-            except Exception as e:  # noqa: BLE001
-                raise PolicyError(
-                    f"policy {type(policy).__name__} raised {type(e).__name__} at imagined step {t}: {e}"
-                ) from e
-            queue = list(a) if a.ndim == 2 else [a]
-        a = queue.pop(0)
+        if queue.empty:
+            _ask(policy, obs, queue, t)
+        a = queue.pop()
         if stepper is not None:
             state, out, imgs = stepper(state, a[None])
         else:

@@ -17,7 +17,9 @@ import gymnasium as gym
 import numpy as np
 
 from vla.core.episode import Episode, EpisodeMetadata
+from vla.core.gym import observation_from_gym
 from vla.core.types import Observation, Policy, validate_action
+from vla.policy.baselines import RandomPolicy
 
 ENV_ID = "world_model/SquareWorld-v0"
 INSTRUCTION = "put the red square on the green target"
@@ -191,23 +193,6 @@ class VisualServoPolicy(Policy):
         return a
 
 
-class RandomPolicy(Policy):
-    """Uniform random actions in the env's action range (a floor for rankings)."""
-
-    def __init__(self, scale: float = 0.05, seed: int = 0, name: str = "random"):
-        self.scale, self._seed, self.name = float(scale), seed, name
-        self._rng = np.random.default_rng(seed)
-
-    def reset(self, instruction: str) -> None:
-        self._rng = np.random.default_rng(self._seed)
-
-    def act(self, observation: Observation) -> np.ndarray:
-        a = self._rng.uniform(-self.scale, self.scale, 7).astype(np.float32)
-        a[3:6] = 0.0
-        a[6] = float(self._rng.random() > 0.5)
-        return a
-
-
 def varied_policies(n: int, seed: int = 7, random_every: int = 6) -> list[Policy]:
     """n policies for varied training data: visual servos with a random gain (log-uniform in [0.05, 1]) and
     action noise (uniform in [0, 0.03]), and every `random_every`-th a random policy. A world model trained
@@ -216,7 +201,7 @@ def varied_policies(n: int, seed: int = 7, random_every: int = 6) -> list[Policy
     out: list[Policy] = []
     for i in range(n):
         if random_every and i % random_every == random_every - 1:
-            out.append(RandomPolicy(seed=seed * 1000 + i))
+            out.append(RandomPolicy.symmetric(0.05, 0.0, seed=seed * 1000 + i))
         else:
             gain = float(np.exp(rng.uniform(np.log(0.05), np.log(1.0))))
             out.append(VisualServoPolicy(gain=gain, noise=float(rng.uniform(0, 0.03)), seed=seed * 1000 + i))
@@ -232,7 +217,7 @@ def collect_episodes(num_episodes: int, *, seed: int = 0, image_size: int = 64, 
     reward); the episode counts as successful if any step was."""
     if policies is None:
         policies = [VisualServoPolicy(0.6, 0.0), VisualServoPolicy(0.4, 0.01, seed=1), VisualServoPolicy(0.8, 0.03, seed=2),
-                    RandomPolicy(seed=3), VisualServoPolicy(0.3, 0.02, 0.01, seed=4)]
+                    RandomPolicy.symmetric(0.05, 0.0, seed=3), VisualServoPolicy(0.3, 0.02, 0.01, seed=4)]
     env = SquareWorldEnv(image_size=image_size, cameras=cameras, max_episode_steps=max_steps,
                          terminate_on_success=terminate_on_success)
     episodes = []
@@ -244,8 +229,8 @@ def collect_episodes(num_episodes: int, *, seed: int = 0, image_size: int = 64, 
         states, actions, rewards = [obs["proprio"]], [], []
         success = False
         for _ in range(max_steps):
-            a = validate_action(policy.act(Observation({c: obs[c] for c in cameras}, obs["proprio"], info["instruction"])),
-                                allow_chunk=False)
+            observation = observation_from_gym(obs, cameras=cameras, instruction=info["instruction"])
+            a = validate_action(policy.act(observation), allow_chunk=False)
             obs, r, term, trunc, step_info = env.step(a)
             actions.append(a)
             rewards.append(r)

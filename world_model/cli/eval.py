@@ -12,7 +12,9 @@ the results also hold each member's own ranking and the share of episodes the me
 is measured on `checkpoint` alone).
 
 `env_id` is a gymnasium id; the `module:` prefix makes gymnasium import the module that registers it. Policy
-specs: world_model/policies.py (quote a spec that holds `,` or `=`, or write `;` for its `,`). Writes `output`
+specs: the grammar of every command (`vla.policy.registry`: `kind[:key=value,...]` or a checkpoint directory),
+with world_model's `servo` (`world_model.policies`); `random` without `scale=` moves +-0.05 m. Quote a spec that
+holds `,` or `=`, or write `;` for its `,`. Writes `output`
 (JSON) and, for closed loop, `<stem>_videos.npz` beside it; `wm-viz eval_json=...` turns both into a report.
 """
 
@@ -24,7 +26,7 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from vla.cli.hydra_app import ConfigHint
+from vla.cli.hydra_app import ConfigHint, default_headless_gl
 from world_model.config import WMEvalConfig, register_configs
 
 logger = logging.getLogger("world_model.cli.eval")
@@ -39,10 +41,11 @@ _hint = ConfigHint("wm-eval", "wm_eval", HINT)
 
 def run_eval(cfg: WMEvalConfig, *, progress: bool = True) -> dict:
     """Everything `wm-eval` does, callable from Python; returns the results dict (also written to cfg.output)."""
+    from vla.policy import make_policy
     from world_model.closed_loop import compare_policies
     from world_model.evaluate import evaluate_open_loop
     from world_model.model import WorldModel
-    from world_model.policies import make_policy
+    from world_model.policies import policy_context
     from world_model.results_io import save_results
     from world_model.train import load_split
     from world_model.data import load_episodes
@@ -72,7 +75,7 @@ def run_eval(cfg: WMEvalConfig, *, progress: bool = True) -> dict:
         results.setdefault("warnings", []).append(
             f"horizon {cfg.horizon} exceeds the longest training episode ({model.max_episode_length} steps)")
     if cfg.env_id and cfg.policies:
-        policies = dict(make_policy(s.replace(";", ","), seed=cfg.seed) for s in cfg.policies)
+        policies = dict(make_policy(s, policy_context(cfg.seed)) for s in cfg.policies)
         members = [model, *(WorldModel.load(c) for c in cfg.ensemble)]
         if cfg.ensemble:
             results["ensemble"] = list(cfg.ensemble)
@@ -115,6 +118,7 @@ def _app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    default_headless_gl()  # closed loop renders the env_id's scenes (MuJoCo offscreen through EGL without a display)
     register_configs()
     _hint.run(_app)
 

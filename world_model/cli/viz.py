@@ -50,10 +50,11 @@ def run_viz(cfg: WMVizConfig):
     model = WorldModel.load(cfg.checkpoint)
     episodes = _episodes(cfg, model)
     if cfg.serve:
-        from world_model.policies import make_policy
+        from vla.policy import make_policy
+        from world_model.policies import policy_context
         from world_model.viz.server import Session, serve
 
-        name, policy = make_policy(cfg.policy, seed=cfg.seed) if cfg.policy else ("", None)
+        name, policy = make_policy(cfg.policy, policy_context(cfg.seed)) if cfg.policy else ("", None)
         server = serve(Session(model, episodes, policy, name), cfg.host, cfg.port)
         try:
             server.serve_forever()

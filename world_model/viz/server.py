@@ -1,7 +1,8 @@
 """Interactive world-model page on localhost (stdlib http.server, one rollout at a time).
 
 Pick an episode and a start step, then drive the imagined rollout with the keyboard (arrows: x/y, W/S: z,
-space: toggle the gripper), with the sliders ("step with sliders"), or let a policy act ("policy step").
+space: toggle the gripper), with the sliders ("step with sliders"), or let a policy act ("policy step"; a
+chunk runs over successive policy steps, as in `imagine`, until a manual step drops what is left of it).
 Every step returns the decoded frames of all cameras and the predicted success probability.
 
     wm-viz checkpoint=outputs/wm serve=true port=8765 [policy=vla:path=outputs/train/final]
@@ -21,6 +22,7 @@ from importlib import resources
 import numpy as np
 
 from vla.core.types import ContractError, Observation, Policy, validate_action
+from vla.policy import ActionQueue
 from world_model.data import WMEpisode
 from world_model.model import WorldModel
 from world_model.viz.images import png_b64, upscale
@@ -39,6 +41,7 @@ class Session:
         self.obs: Observation | None = None
         self.step_count = 0
         self.instruction = ""
+        self.queue = ActionQueue()  # the policy's pending chunk, executed open-loop as in `imagine`
         st = model.statistics.action
         self.action_scale = np.maximum(np.abs(st.q01), np.abs(st.q99))[:3].tolist()
 
@@ -64,6 +67,7 @@ class Session:
             self.instruction = ep.instruction
             self.obs = Observation({c: imgs[c][0] for c in self.model.cameras}, ep.proprio[t], ep.instruction)
             self.step_count = 0
+            self.queue.reset()
             if self.policy is not None:
                 self.policy.reset(ep.instruction)
             return {"step": 0, "frames": self._frames(imgs), "success_prob": None, "episode": ep.metadata.episode_id,
@@ -76,10 +80,10 @@ class Session:
             if use_policy:
                 if self.policy is None:
                     raise ValueError("no policy configured; run wm-viz with policy=<spec>")
-                a = validate_action(self.policy.act(self.obs))
-                a = a[0] if a.ndim == 2 else a
+                a = self.queue.step(self.policy, self.obs)
             else:
                 a = validate_action(action, allow_chunk=False)
+                self.queue.reset()  # a manual step leaves the policy's plan behind
             self.state, out = self.model.step(self.state, a[None])
             imgs = self.model.decode(out.latents, size=self.model.source_image_size, proprio=out.norm_proprio)
             self.obs = Observation({c: imgs[c][0] for c in self.model.cameras}, out.proprio[0], self.instruction)
