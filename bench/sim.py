@@ -25,13 +25,15 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "sim.json"
 sys.path.insert(0, str(ROOT))
+
+from vla.cli.hydra_app import default_headless_gl  # noqa: E402
+
+default_headless_gl()
 
 
 def _actions(n: int) -> np.ndarray:

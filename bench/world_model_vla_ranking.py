@@ -85,30 +85,33 @@ def main() -> None:
               "run `make demo` first, or pass --world-model, --dataset and --vla NAME=DIR. "
               f"{RESULTS.relative_to(ROOT)} keeps its recorded run.")
         return
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    from vla.cli.hydra_app import default_headless_gl
+
+    default_headless_gl()
     import torch
 
     torch.set_num_threads(1)
     import sim_envs
-    from sim_envs.baselines import make_policy
+    from sim_envs.baselines import policy_context
+    from vla.policy import make_policy
     from world_model.closed_loop import compare_policies, initial_states, make_env, run_in_sim
     from world_model.model import WorldModel
-    from world_model.policies import NoisyPolicy
 
     t_start = time.perf_counter()
     load0 = [round(v, 2) for v in os.getloadavg()]
     env_id = sim_envs.task_id(args.task)
     model = WorldModel.load(args.world_model)
 
-    def load(spec: str):
-        _, pol = make_policy(spec, tasks=[env_id], dataset=args.dataset, seed=0)
-        return pol() if callable(pol) and not hasattr(pol, "act") else pol
+    context = policy_context([env_id], datasets=args.dataset, seed=0)
+
+    def load(spec):
+        return make_policy(spec, context)[1]
 
     vlas = dict(v.split("=", 1) for v in args.vla)
-    policies = {f"vla {n}": load(d) for n, d in vlas.items()}
+    policies = {f"vla {n}": load({"kind": "vla", "path": d}) for n, d in vlas.items()}
     first_name, first_dir = next(iter(vlas.items()))
     for i, noise in enumerate(args.noise):
-        policies[f"vla {first_name} + noise {noise}"] = NoisyPolicy(load(first_dir), noise, seed=i + 1)
+        policies[f"vla {first_name} + noise {noise}"] = load({"kind": "vla", "path": first_dir, "noise": noise, "seed": i + 1})
     policies["no_vision"] = load("no_vision")
     policies["random"] = load("random")
     env_kwargs = {"image_size": args.image_size, "cameras": list(model.cameras), "dr_level": args.dr_level}

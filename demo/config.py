@@ -120,6 +120,13 @@ class DemoConfig:
         if problems:
             raise ValueError("invalid vla-demo config: " + "; ".join(problems))
 
+    def sim_config(self):
+        """The `sim_envs.config.SimConfig` of collection and evaluation alike (the demo's image size and cameras;
+        the rest as shipped), so the VLA is evaluated on the frames it was trained on."""
+        from sim_envs.config import SimConfig
+
+        return SimConfig(image_size=self.image_size, cameras=list(self.cameras))
+
     def model_overrides(self, proprio_dim: int) -> list[str]:
         """The `vla-train` overrides that build the demo's model (image size and `policy_cameras` follow the demo;
         `proprio_dim` is the sim's, `sim_envs.env.PROPRIO_DIM`)."""

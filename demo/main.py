@@ -31,7 +31,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from demo.config import DemoConfig
-from vla.cli.hydra_app import ConfigHint
+from vla.cli.hydra_app import ConfigHint, default_headless_gl
 
 logger = logging.getLogger("vla-demo")
 
@@ -59,9 +59,8 @@ def collect_stage(cfg: DemoConfig, out: Path) -> Path:
     from sim_envs.collect import CollectSettings, collect
 
     settings = CollectSettings(
-        tasks=[cfg.task], dr_level=cfg.dr_level, episodes=cfg.episodes, workers=cfg.collect_workers,
-        image_size=cfg.image_size, cameras=tuple(cfg.cameras), seed_start=cfg.seed,
-        action_noise=cfg.collect_action_noise,
+        tasks=[cfg.task], sim=cfg.sim_config(), dr=cfg.dr_level, episodes=cfg.episodes, workers=cfg.collect_workers,
+        seed_start=cfg.seed, action_noise=cfg.collect_action_noise,
     )
     summary = collect(settings, root_dir=out / "data", name=f"demo_{cfg.task.lower()}_{cfg.dr_level}", overwrite=True)
     return Path(summary.dataset_dir)
@@ -87,27 +86,23 @@ def train_stage(cfg: DemoConfig, out: Path, dataset_dir: Path) -> Path:
 def eval_stage(cfg: DemoConfig, out: Path, dataset_dir: Path, checkpoint: Path) -> dict[str, Any]:
     import torch
 
-    from sim_envs.baselines import make_policy
+    from sim_envs import task_id
+    from sim_envs.baselines import policy_context
     from sim_envs.evaluation import EvalSettings, evaluate_policies, plan_episodes, write_outputs
     from sim_envs.results import aggregate
-    from sim_envs import task_id
+    from vla.policy import policy_source
 
     torch.set_num_threads(cfg.torch_threads)
     task = task_id(cfg.task)
-    policies = dict(
-        [
-            make_policy(str(checkpoint), tasks=[task]),
-            make_policy("no_vision", tasks=[task], dataset=str(dataset_dir)),
-            make_policy("random", tasks=[task], seed=cfg.seed),
-        ]
-    )
-    policies = {"tiny_vla" if k == str(checkpoint) else k: v for k, v in policies.items()}
-    specs = plan_episodes(task, cfg.dr_level, cfg.eval_episodes)
+    context = policy_context([task], datasets=dataset_dir, seed=cfg.seed)
+    specs = {"tiny_vla": {"kind": "vla", "path": str(checkpoint)}, "no_vision": "no_vision", "random": "random"}
+    policies = {name: policy_source(spec, context)[1] for name, spec in specs.items()}
+    episodes = plan_episodes(task, cfg.dr_level, cfg.eval_episodes)
     settings = EvalSettings(
-        image_size=cfg.image_size, cameras=tuple(cfg.cameras), num_envs=cfg.eval_envs,
-        execute_steps=cfg.execute_steps, videos_per_cell=cfg.videos, video_dir=out / "eval" / "videos",
+        sim=cfg.sim_config(), num_envs=cfg.eval_envs, execute_steps=cfg.execute_steps, videos_per_cell=cfg.videos,
+        video_dir=out / "eval" / "videos",
     )
-    results = evaluate_policies(policies, specs, settings)
+    results = evaluate_policies(policies, episodes, settings)
     write_outputs(results, out / "eval", levels=[cfg.dr_level])
     return {name: aggregate(res) for name, res in results.items()}, results
 
@@ -246,8 +241,7 @@ def _finite_or_none(value):
 
 
 def main() -> None:
-    # Headless by default: MuJoCo renders offscreen through EGL (software llvmpipe on a CPU-only machine).
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    default_headless_gl()  # MuJoCo renders offscreen through EGL (software llvmpipe on a CPU-only machine)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     _register()

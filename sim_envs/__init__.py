@@ -4,28 +4,23 @@ scripted experts, gymnasium registration.
     import gymnasium, sim_envs
     env = gymnasium.make("vla_sim/LiftCube-v0", dr_level="none", image_size=224)
 
-`import sim_envs` registers every task of `sim_envs.tasks.TASK_CLASSES` as `vla_sim/<Task>-v0` and, on a
-machine without a display, defaults `MUJOCO_GL` to `egl` (offscreen); nothing else runs at import, and
-mujoco is imported when an env is built. `sim_envs.TASKS` lists the ids.
+`import sim_envs` registers every task of `sim_envs.tasks.TASK_CLASSES` as `vla_sim/<Task>-v0` and the
+policy kinds `expert` and `no_vision` in `vla.policy` (`sim_envs.baselines`); nothing else runs at import,
+and mujoco is imported when an env is built. `sim_envs.TASKS` lists the ids. Rendering needs `MUJOCO_GL`
+(e.g. `egl` on a machine without a display): the entry points set it
+(`vla.cli.hydra_app.default_headless_gl`), a library import does not.
 """
 
 from __future__ import annotations
 
-import os
-
 import gymnasium
 
+import sim_envs.baselines  # noqa: F401  (registers the policy kinds expert and no_vision; numpy only)
 from sim_envs.tasks import TASK_CLASSES
 
 NAMESPACE = "vla_sim"
 #: Registered gymnasium ids, e.g. "vla_sim/LiftCube-v0".
 TASKS: tuple[str, ...] = tuple(f"{NAMESPACE}/{name}-v0" for name in TASK_CLASSES)
-
-
-def _default_headless_gl() -> None:
-    """Render offscreen with EGL when no display is configured (MuJoCo would try GLFW/X11 and fail)."""
-    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-        os.environ["MUJOCO_GL"] = "egl"
 
 
 def _register() -> None:
@@ -41,7 +36,6 @@ def _register() -> None:
         )
 
 
-_default_headless_gl()
 _register()
 
 
@@ -63,13 +57,4 @@ def describe_tasks() -> list[dict]:
         for name, cls in TASK_CLASSES.items()
     ]
 
-
-def to_observation(obs: dict, info: dict, timestamp: float = 0.0):
-    """Turn an env observation + info into the contract `vla.Observation`."""
-    from vla.core.types import Observation
-
-    images = {k: v for k, v in obs.items() if k != "proprio"}
-    return Observation(images=images, proprio=obs["proprio"], instruction=str(info["instruction"]), timestamp=timestamp)
-
-
-__all__ = ["NAMESPACE", "TASKS", "describe_tasks", "task_id", "to_observation"]
+__all__ = ["NAMESPACE", "TASKS", "describe_tasks", "task_id"]

@@ -1,16 +1,20 @@
-"""Built-in baseline policies for the evaluation runner: random, no-vision, expert.
+"""The simulator's own policy kinds, registered in `vla`'s registry: `expert` and `no_vision`.
 
-- `RandomPolicy`: uniform random end-effector deltas in the given bounds, random gripper. Chance level.
-- `NoVisionPolicy`: the *blind* baseline. It never looks at images or proprio; it reads the instruction,
-  finds the task it names (the training instruction it matches, else the most similar one) and replays
-  that task's time-indexed mean expert action trajectory from the training data. For a policy that sees
-  no observation, the mean action at each time step is the best open-loop prediction under the squared
-  error that behaviour cloning minimizes, so this is the "what can language + timing alone do" baseline
-  (the blind-agent baseline of embodied AI; the no-vision ablation of the VLA papers). Its success rate is
-  what a learned policy must beat to show it uses vision: the gap measures how much the task depends on
-  where things are in the scene.
-- `ExpertPolicy`: the task's scripted expert (privileged simulator state). It cannot act from an
-  `Observation`, so the evaluation runner computes its actions inside each env worker.
+    vla-eval policy=[outputs/train/final,no_vision,random,expert] policy_options.dataset=<RLDS dir>
+
+- `MeanTrajectoryPolicy` (`no_vision`): the *blind* baseline. It never looks at images or proprio; it reads
+  the instruction, finds the task it names (the training instruction it matches, else the most similar one)
+  and replays that task's time-indexed mean expert action trajectory from the training data. For a policy
+  that sees no observation, the mean action at each time step is the best open-loop prediction under the
+  squared error that behaviour cloning minimizes, so this is the "what can language + timing alone do"
+  baseline (the blind-agent baseline of embodied AI). Its success rate is what a learned policy must beat to
+  show it uses vision. (`blank_images=1` on any kind is the other no-vision ablation: a visual policy shown
+  black images.)
+- `ExpertPolicy` (`expert`): the task's scripted expert (privileged simulator state). It cannot act from an
+  `Observation`, so the evaluation runner computes its actions inside each env worker and feeds them in.
+- `random` is `vla`'s; `policy_context` gives it the task's action bounds.
+
+Importing `sim_envs` imports this module, so the kinds exist wherever the tasks do.
 """
 
 from __future__ import annotations
@@ -19,38 +23,14 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from vla.core.types import ACTION_DIM, GRIPPER_INDEX, Observation, Policy
+from vla.policy.registry import PolicyContext, PolicyOptions, PolicySpecError, register_policy
 
 logger = logging.getLogger(__name__)
-
-#: Names the CLI accepts for the built-in baselines (`policy=random`).
-BASELINES = ("random", "no_vision", "expert")
-
-
-class RandomPolicy(Policy):
-    """Uniform random actions: each of dx..dyaw in [low, high], the gripper open or closed with p = 0.5.
-
-    Args:
-        low, high: (6,) bounds of the end-effector deltas (m, rad), e.g. the env's action-space bounds.
-        seed: seed of the policy's own generator (the episodes' seeds are the env's business).
-    """
-
-    def __init__(self, low: Sequence[float], high: Sequence[float], seed: int = 0) -> None:
-        self.low = np.asarray(low, np.float32).reshape(-1)[: ACTION_DIM - 1]
-        self.high = np.asarray(high, np.float32).reshape(-1)[: ACTION_DIM - 1]
-        if self.low.shape != (ACTION_DIM - 1,) or self.high.shape != (ACTION_DIM - 1,) or np.any(self.high < self.low):
-            raise ValueError(f"RandomPolicy needs (6,) bounds with low <= high, got low={self.low}, high={self.high}")
-        self._rng = np.random.default_rng(seed)
-
-    def act(self, observation: Observation) -> np.ndarray:
-        a = np.empty(ACTION_DIM, np.float32)
-        a[:GRIPPER_INDEX] = self._rng.uniform(self.low, self.high)
-        a[GRIPPER_INDEX] = float(self._rng.integers(0, 2))
-        return a
 
 
 @dataclass
@@ -71,18 +51,18 @@ def _tokens(text: str) -> set[str]:
     return set(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-class NoVisionPolicy(Policy):
+class MeanTrajectoryPolicy(Policy):
     """Blind baseline: replays the instructed task's mean expert action trajectory (see the module docstring).
 
-    One instance keeps one episode's time step, so the runner makes one instance per parallel env
-    (pass `NoVisionPolicy.from_dataset` wrapped in a factory, as `make_baseline` does).
+    One instance keeps one episode's time step, so the runner makes one instance per parallel env (the
+    `no_vision` kind returns a factory).
     """
 
     cameras: tuple[str, ...] = ()
 
     def __init__(self, trajectories: dict[str, MeanTrajectory]) -> None:
         if not trajectories:
-            raise ValueError("NoVisionPolicy needs at least one task trajectory")
+            raise ValueError("MeanTrajectoryPolicy needs at least one task trajectory")
         self.trajectories = dict(trajectories)
         self._by_instruction = {ins: t for t, tr in self.trajectories.items() for ins in tr.instructions}
         self._current: MeanTrajectory | None = None
@@ -90,7 +70,7 @@ class NoVisionPolicy(Policy):
 
     @classmethod
     def from_dataset(cls, dataset_dirs: str | Path | Iterable[str | Path], *, successful_only: bool = True,
-                     split: str = "train") -> "NoVisionPolicy":
+                     split: str = "train") -> "MeanTrajectoryPolicy":
         """Mean trajectories per task (`episode_metadata/task`) of RLDS datasets written by `vla-collect`."""
         from vla.data.rlds_reader import RLDSReader
 
@@ -162,18 +142,36 @@ def _mean_trajectory(task: str, episodes: list[np.ndarray], instructions: set[st
 class ExpertPolicy(Policy):
     """The task's scripted expert, evaluated like any policy by `sim_envs.evaluation`.
 
-    The expert reads privileged simulator state that an `Observation` does not carry, so it cannot be
-    called on its own: the runner creates it inside each env worker (`sim_envs.experts.make_expert`) and
-    executes the actions it computes there. Its success rate is the upper reference of a task / DR level.
+    The expert reads privileged simulator state that an `Observation` does not carry, so the runner computes
+    its action inside each env worker (`sim_envs.eval_envs.EvalEpisodeWrapper`) and `feed`s it here just
+    before asking `act`: wrappers of the registry (`expert:noise=0.01`) then apply to it like to any policy.
+    Its success rate is the upper reference of a task / DR level.
     """
 
-    privileged_expert = True
+    def __init__(self) -> None:
+        self._next: np.ndarray | None = None
+
+    def feed(self, action: np.ndarray) -> None:
+        """The action the expert computed for the observation `act` is asked about next."""
+        self._next = action
 
     def act(self, observation: Observation) -> np.ndarray:
-        raise RuntimeError(
-            "ExpertPolicy needs the simulator state; evaluate it with sim_envs.evaluation (policy=expert), "
-            "or call sim_envs.experts.make_expert(env) on an env you hold"
-        )
+        if self._next is None:
+            raise RuntimeError(
+                "ExpertPolicy needs the simulator state; evaluate it with sim_envs.evaluation (policy=expert), "
+                "or call sim_envs.experts.make_expert(env) on an env you hold"
+            )
+        action, self._next = self._next, None
+        return action
+
+
+def expert_of(policy: Policy) -> ExpertPolicy | None:
+    """The `ExpertPolicy` inside `policy` (itself, or under wrappers' `.base`), else None."""
+    while policy is not None:
+        if isinstance(policy, ExpertPolicy):
+            return policy
+        policy = getattr(policy, "base", None)
+    return None
 
 
 def env_action_bounds(task: str) -> tuple[np.ndarray, np.ndarray]:
@@ -190,38 +188,37 @@ def env_action_bounds(task: str) -> tuple[np.ndarray, np.ndarray]:
         env.close()
 
 
-def make_policy(spec: str, *, tasks: Sequence[str], dataset=None, unnorm_key: str | None = None,
-                device: str = "cpu", seed: int = 0):
-    """A built-in baseline by name, or a VLA checkpoint directory, as the runner takes it.
+def policy_context(tasks: Sequence[str], *, datasets: Sequence[str | Path] | str | Path | None = None,
+                   seed: int = 0, device: str = "cpu", unnorm_key: str | None = None) -> PolicyContext:
+    """What a sim command tells the registry: its tasks, the `random` kind's action bounds (the first task's,
+    read only when `random` is built), the datasets `no_vision` averages."""
+    if datasets is None:
+        datasets = ()
+    elif isinstance(datasets, (str, Path)):
+        datasets = (datasets,)
+    tasks = tuple(tasks)
+    bounds = (lambda: env_action_bounds(tasks[0])) if tasks else None
+    return PolicyContext(device=device, seed=seed, tasks=tasks, datasets=tuple(str(d) for d in datasets),
+                         unnorm_key=unnorm_key, action_bounds=bounds)
 
-    Returns (name, policy) where policy is a `Policy` instance (shared by parallel envs) or a zero-argument
-    factory (one instance per parallel env, for policies with per-episode state).
-    Raises ValueError naming the valid choices when `spec` is neither.
-    """
-    name = str(spec)
-    if name == "random":
-        low, high = env_action_bounds(tasks[0])
-        counter = iter(range(1_000_000))
-        return "random", lambda: RandomPolicy(low, high, seed=seed + next(counter))
-    if name == "no_vision":
-        if not dataset:
-            raise ValueError(
-                "the no_vision baseline replays the mean expert trajectory of the training data: pass the RLDS "
-                "dataset(s) with policy_options.dataset=<dir> (what vla-collect wrote, e.g. "
-                "outputs/data/sim_liftcube_none/1.0.0)"
-            )
-        template = NoVisionPolicy.from_dataset(dataset)
-        return "no_vision", lambda: NoVisionPolicy(template.trajectories)
-    if name == "expert":
-        return "expert", ExpertPolicy()
-    path = Path(name).expanduser()
-    if not path.is_dir():
-        raise ValueError(
-            f"policy {name!r} is neither a built-in baseline {list(BASELINES)} nor an existing checkpoint directory"
+
+@register_policy("expert", summary="the task's scripted expert (privileged simulator state; sim_envs.evaluation only)")
+def _expert(opts: PolicyOptions, ctx: PolicyContext) -> Callable[[], Policy]:
+    return ExpertPolicy  # one per parallel env: each is fed its own env's action
+
+
+@register_policy("no_vision", options=("dataset",),
+                 summary="replays the instructed task's mean demonstration (dataset=<RLDS dir> or the command's "
+                         "datasets): what language and timing alone achieve")
+def _no_vision(opts: PolicyOptions, ctx: PolicyContext) -> Callable[[], Policy]:
+    datasets = opts.raw("dataset") or ctx.datasets
+    if isinstance(datasets, (str, Path)):
+        datasets = [datasets]
+    if not datasets:
+        raise PolicySpecError(
+            "the no_vision baseline replays the mean expert trajectory of the training data: pass the RLDS "
+            "dataset(s) with policy_options.dataset=<dir> (vla-eval) or no_vision:dataset=<dir> (what "
+            "vla-collect wrote, e.g. outputs/data/sim_liftcube_none/1.0.0)"
         )
-    from vla.model.policy import VLAPolicy  # imported here: torch + transformers are only needed for checkpoints
-
-    kwargs: dict = {"device": device}
-    if unnorm_key:
-        kwargs["unnorm_key"] = unnorm_key
-    return name, VLAPolicy.from_pretrained(str(path), **kwargs)
+    template = MeanTrajectoryPolicy.from_dataset(list(datasets))
+    return lambda: MeanTrajectoryPolicy(template.trajectories)

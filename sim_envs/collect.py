@@ -1,6 +1,6 @@
 """Demonstration collection: scripted experts in parallel worker processes, episodes written as RLDS.
 
-    summary = collect(CollectSettings(tasks=["LiftCube"], dr_level="low", episodes=100, workers=2),
+    summary = collect(CollectSettings(tasks=["LiftCube"], dr="low", episodes=100, workers=2),
                       root_dir="outputs/data", name="sim_lift_low")
     summary.dataset_dir  # outputs/data/sim_lift_low/1.0.0, loads with RLDSReader and tfds.builder_from_directory
 
@@ -24,9 +24,12 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from vla.core.episode import Episode, EpisodeMetadata
+from vla.core.gym import observation_from_gym
+from vla.core.intervals import wilson_interval
 from vla.core.types import validate_action
 
-from sim_envs.results import wilson_interval
+from sim_envs.config import SimConfig
+from sim_envs.domain_randomization import DRConfig
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +47,15 @@ class CollectSettings:
 
     Attributes:
         tasks: task names or ids (see `sim_envs.TASKS`); `episodes` are collected for each.
-        dr_level: domain-randomization level of every episode.
+        sim: how the envs are built (`SimConfig`: image size, cameras, controller, episode limit, terminate
+            on success).
+        dr: domain randomization of every episode: a shipped level's name (`configs/dr/<level>.yaml`) or a
+            `DRConfig` (a level customized on the command line).
         episodes: episodes per task (attempts: dropped failures are not retried).
         seed_start: first seed; episode i of a task uses seed_start + i. Evaluation's held-out seeds start at
             `sim_envs.evaluation.EVAL_SEED_START`, far above.
         workers: expert processes (always separate processes, see `_run_jobs`).
         keep_failed: write failed expert episodes too (success=False in their metadata) instead of dropping them.
-        image_size, cameras, max_episode_steps: env options (None = the task's own episode limit).
-        controller: `sim_envs.controller.ControllerConfig`; None: the default (10 Hz).
-        terminate_on_success: end an episode at its first successful step (else run to the time limit).
         action_noise: DART-style perturbation (Laskey et al. 2017): std (m) of Gaussian noise added to the
             translation the expert asks for before it is executed; the episode records the expert's clean action
             as the label. The closed-loop expert then corrects the drift, so the data shows how to recover from
@@ -72,22 +75,15 @@ class CollectSettings:
             Such episodes nearly always fail, so this needs `keep_failed=True`: a world model trained on
             demonstrations alone has never seen what random actions do and can imagine them succeeding.
             0 = off.
-        dr_config: a `DRConfig` to use instead of the shipped `configs/dr/<dr_level>.yaml` (a level
-            customized on the command line); None: the shipped level.
     """
 
     tasks: Sequence[str] = ("LiftCube",)
-    dr_level: str = "none"
+    sim: SimConfig = field(default_factory=SimConfig)
+    dr: str | DRConfig = "none"
     episodes: int = 10
     seed_start: int = 0
     workers: int = 1
     keep_failed: bool = False
-    image_size: int = 224
-    cameras: tuple[str, ...] = ("primary", "wrist")
-    max_episode_steps: int | None = None
-    dr_config: Any = None
-    controller: Any = None
-    terminate_on_success: bool = True
     action_noise: float = 0.0
     grasp_miss: float = 0.0
     random_takeover: float = 0.0
@@ -96,7 +92,6 @@ class CollectSettings:
         if isinstance(self.tasks, str):
             self.tasks = (self.tasks,)
         self.tasks = tuple(self.tasks)
-        self.cameras = tuple(self.cameras)
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if self.workers < 1:
@@ -114,30 +109,23 @@ class CollectSettings:
                              "set keep_failed=true to write them (they are labelled success=False)")
 
     @property
+    def dr_level(self) -> str:
+        return self.dr if isinstance(self.dr, str) else self.dr.level
+
+    @property
     def records_executed_action(self) -> bool:
-        return _records_executed_action(self.action_noise, self.random_takeover)
-
-
-def _records_executed_action(action_noise: float, random_takeover: float) -> bool:
-    """Whether episodes carry `executed_action` (what the arm did differs from the expert's label); the
-    writer's features and every episode must agree on it."""
-    return action_noise > 0 or random_takeover > 0
+        """Whether episodes carry `executed_action` (what the arm did differs from the expert's label); the
+        writer's features and every episode must agree on it."""
+        return self.action_noise > 0 or self.random_takeover > 0
 
 
 @dataclass(frozen=True)
 class _Job:
+    """One episode for a worker: the task, its seed, and the collection's settings (passed whole)."""
+
     task: str
-    dr_level: str
     seed: int
-    image_size: int
-    cameras: tuple[str, ...]
-    max_episode_steps: int | None
-    dr_config: Any = None
-    controller: Any = None
-    terminate_on_success: bool = True
-    action_noise: float = 0.0
-    grasp_miss: float = 0.0
-    random_takeover: float = 0.0
+    settings: CollectSettings
 
 
 @dataclass
@@ -180,24 +168,14 @@ _ENVS: dict[str, Any] = {}
 
 def _env_and_expert(job: _Job):
     """One env + expert per job configuration and worker process, built on first use."""
-    key = json.dumps([
-        job.task, job.dr_level, job.image_size, job.cameras, job.max_episode_steps, job.terminate_on_success,
-        asdict(job.dr_config) if job.dr_config is not None else None,
-        asdict(job.controller) if job.controller is not None else None,
-    ], sort_keys=True)
+    sim, dr = job.settings.sim, job.settings.dr
+    key = json.dumps([job.task, asdict(sim), dr if isinstance(dr, str) else asdict(dr)], sort_keys=True)
     if key not in _ENVS:
-        import sim_envs
-        from sim_envs.config import SimConfig, make_env
-        from sim_envs.controller import ControllerConfig
+        from sim_envs.config import make_env
         from sim_envs.experts import make_expert
 
-        sim = SimConfig(
-            image_size=job.image_size, cameras=list(job.cameras), max_episode_steps=job.max_episode_steps,
-            terminate_on_success=job.terminate_on_success,
-            controller=job.controller if job.controller is not None else ControllerConfig(),
-        )
-        env = make_env(job.task, sim=sim, dr=job.dr_config if job.dr_config is not None else job.dr_level)
-        _ENVS[key] = (env, make_expert(env), sim_envs.to_observation)
+        env = make_env(job.task, sim=sim, dr=dr)
+        _ENVS[key] = (env, make_expert(env))
     return _ENVS[key]
 
 
@@ -205,13 +183,14 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
     """Roll out the task's expert from `job.seed`; exceptions become a failed episode with the reason."""
     t0 = time.perf_counter()
     try:
-        env, expert, to_observation = _env_and_expert(job)
+        env, expert = _env_and_expert(job)
         obs, info = env.reset(seed=job.seed)
     except Exception as e:  # noqa: BLE001  (one broken episode must not end the collection)
         return ExpertEpisode(job.task, job.seed, False, 0, {}, "", error=f"env setup/reset raised {type(e).__name__}: {e}")
+    settings = job.settings
     instruction = str(info.get("instruction", ""))
     dr_params = dict(info.get("dr_params", {}))
-    images: dict[str, list[np.ndarray]] = {c: [] for c in job.cameras}
+    images: dict[str, list[np.ndarray]] = {c: [] for c in settings.sim.cameras}
     states: list[np.ndarray] = []
     actions: list[np.ndarray] = []
     executed_actions: list[np.ndarray] = []
@@ -220,11 +199,11 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
     # Seeded by the episode seed, so a perturbed dataset is as reproducible as a clean one.
     noise_rng = np.random.default_rng([job.seed, NOISE_STREAM])
     angle = np.random.default_rng([job.seed, MISS_STREAM]).uniform(0.0, 2 * np.pi)
-    expert.aim_offset = job.grasp_miss * np.array([np.cos(angle), np.sin(angle), 0.0])
+    expert.aim_offset = settings.grasp_miss * np.array([np.cos(angle), np.sin(angle), 0.0])
     takeover_rng = np.random.default_rng([job.seed, TAKEOVER_STREAM])
     takeover_at, random_policy = -1, None
-    if takeover_rng.random() < job.random_takeover:
-        from sim_envs.baselines import RandomPolicy
+    if takeover_rng.random() < settings.random_takeover:
+        from vla.policy.baselines import RandomPolicy
 
         limit = int(env.spec.max_episode_steps)  # the TimeLimit that gymnasium.make applies
         takeover_at = int(takeover_rng.integers(0, max(1, limit // 3)))
@@ -233,17 +212,17 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
     try:
         expert.reset(instruction)
         while True:
-            action = validate_action(expert.act(to_observation(obs, info)), allow_chunk=False, name="expert action")
-            for c in job.cameras:
+            action = validate_action(expert.act(observation_from_gym(obs, info)), allow_chunk=False, name="expert action")
+            for c in settings.sim.cameras:
                 images[c].append(np.asarray(obs[c], np.uint8))
             states.append(np.asarray(obs["proprio"], np.float32))
             actions.append(action)
             executed = action
             if random_policy is not None and len(actions) > takeover_at:
                 executed = random_policy.act(None)
-            elif job.action_noise > 0:
+            elif settings.action_noise > 0:
                 executed = action.copy()
-                executed[:3] += noise_rng.normal(0.0, job.action_noise, 3).astype(np.float32)
+                executed[:3] += noise_rng.normal(0.0, settings.action_noise, 3).astype(np.float32)
             executed_actions.append(executed)
             obs, _, terminated, truncated, info = env.step(executed)
             rewards.append(float(bool(info.get("success", False))))
@@ -256,7 +235,7 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
     episode = None
     if actions:
         md = EpisodeMetadata(
-            episode_id=f"{job.task.split('/')[-1]}-{job.dr_level}-seed{job.seed}",
+            episode_id=f"{job.task.split('/')[-1]}-{settings.dr_level}-seed{job.seed}",
             success=success, seed=job.seed, randomization=dr_params, task=job.task,
         )
         episode = Episode(
@@ -265,8 +244,7 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
             # Per step, so episodes that run on after success (terminate_on_success=False) label every solved step.
             reward=np.asarray(rewards + [0.0] * (len(actions) - len(rewards)), np.float32),
             # What the arm did, for dynamics models (the world model); `action` stays the expert's label.
-            executed_action=(np.stack(executed_actions)
-                             if _records_executed_action(job.action_noise, job.random_takeover) else None),
+            executed_action=np.stack(executed_actions) if settings.records_executed_action else None,
         )
     return ExpertEpisode(job.task, job.seed, success, len(actions), dr_params, instruction, error, episode,
                          time.perf_counter() - t0)
@@ -304,12 +282,7 @@ def collect(
 
     task_ids = [resolve_task(t) for t in settings.tasks]
     level = resolve_level(settings.dr_level)
-    jobs = [
-        _Job(t, level, settings.seed_start + i, settings.image_size, settings.cameras, settings.max_episode_steps,
-             settings.dr_config, settings.controller, settings.terminate_on_success, settings.action_noise,
-             settings.grasp_miss, settings.random_takeover)
-        for t in task_ids for i in range(settings.episodes)
-    ]
+    jobs = [_Job(t, settings.seed_start + i, settings) for t in task_ids for i in range(settings.episodes)]
     existing = Path(root_dir) / name / "1.0.0" / "dataset_info.json"
     if existing.exists() and not overwrite:
         raise FileExistsError(f"{existing.parent} already holds a dataset; pass overwrite=true or choose another name")
@@ -356,8 +329,8 @@ def collect(
 
 
 def _settings_json(settings: CollectSettings, level: str, task_ids: list[str]) -> dict[str, Any]:
-    d = asdict(settings)  # asdict recurses into dr_config
-    d.update(tasks=task_ids, dr_level=level, cameras=list(settings.cameras))
+    d = asdict(settings)  # asdict recurses into sim and a DRConfig
+    d.update(tasks=task_ids, dr_level=level)
     return d
 
 
@@ -366,7 +339,7 @@ def _make_writer(root_dir, name, settings: CollectSettings, first: Episode, epis
 
     h, w = first.images["primary"].shape[1:3]
     return RLDSWriter(
-        root_dir, name, cameras=settings.cameras, image_size=(h, w), state_dim=first.state.shape[1],
+        root_dir, name, cameras=tuple(settings.sim.cameras), image_size=(h, w), state_dim=first.state.shape[1],
         episodes_per_shard=episodes_per_shard, overwrite=overwrite, executed_action=settings.records_executed_action,
         description=f"Scripted-expert demonstrations from sim_envs ({', '.join(settings.tasks)}, DR level "
                     f"{settings.dr_level}), written by vla-collect.",

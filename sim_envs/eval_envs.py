@@ -1,6 +1,6 @@
 """The env side of evaluation: run settings, the per-sub-env wrapper, gymnasium vector envs.
 
-`EvalSettings` says how episodes run (image size, parallel envs, chunk execution, videos);
+`EvalSettings` says how episodes run (the `SimConfig` of the envs, parallel envs, chunk execution, videos);
 `make_vector_env` builds `num_envs` copies of one task at one DR level, each wrapped in
 `EvalEpisodeWrapper` (DR replay by seed, expert actions computed where the simulator lives).
 """
@@ -10,14 +10,18 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gymnasium
 import numpy as np
 
+from vla.core.gym import observation_from_gym
 from vla.core.types import ACTION_DIM, validate_action
+
+from sim_envs.config import SimConfig, make_env
+from sim_envs.domain_randomization import DRConfig
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +31,10 @@ class EvalSettings:
     """How episodes are run (not what is evaluated).
 
     Attributes:
-        image_size: camera resolution (square).
-        cameras: cameras rendered and shown to the policy.
-        controller: `sim_envs.controller.ControllerConfig` (control rate, limits); None: the default.
-        terminate_on_success: end an episode at its first successful step (else run to the time limit).
+        sim: how each env is built (`sim_envs.config.SimConfig`: image size, cameras rendered and shown to the
+            policy, controller, episode limit, terminate on success).
         num_envs: parallel envs per task x level (gymnasium vector env).
         vector: "sync" (one process) or "async" (one process per env).
-        max_episode_steps: None = the task's own limit.
         execute_steps: actions of a returned chunk executed open-loop before the policy is asked again
             (None = the whole chunk; 1 = re-plan every step).
         videos_per_cell: episodes recorded as mp4 per task x level (the first seeds); 0 = none.
@@ -44,19 +45,15 @@ class EvalSettings:
             (a level customized on the command line); None: the shipped levels.
     """
 
-    image_size: int = 224
-    cameras: tuple[str, ...] = ("primary", "wrist")
-    controller: Any = None
-    terminate_on_success: bool = True
+    sim: SimConfig = field(default_factory=SimConfig)
     num_envs: int = 1
     vector: str = "sync"
-    max_episode_steps: int | None = None
     execute_steps: int | None = None
     videos_per_cell: int = 0
     video_dir: str | Path | None = None
     video_fps: float = 10.0
     progress: bool = True
-    dr_configs: dict[str, Any] | None = None
+    dr_configs: dict[str, DRConfig] | None = None
 
     def __post_init__(self) -> None:
         if self.num_envs < 1:
@@ -67,7 +64,6 @@ class EvalSettings:
             raise ValueError(f"execute_steps must be >= 1 or None (whole chunk), got {self.execute_steps}")
         if self.videos_per_cell > 0 and self.video_dir is None:
             raise ValueError("videos_per_cell > 0 needs a video_dir")
-        self.cameras = tuple(self.cameras)
 
 
 class EvalEpisodeWrapper(gymnasium.Wrapper):
@@ -107,10 +103,8 @@ class EvalEpisodeWrapper(gymnasium.Wrapper):
     def _add_expert(self, obs, info):
         if self._expert is None:
             return info
-        import sim_envs
-
         try:
-            a = self._expert.act(sim_envs.to_observation(obs, info))
+            a = self._expert.act(observation_from_gym(obs, info))
             info["expert_action"] = validate_action(a, allow_chunk=False, name="expert action")
             info["expert_error"] = ""
         except Exception as e:  # noqa: BLE001  (an expert failure fails the episode, not the run)
@@ -121,14 +115,8 @@ class EvalEpisodeWrapper(gymnasium.Wrapper):
 
 def make_eval_env(task: str, dr_level: str, settings: EvalSettings, with_expert: bool = False) -> gymnasium.Env:
     """One wrapped env (this runs inside the vector env's worker process for `vector=async`)."""
-    from sim_envs.config import SimConfig, make_env
-    from sim_envs.controller import ControllerConfig
-
-    sim = SimConfig(image_size=settings.image_size, cameras=list(settings.cameras),
-                    max_episode_steps=settings.max_episode_steps, terminate_on_success=settings.terminate_on_success,
-                    controller=settings.controller if settings.controller is not None else ControllerConfig())
     dr = (settings.dr_configs or {}).get(dr_level, dr_level)
-    return EvalEpisodeWrapper(make_env(task, sim=sim, dr=dr), with_expert)
+    return EvalEpisodeWrapper(make_env(task, sim=settings.sim, dr=dr), with_expert)
 
 
 def _json_default(o):

@@ -1,4 +1,4 @@
-"""Evaluation results: per-episode records, Wilson intervals, aggregation and `eval_info.json`.
+"""Evaluation results: per-episode records, aggregation with Wilson intervals, and `eval_info.json`.
 
 The layout of `eval_info.json` follows LeRobot's `lerobot-eval` output (`per_episode`, `aggregated` with
 `pc_success`, `avg_sum_reward`, `avg_max_reward`, `eval_s`, `eval_ep_s`, `video_paths`; `per_task` and
@@ -26,32 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-#: z for a two-sided 95% interval: the 0.975 quantile of the standard normal distribution.
-Z_95 = 1.959963984540054
-
-
-def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (Wilson 1927).
-
-    Unlike the normal ("Wald") interval it stays inside [0, 1] and does not collapse to a point at 0 or
-    n successes, which matters for the small episode counts of robot evaluations.
-
-    Returns (low, high); (0.0, 1.0) when n == 0 (nothing is known).
-    """
-    if n < 0 or successes < 0 or successes > n:
-        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    center = (p + z2 / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    # At 0 or n successes the bound is exactly 0 or 1; the formula leaves a floating-point residue there.
-    low = 0.0 if successes == 0 else max(0.0, center - half)
-    high = 1.0 if successes == n else min(1.0, center + half)
-    return low, high
-
+from vla.core.intervals import wilson_interval
 
 @dataclass
 class EpisodeResult:
@@ -206,21 +181,17 @@ def format_rate(agg: dict[str, Any]) -> str:
     return f"{agg['success_rate']:.2f} [{lo:.2f}, {hi:.2f}] ({agg['n_success']}/{agg['n_episodes']})"
 
 
-def write_outputs(
+def write_results(
     results: Mapping[str, Sequence[EpisodeResult]],
     out_dir: str | Path,
     *,
     eval_s: Mapping[str, float] | None = None,
     config: dict | None = None,
-    levels: Sequence[str] | None = None,
-    plot: bool = True,
 ) -> dict[str, Path]:
-    """Write `<out_dir>/<policy>/{episodes.jsonl, eval_info.json}`, `summary.json` and `success_vs_dr.png`.
+    """Write `<out_dir>/<policy>/{episodes.jsonl, eval_info.json}` and `summary.json`.
 
-    Returns the paths written, by name.
+    Returns the paths written, by name (the plot: `sim_envs.evaluation.write_outputs`).
     """
-    from sim_envs.plots import plot_success_vs_dr  # matplotlib only when a plot is written
-
     out_dir = Path(out_dir)
     paths: dict[str, Path] = {}
     summary = {}
@@ -233,9 +204,6 @@ def write_outputs(
             {"task": c["task"], "dr_level": c["dr_level"], **c["aggregated"]} for c in info["per_task"]
         ]}
     paths["summary"] = write_json(summary, out_dir / "summary.json")
-    all_results = [r for res in results.values() for r in res]
-    if plot and all_results:
-        paths["plot"] = plot_success_vs_dr(all_results, out_dir / "success_vs_dr.png", levels=levels)
     return paths
 
 

@@ -43,7 +43,8 @@ def _app_config(domain: int, record_to: str = "") -> BridgeAppConfig:
 
 
 def _direct_rollouts() -> list[dict]:
-    import sim_envs
+    import sim_envs  # noqa: F401  (registers the ids)
+    from vla.core.gym import observation_from_gym
 
     env = gymnasium.make("vla_sim/LiftCube-v0", dr_level="none", image_size=64, cameras=("primary", "wrist"),
                          max_episode_steps=STEPS)
@@ -52,7 +53,7 @@ def _direct_rollouts() -> list[dict]:
         obs, info = env.reset(seed=seed)
         steps = 0
         while True:
-            obs, _, term, trunc, info = env.step(pol.act(sim_envs.to_observation(obs, info)))
+            obs, _, term, trunc, info = env.step(pol.act(observation_from_gym(obs, info)))
             steps += 1
             if term or trunc:
                 break
@@ -63,10 +64,11 @@ def _direct_rollouts() -> list[dict]:
 
 def _vla_eval_results() -> list[dict]:
     """The same seeds through vla-eval's own runner (sim_envs.evaluation), for its scoring."""
+    from sim_envs.config import SimConfig
     from sim_envs.evaluation import EvalSettings, plan_episodes, run_policy
 
     specs = plan_episodes(["vla_sim/LiftCube-v0"], ["none"], SEEDS)
-    settings = EvalSettings(image_size=64, cameras=("primary", "wrist"), max_episode_steps=STEPS, progress=False)
+    settings = EvalSettings(SimConfig(image_size=64, cameras=["primary", "wrist"], max_episode_steps=STEPS), progress=False)
     return [{"seed": r.seed, "success": r.success, "steps": r.steps, "instruction": r.instruction, "error": r.error}
             for r in run_policy(ReachPolicy(), specs, settings, name="reach")]
 

@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("mujoco")
 
 from sim_envs.collect import CollectSettings, collect  # noqa: E402
+from sim_envs.config import SimConfig  # noqa: E402
 from vla.core.episode import EpisodeMetadata  # noqa: E402
 from vla.data.rlds_reader import RLDSReader  # noqa: E402
 
@@ -36,7 +37,7 @@ def _fresh(fn, *args, **kwargs):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    settings = CollectSettings(tasks=["LiftCube"], dr_level="low", episodes=3, workers=2, image_size=32)
+    settings = CollectSettings(tasks=["LiftCube"], sim=SimConfig(image_size=32), dr="low", episodes=3, workers=2)
     summary = _fresh(collect, settings, root, "sim_lift_test", episodes_per_shard=2, progress=False)
     return summary, root / "sim_lift_test" / "1.0.0"
 
@@ -107,7 +108,7 @@ def test_tfds_loads_the_collected_dataset(dataset):
 
 def test_failed_experts_are_dropped_or_kept_never_silently(tmp_path, caplog):
     # 3 control steps are too few for any pick-up: every expert episode fails.
-    settings = CollectSettings(tasks=["LiftCube"], episodes=2, workers=1, image_size=16, max_episode_steps=3)
+    settings = CollectSettings(tasks=["LiftCube"], sim=SimConfig(image_size=16, max_episode_steps=3), episodes=2, workers=1)
     with caplog.at_level(logging.WARNING, logger="sim_envs.collect"):
         dropped = collect(settings, tmp_path, "drop", progress=False)
     assert (dropped.attempted, dropped.written, dropped.dropped, dropped.succeeded) == (2, 0, 2, 0)
@@ -129,6 +130,13 @@ def test_failed_experts_are_dropped_or_kept_never_silently(tmp_path, caplog):
         collect(CollectSettings(tasks=["LiftCubes2"]), tmp_path, "x", progress=False)
 
 
+def _settings(max_episode_steps: int | None = None, terminate_on_success: bool = True, **collect) -> CollectSettings:
+    """One episode's collection settings: LiftCube at DR level low, 32 px, the primary camera."""
+    sim = SimConfig(image_size=32, cameras=["primary"], max_episode_steps=max_episode_steps,
+                    terminate_on_success=terminate_on_success)
+    return CollectSettings(tasks=[TASK], sim=sim, dr="low", **collect)
+
+
 def _perturbed_episode_and_replays(seed: int, noise: float) -> dict[str, np.ndarray]:
     """A DART-perturbed expert episode, and the same seed replayed with label + the episode's noise draws and with
     the labels alone (run in a fresh process, see `_fresh`)."""
@@ -137,7 +145,7 @@ def _perturbed_episode_and_replays(seed: int, noise: float) -> dict[str, np.ndar
     import sim_envs  # noqa: F401
     from sim_envs.collect import NOISE_STREAM, _Job, run_expert_episode
 
-    ep = run_expert_episode(_Job(TASK, "low", seed, 32, ("primary",), None, action_noise=noise)).episode
+    ep = run_expert_episode(_Job(TASK, seed, _settings(action_noise=noise))).episode
     env = gymnasium.make(TASK, dr_level="low", image_size=32, cameras=["primary"])  # as the collector's env
     rng = np.random.default_rng([seed, NOISE_STREAM])  # the collector's per-episode noise stream
     replays = {}
@@ -171,13 +179,14 @@ def test_dart_noise_perturbs_execution_and_records_the_clean_expert_label():
 
 
 def test_no_vision_baseline_replays_the_mean_expert_trajectory(dataset):
-    from sim_envs.baselines import NoVisionPolicy, make_policy
+    from sim_envs.baselines import MeanTrajectoryPolicy, policy_context
     from sim_envs.evaluation import EvalSettings, plan_episodes, run_policy
     from vla.core.types import Observation
+    from vla.policy import PolicySpecError, make_policy, policy_source
 
     _, path = dataset
     eps = list(RLDSReader(path).episodes("train"))
-    policy = NoVisionPolicy.from_dataset(path)
+    policy = MeanTrajectoryPolicy.from_dataset(path)
     (traj,) = policy.trajectories.values()
     assert traj.task == TASK and traj.num_episodes == len(eps)
     first = np.stack([ep["steps"]["action"][0] for ep in eps])
@@ -189,14 +198,21 @@ def test_no_vision_baseline_replays_the_mean_expert_trajectory(dataset):
     np.testing.assert_array_equal(out[0], traj.actions[0])
     assert np.all(out[-1][:6] == 0) and out[-1][6] == traj.actions[-1, 6]  # holds still after the horizon
 
-    name, factory = make_policy("no_vision", tasks=[TASK], dataset=str(path))
+    name, factory = policy_source("no_vision", policy_context([TASK], datasets=str(path)))
+    assert name == "no_vision" and factory() is not factory()  # one instance per parallel env
     res = run_policy(factory, plan_episodes(["LiftCube"], ["none"], 1),
-                     EvalSettings(image_size=16, max_episode_steps=8, vector="async", progress=False), name=name)
+                     EvalSettings(SimConfig(image_size=16, max_episode_steps=8), vector="async", progress=False),
+                     name=name)
     assert res[0].error is None and (res[0].steps == 8 or res[0].success)
+    _, by_option = make_policy(f"no_vision:dataset={path}", policy_context([TASK]))
+    assert isinstance(by_option, MeanTrajectoryPolicy) and by_option.trajectories.keys() == policy.trajectories.keys()
     with pytest.raises(ValueError, match="policy_options.dataset"):
-        make_policy("no_vision", tasks=[TASK])
-    with pytest.raises(ValueError, match=r"neither a built-in baseline \['random', 'no_vision', 'expert'\]"):
-        make_policy("/no/such/checkpoint", tasks=[TASK])
+        make_policy("no_vision", policy_context([TASK]))
+    with pytest.raises(PolicySpecError, match=r"unknown kind 'no_visoin' \(did you mean 'no_vision'\?\).*"
+                                              r"'expert'.*'no_vision'.*'random'"):
+        make_policy("no_visoin", policy_context([TASK]))
+    with pytest.raises(FileNotFoundError, match="not a checkpoint directory"):
+        make_policy("/no/such/checkpoint", policy_context([TASK]))
 
 
 @pytest.mark.slow
@@ -221,7 +237,7 @@ def _missed_grasp(seed: int, miss: float) -> dict:
     import sim_envs  # noqa: F401 - registers the tasks
     from sim_envs.collect import _Job, run_expert_episode
 
-    r = run_expert_episode(_Job(TASK, "low", seed, 32, ("primary",), 40, grasp_miss=miss))
+    r = run_expert_episode(_Job(TASK, seed, _settings(max_episode_steps=40, grasp_miss=miss)))
     return {"success": r.success, "state": r.episode.state, "action": r.episode.action}
 
 
@@ -241,7 +257,7 @@ def _taken_over(seed: int, prob: float) -> dict:
     import sim_envs  # noqa: F401 - registers the tasks
     from sim_envs.collect import _Job, run_expert_episode
 
-    r = run_expert_episode(_Job(TASK, "low", seed, 32, ("primary",), 40, random_takeover=prob))
+    r = run_expert_episode(_Job(TASK, seed, _settings(max_episode_steps=40, random_takeover=prob, keep_failed=True)))
     return {"success": r.success, "action": r.episode.action, "executed": r.episode.executed_action}
 
 
@@ -266,7 +282,7 @@ def _rewards(seed: int, terminate: bool) -> np.ndarray:
     import sim_envs  # noqa: F401 - registers the tasks
     from sim_envs.collect import _Job, run_expert_episode
 
-    return run_expert_episode(_Job(TASK, "low", seed, 32, ("primary",), 40, terminate_on_success=terminate)).episode.reward
+    return run_expert_episode(_Job(TASK, seed, _settings(max_episode_steps=40, terminate_on_success=terminate))).episode.reward
 
 
 def test_reward_marks_every_solved_step():

@@ -12,6 +12,7 @@ import pytest
 import sim_envs
 from sim_envs.env import PROPRIO_DIM
 from vla import ContractError, Observation
+from vla.core.gym import observation_from_gym
 
 SIZE = 48
 
@@ -56,7 +57,7 @@ def test_reset_step_match_contract(env):
     assert isinstance(info["instruction"], str) and info["instruction"]
     assert info["success"] is False and info["seed"] == 0
     json.dumps(info["dr_params"])  # JSON-serializable, goes into episode_metadata
-    o = sim_envs.to_observation(obs, info)
+    o = observation_from_gym(obs, info)
     assert isinstance(o, Observation)
     o.validate(cameras=("primary", "wrist"), image_size=(SIZE, SIZE), proprio_dim=PROPRIO_DIM)
     obs, reward, terminated, truncated, info = env.step(np.array([0, 0, 0.01, 0, 0, 0, 1], np.float32))

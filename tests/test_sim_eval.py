@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vla.core.intervals import wilson_interval
 from vla.core.types import Observation, Policy
 
 pytest.importorskip("mujoco")
 
 from sim_envs.baselines import ExpertPolicy  # noqa: E402
+from sim_envs.config import SimConfig  # noqa: E402
 from sim_envs.evaluation import (  # noqa: E402
     EVAL_SEED_START,
     EvalSettings,
@@ -28,7 +30,7 @@ from sim_envs.evaluation import (  # noqa: E402
     resolve_task,
     write_outputs,
 )
-from sim_envs.results import EpisodeResult, aggregate, build_eval_info, wilson_interval  # noqa: E402
+from sim_envs.results import EpisodeResult, aggregate, build_eval_info  # noqa: E402
 
 TASK = "vla_sim/LiftCube-v0"
 MAX_STEPS = 10
@@ -133,8 +135,8 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
     ChunkPolicy.instances = []
     specs = plan_episodes(["LiftCube"], ["low"], 2)
-    settings = EvalSettings(image_size=32, num_envs=2, vector="async", max_episode_steps=MAX_STEPS, execute_steps=2,
-                            videos_per_cell=1, video_dir=out / "videos", progress=False)
+    settings = EvalSettings(SimConfig(image_size=32, max_episode_steps=MAX_STEPS), num_envs=2, vector="async",
+                            execute_steps=2, videos_per_cell=1, video_dir=out / "videos", progress=False)
     results = evaluate_policies(
         {"expert": ExpertPolicy(), "chunk": ChunkPolicy, "raise": RaisingPolicy(), "nan": NaNAfterTwoPolicy,
          "shape": WrongShapePolicy()},
@@ -256,7 +258,7 @@ def _cli(args, cwd):
 def _sync_expert_run(specs) -> list[tuple[str, int, bool]]:
     from sim_envs.evaluation import run_policy
 
-    settings = EvalSettings(image_size=32, num_envs=2, vector="sync", max_episode_steps=MAX_STEPS, progress=False)
+    settings = EvalSettings(SimConfig(image_size=32, max_episode_steps=MAX_STEPS), num_envs=2, vector="sync", progress=False)
     return [(r.initial_state_hash, r.steps, r.success) for r in run_policy(ExpertPolicy(), specs, settings)]
 
 
@@ -293,8 +295,9 @@ def test_a_vla_checkpoint_is_evaluated_through_make_policy(tmp_path):
     """A saved (untrained, tiny, chunked) VLA checkpoint: loaded lazily by path, batched over 2 envs, its
     4-action chunks executed open-loop, un-normalized actions accepted by the env."""
     torch = pytest.importorskip("torch")
-    from sim_envs.baselines import make_policy
+    from sim_envs.baselines import policy_context
     from sim_envs.evaluation import run_policy
+    from vla.policy import make_policy
     from vla.core.statistics import ArrayStatistics, DatasetStatistics
     from vla.model.presets import build_model
 
@@ -309,8 +312,8 @@ def test_a_vla_checkpoint_is_evaluated_through_make_policy(tmp_path):
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
 
-    name, policy = make_policy(str(tmp_path), tasks=[TASK])
+    name, policy = make_policy(str(tmp_path), policy_context([TASK]))
     assert name == str(tmp_path) and policy.chunk_size == 4
-    settings = EvalSettings(image_size=32, num_envs=2, vector="async", max_episode_steps=6, progress=False)
+    settings = EvalSettings(SimConfig(image_size=32, max_episode_steps=6), num_envs=2, vector="async", progress=False)
     res = run_policy(policy, plan_episodes(["LiftCube"], ["none"], 2), settings, name="tiny_vla")
     assert [(r.error, r.steps) for r in res] == [(None, 6), (None, 6)]

@@ -10,6 +10,7 @@ import sim_envs
 from sim_envs.experts import EXPERTS, make_expert
 from sim_envs.tasks import TASK_CLASSES
 from vla import Policy
+from vla.core.gym import observation_from_gym
 
 
 def test_every_task_has_an_expert():
@@ -26,7 +27,7 @@ def test_expert_succeeds(task):
         expert.reset(info["instruction"])
         done = False
         while not done:
-            action = expert.act(sim_envs.to_observation(obs, info))
+            action = expert.act(observation_from_gym(obs, info))
             assert action.shape == (7,) and np.all(np.isfinite(action))
             obs, reward, terminated, truncated, info = env.step(action)
             done = terminated or truncated

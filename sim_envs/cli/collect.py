@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from sim_envs.cli.config import CollectConfig, dr_config_from, register_configs, sim_config_from
-from vla.cli.hydra_app import ConfigHint
+from vla.cli.hydra_app import ConfigHint, default_headless_gl
 
 logger = logging.getLogger("sim_envs.cli.collect")
 
@@ -36,16 +36,12 @@ def _app(cfg: DictConfig) -> None:
     logger.info("config:\n%s", OmegaConf.to_yaml(cfg))
     tasks = list(cfg.task) if OmegaConf.is_list(cfg.task) else [str(cfg.task)]
     try:
-        dr_config = dr_config_from(cfg.dr)
-        sim = sim_config_from(cfg.sim)
         settings = CollectSettings(
-            tasks=tasks, dr_level=dr_config.level, dr_config=dr_config, episodes=cfg.episodes, seed_start=cfg.seed_start, workers=cfg.workers,
-            keep_failed=cfg.keep_failed, image_size=sim.image_size, cameras=tuple(sim.cameras),
-            max_episode_steps=sim.max_episode_steps, controller=sim.controller,
-            terminate_on_success=sim.terminate_on_success, action_noise=cfg.action_noise, grasp_miss=cfg.grasp_miss,
-            random_takeover=cfg.random_takeover,
+            tasks=tasks, sim=sim_config_from(cfg.sim), dr=dr_config_from(cfg.dr), episodes=cfg.episodes,
+            seed_start=cfg.seed_start, workers=cfg.workers, keep_failed=cfg.keep_failed,
+            action_noise=cfg.action_noise, grasp_miss=cfg.grasp_miss, random_takeover=cfg.random_takeover,
         )
-        name = cfg.name or default_dataset_name(tasks, dr_config.level)
+        name = cfg.name or default_dataset_name(tasks, settings.dr_level)
         summary = collect(settings, cfg.output_dir, name, episodes_per_shard=cfg.episodes_per_shard,
                           overwrite=cfg.overwrite)
     except (ValueError, FileExistsError) as e:
@@ -65,6 +61,7 @@ def _app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    default_headless_gl()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (the RLDS writer) logs its CPU features otherwise
     register_configs()
     _hint.run(_app)

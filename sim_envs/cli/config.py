@@ -44,18 +44,20 @@ class VideoConfig:
 
 
 @dataclass
-class PolicyOptions:
+class PolicyContextConfig:
+    """What every policy spec is built with (`vla.policy.PolicyContext`); a spec's own options win."""
+
     dataset: Any = None  # RLDS dataset dir(s) the no_vision baseline averages (vla-collect output)
     unnorm_key: Optional[str] = None  # checkpoints: statistics key (None: the checkpoint's only one)
     device: str = "cpu"  # checkpoints: torch device
-    seed: int = 0  # random baseline: seed of its generator
+    seed: int = 0  # random baseline (and noise=): seed of its generator
 
 
 @dataclass
 class EvalConfig:
-    """`vla-eval policy=<checkpoint dir | random | no_vision | expert> tasks=[...] dr=[...] seeds=N`."""
+    """`vla-eval policy=<checkpoint dir | random | no_vision | expert | kind:k=v;...> tasks=[...] levels=[...] seeds=N`."""
 
-    policy: Any = "expert"  # one name / path or a list: every policy replays the same initial states
+    policy: Any = "expert"  # one spec (vla.policy grammar) or a list: every policy replays the same initial states
     tasks: Any = "all"  # "all", a task name or a list
     dr: Any = None  # filled by the `dr` config group (dr=none|low|medium|high): one level, customizable
     levels: Any = None  # several shipped DR levels, e.g. [none,low,high] or "all"; None: the `dr` level
@@ -65,7 +67,7 @@ class EvalConfig:
     sim: Any = None  # filled by the `sim` config group (sim=default|fast; sim.image_size=..., ...)
     execute_steps: Optional[int] = None  # actions of a chunk run open-loop before re-planning (None: all)
     video: VideoConfig = field(default_factory=VideoConfig)
-    policy_options: PolicyOptions = field(default_factory=PolicyOptions)
+    policy_options: PolicyContextConfig = field(default_factory=PolicyContextConfig)
     plot: bool = True
     output_dir: str = "outputs/eval"
 

@@ -8,8 +8,11 @@
 
 `dr=<level>` selects one config of the `dr` group (none|low|medium|high, its fields overridable);
 `levels=[...]` (or `levels=all`) sweeps several shipped levels. A list given to `dr=` is refused, since
-hydra would merge the listed configs into one. `policy` is a VLA checkpoint directory or a built-in
-baseline (random, no_vision, expert); with a list, every policy replays the same initial states.
+hydra would merge the listed configs into one. `policy` is a spec of `vla.policy`'s grammar: a VLA
+checkpoint directory, `random`, `no_vision`, `expert`, or any registered `kind:key=value,...`, with the
+options every kind takes (quoted, since hydra reads `=` itself: `'policy=[expert,"expert:noise=0.01"]'`,
+`'policy="vla:path=<dir>,blank_images=1"'`, or as a mapping: `policy={kind:expert,noise:0.01}`); with a
+list, every policy replays the same initial states.
 Writes, under `<output_dir>/<date_time>/`: `<policy>/episodes.jsonl`, `<policy>/eval_info.json`
 (LeRobot-like layout, Wilson 95% intervals), `videos/<policy>_<task>_<level>_seed<seed>.mp4`,
 `summary.json` and `success_vs_dr.png`, and prints a table. Logic: `sim_envs.evaluation`.
@@ -26,7 +29,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from sim_envs.cli.config import EvalConfig, dr_config_from, register_configs, sim_config_from
-from vla.cli.hydra_app import ConfigHint
+from vla.cli.hydra_app import ConfigHint, default_headless_gl
 
 logger = logging.getLogger("sim_envs.cli.eval")
 LEVELS_HINT = "Hint: dr=<level> selects one DR level (none|low|medium|high); several: levels=[none,low,...] or levels=all"
@@ -65,8 +68,9 @@ def _app(cfg: DictConfig) -> None:
 
 def run_eval(cfg: DictConfig, out_dir: Path) -> dict:
     """Resolve the config, run every policy from the same initial states, write and print the results."""
-    from sim_envs.baselines import make_policy
+    from sim_envs.baselines import policy_context
     from sim_envs.evaluation import EvalSettings, available_levels, available_tasks, evaluate_policies, plan_episodes, write_outputs
+    from vla.policy import policy_source
 
     tasks = available_tasks() if _as_list(cfg.tasks) == ["all"] else [str(t) for t in _as_list(cfg.tasks)]
     dr_configs = None
@@ -82,16 +86,13 @@ def run_eval(cfg: DictConfig, out_dir: Path) -> dict:
     task_ids = list(dict.fromkeys(s.task for s in specs))
     opts = cfg.policy_options
     dataset = OmegaConf.to_object(opts.dataset) if OmegaConf.is_list(opts.dataset) else opts.dataset
+    context = policy_context(task_ids, datasets=dataset, seed=opts.seed, device=opts.device, unnorm_key=opts.unnorm_key)
     policies = {}
     for spec in _as_list(cfg.policy):
-        name, policy = make_policy(str(spec), tasks=task_ids, dataset=dataset, unnorm_key=opts.unnorm_key,
-                                   device=opts.device, seed=opts.seed)
+        name, policy = policy_source(OmegaConf.to_object(spec) if OmegaConf.is_config(spec) else str(spec), context)
         policies[name] = policy
-    sim = sim_config_from(cfg.sim)
     settings = EvalSettings(
-        image_size=sim.image_size, cameras=tuple(sim.cameras), controller=sim.controller,
-        terminate_on_success=sim.terminate_on_success, num_envs=cfg.num_envs,
-        vector=cfg.vector, max_episode_steps=sim.max_episode_steps, execute_steps=cfg.execute_steps,
+        sim=sim_config_from(cfg.sim), num_envs=cfg.num_envs, vector=cfg.vector, execute_steps=cfg.execute_steps,
         videos_per_cell=cfg.video.episodes_per_cell, video_dir=out_dir / "videos", video_fps=cfg.video.fps,
         dr_configs=dr_configs,
     )
@@ -132,6 +133,7 @@ def _print_table(results, levels) -> None:
 
 
 def main() -> None:
+    default_headless_gl()
     register_configs()
     _hint.run(_app)
 
