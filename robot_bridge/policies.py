@@ -15,8 +15,8 @@ Kinds (`policy.kind=<kind>`, with the `policy.*` fields each reads):
   tiny_vla (vla)  the tiny VLA preset with random weights and synthetic statistics: the real inference path at
                   toy size, for latency tests
 `seed` and `device` go to the builder through `PolicyContext`. `remote` and `tiny_cnn` are registered with
-`vla.policy.register_policy` when `robot_bridge` is imported, so `vla-eval policy=remote:host=gpu-box` works
-too wherever robot_bridge is importable.
+`vla.policy.register_policy` when `robot_bridge` is imported, so any process that imports it can name them
+in a text spec too (`remote:host=gpu-box,port=5555`).
 
 Why `policy.kind=vla policy.path=DIR` and not `policy=vla:path=DIR`: `policy` is a structured node, and hydra
 refuses a string for it (a string-typed field would lose the typed schema that checks every `policy.*` key and

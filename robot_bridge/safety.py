@@ -117,10 +117,6 @@ class SafetyFilter:
         self.stopped()
         self._last_gripper = None
 
-    @property
-    def last_gripper(self) -> float | None:
-        return self._last_gripper
-
     def filter(self, action, ee_position: np.ndarray | None = None) -> SafetyResult:
         try:
             a = validate_action(action, allow_chunk=False, name="policy action").astype(np.float64)
