@@ -209,7 +209,7 @@ def _episodes(n: int, length, image_size: int = 32, seed: int = 0):
 @pytest.mark.parametrize("dynamics", ["transformer", "conv"])
 def test_rollout_heads_score_proprio_and_success_on_predicted_steps(dynamics):
     from world_model.data import sample_windows
-    from world_model.train import dynamics_loss
+    from world_model.losses import dynamics_loss
 
     m = _model(dynamics=dynamics, conv_channels=16, conv_blocks=2)
     eps = _episodes(3, 12)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from world_model.encoder import FrameAutoencoder
 from world_model.metrics import psnr, ssim
-from world_model.train import reconstruction_loss
+from world_model.losses import reconstruction_loss
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ windows of latents with
   - a multi-step rollout loss (`trainer.rollout_steps` autoregressive steps on its own predictions; with
     `trainer.rollout_heads` it also scores the proprio and success predicted there),
   - Gaussian context noise on history latents (`trainer.context_noise`),
-  - proprio regression, success BCE (positives up-weighted) and reward regression.
-Both phases log to TensorBoard (`<output_dir>/tb`) and show tqdm bars. Checkpoints are written to a
+  - proprio regression, success BCE (positives up-weighted) and reward regression (`world_model.losses`).
+`train_world_model` runs a `WorldModelTrainer` on `TrainingData` (the checked, split episodes). Both phases log to TensorBoard (`<output_dir>/tb`) and show tqdm bars. Checkpoints are written to a
 temporary directory, renamed into `<output_dir>/checkpoints/step_<n>`, and `<output_dir>/latest` (a
 symlink) is swapped atomically, so an interrupted run resumes from the last complete checkpoint.
 """
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from world_model.config import WMTrainConfig
 from world_model.data import WMEpisode, compute_statistics, load_episodes, sample_windows, split_episodes
+from world_model.losses import dynamics_loss, reconstruction_loss
 from world_model.model import WorldModel
 
 logger = logging.getLogger(__name__)
@@ -96,73 +96,6 @@ def _frames_batch(episodes: list[WMEpisode], cameras: list[str], n: int, rng: np
     return x, torch.tensor(cams), prop
 
 
-def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, foreground_weight: float = 4.0) -> torch.Tensor:
-    """Pixel MSE with pixels that differ from the frame's median colour (robot, objects) weighted up.
-
-    Small moving objects cover a few percent of a frame; with plain MSE the decoder learns the background
-    first and blurs them away, yet they are what a policy acting on imagined frames must see.
-    """
-    median = target.flatten(2).median(-1).values[..., None, None]  # (B, 3, 1, 1)
-    fg = ((target - median).abs().amax(1, keepdim=True) > 0.08).float()  # (B, 1, H, W)
-    w = 1.0 + foreground_weight * fg
-    return (w * (pred - target) ** 2).mean() / w.mean()
-
-
-def dynamics_loss(model: WorldModel, batch: dict[str, np.ndarray], *, rollout_steps: int, context_noise: float,
-                  rollout_weight: float = 1.0, proprio_weight: float = 1.0, success_weight: float = 0.5,
-                  pos_weight: float = 10.0, rollout_heads: bool = False,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
-    """Teacher-forced + autoregressive-rollout loss on a window batch from `sample_windows`.
-
-    With `rollout_heads`, the rollout steps also score the predicted proprio and the success logit (not only
-    the latents): in imagination both are read from the model's own, drifting predictions, so they are
-    trained there too."""
-    h = model.config.history
-    z = torch.from_numpy(batch["latents"]).float()  # (B, L+1, N, D)
-    p = torch.from_numpy(batch["proprio"]).float()  # (B, L+1, P)
-    a = torch.from_numpy(batch["action"]).float()  # (B, L+1, 7)
-    s = torch.from_numpy(batch["success"]).float()  # (B, L+1)
-    valid = torch.from_numpy(batch["valid"])  # (B, L+1)
-    ctx_z = z[:, :h]
-    if context_noise > 0:
-        ctx_z = ctx_z + context_noise * torch.randn(ctx_z.shape, generator=generator)
-    out = model.dynamics(ctx_z, p[:, :h], a[:, :h])
-    tgt_valid = valid[:, 1 : h + 1].float()  # target of position i is i+1
-    cur_valid = valid[:, :h].float()
-    denom = tgt_valid.sum().clamp(min=1)
-    tf = (((out["latents"] - z[:, 1 : h + 1]) ** 2).mean((-1, -2)) * tgt_valid).sum() / denom
-    pp = (((out["proprio"] - p[:, 1 : h + 1]) ** 2).mean(-1) * tgt_valid).sum() / denom if p.shape[-1] else z.new_zeros(())
-    bce = F.binary_cross_entropy_with_logits(out["success_logit"], s[:, :h], pos_weight=torch.tensor(pos_weight),
-                                             reduction="none")
-    sl = (bce * cur_valid).sum() / cur_valid.sum().clamp(min=1)
-    rl = (((out["reward"] - s[:, :h]) ** 2) * cur_valid).sum() / cur_valid.sum().clamp(min=1)
-    # Rollout: feed predictions back, `rollout_steps` times, and score each new step.
-    roll = roll_p = roll_s = z.new_zeros(())
-    zs = list(ctx_z.unbind(1)) + [out["latents"][:, -1]]  # steps 0..h, the last one predicted
-    ps = list(p[:, :h].unbind(1)) + [out["proprio"][:, -1]]
-    for r in range(1, rollout_steps + 1):
-        o = model.dynamics(torch.stack(zs[-h:], 1), torch.stack(ps[-h:], 1), a[:, r : r + h], last_only=True)
-        m = valid[:, r + h].float()
-        d = m.sum().clamp(min=1)
-        roll = roll + (((o["latents"][:, -1] - z[:, r + h]) ** 2).mean((-1, -2)) * m).sum() / d
-        if rollout_heads:
-            if p.shape[-1]:
-                roll_p = roll_p + (((o["proprio"][:, -1] - p[:, r + h]) ** 2).mean(-1) * m).sum() / d
-            # The logit of step r+h-1's action: solved after it (as `sl` above, on a predicted state).
-            mc = valid[:, r + h - 1].float()
-            b = F.binary_cross_entropy_with_logits(o["success_logit"][:, -1], s[:, r + h - 1],
-                                                   pos_weight=torch.tensor(pos_weight), reduction="none")
-            roll_s = roll_s + (b * mc).sum() / mc.sum().clamp(min=1)
-        zs.append(o["latents"][:, -1])
-        ps.append(o["proprio"][:, -1])
-    n = max(rollout_steps, 1)
-    roll, roll_p, roll_s = roll / n, roll_p / n, roll_s / n
-    loss = (tf + rollout_weight * (roll + proprio_weight * roll_p + success_weight * roll_s) + proprio_weight * pp
-            + success_weight * (sl + rl))
-    return loss, {"tf": tf.item(), "rollout": roll.item(), "proprio": pp.item(), "success": sl.item(), "reward": rl.item(),
-                  "rollout_proprio": roll_p.item(), "rollout_success": roll_s.item()}
-
-
 def _restore_rng(state: dict) -> tuple[np.random.Generator, torch.Generator]:
     rng = np.random.default_rng()
     rng.bit_generator.state = state["np_rng"]
@@ -198,165 +131,234 @@ def validate(model: WorldModel, episodes: list[WMEpisode], *, history: int, hori
             f"val/copy_last_mse_h{horizon}": base[-1], f"val/ratio_h{horizon}": errs[-1] / max(base[-1], 1e-12)}
 
 
+@dataclasses.dataclass
+class TrainingData:
+    """The episodes of one run, checked (transitions, one image size, one robot) and split by episode."""
+
+    episodes: list[WMEpisode]
+    train: list[WMEpisode]
+    val: list[WMEpisode]
+    split: dict  # what `load_split` reads back: dataset dirs and the episode ids of each side
+    source_size: tuple[int, int]
+    proprio_dim: int
+
+    @classmethod
+    def load(cls, cfg: WMTrainConfig, episodes: list | None = None) -> "TrainingData":
+        """Episodes from `episodes` (in memory) or `cfg.data.dataset_dirs`, split as `cfg.data` says."""
+        mc = cfg.world_model
+        sources = episodes if episodes is not None else list(cfg.data.dataset_dirs)
+        if not sources:
+            raise ValueError("no training data: set data.dataset_dirs=[<root>/<name>/<version>] (e.g. from vla-collect)")
+        eps = load_episodes(sources, mc.cameras, mc.image_size, split=cfg.data.split, max_episodes=cfg.data.max_episodes)
+        short = [e.metadata.episode_id for e in eps if len(e) < 2]
+        if short:
+            raise ValueError(f"episodes {short[:5]} have fewer than 2 steps; a world model needs transitions")
+        sizes = {tuple(e.source_size) for e in eps}
+        if len(sizes) > 1:
+            raise ValueError(f"episodes have different image sizes {sorted(sizes)}; train one world model per image size")
+        pdims = {e.proprio.shape[1] for e in eps}
+        if len(pdims) > 1:
+            raise ValueError(f"episodes have different proprio sizes {sorted(pdims)}; train one world model per robot")
+        d = cfg.data
+        train_idx, val_idx = split_episodes(eps, val_fraction=d.val_fraction, holdout_seeds=d.holdout_seeds,
+                                            holdout_seed_fraction=d.holdout_seed_fraction, seed=d.seed)
+        train, val = [eps[i] for i in train_idx], [eps[i] for i in val_idx]
+        split = {
+            "dataset_dirs": [str(s) for s in sources if isinstance(s, (str, os.PathLike))],
+            "train_episode_ids": [e.metadata.episode_id for e in train],
+            "val_episode_ids": [e.metadata.episode_id for e in val],
+            "holdout_seeds": sorted({e.metadata.seed for e in val} - {e.metadata.seed for e in train}),
+        }
+        logger.info("episodes: %d train, %d val (%d steps); cameras %s", len(train), len(val),
+                    sum(len(e) for e in eps), mc.cameras)
+        return cls(eps, train, val, split, next(iter(sizes)), int(next(iter(pdims))))
+
+
 def train_world_model(cfg: WMTrainConfig, episodes: list | None = None, *, progress: bool = True) -> dict:
     """Train (or resume) a world model; returns a summary dict. `episodes` overrides cfg.data.dataset_dirs."""
-    from tqdm.auto import tqdm
+    return WorldModelTrainer(cfg, episodes, progress=progress).fit()
 
-    from vla.tensorboard import summary_writer
 
-    tc, mc = cfg.trainer, cfg.world_model
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    sources = episodes if episodes is not None else list(cfg.data.dataset_dirs)
-    if not sources:
-        raise ValueError("no training data: set data.dataset_dirs=[<root>/<name>/<version>] (e.g. from vla-collect)")
-    eps = load_episodes(sources, mc.cameras, mc.image_size, split=cfg.data.split, max_episodes=cfg.data.max_episodes)
-    short = [e.metadata.episode_id for e in eps if len(e) < 2]
-    if short:
-        raise ValueError(f"episodes {short[:5]} have fewer than 2 steps; a world model needs transitions")
-    sizes = {tuple(e.source_size) for e in eps}
-    if len(sizes) > 1:
-        raise ValueError(f"episodes have different image sizes {sorted(sizes)}; train one world model per image size")
-    pdims = {e.proprio.shape[1] for e in eps}
-    if len(pdims) > 1:
-        raise ValueError(f"episodes have different proprio sizes {sorted(pdims)}; train one world model per robot")
-    train_idx, val_idx = split_episodes(eps, val_fraction=cfg.data.val_fraction, holdout_seeds=cfg.data.holdout_seeds,
-                                        holdout_seed_fraction=cfg.data.holdout_seed_fraction, seed=cfg.data.seed)
-    train_eps, val_eps = [eps[i] for i in train_idx], [eps[i] for i in val_idx]
-    split = {
-        "dataset_dirs": [str(s) for s in sources if isinstance(s, (str, os.PathLike))],
-        "train_episode_ids": [e.metadata.episode_id for e in train_eps],
-        "val_episode_ids": [e.metadata.episode_id for e in val_eps],
-        "holdout_seeds": sorted({e.metadata.seed for e in val_eps} - {e.metadata.seed for e in train_eps}),
-    }
-    logger.info("episodes: %d train, %d val (%d steps); cameras %s", len(train_eps), len(val_eps),
-                sum(len(e) for e in eps), mc.cameras)
+class WorldModelTrainer:
+    """One run of `train_world_model`: the model, its two optimizers and RNGs, resumed from `<output_dir>/latest`.
 
-    stats = compute_statistics(train_eps)
-    model = WorldModel(mc, proprio_dim=int(next(iter(pdims))), statistics=stats,
-                       source_image_size=next(iter(sizes)), train_rollout_steps=tc.rollout_steps,
-                       max_episode_length=max(len(e) for e in train_eps))
-    ae_opt = torch.optim.AdamW(model.autoencoder.parameters(), lr=tc.ae_lr, weight_decay=tc.weight_decay)
-    dyn_opt = torch.optim.AdamW(model.dynamics.parameters(), lr=tc.dyn_lr, weight_decay=tc.weight_decay)
-    rng, gen = np.random.default_rng(tc.seed), torch.Generator().manual_seed(tc.seed)
-    ae_step = dyn_step = 0
-    latest = out / "latest"
-    if cfg.resume and latest.exists():
+    `fit` runs phase 1 (`train_autoencoder`, then `normalize_latents`) and phase 2 (`train_dynamics`), each
+    step drawing its batch from the one numpy generator in the same order, so a resumed run continues the
+    stream of the interrupted one.
+    """
+
+    def __init__(self, cfg: WMTrainConfig, episodes: list | None = None, *, progress: bool = True) -> None:
+        self.cfg, self.progress = cfg, progress
+        tc, mc = cfg.trainer, cfg.world_model
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
+        self.out = Path(cfg.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.t_start = time.perf_counter()
+        self.data = TrainingData.load(cfg, episodes)
+        train = self.data.train
+        self.model = WorldModel(mc, proprio_dim=self.data.proprio_dim, statistics=compute_statistics(train),
+                                source_image_size=self.data.source_size, train_rollout_steps=tc.rollout_steps,
+                                max_episode_length=max(len(e) for e in train))
+        self.ae_opt = torch.optim.AdamW(self.model.autoencoder.parameters(), lr=tc.ae_lr, weight_decay=tc.weight_decay)
+        self.dyn_opt = torch.optim.AdamW(self.model.dynamics.parameters(), lr=tc.dyn_lr, weight_decay=tc.weight_decay)
+        self.rng, self.gen = np.random.default_rng(tc.seed), torch.Generator().manual_seed(tc.seed)
+        self.ae_step = self.dyn_step = 0
+        if cfg.resume and (self.out / "latest").exists():
+            self._restore(self.out / "latest")
+        logger.info("parameters: autoencoder %.2fM, dynamics %.2fM",
+                    sum(p.numel() for p in self.model.autoencoder.parameters()) / 1e6,
+                    sum(p.numel() for p in self.model.dynamics.parameters()) / 1e6)
+        from vla.tensorboard import summary_writer
+
+        self.tb = summary_writer(self.out / "tb")
+        (self.out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+        self.summary: dict = {}
+
+    def _restore(self, latest: Path) -> None:
         state = torch.load(latest / STATE, weights_only=False)
         old_split = json.loads((latest / SPLIT).read_text())
-        if old_split["train_episode_ids"] != split["train_episode_ids"]:
+        if old_split["train_episode_ids"] != self.data.split["train_episode_ids"]:
             raise ValueError(
-                f"{out} holds a run trained on other episodes; use a new output_dir or resume=false to start over"
+                f"{self.out} holds a run trained on other episodes; use a new output_dir or resume=false to start over"
             )
         loaded = WorldModel.load(latest)
-        model.load_state_dict(loaded.state_dict())
-        model.statistics = loaded.statistics
-        ae_opt.load_state_dict(state["ae_opt"])
-        dyn_opt.load_state_dict(state["dyn_opt"])
-        ae_step, dyn_step = state["ae_step"], state["dyn_step"]
-        rng, gen = _restore_rng(state)
-        logger.info("resumed from %s (autoencoder step %d, dynamics step %d)", os.path.realpath(latest), ae_step, dyn_step)
-    logger.info("parameters: autoencoder %.2fM, dynamics %.2fM",
-                sum(p.numel() for p in model.autoencoder.parameters()) / 1e6,
-                sum(p.numel() for p in model.dynamics.parameters()) / 1e6)
-    tb = summary_writer(out / "tb")
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+        self.model.load_state_dict(loaded.state_dict())
+        self.model.statistics = loaded.statistics
+        self.ae_opt.load_state_dict(state["ae_opt"])
+        self.dyn_opt.load_state_dict(state["dyn_opt"])
+        self.ae_step, self.dyn_step = state["ae_step"], state["dyn_step"]
+        self.rng, self.gen = _restore_rng(state)
+        logger.info("resumed from %s (autoencoder step %d, dynamics step %d)", os.path.realpath(latest), self.ae_step,
+                    self.dyn_step)
 
-    def checkpoint() -> None:
-        extra = {"ae_opt": ae_opt.state_dict(), "dyn_opt": dyn_opt.state_dict(), "ae_step": ae_step,
-                 "dyn_step": dyn_step, "np_rng": rng.bit_generator.state, "torch_rng": gen.get_state()}
-        _atomic_checkpoint(model, out, ae_step + dyn_step, extra, split)
+    def checkpoint(self) -> None:
+        extra = {"ae_opt": self.ae_opt.state_dict(), "dyn_opt": self.dyn_opt.state_dict(), "ae_step": self.ae_step,
+                 "dyn_step": self.dyn_step, "np_rng": self.rng.bit_generator.state, "torch_rng": self.gen.get_state()}
+        _atomic_checkpoint(self.model, self.out, self.ae_step + self.dyn_step, extra, self.data.split)
 
-    summary: dict = {}
+    def fit(self) -> dict:
+        """Both phases (what is left of them), the final checkpoint and validation; returns the summary."""
+        self.model.train()
+        if self.ae_step < self.cfg.trainer.ae_steps:
+            self.train_autoencoder()
+            self.normalize_latents()
+            self.checkpoint()
+        self.train_dynamics()
+        return self.finish()
+
     # ---- phase 1: autoencoder ----
-    model.train()
-    if ae_step < tc.ae_steps:
-        bar = tqdm(total=tc.ae_steps, initial=ae_step, desc="wm autoencoder", disable=not progress)
-        while ae_step < tc.ae_steps:
-            lr = tc.ae_lr * 0.5 * (1 + math.cos(math.pi * ae_step / tc.ae_steps))
-            for g in ae_opt.param_groups:
-                g["lr"] = lr
-            swap = tc.ae_latent_swap if mc.proprio_decoder else 0.0
-            x, cam, prop, *src = _frames_batch(train_eps, mc.cameras, tc.ae_batch_size, rng, model.norm_proprio,
-                                               swap_prob=swap)
-            loss = reconstruction_loss(model.autoencoder(src[0] if src else x, cam, prop if mc.proprio_decoder else None,
-                                                         latent_noise=tc.ae_latent_noise), x)
-            ae_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            ae_opt.step()
-            ae_step += 1
+    def train_autoencoder(self) -> None:
+        from tqdm.auto import tqdm
+
+        tc = self.cfg.trainer
+        bar = tqdm(total=tc.ae_steps, initial=self.ae_step, desc="wm autoencoder", disable=not self.progress)
+        while self.ae_step < tc.ae_steps:
+            loss = self.autoencoder_step()
+            self.ae_step += 1
             bar.update(1)
-            if ae_step % tc.log_every == 0 or ae_step == tc.ae_steps:
-                tb.add_scalar("ae/loss", loss.item(), ae_step)
-                bar.set_postfix(mse=f"{loss.item():.4f}")
-            if ae_step % tc.ckpt_every == 0 and ae_step < tc.ae_steps:
-                checkpoint()
+            if self.ae_step % tc.log_every == 0 or self.ae_step == tc.ae_steps:
+                self.tb.add_scalar("ae/loss", loss, self.ae_step)
+                bar.set_postfix(mse=f"{loss:.4f}")
+            if self.ae_step % tc.ckpt_every == 0 and self.ae_step < tc.ae_steps:
+                self.checkpoint()
         bar.close()
-        summary["ae_final_mse"] = loss.item()
-        # Latent normalization: per-channel mean/std over training frames (fixed from here on).
-        with torch.no_grad():
-            model.eval()
-            x, _ = _frames_batch(train_eps, mc.cameras, 512, np.random.default_rng(tc.seed + 1))
-            lat = torch.cat([model.autoencoder.encode(x[i : i + 128]) for i in range(0, len(x), 128)])
-            model.latent_mean.copy_(lat.mean((0, 2, 3)))
-            model.latent_std.copy_(lat.std((0, 2, 3)).clamp(min=1e-3))
-            model.train()
-        checkpoint()
+        self.summary["ae_final_mse"] = loss
+
+    def autoencoder_step(self) -> float:
+        """One optimizer step of the autoencoder on a random frame batch; returns its loss."""
+        tc, mc, model = self.cfg.trainer, self.cfg.world_model, self.model
+        lr = tc.ae_lr * 0.5 * (1 + math.cos(math.pi * self.ae_step / tc.ae_steps))
+        for g in self.ae_opt.param_groups:
+            g["lr"] = lr
+        swap = tc.ae_latent_swap if mc.proprio_decoder else 0.0
+        x, cam, prop, *src = _frames_batch(self.data.train, mc.cameras, tc.ae_batch_size, self.rng, model.norm_proprio,
+                                           swap_prob=swap)
+        loss = reconstruction_loss(model.autoencoder(src[0] if src else x, cam, prop if mc.proprio_decoder else None,
+                                                     latent_noise=tc.ae_latent_noise), x)
+        self.ae_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.ae_opt.step()
+        return loss.item()
+
+    @torch.no_grad()
+    def normalize_latents(self) -> None:
+        """Latent normalization: per-channel mean/std over training frames (fixed from here on)."""
+        model = self.model
+        model.eval()
+        x, _ = _frames_batch(self.data.train, self.cfg.world_model.cameras, 512,
+                             np.random.default_rng(self.cfg.trainer.seed + 1))
+        lat = torch.cat([model.autoencoder.encode(x[i : i + 128]) for i in range(0, len(x), 128)])
+        model.latent_mean.copy_(lat.mean((0, 2, 3)))
+        model.latent_std.copy_(lat.std((0, 2, 3)).clamp(min=1e-3))
+        model.train()
 
     # ---- phase 2: dynamics on frozen latents ----
-    model.eval()
-    t_enc = time.perf_counter()
-    model.prepare(eps)
-    summary["encode_s"] = time.perf_counter() - t_enc
-    pos = float(np.mean(np.concatenate([e.success for e in train_eps])))
-    pos_weight = float(np.clip((1 - pos) / max(pos, 1e-3), 1.0, 50.0))
-    model.success_pos_weight = pos_weight  # saved with the model: its success probability is corrected for it
-    model.dynamics.train()
-    if dyn_step < tc.dyn_steps:
-        bar = tqdm(total=tc.dyn_steps, initial=dyn_step, desc="wm dynamics", disable=not progress)
-        while dyn_step < tc.dyn_steps:
-            lr = tc.dyn_lr * min(1.0, (dyn_step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * dyn_step / tc.dyn_steps))
-            for g in dyn_opt.param_groups:
-                g["lr"] = lr
-            batch = sample_windows(train_eps, tc.dyn_batch_size, mc.history, tc.rollout_steps, rng)
-            loss, parts = dynamics_loss(model, batch, rollout_steps=tc.rollout_steps, context_noise=tc.context_noise,
-                                        rollout_weight=tc.rollout_weight, proprio_weight=tc.proprio_weight,
-                                        success_weight=tc.success_weight, pos_weight=pos_weight,
-                                        rollout_heads=tc.rollout_heads, generator=gen)
-            dyn_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.dynamics.parameters(), 1.0)
-            dyn_opt.step()
-            dyn_step += 1
+    def train_dynamics(self) -> None:
+        from tqdm.auto import tqdm
+
+        tc, model = self.cfg.trainer, self.model
+        model.eval()
+        t_enc = time.perf_counter()
+        model.prepare(self.data.episodes)
+        self.summary["encode_s"] = time.perf_counter() - t_enc
+        pos = float(np.mean(np.concatenate([e.success for e in self.data.train])))
+        # saved with the model: its success probability is corrected for it
+        model.success_pos_weight = float(np.clip((1 - pos) / max(pos, 1e-3), 1.0, 50.0))
+        model.dynamics.train()
+        if self.dyn_step >= tc.dyn_steps:
+            return
+        bar = tqdm(total=tc.dyn_steps, initial=self.dyn_step, desc="wm dynamics", disable=not self.progress)
+        while self.dyn_step < tc.dyn_steps:
+            loss, parts = self.dynamics_step()
+            self.dyn_step += 1
             bar.update(1)
-            if dyn_step % tc.log_every == 0 or dyn_step == tc.dyn_steps:
+            if self.dyn_step % tc.log_every == 0 or self.dyn_step == tc.dyn_steps:
                 for k, v in parts.items():
-                    tb.add_scalar(f"dyn/{k}", v, dyn_step)
-                tb.add_scalar("dyn/loss", loss.item(), dyn_step)
+                    self.tb.add_scalar(f"dyn/{k}", v, self.dyn_step)
+                self.tb.add_scalar("dyn/loss", loss, self.dyn_step)
                 bar.set_postfix(tf=f"{parts['tf']:.3f}", roll=f"{parts['rollout']:.3f}")
-            if dyn_step % tc.val_every == 0 and val_eps:
+            if self.dyn_step % tc.val_every == 0 and self.data.val:
                 model.dynamics.eval()
-                for k, v in validate(model, val_eps, history=mc.history, horizon=8).items():
-                    tb.add_scalar(k, v, dyn_step)
+                for k, v in validate(model, self.data.val, history=self.cfg.world_model.history, horizon=8).items():
+                    self.tb.add_scalar(k, v, self.dyn_step)
                 model.dynamics.train()
-            if dyn_step % tc.ckpt_every == 0 and dyn_step < tc.dyn_steps:
+            if self.dyn_step % tc.ckpt_every == 0 and self.dyn_step < tc.dyn_steps:
                 model.eval()
-                checkpoint()
+                self.checkpoint()
                 model.dynamics.train()
         bar.close()
-        summary.update({f"dyn_final_{k}": v for k, v in parts.items()})
-    model.eval()
-    checkpoint()
-    val = validate(model, val_eps or train_eps, history=mc.history, horizon=8)
-    summary.update(val)
-    summary.update({"train_episodes": len(train_eps), "val_episodes": len(val_eps), "ae_steps": ae_step,
-                    "dyn_steps": dyn_step, "wall_s": time.perf_counter() - t_start,
-                    "checkpoint": str(out / "latest")})
-    tb.flush()
-    tb.close()
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
-    logger.info("world model trained: %s", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()})
-    return summary
+        self.summary.update({f"dyn_final_{k}": v for k, v in parts.items()})
+
+    def dynamics_step(self) -> tuple[float, dict]:
+        """One optimizer step of the dynamics on a random window batch; returns its loss and the loss's parts."""
+        tc, model = self.cfg.trainer, self.model
+        lr = tc.dyn_lr * min(1.0, (self.dyn_step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * self.dyn_step / tc.dyn_steps))
+        for g in self.dyn_opt.param_groups:
+            g["lr"] = lr
+        batch = sample_windows(self.data.train, tc.dyn_batch_size, self.cfg.world_model.history, tc.rollout_steps,
+                               self.rng)
+        loss, parts = dynamics_loss(model, batch, rollout_steps=tc.rollout_steps, context_noise=tc.context_noise,
+                                    rollout_weight=tc.rollout_weight, proprio_weight=tc.proprio_weight,
+                                    success_weight=tc.success_weight, pos_weight=model.success_pos_weight,
+                                    rollout_heads=tc.rollout_heads, generator=self.gen)
+        self.dyn_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.dynamics.parameters(), 1.0)
+        self.dyn_opt.step()
+        return loss.item(), parts
+
+    def finish(self) -> dict:
+        """Final checkpoint and validation; writes `train_summary.json`."""
+        model, out, summary = self.model, self.out, self.summary
+        model.eval()
+        self.checkpoint()
+        summary.update(validate(model, self.data.val or self.data.train, history=self.cfg.world_model.history, horizon=8))
+        summary.update({"train_episodes": len(self.data.train), "val_episodes": len(self.data.val),
+                        "ae_steps": self.ae_step, "dyn_steps": self.dyn_step,
+                        "wall_s": time.perf_counter() - self.t_start, "checkpoint": str(out / "latest")})
+        self.tb.flush()
+        self.tb.close()
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+        logger.info("world model trained: %s", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()})
+        return summary
