@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vla.train.optim import schedule_factor
 from world_model.encoder import FrameAutoencoder
 from world_model.metrics import psnr, ssim
 from world_model.losses import reconstruction_loss
@@ -39,7 +40,7 @@ def _train_decoder(ae: FrameAutoencoder, latents: torch.Tensor | None, frames: t
     cam = torch.zeros(32, dtype=torch.long)
     for step in range(steps):
         for grp in opt.param_groups:
-            grp["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
+            grp["lr"] = lr * schedule_factor(step, steps)
         idx = torch.randint(0, len(frames), (32,), generator=g)
         x = frames[idx]
         pred = ae(x, cam) if latents is None else ae.decode(latents[idx], cam)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vla.train.optim import schedule_factor
 from world_model.config import WMTrainConfig
 from world_model.data import WMEpisode, compute_statistics, load_episodes, sample_windows, split_episodes
 from world_model.losses import dynamics_loss, reconstruction_loss
@@ -268,9 +268,8 @@ class WorldModelTrainer:
     def autoencoder_step(self) -> float:
         """One optimizer step of the autoencoder on a random frame batch; returns its loss."""
         tc, mc, model = self.cfg.trainer, self.cfg.world_model, self.model
-        lr = tc.ae_lr * 0.5 * (1 + math.cos(math.pi * self.ae_step / tc.ae_steps))
         for g in self.ae_opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = tc.ae_lr * schedule_factor(self.ae_step, tc.ae_steps)
         swap = tc.ae_latent_swap if mc.proprio_decoder else 0.0
         x, cam, prop, *src = _frames_batch(self.data.train, mc.cameras, tc.ae_batch_size, self.rng, model.norm_proprio,
                                            swap_prob=swap)
@@ -333,9 +332,10 @@ class WorldModelTrainer:
     def dynamics_step(self) -> tuple[float, dict]:
         """One optimizer step of the dynamics on a random window batch; returns its loss and the loss's parts."""
         tc, model = self.cfg.trainer, self.model
-        lr = tc.dyn_lr * min(1.0, (self.dyn_step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * self.dyn_step / tc.dyn_steps))
+        # A 100-step warmup ramp *times* the cosine over all steps (not warmup then cosine over the rest).
+        warmup = min(1.0, (self.dyn_step + 1) / 100)
         for g in self.dyn_opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = tc.dyn_lr * warmup * schedule_factor(self.dyn_step, tc.dyn_steps)
         batch = sample_windows(self.data.train, tc.dyn_batch_size, self.cfg.world_model.history, tc.rollout_steps,
                                self.rng)
         loss, parts = dynamics_loss(model, batch, rollout_steps=tc.rollout_steps, context_noise=tc.context_noise,
