@@ -151,10 +151,6 @@ def write_jsonl(results: Iterable[EpisodeResult], path: str | Path) -> Path:
     return path
 
 
-def read_jsonl(path: str | Path) -> list[EpisodeResult]:
-    return [EpisodeResult.from_json(json.loads(line)) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
 def write_json(obj: Any, path: str | Path) -> Path:
     """Write JSON with NaN written as null (strict JSON readers reject NaN)."""
     path = Path(path)

@@ -109,11 +109,6 @@ class Physics:
         self.data.qpos[j.qposadr[0]] = value
         self.data.qvel[j.dofadr[0]] = 0.0
 
-    def in_contact(self, geom_a: str, geom_b: str) -> bool:
-        a, b = self.model.geom(geom_a).id, self.model.geom(geom_b).id
-        g1, g2 = self.data.contact.geom1, self.data.contact.geom2
-        return bool(np.any((g1 == a) & (g2 == b)) or np.any((g1 == b) & (g2 == a)))
-
     def forward(self) -> None:
         import mujoco
 

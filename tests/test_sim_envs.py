@@ -148,3 +148,17 @@ def test_import_is_light():
 
     code = "import sys, sim_envs; assert 'mujoco' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_import_leaves_mujoco_gl_to_the_entry_points_and_registers_the_policy_kinds():
+    """A library import must not choose the user's renderer (`vla.cli.hydra_app.default_headless_gl` does, in
+    the commands); it does register sim_envs' policy kinds."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY")}
+    code = ("import os, sim_envs; from vla.policy import registered_policies; "
+            "assert 'MUJOCO_GL' not in os.environ, os.environ['MUJOCO_GL']; "
+            "assert {'expert', 'no_vision'} <= set(registered_policies())")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)

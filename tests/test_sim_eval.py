@@ -247,6 +247,25 @@ def test_eval_info_json_and_plot_on_disk(run):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
+def test_registry_wrappers_apply_to_the_expert():
+    """`expert:noise=...` from the one spec grammar: the wrapper gets the action the expert computed in its worker
+    (no "needs the simulator state" error), one instance per parallel env."""
+    from sim_envs.baselines import ExpertPolicy, policy_context
+    from sim_envs.evaluation import run_policy
+    from vla.policy import policy_source
+    from vla.policy.wrappers import NoisyPolicy
+
+    name, source = policy_source("expert:noise=0.005", policy_context([TASK]))
+    first = source()
+    assert name == "expert:noise=0.005" and isinstance(first, NoisyPolicy) and isinstance(first.base, ExpertPolicy)
+    with pytest.raises(RuntimeError, match="needs the simulator state"):
+        first.act(Observation(images={"primary": np.zeros((8, 8, 3), np.uint8)}, instruction="lift"))
+    settings = EvalSettings(SimConfig(image_size=16, cameras=["primary"], max_episode_steps=MAX_STEPS), num_envs=2,
+                            vector="async", progress=False)
+    res = run_policy(source, plan_episodes(["LiftCube"], ["none"], 2), settings, name=name)
+    assert [(r.error, r.steps > 0) for r in res] == [(None, True), (None, True)]
+
+
 # ------------------------------------------------------------------------------------------ the command
 def _cli(args, cwd):
     env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
