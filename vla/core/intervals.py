@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from scipy.stats import binomtest
-
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion (scipy's `proportion_ci(method="wilson")`).
@@ -15,6 +13,8 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
         raise ValueError(f"wilson_interval needs 0 <= successes <= n, got successes={successes}, n={n}")
     if n == 0:
         return 0.0, 1.0
+    from scipy.stats import binomtest  # imported here: a robot node's start-up should not pay for scipy
+
     ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
     # At 0 or n successes the bound is exactly 0 or 1; floating point leaves a residue there.
     low = 0.0 if successes == 0 else max(0.0, float(ci.low))

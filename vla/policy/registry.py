@@ -234,7 +234,7 @@ def policy_source(spec: "str | Path | Mapping[str, Any] | PolicySpec",
         raise PolicySpecError(
             f"policy {str(spec)!r}: unknown kind {spec.kind!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
             + f"; registered kinds: {sorted(_REGISTRY)}, or an existing checkpoint directory. Kinds of a package are "
-            "registered when it is imported (sim_envs: expert, no_vision; world_model: servo; robot_bridge: remote)")
+            "registered when it is imported (sim_envs: expert, no_vision; world_model: servo; robot_bridge: remote, tiny_cnn)")
     opts = PolicyOptions(spec)
     opts.check_known(entry.options)  # before building: a typo must not cost a checkpoint load
     opts.str("name")
