@@ -353,14 +353,14 @@ def test_closed_loop_with_an_ensemble_averages_members(model):
 
 
 def test_demo_stage_trains_evaluates_and_reports(workdir):
-    from world_model.demo_stage import run
+    from demo.world_model_stage import rehearse
     from vla.policy import make_policy
     from world_model.policies import policy_context
 
     policies = dict(make_policy(s, policy_context()) for s in ("servo", "servo:gain=0.05", "random"))
-    out = run(workdir["dataset"], policies, workdir["root"] / "demo_wm", budget_s=10, env_id=ENV_ID,
-              env_kwargs={"image_size": SIZE, "max_episode_steps": 12}, num_initial_states=2, max_steps=8,
-              model="micro", progress=False)
+    out = rehearse(workdir["dataset"], policies, workdir["root"] / "demo_wm", budget_s=10, env_id=ENV_ID,
+                   env_kwargs={"image_size": SIZE, "max_episode_steps": 12}, num_initial_states=2, max_steps=8,
+                   model="micro", progress=False)
     assert Path(out["report"]).is_file() and Path(out["metrics"]).is_file()
     names = [t["name"] for t in out["targets"]]
     assert any("copy-last" in n for n in names) and any("Spearman" in n for n in names)
