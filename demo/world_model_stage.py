@@ -99,11 +99,10 @@ def rehearse(dataset_dir: str | Path, policies: dict[str, Policy], out_dir: str 
 
     from world_model.closed_loop import compare_policies
     from world_model.config import WMTrainConfig, WMTrainerConfig, WorldModelConfig
-    from world_model.data import load_episodes
     from world_model.evaluate import evaluate_open_loop
     from world_model.model import WorldModel
     from world_model.results_io import save_results
-    from world_model.train import load_split, train_world_model
+    from world_model.train import train_world_model, validation_episodes
     from world_model.viz.report import build_report
 
     t0 = time.perf_counter()
@@ -126,9 +125,7 @@ def rehearse(dataset_dir: str | Path, policies: dict[str, Policy], out_dir: str 
     summary = train_world_model(cfg, progress=progress)
     timings["train"] = time.perf_counter() - t0
     wm = WorldModel.load(out / "checkpoint")
-    split = load_split(out / "checkpoint")
-    val_ids = set(split["val_episode_ids"])
-    episodes = [e for e in load_episodes(dirs, wm.cameras, wm.config.image_size) if e.metadata.episode_id in val_ids]
+    episodes = validation_episodes(out / "checkpoint", wm.cameras, wm.config.image_size)
     t1 = time.perf_counter()
     ol = evaluate_open_loop(wm, episodes, horizon=8, starts_per_episode=4, pixel_samples=32)
     timings["open_loop"] = time.perf_counter() - t1

@@ -213,7 +213,7 @@ def sample_windows(episodes: list[WMEpisode], batch_size: int, history: int, rol
         t = len(e)
         start = int(rng.integers(-(history - 1), max(t - 1, 1)))
         raw = np.arange(start, start + L + 1)
-        idx = np.clip(raw, 0, t - 1)
+        idx = window_indices(t, start, L + 1)
         out["latents"].append(e.latents[idx])
         out["proprio"].append(e.norm_proprio[idx])
         out["action"].append(e.norm_action[idx])

@@ -16,9 +16,9 @@ import logging
 import numpy as np
 import torch
 
-from world_model.data import WMEpisode
+from world_model.data import WMEpisode, window_indices
 from world_model.imagine import open_loop
-from world_model.metrics import mse, psnr, ssim
+from world_model.metrics import image_metrics
 from world_model.model import WorldModel
 
 logger = logging.getLogger(__name__)
@@ -86,8 +86,7 @@ def evaluate_open_loop(model: WorldModel, episodes: list[WMEpisode], *, horizon:
                 true = ep.frames[c][t]
                 cands = {"model": pred[c][h], "copy_last": ep.frames[c][t0], "decoder_ceiling": ceil[c][h]}
                 for n, img in cands.items():
-                    for m, f in (("mse", mse), ("psnr", psnr), ("ssim", ssim)):
-                        v = f(img, true)
+                    for m, v in image_metrics(img, true).items():
                         cur = acc[m][n][row, h]
                         acc[m][n][row, h] = v / len(model.cameras) if np.isnan(cur) else cur + v / len(model.cameras)
     for m in ("mse", "psnr", "ssim"):
@@ -127,7 +126,7 @@ def evaluate_long_horizon(model: WorldModel, episodes: list[WMEpisode], *, horiz
     pred_p = model.unnorm_proprio(res["pred_proprio"])  # (E, S, P) raw units
     probs = model.success_probability(torch.from_numpy(res["success_logit"]))  # (E, S)
     raw = np.arange(1, steps + 1)
-    true_p = np.stack([ep.proprio[np.clip(raw, 0, len(ep) - 1)] for ep in episodes])
+    true_p = np.stack([ep.proprio[window_indices(len(ep), 1, steps)] for ep in episodes])
     valid = res["valid"]  # a recorded state after action r exists
     act_valid = np.stack([raw - 1 <= len(ep) - 1 for ep in episodes])  # action r exists
     mae = np.abs(pred_p - true_p).mean(-1)

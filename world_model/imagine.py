@@ -21,7 +21,7 @@ import torch
 
 from vla.core.types import ContractError, Observation, Policy
 from vla.policy import ActionQueue
-from world_model.data import WMEpisode
+from world_model.data import WMEpisode, window_indices
 from world_model.model import RolloutState, WorldModel, to_model_frames
 
 logger = logging.getLogger(__name__)
@@ -201,14 +201,14 @@ def open_loop(model: WorldModel, episodes: list[WMEpisode], starts: list[tuple[i
     zs, ps, acts, trues, true_ps, valid = [], [], [], [], [], []
     for ei, t0 in starts:
         ep = episodes[ei]
-        idx = np.clip(np.arange(t0 - h + 1, t0 + horizon + 1), 0, len(ep) - 1)
+        idx = window_indices(len(ep), t0 - h + 1, h + horizon)
         zs.append(ep.latents[idx[:h]])
         ps.append(ep.norm_proprio[idx[:h]])
         acts.append(ep.norm_action[idx])
-        raw = np.arange(t0 + 1, t0 + horizon + 1)
-        trues.append(ep.latents[np.clip(raw, 0, len(ep) - 1)])
-        true_ps.append(ep.norm_proprio[np.clip(raw, 0, len(ep) - 1)])
-        valid.append(raw <= len(ep) - 1)
+        target = window_indices(len(ep), t0 + 1, horizon)
+        trues.append(ep.latents[target])
+        true_ps.append(ep.norm_proprio[target])
+        valid.append(np.arange(t0 + 1, t0 + horizon + 1) <= len(ep) - 1)
     acts = np.stack(acts)  # (S, h + horizon, 7)
     if shuffle_actions:
         rng = rng or np.random.default_rng(0)

@@ -28,7 +28,7 @@ import torch
 
 from vla.core.statistics import DatasetStatistics
 from world_model.config import WorldModelConfig
-from world_model.data import DataMismatchError, WMEpisode, resize_frames
+from world_model.data import DataMismatchError, WMEpisode, resize_frames, window_indices
 from world_model.dynamics import ConvDynamics, LatentDynamics
 from world_model.encoder import FrameAutoencoder
 from world_model.success_head import StateSuccessHead
@@ -215,7 +215,7 @@ class WorldModel(torch.nn.Module):
         if not 0 <= t < len(ep):
             raise IndexError(f"start step {t} is outside episode {ep.metadata.episode_id!r} of {len(ep)} steps")
         h = self.config.history
-        idx = np.clip(np.arange(t - h + 1, t + 1), 0, len(ep) - 1)
+        idx = window_indices(len(ep), t - h + 1, h)
         return RolloutState(
             latents=torch.from_numpy(ep.latents[idx])[None].float(),
             proprio=torch.from_numpy(ep.norm_proprio[idx])[None].float(),

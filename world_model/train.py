@@ -69,6 +69,15 @@ def load_split(checkpoint_dir: str | os.PathLike) -> dict:
     raise FileNotFoundError(f"no {SPLIT} in {d}; pass explicit dataset_dirs")
 
 
+def validation_episodes(checkpoint_dir: str | os.PathLike, cameras: list[str], image_size: int) -> list[WMEpisode]:
+    """The episodes a checkpoint held out for validation, read from the datasets it was trained on."""
+    split = load_split(checkpoint_dir)
+    if not split["dataset_dirs"]:
+        raise ValueError(f"{checkpoint_dir} was trained on in-memory episodes; pass dataset_dirs=[...]")
+    wanted = set(split["val_episode_ids"])
+    return [e for e in load_episodes(split["dataset_dirs"], cameras, image_size) if e.metadata.episode_id in wanted]
+
+
 def _frames_batch(episodes: list[WMEpisode], cameras: list[str], n: int, rng: np.random.Generator, norm_proprio=None,
                   swap_prob: float = 0.0):
     """n random (frame, camera index[, normalized proprio of that step[, input frame]]) samples.

@@ -46,9 +46,9 @@ def run_eval(cfg: WMEvalConfig, *, progress: bool = True) -> dict:
     from world_model.evaluate import evaluate_open_loop
     from world_model.model import WorldModel
     from world_model.policies import policy_context
-    from world_model.results_io import save_results
-    from world_model.train import load_split
     from world_model.data import load_episodes
+    from world_model.results_io import save_results
+    from world_model.train import validation_episodes
 
     model = WorldModel.load(cfg.checkpoint)
     results: dict = {"checkpoint": cfg.checkpoint}
@@ -56,14 +56,7 @@ def run_eval(cfg: WMEvalConfig, *, progress: bool = True) -> dict:
         episodes = load_episodes(cfg.dataset_dirs, model.cameras, model.config.image_size, max_episodes=cfg.max_episodes)
         source = "dataset_dirs"
     else:
-        split = load_split(cfg.checkpoint)
-        if not split["dataset_dirs"]:
-            raise ValueError(f"{cfg.checkpoint} was trained on in-memory episodes; pass dataset_dirs=[...] to evaluate")
-        wanted = set(split["val_episode_ids"])
-        episodes = [e for e in load_episodes(split["dataset_dirs"], model.cameras, model.config.image_size)
-                    if e.metadata.episode_id in wanted]
-        if cfg.max_episodes:
-            episodes = episodes[: cfg.max_episodes]
+        episodes = validation_episodes(cfg.checkpoint, model.cameras, model.config.image_size)[: cfg.max_episodes or None]
         source = "validation split of the checkpoint"
     if not episodes:
         raise ValueError("no held-out episodes to evaluate; pass dataset_dirs=[...]")

@@ -29,16 +29,11 @@ _hint = ConfigHint("wm-viz", "wm_viz", HINT)
 
 def _episodes(cfg: WMVizConfig, model):
     from world_model.data import load_episodes
-    from world_model.train import load_split
+    from world_model.train import validation_episodes
 
     if cfg.dataset_dirs:
         return load_episodes(cfg.dataset_dirs, model.cameras, model.config.image_size, max_episodes=32)
-    split = load_split(cfg.checkpoint)
-    if not split["dataset_dirs"]:
-        raise ValueError(f"{cfg.checkpoint} was trained on in-memory episodes; pass dataset_dirs=[...]")
-    wanted = set(split["val_episode_ids"])
-    eps = [e for e in load_episodes(split["dataset_dirs"], model.cameras, model.config.image_size)
-           if e.metadata.episode_id in wanted]
+    eps = validation_episodes(cfg.checkpoint, model.cameras, model.config.image_size)
     if not eps:
         raise ValueError("the checkpoint's validation split is empty; pass dataset_dirs=[...]")
     return eps

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from world_model.data import WMEpisode
+from world_model.data import WMEpisode, window_indices
 from world_model.imagine import open_loop
 from world_model.evaluate import choose_starts
 from world_model.metrics import psnr
@@ -50,7 +50,7 @@ def _rollout_rows(model: WorldModel, episodes: list[WMEpisode], horizon: int, nu
     rows = []
     for k, (ei, t0) in enumerate(pick):
         ep = episodes[ei]
-        ctx_idx = np.clip(np.arange(t0 - h + 1, t0 + 1), 0, len(ep) - 1)
+        ctx_idx = window_indices(len(ep), t0 - h + 1, h)
         fut = np.arange(t0 + 1, t0 + horizon + 1)
         valid = fut < len(ep)
         pred = model.decode(torch.from_numpy(res["pred"][k]).float(), proprio=res["pred_proprio"][k])[cam]
@@ -106,24 +106,23 @@ def error_plot(open_loop_res: dict) -> str:
 
     hz = np.arange(1, open_loop_res["horizon"] + 1)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.4))
-    lm = open_loop_res["latent_mse"]
-    for key, label, style in (("model", "world model", "-o"), ("copy_last", "copy last frame", "--s"),
-                              ("shuffled_actions", "model, shuffled actions", ":^")):
-        a1.plot(hz, [np.nan if v is None else v for v in lm[key]], style, label=label)
-    a1.set_xlabel("horizon (steps)")
-    a1.set_ylabel("latent MSE (normalized)")
-    a1.legend(fontsize=8)
-    a1.grid(alpha=0.3)
-    ps = open_loop_res["pixel_psnr"]
-    for key, label, style in (("model", "world model", "-o"), ("copy_last", "copy last frame", "--s"),
-                              ("decoder_ceiling", "decoder-only ceiling", ":d")):
-        a2.plot(hz, [np.nan if v is None else v for v in ps[key]], style, label=label)
-    a2.set_xlabel("horizon (steps)")
-    a2.set_ylabel("PSNR (dB, higher is better)")
-    a2.legend(fontsize=8)
-    a2.grid(alpha=0.3)
+    shared = (("model", "world model", "-o"), ("copy_last", "copy last frame", "--s"))
+    _curves(a1, hz, open_loop_res["latent_mse"], (*shared, ("shuffled_actions", "model, shuffled actions", ":^")),
+            "latent MSE (normalized)")
+    _curves(a2, hz, open_loop_res["pixel_psnr"], (*shared, ("decoder_ceiling", "decoder-only ceiling", ":d")),
+            "PSNR (dB, higher is better)")
     fig.tight_layout()
     return svg_inline(fig)
+
+
+def _curves(ax, hz: np.ndarray, series: dict, lines, ylabel: str) -> None:
+    """One panel of `error_plot`: a curve over the horizon per (key, label, style); None values are gaps."""
+    for key, label, style in lines:
+        ax.plot(hz, [np.nan if v is None else v for v in series[key]], style, label=label)
+    ax.set_xlabel("horizon (steps)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
 
 
 def _fmt_share(x) -> str:
