@@ -313,3 +313,35 @@ def test_world_model_policy_specs_use_the_shared_grammar():
     acts = np.stack([rnd.act(Observation({"primary": obs["primary"]}, obs["proprio"], "")) for _ in range(50)])
     assert np.abs(acts[:, :3]).max() <= 0.05 and acts[:, :3].std() > 0.01 and not acts[:, 3:6].any()
     assert set(acts[:, 6]) == {0.0, 1.0}
+
+
+def test_chunks_run_open_loop_in_imagination_and_on_the_interactive_page():
+    """A chunked policy is asked once per chunk (one `ActionQueue` per rollout); on the page a manual step
+    drops what is left of the chunk, so the next policy step asks again."""
+    from vla.core.types import Observation, Policy
+    from world_model.imagine import imagine
+    from world_model.viz.server import Session
+
+    class Chunks(Policy):
+        chunk_size = 3
+
+        def __init__(self):
+            self.calls = 0
+
+        def act(self, observation: Observation) -> np.ndarray:
+            self.calls += 1
+            chunk = np.zeros((3, 7), np.float32)
+            chunk[:, 0] = [0.01 * self.calls, 0.02 * self.calls, 0.03 * self.calls]
+            return chunk
+
+    m = _model()
+    eps = _episodes(1, 8)
+    policy = Chunks()
+    traj = imagine(m, policy, (eps[0], 2), "", horizon=7, stop_on_success=False)
+    assert policy.calls == 3 and np.allclose(traj.actions[:4, 0], [0.01, 0.02, 0.03, 0.02])
+    page = Session(m, eps, Chunks(), "chunks")
+    page.start(0, 2)
+    xs = [page.step(use_policy=True)["action"][0] for _ in range(2)]
+    page.step(action=[0, 0, 0, 0, 0, 0, 1])
+    xs.append(page.step(use_policy=True)["action"][0])
+    assert xs == [0.01, 0.02, 0.02] and page.policy.calls == 2
