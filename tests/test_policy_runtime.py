@@ -13,7 +13,7 @@ from vla.core.types import ContractError, Observation, Policy
 from vla.policy import ActionQueue, PolicyContext, PolicySpecError, make_policy, parse_policy_spec, policy_source
 from vla.policy.baselines import RandomPolicy
 from vla.policy.registry import register_policy
-from vla.policy.wrappers import BlankImagesPolicy, NoisyPolicy
+from vla.policy.wrappers import BlankImagesPolicy, FixedInstructionPolicy, NoisyPolicy
 
 
 def _obs(value: int = 100, instruction: str = "lift the cube") -> Observation:
@@ -105,6 +105,26 @@ def test_common_options_wrap_any_kind():
     assert isinstance(blank, BlankImagesPolicy) and blank.act(_obs(200))[0, 0] == 0.0
     _, both = make_policy({"kind": "test_runtime_chunker", "blank_images": True, "noise": 0.0})
     assert isinstance(both, BlankImagesPolicy)
+
+    seen = []
+
+    class Reader(_Recorder):
+        def reset(self, instruction):
+            seen.append(instruction)
+
+        def act(self, observation):
+            seen.append(observation.instruction)
+            return super().act(observation)
+
+    @register_policy("test_runtime_reader", summary="test")
+    def _reader(opts, ctx):
+        return Reader()
+
+    _, blind = make_policy("test_runtime_reader:instruction=perform the task")
+    assert isinstance(blind, FixedInstructionPolicy)
+    blind.reset("lift the red cube")
+    blind.act(_obs(instruction="lift the blue cube"))
+    assert seen == ["perform the task", "perform the task"]
 
 
 # ------------------------------------------------------------------------------------------------- queue

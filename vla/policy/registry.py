@@ -14,6 +14,7 @@ Options every kind takes (applied by the registry, around what the kind builds):
     seed=<int>        the policy's own random seed (default: the caller's)
     noise=<metres>    Gaussian noise on dx, dy, dz of every action (a degraded variant)
     blank_images=1    the policy sees black images (the no-vision ablation of a visual policy)
+    instruction=<text> the policy always reads this instruction (the blind-language baseline)
 
 `vla` registers the kinds that need nothing but `vla` (`vla`, `random`, `noop`, `callable`, `tiny_vla`);
 packages register their own when imported (`sim_envs`: `expert`, `no_vision`; `world_model`: `servo`;
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 #: What a builder may return: one policy, or a zero-argument factory of fresh instances (for policies that
 #: keep per-episode state and run in several envs at once).
 PolicySource = Union[Policy, Callable[[], Policy]]
-COMMON_OPTIONS = ("name", "seed", "noise", "blank_images")
+COMMON_OPTIONS = ("name", "seed", "noise", "blank_images", "instruction")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -241,16 +242,19 @@ def policy_source(spec: "str | Path | Mapping[str, Any] | PolicySpec",
     seed = opts.int("seed", context.seed)
     noise = opts.float("noise", 0.0)
     blank = opts.bool("blank_images", False)
+    fixed_instruction = opts.str("instruction")
     if seed != context.seed:
         context = PolicyContext(**{**context.__dict__, "seed": seed})
     built = entry.builder(opts, context)
     if noise < 0:
         raise PolicySpecError(f"policy spec {spec}: noise={noise} must be >= 0 (metres)")
-    if not noise and not blank:
+    if not noise and not blank and fixed_instruction is None:
         return spec.name, built
-    from vla.policy.wrappers import BlankImagesPolicy, NoisyPolicy
+    from vla.policy.wrappers import BlankImagesPolicy, FixedInstructionPolicy, NoisyPolicy
 
     def wrap(policy: Policy, instance: int = 0) -> Policy:
+        if fixed_instruction is not None:
+            policy = FixedInstructionPolicy(policy, fixed_instruction)
         if blank:
             policy = BlankImagesPolicy(policy)
         if noise:

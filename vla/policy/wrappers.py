@@ -68,3 +68,23 @@ class BlankImagesPolicy(PolicyWrapper):
         blank = [Observation({k: np.zeros_like(v) for k, v in o.images.items()}, o.proprio, o.instruction, o.timestamp)
                  for o in observations]
         return self.base.act_batch(blank)
+
+
+class FixedInstructionPolicy(PolicyWrapper):
+    """Shows the wrapped policy one fixed instruction, whatever the episode asks: the blind-language baseline.
+
+    Its success on instruction-swap episodes (judged against the instruction the env named) is the chance
+    level a language-following policy must beat: a policy that ignores language does the same thing for
+    every instruction.
+    """
+
+    def __init__(self, base: Policy, instruction: str) -> None:
+        super().__init__(base)
+        self.instruction = str(instruction)
+
+    def reset(self, instruction: str) -> None:
+        self.base.reset(self.instruction)
+
+    def act_batch(self, observations: Sequence[Observation]) -> list[np.ndarray]:
+        fixed = [Observation(o.images, o.proprio, self.instruction, o.timestamp) for o in observations]
+        return self.base.act_batch(fixed)
