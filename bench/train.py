@@ -110,7 +110,8 @@ def bench_learning(work: Path, cache: Path, chunks: list[int]) -> dict:
     from vla.data.loader import RLDSLoader
 
     dcfg = replace(to_data_config(data), image_size=model.config.image_size, cameras=["primary"])
-    baseline = evaluate_model(model, processor, RLDSLoader(dcfg, train=False))
+    loader = RLDSLoader(dcfg, train=False, transform=processor.transform, collate=processor.collator())
+    baseline = evaluate_model(model, loader.batches(32))
     curve, t0 = [], time.perf_counter()
     for steps in chunks:
         final = run({"data": data, "output_dir": str(out), "trainer": trainer_overrides(steps, schedule="constant")})

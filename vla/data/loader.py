@@ -9,11 +9,16 @@
         ...
     state = loader.state_dict()      # exact position; RLDSLoader(cfg).load_state_dict(state) continues there
 
+    # model-ready batches for training (OpenVLA's RLDSBatchTransform + padded collator), this rank's share:
+    loader = RLDSLoader(cfg, transform=processor.transform, collate=processor.collator(),
+                        shard=Shard(rank, world_size, per_rank=micro_batch))
+
 Pipeline (one job per stage, as the reference's): read an episode (`RLDSReader`, images left encoded) ->
 standardize (`vla.data.oxe` spec of the dataset) -> normalize action/proprio (BOUNDS_Q99 with the
 dataset's statistics from `vla.data.statistics`) [`vla.data.sources`] -> cut frames or windows, holding only
 encoded JPEG bytes -> weighted mixture + shuffle buffer -> decode, rotate, resize, augment
-[`vla.data.augmentation`] -> sample, batched by `vla.data.collate`.
+[`vla.data.augmentation`] -> sample -> `transform` (optional: tokens and pixel tensors, in the workers) ->
+batched by `vla.data.collate` (raw samples stacked; transformed ones only padded, by `collate`).
 
 Determinism and resume: the sample sequence is a function of (seed, num_streams, chunk_size) only. Each of
 `num_streams` streams owns a share of every dataset's episode order (a fresh permutation per epoch), its own
@@ -24,6 +29,12 @@ after it (generator state, episode cursors and the buffer as (dataset, episode, 
 bytes); `state_dict()` is those states plus the position inside the current chunk, and restoring re-reads
 the referenced episodes, so resuming costs O(buffer) reads, not a replay.
 
+Ranks own streams: under data parallelism every process builds its loader with a `Shard` (rank, world size,
+samples per rank per step) and gets exactly the slice of the global sequence that one process would hand it
+(so any number of processes trains on the same global batches), but draws only the streams that hold samples
+of its slice and decodes and transforms only those samples. With `chunk_size` equal to the per-rank batch and
+`num_streams` a multiple of the world size, each stream belongs to one rank.
+
 Sample layout (frames): images {cam: uint8 (H, W, 3)}, action float32 (7,) normalized, proprio float32 (P,)
 normalized, instruction str, dataset str, episode_id str, step int.
 Windows add a time axis: images {cam: (Th + Tf, H, W, 3)}, proprio (Th + Tf, P), action (K, 7), with
@@ -33,7 +44,8 @@ frame_is_pad (Th + Tf,) and action_is_pad (K,) (padding repeats the first/last f
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -45,12 +57,43 @@ from vla.data.config import DataConfig, to_data_config
 from vla.data.rlds_reader import decode_image
 from vla.data.sources import EpisodeSource, Source, resolve_sources, sampling_probabilities
 
-__all__ = ["RLDSLoader", "Source", "collate_samples", "resolve_sources", "sampling_probabilities", "split_batch",
-           "to_numpy", "to_torch"]
+__all__ = ["RLDSLoader", "Shard", "Source", "collate_samples", "resolve_sources", "sampling_probabilities",
+           "split_batch", "to_numpy", "to_torch"]
 
 logger = logging.getLogger(__name__)
 
 _STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One process's share of the global sample sequence: of every block of `per_rank * world_size` samples,
+    positions [rank * per_rank, (rank + 1) * per_rank) (the slice data parallelism gives that rank)."""
+
+    rank: int = 0
+    world_size: int = 1
+    per_rank: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rank < self.world_size or self.per_rank < 1:
+            raise ValueError(f"Shard needs 0 <= rank < world_size and per_rank >= 1, got {self}")
+
+    @property
+    def whole(self) -> bool:
+        return self.world_size == 1
+
+    def positions(self, chunk_index: int, chunk_size: int) -> list[int]:
+        """This shard's positions inside global chunk `chunk_index`."""
+        block, start = self.per_rank * self.world_size, chunk_index * chunk_size
+        return [j for j in range(chunk_size) if (start + j) % block // self.per_rank == self.rank]
+
+    def runs(self, stream: int, num_streams: int, chunk_size: int) -> bool:
+        """Whether any chunk of `stream` holds positions of this shard (the pattern repeats within a block)."""
+        return any(self.positions(c * num_streams + stream, chunk_size) for c in range(self.per_rank * self.world_size))
+
+    def key(self) -> list[int] | None:
+        """What a saved position records (None: the whole sequence, as states saved before shards)."""
+        return None if self.whole else [self.rank, self.world_size, self.per_rank]
 
 
 def _make_item(d: int, ep: dict[str, Any], t: int, cfg: DataConfig) -> tuple:
@@ -77,8 +120,11 @@ class _Stream:
     """One deterministic stream: mixture sampling, per-dataset episode order, shuffle buffer, frame processing."""
 
     def __init__(self, stream_id: int, sources: list[Source], probs: np.ndarray, cfg: DataConfig, train: bool,
-                 state: dict | None = None) -> None:
+                 state: dict | None = None, *, transform: Callable[[dict], Any] | None = None,
+                 shard: Shard = Shard()) -> None:
         self.id = stream_id
+        self.transform = transform
+        self.shard = shard
         self.sources = sources
         self.probs = probs
         self.cfg = cfg
@@ -161,11 +207,15 @@ class _Stream:
         return out
 
     def next_chunk(self, n: int, skip: int = 0) -> dict:
-        """The next n samples, processed and stacked; the first `skip` are drawn but not decoded."""
+        """The next n samples drawn; those of this stream's shard processed (the first `skip` of them not):
+        raw samples stacked under "batch", transformed ones listed under "samples"."""
         items = self.next_items(n)
         first = self.emitted
         self.emitted += n
-        todo = [(item, first + k) for k, item in enumerate(items) if k >= skip]
+        mine = self.shard.positions((first // n) * self.cfg.num_streams + self.id, n)[skip:]
+        todo = [(items[k], first + k) for k in mine]
+        if self.transform is not None:
+            return {"stream": self.id, "skip": skip, "batch": None, "samples": self._run(todo), "state": self.state()}
         # frames are written straight into the batch's image tensors; inside a DataLoader worker these live in
         # shared memory from the start, so handing the batch over copies no pixels (otherwise: a stack, then a
         # copy into shared memory at hand-over)
@@ -175,23 +225,27 @@ class _Stream:
             images = {c: _empty_frames(len(todo), self.cfg.image_size, shared) for c in self.cfg.cameras}
         jobs = [(item, index, {c: v[k].numpy() for c, v in images.items()} if images is not None else None)
                 for k, (item, index) in enumerate(todo)]
-        if self.cfg.frame_threads > 1 and len(jobs) > 1:
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._pool = ThreadPoolExecutor(self.cfg.frame_threads, thread_name_prefix="vla-frames")
-            samples = list(self._pool.map(lambda a: self._process(*a), jobs))  # order kept: deterministic
-        else:
-            samples = [self._process(*job) for job in jobs]
+        samples = self._run(jobs)
         batch = None
         if samples:
             batch = collate_samples(samples, images=images)
             if images is None:
                 batch["images"] = {c: torch.from_numpy(v) for c, v in batch["images"].items()}
-        return {"stream": self.id, "skip": skip, "batch": batch, "state": self.state()}
+        return {"stream": self.id, "skip": skip, "batch": batch, "samples": None, "state": self.state()}
 
-    def _process(self, item: tuple, sample_index: int, out: dict[str, np.ndarray] | None = None) -> dict:
-        """Decode, rotate, resize and augment one sample's frames (frames mode: into `out` {camera: (H, W, 3)})."""
+    def _run(self, jobs: list[tuple]) -> list:
+        """`_process` over jobs, on `frame_threads` threads when asked (order kept: deterministic)."""
+        if self.cfg.frame_threads > 1 and len(jobs) > 1:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.cfg.frame_threads, thread_name_prefix="vla-frames")
+            return list(self._pool.map(lambda a: self._process(*a), jobs))
+        return [self._process(*job) for job in jobs]
+
+    def _process(self, item: tuple, sample_index: int, out: dict[str, np.ndarray] | None = None) -> Any:
+        """Decode, rotate, resize and augment one sample's frames (frames mode: into `out` {camera: (H, W, 3)}),
+        then apply the loader's `transform` if it has one."""
         d, _, t, images, action, proprio, instruction, episode_id, frame_pad, action_pad = item
         cfg = self.cfg
         size = (cfg.image_size, cfg.image_size)
@@ -225,7 +279,7 @@ class _Stream:
         if frame_pad is not None:
             sample["frame_is_pad"] = frame_pad
             sample["action_is_pad"] = action_pad
-        return sample
+        return sample if self.transform is None else self.transform(sample)
 
     def state(self) -> dict:
         buf = [(it[0], it[1], it[2]) for it in self.buffer] if self._pending_buffer is None else self._pending_buffer
@@ -261,27 +315,62 @@ class _StreamsDataset:
     """torch IterableDataset body: each worker runs its share of the streams, round-robin, forever."""
 
     def __init__(self, sources: list[Source], probs: np.ndarray, cfg: DataConfig, train: bool,
-                 states: list[dict], first_stream: int, skip: int) -> None:
+                 states: list[dict], first_stream: int, skip: int, transform: Callable[[dict], Any] | None,
+                 shard: Shard, collate: Callable[[list], Any] | None = None, batch_size: int | None = None) -> None:
         self.sources, self.probs, self.cfg, self.train = sources, probs, cfg, train
         self.states, self.first_stream, self.skip = states, first_stream, skip
+        self.transform, self.shard = transform, shard
+        self.collate, self.batch_size = collate, batch_size  # batch_size: collate whole batches here
 
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
         num_workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         if info is not None:
             torch.set_num_threads(1)  # a busy box: one thread per loader process
-        s_total = self.cfg.num_streams
+        s_total, size = self.cfg.num_streams, self.cfg.chunk_size
         order = [(self.first_stream + j) % s_total for j in range(s_total)]
-        mine = [_Stream(s, self.sources, self.probs, self.cfg, self.train, self.states[s]) for s in order[worker::num_workers]]
+        # a stream without samples of this shard is not run: it hands over empty chunks (keeping the order)
+        mine = [_Stream(s, self.sources, self.probs, self.cfg, self.train, self.states[s], transform=self.transform,
+                        shard=self.shard) if self.shard.runs(s, s_total, size) else s for s in order[worker::num_workers]]
         skip = self.skip if worker == 0 else 0
         try:
             while True:
                 for stream in mine:
-                    yield stream.next_chunk(self.cfg.chunk_size, skip)
+                    if isinstance(stream, int):
+                        yield {"stream": stream, "skip": 0, "batch": None, "samples": None, "state": self.states[stream]}
+                        continue
+                    chunk = stream.next_chunk(size, skip)
+                    samples, b = chunk["samples"], self.batch_size
+                    if samples and b:  # whole batches of this chunk: padded here, handed over ready
+                        chunk["ready"] = [self.collate(samples[i:i + b]) for i in range(0, len(samples), b)]
+                        chunk["samples"] = None
+                    elif samples and info is not None:
+                        _share_fields(samples)
+                    yield chunk
                     skip = 0
         finally:
             for stream in mine:
-                stream.close()
+                if not isinstance(stream, int):
+                    stream.close()
+
+
+def _share_fields(samples: list) -> None:
+    """Move each tensor field of a chunk's samples into one shared-memory buffer, each sample keeping a view.
+
+    Handing a chunk from a worker to the training process shares every tensor storage separately (a new
+    shared-memory file, a copy and a file descriptor each); one buffer per field makes that a handful."""
+    if not isinstance(samples[0], dict):
+        return
+    for key, first in samples[0].items():
+        if not torch.is_tensor(first) or any(not torch.is_tensor(s[key]) or s[key].dtype != first.dtype for s in samples):
+            continue
+        sizes = [s[key].numel() for s in samples]
+        flat = torch.empty(sum(sizes), dtype=first.dtype).share_memory_()
+        torch.cat([s[key].reshape(-1) for s in samples], out=flat)
+        offset = 0
+        for s, n in zip(samples, sizes):
+            s[key] = flat[offset:offset + n].view(s[key].shape)
+            offset += n
 
 
 class _TorchStreams(torch.utils.data.IterableDataset):
@@ -301,11 +390,23 @@ class RLDSLoader:
         train: True: shuffled, augmented, endless. False: every step of every episode once, in order,
             without augmentation (`center_crop` applies), in this process.
         sources: pre-resolved datasets (skips resolving and statistics; used to share them train/val).
+        transform: applied to each sample where it is made (in the DataLoader workers), e.g.
+            `VLAProcessor.transform` (tokens and pixel tensors); iteration then yields its outputs.
+        collate: what `batches()` makes of a list of transformed samples (e.g. `VLAProcessor.collator()`, which
+            only pads and stacks); needed with `transform`.
+        shard: this process's slice of the global sequence (training under data parallelism); only its
+            samples are decoded and transformed here.
     """
 
-    def __init__(self, cfg: DataConfig | Any, *, train: bool = True, sources: list[Source] | None = None) -> None:
+    def __init__(self, cfg: DataConfig | Any, *, train: bool = True, sources: list[Source] | None = None,
+                 transform: Callable[[dict], Any] | None = None, collate: Callable[[list], Any] | None = None,
+                 shard: Shard | None = None) -> None:
         self.cfg = to_data_config(cfg)
         self.train = train
+        self.transform, self.collate = transform, collate
+        self.shard = shard or Shard()
+        if not train and not self.shard.whole:
+            raise ValueError("an ordered pass (train=False) is not sharded: every process reads all of it")
         self.sources = sources if sources is not None else resolve_sources(self.cfg)
         self.probs = sampling_probabilities(self.sources)
         s = self.cfg.num_streams
@@ -314,10 +415,12 @@ class RLDSLoader:
         self._consumed = 0  # samples of that chunk already consumed
         self._iterating = False
         logger.info(
-            "loader over %s (probabilities %s), split %s, %s, buffer %d, %d worker(s), %d stream(s)",
+            "loader over %s (probabilities %s), split %s, %s, buffer %d, %d worker(s), %d stream(s)%s",
             [src.name for src in self.sources], np.round(self.probs, 4).tolist(), self.cfg.split,
             "frames" if self.cfg.window.is_frames else f"windows {self.cfg.window}", self.cfg.shuffle_buffer,
             self.cfg.num_workers, s,
+            "" if self.shard.whole else f", rank {self.shard.rank} of {self.shard.world_size} runs streams "
+            f"{[i for i in range(s) if self.shard.runs(i, s, self.cfg.chunk_size)]}",
         )
 
     @property
@@ -329,13 +432,18 @@ class RLDSLoader:
         return sum(s.num_episodes for s in self.sources)
 
     # ---------------------------------------------------------------------------------------- iteration
-    def _chunks(self) -> Iterator[dict]:
-        """Collated chunks in delivery order, keeping the resume position up to date."""
+    def _chunks(self, batch_size: int | None = None) -> Iterator[dict]:
+        """Chunks in delivery order; with `batch_size`, transformed samples come as ready batches when every
+        chunk holds whole batches of this shard's samples (the chunk size a multiple of the batch size)."""
         if self._iterating:
             raise RuntimeError("this RLDSLoader is already being iterated; create a second loader for a second stream")
         self._iterating = True
+        c, block = self.cfg.chunk_size, self.shard.per_rank * self.shard.world_size
+        aligned = (batch_size is not None and self.transform is not None and self._consumed % batch_size == 0
+                   and all(len(self.shard.positions(k, c)) % batch_size == 0 for k in range(block)))
         body = _StreamsDataset(self.sources, self.probs, self.cfg, True, list(self._states), self._next_stream,
-                               self._consumed)
+                               self._consumed, self.transform, self.shard, self.collate,
+                               batch_size if aligned else None)
         if self.cfg.image_augmentation or self.cfg.center_crop:
             compile_kernel()  # before the workers fork: they inherit it
         if self.cfg.num_workers == 0:
@@ -357,50 +465,80 @@ class RLDSLoader:
         self._next_stream = (chunk["stream"] + 1) % self.cfg.num_streams
         self._consumed = 0
 
-    def __iter__(self) -> Iterator[dict]:
+    @staticmethod
+    def _chunk_samples(chunk: dict) -> list:
+        if chunk["samples"] is not None:
+            return chunk["samples"]
+        return list(split_batch(chunk["batch"])) if chunk["batch"] is not None else []
+
+    def __iter__(self) -> Iterator[Any]:
         if not self.train:
             yield from self._ordered_pass()
             return
         for chunk in self._chunks():
-            if chunk["batch"] is not None:
-                for sample in split_batch(chunk["batch"]):
-                    self._consumed += 1
-                    yield sample
+            for sample in self._chunk_samples(chunk):
+                self._consumed += 1
+                yield sample
             self._chunk_done(chunk)
 
-    def batches(self, batch_size: int | None = None, *, as_torch: bool = True) -> Iterator[dict]:
-        """Endless collated batches (torch tensors by default); the same sample sequence as iterating.
+    def batches(self, batch_size: int | None = None, *, as_torch: bool = True) -> Iterator[Any]:
+        """Endless batches; the same sample sequence as iterating. Raw samples are stacked (torch tensors by
+        default); transformed ones go through `collate`.
 
-        With batch_size == chunk_size (the default) each worker's chunk is handed over as it is."""
+        With raw samples and batch_size == chunk_size (the default) each worker's chunk is handed over as it is."""
         batch_size = batch_size or self.cfg.chunk_size
+        if self.transform is not None and self.collate is None:
+            raise ValueError("a loader with a transform needs `collate` to make batches (e.g. processor.collator())")
         if not self.train:
-            yield from _rebatch(self._ordered_pass(), batch_size, as_torch)
+            yield from _rebatch(self._ordered_pass(), batch_size, self._collate_fn(as_torch))
             return
-        pending: list[tuple[dict, dict, bool]] = []  # (sample, its chunk, last of its chunk)
-        for chunk in self._chunks():
-            batch = chunk["batch"]
-            n = len(batch["instruction"]) if batch is not None else 0
-            if n == 0:
-                self._chunk_done(chunk)
+        collate = self._collate_fn(as_torch)
+        # (sample, its chunk, last of its chunk); a chunk without samples here is (None, chunk, True), so
+        # chunks are marked done in delivery order
+        pending: list[tuple[Any, dict, bool]] = []
+        filled = 0
+        for chunk in self._chunks(batch_size):
+            for i, ready in enumerate(chunk.get("ready") or []):  # whole batches: nothing is pending then
+                self._consumed += batch_size
+                if i == len(chunk["ready"]) - 1:
+                    self._chunk_done(chunk)
+                yield ready
+            if chunk.get("ready"):
                 continue
-            if not pending and n == batch_size:  # fast path
-                self._consumed += n
+            batch = chunk["batch"]
+            if not pending and batch is not None and len(batch["instruction"]) == batch_size:  # fast path
+                self._consumed += batch_size
                 self._chunk_done(chunk)
                 yield to_torch(batch) if as_torch else to_numpy(batch)
                 continue
-            for i, sample in enumerate(split_batch(batch)):
-                pending.append((sample, chunk, i == n - 1))
-                if len(pending) == batch_size:
-                    for _, c, last in pending:  # the position advances only over samples handed out
-                        self._consumed += 1
+            samples = self._chunk_samples(chunk)
+            if not samples:
+                if pending:
+                    pending.append((None, chunk, True))
+                else:
+                    self._chunk_done(chunk)
+                continue
+            for i, sample in enumerate(samples):
+                pending.append((sample, chunk, i == len(samples) - 1))
+                filled += 1
+                if filled == batch_size:
+                    out = []
+                    for s, c, last in pending:  # the position advances only over samples handed out
+                        if s is not None:
+                            self._consumed += 1
+                            out.append(s)
                         if last:
                             self._chunk_done(c)
-                    out = collate_samples([p[0] for p in pending])
-                    pending = []
-                    yield to_torch(out) if as_torch else out
+                    pending, filled = [], 0
+                    yield collate(out)
 
-    def _ordered_pass(self) -> Iterator[dict]:
-        stream = _Stream(0, self.sources, self.probs, self.cfg, False)
+    def _collate_fn(self, as_torch: bool) -> Callable[[list], Any]:
+        if self.transform is not None:
+            return self.collate
+        return (lambda samples: to_torch(collate_samples(samples))) if as_torch else collate_samples
+
+    def _ordered_pass(self) -> Iterator[Any]:
+        stream = _Stream(0, self.sources, self.probs, self.cfg, False, transform=self.transform)
         try:
             for d in range(len(self.sources)):
                 for index in range(self.sources[d].num_episodes):
@@ -417,10 +555,13 @@ class RLDSLoader:
         for st in self._states:
             streams.append({"rng": st["rng"], "cursor": list(st["cursor"]), "current": [list(c) for c in st["current"]],
                             "emitted": int(st["emitted"]), "buffer": np.asarray(st["buffer"]).reshape(-1).tolist()})
-        return {"version": _STATE_VERSION, "seed": self.cfg.seed, "num_streams": self.cfg.num_streams,
-                "chunk_size": self.cfg.chunk_size, "datasets": [s.name for s in self.sources],
-                "split": self.cfg.split, "next_stream": self._next_stream, "consumed": self._consumed,
-                "streams": streams}
+        state = {"version": _STATE_VERSION, "seed": self.cfg.seed, "num_streams": self.cfg.num_streams,
+                 "chunk_size": self.cfg.chunk_size, "datasets": [s.name for s in self.sources],
+                 "split": self.cfg.split, "next_stream": self._next_stream, "consumed": self._consumed,
+                 "streams": streams}
+        if not self.shard.whole:
+            state["shard"] = self.shard.key()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Continue exactly where `state` was taken (same datasets, seed, streams and chunk size)."""
@@ -429,7 +570,7 @@ class RLDSLoader:
         if state.get("version") != _STATE_VERSION:
             raise ValueError(f"loader state version {state.get('version')!r} is not {_STATE_VERSION}")
         mine = {"seed": self.cfg.seed, "num_streams": self.cfg.num_streams, "chunk_size": self.cfg.chunk_size,
-                "datasets": [s.name for s in self.sources], "split": self.cfg.split}
+                "datasets": [s.name for s in self.sources], "split": self.cfg.split, "shard": self.shard.key()}
         diff = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
         if diff:
             raise ValueError(
@@ -444,14 +585,12 @@ class RLDSLoader:
         self._consumed = int(state["consumed"])
 
 
-def _rebatch(samples: Iterator[dict], batch_size: int, as_torch: bool) -> Iterator[dict]:
+def _rebatch(samples: Iterator[Any], batch_size: int, collate: Callable[[list], Any]) -> Iterator[Any]:
     pending = []
     for s in samples:
         pending.append(s)
         if len(pending) == batch_size:
-            out = collate_samples(pending)
+            yield collate(pending)
             pending = []
-            yield to_torch(out) if as_torch else out
     if pending:
-        out = collate_samples(pending)
-        yield to_torch(out) if as_torch else out
+        yield collate(pending)

@@ -1,9 +1,12 @@
-"""`VLAProcessor`: images + instructions (+ actions) -> model inputs. With actions it is the training collate.
+"""`VLAProcessor`: images + instructions (+ actions) -> model inputs, one sample at a time, then padded.
 
 Inference: `input_ids` = tokenized prompt + suffix token (left padded), `pixel_values` (B, 6 * n_cameras, S, S).
 Training (`actions` given, normalized (B, 7) or (B, K, 7)), autoregressive: prompt + K*7 action ids + EOS,
 labels -100 on the prompt (right padded). Parallel decoding (OFT): prompt + K*7 slots holding the pad id under
 attention 1, labels = the action ids at the slots; `actions` (B, K, 7) is passed through for the L1 head.
+
+Training data: `transform` turns one loader sample into its unpadded inputs (`encode`), in the loader's workers
+as OpenVLA's `RLDSBatchTransform` does, and `collator()` only pads and stacks them.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ import numpy as np
 import torch
 
 from vla.core.types import ContractError
+from vla.data.collate import IGNORE_INDEX, PaddedCollator
 from vla.model.action_tokenizer import ActionTokenizer
 from vla.model.image_processing import VLAImageProcessor
 from vla.model.prompt import build_prompt
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
 CONFIG_NAME = "processor_config.json"
 _SETTINGS = ("action_token_end_id", "n_action_bins", "prompt_suffix_token_id", "bos_token_id", "eos_token_id",
              "pad_token_id", "cameras", "action_chunk", "action_dim", "decoding", "use_proprio", "proprio_dim",
@@ -96,27 +99,98 @@ class VLAProcessor:
     # ---- images -----------------------------------------------------------------------------------------
     def pixel_values(self, images: Sequence[np.ndarray | Mapping[str, np.ndarray]]) -> torch.Tensor:
         """(B, 6 * n_cameras, S, S) float32; each item is one array (single-camera models) or {camera: array}."""
-        per_cam: dict[str, list] = {c: [] for c in self.cameras}
-        names: dict[str, list[str]] = {c: [] for c in self.cameras}
-        for i, item in enumerate(images):
-            if isinstance(item, Mapping):
-                missing = [c for c in self.cameras if c not in item]
-                if missing:
-                    raise ContractError(f"images[{i}] lacks camera(s) {missing}; the model reads {self.cameras}, "
-                                        f"got {sorted(item)}")
-                for c in self.cameras:
-                    per_cam[c].append(item[c])
-                    names[c].append(f"images[{i}][{c!r}]")
-            else:
-                if len(self.cameras) != 1:
-                    raise ContractError(f"images[{i}] is a single image but the model reads cameras {self.cameras}; "
-                                        "pass a dict {camera: uint8 (H, W, 3)}")
-                per_cam[self.cameras[0]].append(item)
-                names[self.cameras[0]].append(f"images[{i}]")
-        tensors = [self.image_processor.preprocess(per_cam[c], names[c]) for c in self.cameras]  # (B, 6, S, S) each
-        return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=1)
+        return torch.stack([self.item_pixel_values(item, f"images[{i}]") for i, item in enumerate(images)])
 
-    # ---- the call ---------------------------------------------------------------------------------------
+    def item_pixel_values(self, item: np.ndarray | Mapping[str, np.ndarray], name: str = "images[0]") -> torch.Tensor:
+        """(6 * n_cameras, S, S) float32 for one item (the normalization is element-wise, so a batch of items
+        gets exactly these values)."""
+        if isinstance(item, Mapping):
+            missing = [c for c in self.cameras if c not in item]
+            if missing:
+                raise ContractError(f"{name} lacks camera(s) {missing}; the model reads {self.cameras}, got {sorted(item)}")
+            per_cam = [(item[c], f"{name}[{c!r}]") for c in self.cameras]
+        else:
+            if len(self.cameras) != 1:
+                raise ContractError(f"{name} is a single image but the model reads cameras {self.cameras}; "
+                                    "pass a dict {camera: uint8 (H, W, 3)}")
+            per_cam = [(item, name)]
+        tensors = [self.image_processor.preprocess([img], [n])[0] for img, n in per_cam]  # (6, S, S) each
+        return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=0)
+
+    # ---- actions ----------------------------------------------------------------------------------------
+    def _action_chunks(self, actions: np.ndarray | torch.Tensor, batch: int) -> np.ndarray:
+        """(B, K, action_dim) float32 from (B, action_dim) or (B, K, action_dim), checked."""
+        acts = np.asarray(actions.detach().cpu() if isinstance(actions, torch.Tensor) else actions, np.float32)
+        if acts.ndim == 2:
+            acts = acts[:, None]
+        if acts.ndim != 3 or acts.shape[0] != batch or acts.shape[2] != self.action_dim:
+            raise ContractError(f"actions must be ({batch}, {self.action_dim}) or ({batch}, K, "
+                                f"{self.action_dim}), got {np.shape(actions)}")
+        if not np.all(np.isfinite(acts)):
+            raise ContractError("actions contain NaN/inf")
+        if acts.shape[1] != self.action_chunk:  # the policy decodes exactly action_chunk actions
+            raise ContractError(f"actions have chunk length {acts.shape[1]}; this model predicts chunks of "
+                                f"{self.action_chunk} (set model.action_chunk={acts.shape[1]} or give "
+                                f"{self.action_chunk}-step windows)")
+        return acts
+
+    def _proprio(self, proprio: Any, batch: int) -> torch.Tensor:
+        """(B, proprio_dim) float32, checked."""
+        if proprio is None:
+            raise ContractError(f"this model reads proprio ({self.proprio_dim} dims); pass proprio=(B, P)")
+        p = torch.as_tensor(np.asarray(proprio, np.float32)).reshape(batch, -1)
+        if p.shape[1] != self.proprio_dim:
+            raise ContractError(f"proprio has {p.shape[1]} dims, the model expects {self.proprio_dim}")
+        return p
+
+    # ---- one sample: what the loader's workers run (OpenVLA's RLDSBatchTransform) ---------------------------
+    def encode(self, item: np.ndarray | Mapping[str, np.ndarray], instruction: str, actions: np.ndarray | None = None,
+               proprio: torch.Tensor | None = None, *, name: str = "images[0]") -> dict[str, torch.Tensor]:
+        """One sample's model inputs, unpadded: `input_ids` (L,), `pixel_values` (6 * n_cameras, S, S); with
+        `actions` (K, 7) (checked by the caller) also `labels` (L,) and `actions`; `proprio` (P,) when given.
+
+        Autoregressive training: prompt + K*7 action ids + EOS, labels -100 on the prompt. Parallel decoding:
+        prompt + K*7 slots holding the pad id (attended), labels = the action ids at the slots."""
+        prompt = self.prompt_ids(instruction)
+        action_ids = self.action_tokenizer.encode(actions).reshape(-1).tolist() if actions is not None else None
+        labels = None
+        if self.decoding == "parallel":
+            n_slots = self.action_chunk * self.action_dim
+            ids = prompt + [self.pad_token_id] * n_slots
+            if action_ids is not None:
+                labels = [IGNORE_INDEX] * len(prompt) + action_ids
+        elif action_ids is not None:
+            ids = prompt + action_ids + [self.eos_token_id]
+            labels = [IGNORE_INDEX] * len(prompt) + action_ids + [self.eos_token_id]
+        else:
+            ids = prompt
+        out = {"input_ids": torch.tensor(ids, dtype=torch.long), "pixel_values": self.item_pixel_values(item, name)}
+        if labels is not None:
+            out["labels"] = torch.tensor(labels, dtype=torch.long)
+            out["actions"] = torch.from_numpy(np.ascontiguousarray(actions, np.float32))
+        if proprio is not None:
+            out["proprio"] = proprio
+        return out
+
+    def transform(self, sample: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """A data loader sample (`images` {cam: (H, W, 3) or history (T, H, W, 3)}, `instruction`, normalized
+        `action` (7,) or chunk (K, 7), `proprio` (P,) or (T, P)) -> its unpadded model inputs (`encode`); the
+        latest frame of a history is used. `RLDSLoader(..., transform=processor.transform)` runs it in the
+        loader's workers, so the training thread only pads (`collator()`)."""
+        cams = {c: (np.asarray(v)[-1] if np.ndim(v) == 4 else v) for c, v in sample["images"].items()}
+        item = cams if len(self.cameras) > 1 else cams.get(self.cameras[0], next(iter(cams.values())))
+        actions = self._action_chunks(np.asarray(sample["action"], np.float32)[None], 1)[0]
+        proprio = None
+        if self.use_proprio:
+            last = np.asarray(sample["proprio"], np.float32).reshape(-1, self.proprio_dim)[-1]
+            proprio = self._proprio(last[None], 1)[0]
+        return self.encode(item, sample["instruction"], actions, proprio)
+
+    def collator(self, *, training: bool = True) -> PaddedCollator:
+        """Pads and stacks `encode` outputs: on the right for training, on the left for inference."""
+        return PaddedCollator(self.pad_token_id, "right" if training else "left", self.llm_max_length)
+
+    # ---- a batch ----------------------------------------------------------------------------------------
     def __call__(
         self,
         images: Sequence[np.ndarray | Mapping[str, np.ndarray]],
@@ -132,78 +206,16 @@ class VLAProcessor:
         if len(images) == 0:
             raise ValueError("empty batch")
         batch = len(images)
-        seqs, labels = [], []
-        acts = None
-        if actions is not None:
-            acts = np.asarray(actions.detach().cpu() if isinstance(actions, torch.Tensor) else actions, np.float32)
-            if acts.ndim == 2:
-                acts = acts[:, None]
-            if acts.ndim != 3 or acts.shape[0] != batch or acts.shape[2] != self.action_dim:
-                raise ContractError(f"actions must be ({batch}, {self.action_dim}) or ({batch}, K, "
-                                    f"{self.action_dim}), got {np.shape(actions)}")
-            if not np.all(np.isfinite(acts)):
-                raise ContractError("actions contain NaN/inf")
-            if acts.shape[1] != self.action_chunk:  # the policy decodes exactly action_chunk actions
-                raise ContractError(f"actions have chunk length {acts.shape[1]}; this model predicts chunks of "
-                                    f"{self.action_chunk} (set model.action_chunk={acts.shape[1]} or give "
-                                    f"{self.action_chunk}-step windows)")
-        for i, instruction in enumerate(instructions):
-            prompt = self.prompt_ids(instruction)
-            if self.decoding == "parallel":
-                n_slots = self.action_chunk * self.action_dim
-                ids = prompt + [self.pad_token_id] * n_slots
-                lab = [IGNORE_INDEX] * len(prompt)
-                lab += (self.action_tokenizer.encode(acts[i]).reshape(-1).tolist() if acts is not None
-                        else [IGNORE_INDEX] * n_slots)
-            elif acts is not None:
-                action_ids = self.action_tokenizer.encode(acts[i]).reshape(-1).tolist()
-                ids = prompt + action_ids + [self.eos_token_id]
-                lab = [IGNORE_INDEX] * len(prompt) + action_ids + [self.eos_token_id]
-            else:
-                ids, lab = prompt, None
-            seqs.append(ids)
-            labels.append(lab)
-        # training pads on the right, inference on the left (generation appends on the right)
-        left = actions is None
-        width = max(len(s) for s in seqs)
-        if width > self.llm_max_length:
-            raise ValueError(f"a sequence has {width} text tokens, more than llm_max_length={self.llm_max_length}")
-        input_ids = torch.full((batch, width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((batch, width), dtype=torch.long)
-        lab_t = torch.full((batch, width), IGNORE_INDEX, dtype=torch.long)
-        for i, s in enumerate(seqs):
-            sl = slice(width - len(s), width) if left else slice(0, len(s))
-            input_ids[i, sl] = torch.tensor(s)
-            mask[i, sl] = 1
-            if labels[i] is not None:
-                lab_t[i, sl] = torch.tensor(labels[i])
-        out = {"input_ids": input_ids, "attention_mask": mask, "pixel_values": self.pixel_values(images)}
-        if acts is not None:
-            out["labels"] = lab_t
-            out["actions"] = torch.from_numpy(acts)
-        if self.use_proprio:
-            if proprio is None:
-                raise ContractError(f"this model reads proprio ({self.proprio_dim} dims); pass proprio=(B, P)")
-            p = torch.as_tensor(np.asarray(proprio, np.float32)).reshape(batch, -1)
-            if p.shape[1] != self.proprio_dim:
-                raise ContractError(f"proprio has {p.shape[1]} dims, the model expects {self.proprio_dim}")
-            out["proprio"] = p
-        return out
+        acts = self._action_chunks(actions, batch) if actions is not None else None
+        props = self._proprio(proprio, batch) if self.use_proprio else None
+        samples = [self.encode(item, instructions[i], acts[i] if acts is not None else None,
+                               props[i] if props is not None else None, name=f"images[{i}]")
+                   for i, item in enumerate(images)]
+        return self.collator(training=acts is not None)(samples)
 
     def collate(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        """Training collate over the data loader's samples (`images` {cam: (H, W, 3) or history (T, H, W, 3)},
-        `instruction`, normalized `action` (7,) or chunk (K, 7), `proprio` (P,) or (T, P)); the latest frame
-        of a history is used."""
-        images = []
-        for s in samples:
-            cams = {c: (np.asarray(v)[-1] if np.ndim(v) == 4 else v) for c, v in s["images"].items()}
-            images.append(cams if len(self.cameras) > 1 else cams.get("primary", next(iter(cams.values()))))
-        actions = np.stack([np.asarray(s["action"], np.float32) for s in samples])
-        proprio = None
-        if self.use_proprio:
-            proprio = np.stack([np.asarray(s["proprio"], np.float32).reshape(-1, self.proprio_dim)[-1]
-                                for s in samples])
-        return self(images, [s["instruction"] for s in samples], actions=actions, proprio=proprio)
+        """Training batch from data loader samples: `transform` each, then pad (`collator()`)."""
+        return self.collator()([self.transform(s) for s in samples])
 
 
 def load_tokenizer(path: str | Path):

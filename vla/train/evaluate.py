@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
@@ -31,25 +31,26 @@ def evaluate_checkpoint(checkpoint: str | Path, data: Any, *, batch_size: int = 
 
     model, processor = load_checkpoint(checkpoint)
     cfg = replace(shape_for_model(to_data_config(data), model.config), image_augmentation=False)
-    return evaluate_model(model, processor, RLDSLoader(cfg, train=False), batch_size=batch_size, max_frames=max_frames)
+    loader = RLDSLoader(cfg, train=False, transform=processor.transform, collate=processor.collator())
+    return evaluate_model(model, loader.batches(batch_size), max_frames=max_frames)
 
 
 @torch.no_grad()
-def evaluate_model(model: torch.nn.Module, processor: Any, samples, *, batch_size: int = 32,
-                   max_frames: int | None = None) -> dict:
-    """Frame-weighted mean loss / accuracy / L1 of `model` over an iterable of loader samples."""
+def evaluate_model(model: torch.nn.Module, batches: Iterable[dict], *, max_frames: int | None = None) -> dict:
+    """Frame-weighted mean loss / accuracy / L1 of `model` over model-ready batches (e.g. an `RLDSLoader` with
+    `transform=processor.transform`: its `.batches(n)`), stopping after `max_frames` frames."""
     decoder = ActionTokenDecoder.from_config(model.config)
     parallel = model.config.decoding == "parallel"  # (first-token accuracy: autoregressive models only)
     model.eval()
     totals = {"loss": 0.0, "action_accuracy": 0.0, "action_l1": 0.0, "first_token_accuracy": 0.0}
-    frames, tokens, pending = 0, 0, []
-
-    def flush() -> None:
-        nonlocal frames, tokens
-        batch = processor.collate(pending)
+    frames, tokens = 0, 0
+    for batch in batches:
+        n = len(batch["input_ids"])
+        if max_frames is not None and frames + n > max_frames:
+            n = max_frames - frames
+            batch = {k: v[:n] for k, v in batch.items()}
         out = model(**batch)
         m = output_metrics(out, batch, decoder, parallel=parallel)
-        n = len(pending)
         if not parallel:
             # the first action token is the one only the image (and instruction) decides: the others can lean
             # on the tokens before them under teacher forcing
@@ -64,16 +65,8 @@ def evaluate_model(model: torch.nn.Module, processor: Any, samples, *, batch_siz
         totals["action_l1"] += m["action_l1"] * m["action_tokens"]
         frames += n
         tokens += m["action_tokens"]
-        pending.clear()
-
-    for sample in samples:
-        pending.append(sample)
-        if len(pending) == batch_size:
-            flush()
-        if max_frames is not None and frames + len(pending) >= max_frames:
+        if max_frames is not None and frames >= max_frames:
             break
-    if pending:
-        flush()
     if frames == 0:
         raise ValueError("no frames to evaluate on")
     return {"loss": totals["loss"] / frames, "action_accuracy": totals["action_accuracy"] / max(tokens, 1),

@@ -79,7 +79,10 @@ class Trainer:
             raise ValueError("trainer.mode=lora adapts a pretrained model: set init_from=<checkpoint dir> "
                              "(training from scratch needs trainer.mode=full)")
         model = bundle.model
-        self.data = build_data(cfg.data, model_config=model.config, seed=cfg.seed, val_fraction=t.val_fraction)
+        from vla.data.loader import Shard
+
+        self.data = build_data(cfg.data, model_config=model.config, processor=self.processor, seed=cfg.seed,
+                               val_fraction=t.val_fraction, shard=Shard(ctx.rank, ctx.world_size, self.micro))
         # The checkpoint carries the statistics of the data it was trained on, under their unnorm_keys, so a
         # model fine-tuned on a new robot un-normalizes with that robot's statistics (the base's stay in the base).
         model.config.norm_stats = self._statistics_dict()
@@ -165,16 +168,14 @@ class Trainer:
         return torch.autocast(device_type=self.ctx.device.type, dtype=torch.bfloat16)
 
     def _micro_batches(self) -> Iterator[dict]:
-        """Each micro-step draws micro x world samples of one global stream; this process keeps its slice,
-        so any number of processes sees the same global batches as one process."""
-        it = self._train_iter = iter(self.data.train)
-        while True:
-            samples = [next(it) for _ in range(self.micro * self.ctx.world_size)]
-            mine = samples[self.ctx.rank * self.micro:(self.ctx.rank + 1) * self.micro]
-            yield self._collate(mine)
+        """This process's micro-batches, model-ready from the loader: its slice of each global micro-step of
+        micro x world samples (the loader's `Shard`), so any number of processes sees the same global batches
+        as one process."""
+        it = self._train_iter = self.data.train.batches(self.micro)
+        for batch in it:
+            yield self._to_device(batch)
 
-    def _collate(self, samples: list[dict]) -> dict:
-        batch = self.data.collate(self.processor, samples)
+    def _to_device(self, batch: dict) -> dict:
         return {k: (v.to(self.ctx.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
     def _forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -216,15 +217,14 @@ class Trainer:
             return {}
         self.model.eval()
         agg, n = Smoothed(window=10**9), 0
-        samples: list[dict] = []
-        for sample in self.data.make_val():
-            samples.append(sample)
-            if len(samples) == self.micro:
-                loss, metrics = self._forward(self._collate(samples))
-                agg.add({"loss": float(loss), **metrics})
-                samples, n = [], n + 1
-                if n >= self.cfg.trainer.val_batches:
-                    break
+        for batch in self.data.make_val().batches(self.micro):
+            if len(batch["input_ids"]) < self.micro:  # whole micro-batches only
+                break
+            loss, metrics = self._forward(self._to_device(batch))
+            agg.add({"loss": float(loss), **metrics})
+            n += 1
+            if n >= self.cfg.trainer.val_batches:
+                break
         self.model.train()
         return mean_over_ranks(self.ctx, agg.means()) if n else {}
 

@@ -3,7 +3,9 @@
 Model: `init_from=scratch` builds the `model` preset (e.g. `tiny`, configs/model/) with a project-made tokenizer;
 otherwise `init_from` is a local checkpoint directory (`VLAForActionPrediction.from_pretrained`).
 Data: RLDS dataset directories read by `vla.data.loader`, normalized with statistics from
-`vla.data.statistics`; a held-out set of whole episodes per dataset serves validation.
+`vla.data.statistics`; a held-out set of whole episodes per dataset serves validation. The loader's workers
+turn samples into model inputs (`VLAProcessor.transform`) and each process reads its own share (`Shard`), so
+the training loop receives padded, model-ready batches.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
 
@@ -99,14 +101,11 @@ def load_adapter_weights(model: torch.nn.Module, adapter_dir: Path) -> None:
 class DataBundle:
     unnorm_key: str  # the key of the first dataset (the one a single-dataset fine-tune un-normalizes with)
     norm_stats: dict[str, Any]  # unnorm_key (dataset name) -> DatasetStatistics, one per training dataset
-    train: Any  # RLDSLoader: endless frame samples with state_dict() / load_state_dict()
-    make_val: Callable[[], Iterable[dict]] | None  # a fresh, ordered pass over the held-out episodes
+    train: Any  # RLDSLoader of this process's model-ready samples: .batches(n), state_dict() / load_state_dict()
+    make_val: Callable[[], Any] | None  # a fresh, ordered RLDSLoader over the held-out episodes (all of them)
     num_train_episodes: int
     num_val_episodes: int
-
-    @staticmethod
-    def collate(processor: Any, samples: list[dict]) -> dict:
-        return processor.collate(samples)
+    config: Any = None  # the DataConfig actually read (shaped for the model)
 
 
 def split_names(split: str, val_fraction: float) -> tuple[str, str | None]:
@@ -120,11 +119,15 @@ def split_names(split: str, val_fraction: float) -> tuple[str, str | None]:
     return f"{split}[:{cut}%]", f"{split}[{cut}%:]"
 
 
-def build_data(cfg: Any, *, model_config: Any, seed: int, val_fraction: float) -> DataBundle:
-    """Train/val loaders over `cfg` (a `vla.data.config.DataConfig`), shaped for the model.
+def build_data(cfg: Any, *, model_config: Any, processor: Any, seed: int, val_fraction: float,
+               shard: Any = None) -> DataBundle:
+    """Train/val loaders of model-ready samples over `cfg` (a `vla.data.config.DataConfig`), shaped for the model.
 
     Frames are resized to the model's input size and carry its cameras (and its action chunk), so the data
-    config never has to repeat the model's dimensions. Statistics: one pass per dataset, cached on disk.
+    config never has to repeat the model's dimensions. `processor`
+    tokenizes and builds pixel tensors in the loader's workers; `shard` (a `vla.data.loader.Shard`) is this
+    process's slice of the training stream; validation reads every held-out step in every process.
+    Statistics: one pass per dataset, cached on disk.
     """
     from dataclasses import replace
 
@@ -134,8 +137,9 @@ def build_data(cfg: Any, *, model_config: Any, seed: int, val_fraction: float) -
     cfg = shape_for_model(to_data_config(cfg), model_config)
     train_split, val_split = split_names(cfg.split, val_fraction)
     cfg = replace(cfg, seed=cfg.seed + seed, split=train_split)
+    model_ready = {"transform": processor.transform, "collate": processor.collator()}
     try:
-        train = RLDSLoader(cfg, train=True)
+        train = RLDSLoader(cfg, train=True, shard=shard, **model_ready)
     except (KeyError, ValueError, FileNotFoundError) as e:
         raise DataError(f"cannot load the training data: {e}") from e
     _check_has_steps(train)
@@ -146,12 +150,13 @@ def build_data(cfg: Any, *, model_config: Any, seed: int, val_fraction: float) -
         try:
             probe = RLDSLoader(val_cfg, train=False)
             n_val = probe.num_episodes
-            make_val = lambda: RLDSLoader(val_cfg, train=False, sources=probe.sources)  # noqa: E731
+            make_val = lambda: RLDSLoader(val_cfg, train=False, sources=probe.sources, **model_ready)  # noqa: E731
         except ValueError as e:  # a dataset too small to hold episodes out
             logger.warning("no validation: %s (trainer.val_fraction=%s); training on all episodes", e, val_fraction)
-            train = RLDSLoader(replace(cfg, split=cfg.split.split("[")[0]), train=True)
+            cfg = replace(cfg, split=cfg.split.split("[")[0])
+            train = RLDSLoader(cfg, train=True, shard=shard, **model_ready)
     unnorm_key = next(iter(norm_stats))
-    return DataBundle(unnorm_key, norm_stats, train, make_val, train.num_episodes, n_val)
+    return DataBundle(unnorm_key, norm_stats, train, make_val, train.num_episodes, n_val, cfg)
 
 
 def shape_for_model(cfg: Any, model_config: Any) -> Any:
