@@ -6,7 +6,8 @@ labels -100 on the prompt (right padded). Parallel decoding (OFT): prompt + K*7 
 attention 1, labels = the action ids at the slots; `actions` (B, K, 7) is passed through for the L1 head.
 
 Training data: `transform` turns one loader sample into its unpadded inputs (`encode`), in the loader's workers
-as OpenVLA's `RLDSBatchTransform` does, and `collator()` only pads and stacks them.
+as OpenVLA's `RLDSBatchTransform` does, and `collator()` only pads and stacks them. The settings copied from the
+model (`_SETTINGS`, image size) are checked against the checkpoint's config.json when loading one.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ CONFIG_NAME = "processor_config.json"
 _SETTINGS = ("action_token_end_id", "n_action_bins", "prompt_suffix_token_id", "bos_token_id", "eos_token_id",
              "pad_token_id", "cameras", "action_chunk", "action_dim", "decoding", "use_proprio", "proprio_dim",
              "llm_max_length")
+
+
+class ProcessorConfigMismatchError(ValueError):
+    """A checkpoint's processor files disagree with its model config; the message names each setting."""
 
 
 class VLAProcessor:
@@ -81,7 +86,31 @@ class VLAProcessor:
             raise FileNotFoundError(f"{cfg_path} not found: not a checkpoint saved by this project (for a released "
                                     "OpenVLA directory run `vla-import <openvla_dir> <out_dir>` first)")
         settings = {k: v for k, v in json.loads(cfg_path.read_text()).items() if k in _SETTINGS}
-        return cls(VLAImageProcessor.from_pretrained(path), load_tokenizer(path), **settings)
+        processor = cls(VLAImageProcessor.from_pretrained(path), load_tokenizer(path), **settings)
+        if (path / "config.json").is_file():  # a model directory (an adapter or processor-only one has none)
+            from vla.model.configuration_vla import VLAConfig
+
+            processor.check_model_config(VLAConfig.from_pretrained(str(path)), where=path)
+        return processor
+
+    def check_model_config(self, config, *, where: str | Path = "") -> None:
+        """Raise `ProcessorConfigMismatchError` when a setting this processor copies (`_SETTINGS` and the image
+        size) differs from the model's config: prompts, action tokens or pixels would not be the model's."""
+        ours = {**self.settings(), "image_size": self.image_processor.image_size}
+        diff = []
+        for key, mine in ours.items():
+            theirs = getattr(config, key)
+            theirs = list(theirs) if isinstance(theirs, (list, tuple)) else theirs
+            if mine != theirs:
+                src = "preprocessor_config.json" if key == "image_size" else CONFIG_NAME
+                diff.append(f"{key}: {src} has {mine!r}, config.json has {theirs!r}")
+        if diff:
+            raise ProcessorConfigMismatchError(
+                f"{where or 'the processor'}: the processor's copies of the model settings disagree with the model's "
+                "config.json (which the weights were built with): " + "; ".join(diff) + ". Fix the processor files "
+                "(or rewrite them from the model: VLAProcessor.from_model_config(VLAConfig.from_pretrained(dir), "
+                "load_tokenizer(dir)).save_pretrained(dir))"
+            )
 
     # ---- prompts ----------------------------------------------------------------------------------------
     def prompt_ids(self, instruction: str) -> list[int]:
