@@ -212,6 +212,43 @@ def test_bad_input_gives_clear_errors(data, tmp_path):
         run(cfg)
 
 
+def test_shape_for_model_says_what_it_replaces_and_refuses_a_conflicting_chunk(caplog):
+    import logging
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from vla.data.config import DataConfig, DatasetEntry, WindowConfig
+    from vla.train.errors import DataError
+    from vla.train.setup import shape_for_model
+
+    model = SimpleNamespace(image_size=28, cameras=["wrist"], action_chunk=1)
+    cfg = DataConfig(datasets=[DatasetEntry(path="x")], image_size=224, cameras=["primary", "wrist"])
+    with caplog.at_level(logging.WARNING, logger="vla.train.setup"):
+        shaped = shape_for_model(cfg, model)
+    assert shaped.image_size == 28 and shaped.cameras == ["wrist"]
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("data.image_size=224 replaced by the model's 28" in m and "set data.image_size=28" in m for m in said)
+    assert any("data.cameras=[primary,wrist] replaced by the model's [wrist]" in m for m in said)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vla.train.setup"):
+        shape_for_model(shaped, model)
+    assert not caplog.records  # nothing replaced, nothing said
+    chunked = SimpleNamespace(image_size=28, cameras=["wrist"], action_chunk=8)
+    assert shape_for_model(shaped, chunked).window.action_chunk == 8  # the default 1 follows the model
+    with pytest.raises(DataError, match=r"action_chunk=4 but the model predicts chunks of 8.*data.window.action_chunk=8"):
+        shape_for_model(replace(shaped, window=WindowConfig(action_chunk=4)), chunked)
+    with pytest.raises(DataError, match="predicts chunks of 1"):
+        shape_for_model(replace(shaped, window=WindowConfig(action_chunk=4)), model)
+
+
+def test_saved_config_records_the_data_shape_the_model_read(base_run):
+    import yaml
+
+    (ckpt,) = sorted((base_run / "checkpoints").iterdir())[-1:]
+    data = yaml.safe_load((ckpt / "config.yaml").read_text())["data"]
+    assert data["image_size"] == SMALL["image_size"] and data["cameras"] == ["primary"]  # not DataConfig's 224
+
+
 def test_cli_unknown_key_gives_hydra_error_and_hint(tmp_path):
     r = subprocess.run([sys.executable, "-m", "vla.cli.train", "trainer.stepz=3"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=120, env={**os.environ, "HYDRA_FULL_ERROR": "0"})

@@ -141,6 +141,12 @@ class Trainer:
         """The resolved config as logged and saved. With `init_from=<dir>` the architecture is the checkpoint's, so
         the (unused) `model` preset is replaced by the model actually trained, not left to mislead a reader."""
         record = to_container(self.cfg)
+        if self.data.config is not None:  # what was read: image size, cameras and chunk follow the model
+            from dataclasses import asdict
+
+            shaped = self.data.config
+            record["data"].update(image_size=shaped.image_size, cameras=list(shaped.cameras),
+                                  window=asdict(shaped.window))
         if self.base_dir is not None:
             c = unwrap_hf(self.model).config
             record["model"] = {"from": str(self.base_dir), "image_size": c.image_size, "cameras": list(c.cameras),

@@ -124,7 +124,7 @@ def build_data(cfg: Any, *, model_config: Any, processor: Any, seed: int, val_fr
     """Train/val loaders of model-ready samples over `cfg` (a `vla.data.config.DataConfig`), shaped for the model.
 
     Frames are resized to the model's input size and carry its cameras (and its action chunk), so the data
-    config never has to repeat the model's dimensions. `processor`
+    config never has to repeat the model's dimensions (`shape_for_model` logs what it replaces). `processor`
     tokenizes and builds pixel tensors in the loader's workers; `shard` (a `vla.data.loader.Shard`) is this
     process's slice of the training stream; validation reads every held-out step in every process.
     Statistics: one pass per dataset, cached on disk.
@@ -160,13 +160,38 @@ def build_data(cfg: Any, *, model_config: Any, processor: Any, seed: int, val_fr
 
 
 def shape_for_model(cfg: Any, model_config: Any) -> Any:
-    """The data config with the model's image size, cameras and action chunk (a `DataConfig` copy)."""
+    """The data config with the model's image size, cameras and action chunk (a `DataConfig` copy).
+
+    The model decides what it reads: `data.image_size` and `data.cameras` take the model's values, with a
+    WARNING naming each one replaced (the data groups in configs/data/ set them for the loader on its own,
+    so a difference is not necessarily the user's choice). A window chunk is different: `data.window.action_chunk`
+    other than 1 is always a choice, so one that differs from the model's `action_chunk` is refused.
+    """
     from dataclasses import replace
 
+    model_chunk = int(model_config.action_chunk)
     window = cfg.window
-    if model_config.action_chunk > 1:
-        window = replace(window, action_chunk=int(model_config.action_chunk))
-    return replace(cfg, image_size=int(model_config.image_size), cameras=list(model_config.cameras), window=window)
+    if window.action_chunk not in (1, model_chunk):
+        raise DataError(
+            f"data.window.action_chunk={window.action_chunk} but the model predicts chunks of {model_chunk} "
+            f"(model.action_chunk, or the checkpoint's config.json); set data.window.action_chunk={model_chunk} "
+            f"(or 1, to follow the model), or train a model with model.action_chunk={window.action_chunk}"
+        )
+    if model_chunk > 1 and window.action_chunk != model_chunk:
+        logger.info("data.window.action_chunk follows the model: %d", model_chunk)
+        window = replace(window, action_chunk=model_chunk)
+    image_size, cameras = int(model_config.image_size), list(model_config.cameras)
+    for name, ours, model in (("image_size", cfg.image_size, image_size), ("cameras", list(cfg.cameras), cameras)):
+        if ours != model:
+            logger.warning("data.%s=%s replaced by the model's %s (model.%s, or the checkpoint's config.json): "
+                           "frames are read the way the model sees them; set data.%s=%s to make this explicit",
+                           name, _fmt(ours), _fmt(model), name, name, _fmt(model))
+    return replace(cfg, image_size=image_size, cameras=cameras, window=window)
+
+
+def _fmt(value: Any) -> str:
+    """A value as written on the command line (lists as [a,b])."""
+    return f"[{','.join(map(str, value))}]" if isinstance(value, list) else str(value)
 
 
 def _check_has_steps(loader: Any) -> None:
