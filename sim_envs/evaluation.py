@@ -46,12 +46,28 @@ PolicyLike = Union[Policy, Callable[[], Policy]]
 # ----------------------------------------------------------------------------------------- planning
 @dataclass(frozen=True)
 class EpisodeSpec:
-    """One initial state: task id, DR level, seed, and (for a replay) the DR parameters to reuse."""
+    """One initial state: task id, DR level, seed, and (for a replay) the DR parameters to reuse.
+
+    `target` names which of the scene's candidates the instruction refers to (None: the task draws it from
+    the seed) and `templates` which instruction templates it is phrased with (`train` or `heldout`): the
+    same seed with another target is the same scene under another instruction (the language protocol's swap).
+    """
 
     task: str
     dr_level: str
     seed: int
     dr_params: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    target: int | None = None
+    templates: str = "train"
+
+    def reset_options(self) -> dict[str, Any]:
+        """The env reset options that select this episode's instruction (beyond seed and DR parameters)."""
+        out: dict[str, Any] = {}
+        if self.target is not None:
+            out["target"] = int(self.target)
+        if self.templates != "train":
+            out["templates"] = self.templates
+        return out
 
 
 def available_tasks() -> list[str]:
@@ -158,25 +174,26 @@ def run_policy(
             envs are made for this call and closed at its end.
     """
     results: list[EpisodeResult | None] = [None] * len(specs)
-    groups: dict[tuple[str, str], list[int]] = {}
+    # One group per task x level x instruction choice: a vector env passes one options dict to every
+    # sub-env, so the episodes running together share their target and template set.
+    groups: dict[tuple[str, str, int | None, str], list[int]] = {}
     for i, s in enumerate(specs):
-        groups.setdefault((s.task, s.dr_level), []).append(i)
+        groups.setdefault((s.task, s.dr_level, s.target, s.templates), []).append(i)
     shared = isinstance(policy, Policy)
-    for (task, level), indices in groups.items():
-        n = min(settings.num_envs, len(indices))
-        slot_policies = [policy] * n if shared else [policy() for _ in range(n)]
-        expert = expert_of(slot_policies[0]) is not None
-        key = (task, level, n, expert)
-        venv = env_cache.get(key) if env_cache is not None else None
-        if venv is None:
-            venv = make_vector_env(task, level, n, settings, with_expert=expert)
-            if env_cache is not None:
-                env_cache[key] = venv
-        try:
-            GroupRunner(venv, slot_policies, [(i, specs[i]) for i in indices], settings, name=name, expert=expert,
-                        shared=shared, results=results, bar=progress_bar).run()
-        finally:
-            if env_cache is None:
+    envs = env_cache if env_cache is not None else {}
+    try:
+        for (task, level, _, _), indices in groups.items():
+            n = min(settings.num_envs, len(indices))
+            slot_policies = [policy] * n if shared else [policy() for _ in range(n)]
+            expert = expert_of(slot_policies[0]) is not None
+            key = (task, level, n, expert)
+            if key not in envs:
+                envs[key] = make_vector_env(task, level, n, settings, with_expert=expert)
+            GroupRunner(envs[key], slot_policies, [(i, specs[i]) for i in indices], settings, name=name,
+                        expert=expert, shared=shared, results=results, bar=progress_bar).run()
+    finally:
+        if env_cache is None:
+            for venv in envs.values():
                 venv.close()
     return [r for r in results if r is not None]
 
@@ -231,7 +248,8 @@ def evaluate_policies(
 
 def specs_from_results(results: Sequence[EpisodeResult]) -> list[EpisodeSpec]:
     """The initial states of earlier episodes (seed + DR parameters), to replay them for another policy."""
-    return [EpisodeSpec(r.task, r.dr_level, r.seed, dict(r.dr_params)) for r in results]
+    return [EpisodeSpec(r.task, r.dr_level, r.seed, dict(r.dr_params), r.target if r.num_targets > 1 else None,
+                        r.templates) for r in results]
 
 
 def write_outputs(

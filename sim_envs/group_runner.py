@@ -51,6 +51,7 @@ class _Slot:
     sum_reward: float = 0.0
     max_reward: float = float("-inf")
     success: bool = False
+    wrong_target: bool = False
     error: str | None = None
     video: Any = None
     last_obs: dict[str, np.ndarray] = field(default_factory=dict)
@@ -105,6 +106,8 @@ class GroupRunner:
         picks = {i: self.todo.popleft() for i in sub_envs}
         seeds = [picks[i][1].seed if i in picks else None for i in range(self.n)]
         options: dict[str, Any] = {"dr_params_by_seed": {spec.seed: spec.dr_params for _, spec in picks.values()}}
+        for _, spec in list(picks.values())[:1]:  # the caller groups episodes that share these
+            options.update(spec.reset_options())
         if not self.first_reset:
             options["reset_mask"] = np.array([i in picks or i in idle for i in range(self.n)])
         self.first_reset = False
@@ -145,7 +148,9 @@ class GroupRunner:
             success=bool(s.success and s.error is None), steps=s.steps, sum_reward=float(s.sum_reward),
             max_reward=float(s.max_reward if s.steps else 0.0), instruction=s.instruction, dr_params=s.dr_params,
             error=s.error, video_path=video_path, initial_state_hash=s.initial_hash,
-            wall_s=time.perf_counter() - s.start,
+            wall_s=time.perf_counter() - s.start, target=int(s.last_info.get("target", 0)),
+            num_targets=int(s.last_info.get("num_targets", 1)), templates=s.spec.templates,
+            wrong_target=s.wrong_target, named=_named(s.last_info),
         )
         if s.error:
             logger.warning("%s %s dr=%s seed %d failed: %s", name, s.spec.task, s.spec.dr_level, s.spec.seed, s.error)
@@ -179,6 +184,7 @@ class GroupRunner:
             s.sum_reward += r
             s.max_reward = max(s.max_reward, r)
             s.success = s.success or bool(inf.get("success", False))
+            s.wrong_target = s.wrong_target or bool(inf.get("wrong_target", False))
             s.last_obs, s.last_info = o, inf
             if s.video is not None:
                 s.video.add(o, f"step {s.steps}" + ("  SUCCESS" if s.success else ""))
@@ -248,6 +254,16 @@ def _info_at(info: Mapping[str, Any], i: int) -> dict[str, Any]:
             continue
         out[k] = v[i]
     return out
+
+
+def _named(info: Mapping[str, Any]) -> str:
+    """The candidate the instruction named, as `key=value` pairs ('' for single-referent tasks)."""
+    try:
+        candidates = json.loads(str(info.get("candidates_json", "[]")))
+        named = candidates[int(info.get("target", 0))] if candidates else {}
+    except (ValueError, IndexError, TypeError):
+        return ""
+    return ",".join(f"{k}={v}" for k, v in sorted(named.items()))
 
 
 def _initial_hash(obs: Mapping[str, np.ndarray]) -> str:

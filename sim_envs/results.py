@@ -9,7 +9,8 @@ level and overall.
     eval_info.json
       policy            name of the evaluated policy
       per_episode       [{episode_ix, task, dr_level, seed, success, steps, sum_reward, max_reward,
-                          instruction, dr_params, error, video_path, initial_state_hash}]
+                          instruction, dr_params, error, video_path, initial_state_hash, target,
+                          num_targets, templates, wrong_target, named}]
       per_task          [{task, dr_level, metrics: {successes, sum_rewards, max_rewards, seeds,
                           video_paths}, aggregated: {...}}]          one entry per task x DR level
       per_group         {"task": {task: {...}}, "dr_level": {level: {...}}}
@@ -50,13 +51,21 @@ class EpisodeResult:
     video_path: str | None = None
     initial_state_hash: str = ""
     wall_s: float = 0.0
+    #: which of the scene's `num_targets` candidates the instruction named, from which template set
+    target: int = 0
+    num_targets: int = 1
+    templates: str = "train"
+    #: the policy acted on an object the instruction did not name (the task's `wrong_target` check)
+    wrong_target: bool = False
+    #: the named candidate as `key=value` pairs, e.g. `color=red` ('' for single-referent tasks)
+    named: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "EpisodeResult":
-        return cls(**d)
+        return cls(**d)  # older files lack the language fields: their defaults (one target) apply
 
 
 def aggregate(results: Sequence[EpisodeResult]) -> dict[str, Any]:
@@ -75,6 +84,8 @@ def aggregate(results: Sequence[EpisodeResult]) -> dict[str, Any]:
         "pc_success": 100.0 * k / n if n else float("nan"),
         "ci95": [lo, hi],
         "n_errors": sum(r.error is not None for r in results),
+        "n_wrong_target": sum(bool(r.wrong_target) for r in results),
+        "wrong_target_rate": sum(bool(r.wrong_target) for r in results) / n if n else float("nan"),
         "avg_sum_reward": mean([r.sum_reward for r in results]),
         "avg_max_reward": mean([r.max_reward for r in results]),
         "avg_steps": mean([float(r.steps) for r in results]),

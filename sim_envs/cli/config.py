@@ -54,6 +54,14 @@ class PolicyContextConfig:
 
 
 @dataclass
+class LanguageConfig:
+    """`protocol=language`: instruction swap, held-out paraphrases and the blind-language baseline."""
+
+    conditions: list[str] = field(default_factory=lambda: ["swap", "paraphrase", "blind"])
+    blind_instruction: str = "do the task"  # what the blind baseline reads instead of the instruction
+
+
+@dataclass
 class EvalConfig:
     """`vla-eval policy=<checkpoint dir | random | no_vision | expert | kind:k=v;...> tasks=[...] levels=[...] seeds=N`."""
 
@@ -70,6 +78,8 @@ class EvalConfig:
     policy_options: PolicyContextConfig = field(default_factory=PolicyContextConfig)
     plot: bool = True
     output_dir: str = "outputs/eval"
+    protocol: str = "dr"  # dr: the policies x tasks x levels grid | language: swap / paraphrase / blind
+    language: LanguageConfig = field(default_factory=LanguageConfig)
 
 
 def register_configs() -> None:

@@ -96,6 +96,11 @@ def run_eval(cfg: DictConfig, out_dir: Path) -> dict:
         videos_per_cell=cfg.video.episodes_per_cell, video_dir=out_dir / "videos", video_fps=cfg.video.fps,
         dr_configs=dr_configs,
     )
+    if cfg.protocol == "language":
+        return _run_language(cfg, out_dir, tasks, levels, seeds, context, policies, settings)
+    if cfg.protocol != "dr":
+        raise ValueError(f"protocol={cfg.protocol!r}; choose dr (policies x tasks x DR levels) or language "
+                         "(instruction swap, paraphrase, blind-language baseline)")
     logger.info("%d policies x %d tasks x %d DR levels x %d seeds = %d episodes; output: %s",
                 len(policies), len(task_ids), len(levels), len(specs) // (len(task_ids) * len(levels)),
                 len(specs) * len(policies), out_dir)
@@ -106,6 +111,58 @@ def run_eval(cfg: DictConfig, out_dir: Path) -> dict:
     _print_table(results, levels)
     logger.info("done in %.1f s; results: %s", time.perf_counter() - t0, out_dir)
     return {"results": results, "paths": paths}
+
+
+def _run_language(cfg: DictConfig, out_dir: Path, tasks, levels, seeds, context, policies, settings) -> dict:
+    """`protocol=language`: swap, paraphrase and blind runs of every policy; language.json, a table, a plot."""
+    import json
+
+    from sim_envs.language_eval import language_tasks, plot_language, run_language_protocol, summarize_language
+    from sim_envs.results import write_results
+    from vla.policy import parse_policy_spec, policy_source
+
+    if len(levels) != 1:
+        raise ValueError(f"protocol=language runs at one DR level, got levels={levels}; pick one with dr=<level>")
+    if _as_list(cfg.tasks) == ["all"]:
+        tasks = language_tasks()
+    blind = {}
+    for spec in _as_list(cfg.policy):
+        parsed = parse_policy_spec(OmegaConf.to_object(spec) if OmegaConf.is_config(spec) else str(spec))
+        options = {**parsed.options, "instruction": cfg.language.blind_instruction, "name": parsed.name}
+        blind[parsed.name] = policy_source(type(parsed)(parsed.kind, options, parsed.text), context)[1]
+    t0 = time.perf_counter()
+    results = run_language_protocol(policies, blind, tasks, levels[0], seeds, settings,
+                                    conditions=list(cfg.language.conditions))
+    for condition, by_policy in results.items():
+        write_results(by_policy, out_dir / condition, config=OmegaConf.to_container(cfg, resolve=True))
+    report = summarize_language(results)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "language.json").write_text(json.dumps(report, indent=2) + "\n")
+    if cfg.plot:
+        plot_language(report, out_dir / "language.png")
+    _print_language_table(report)
+    logger.info("done in %.1f s; results: %s", time.perf_counter() - t0, out_dir)
+    return {"results": results, "report": report}
+
+
+def _print_language_table(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="language following: success on the named target [Wilson 95%], wrong-target rate")
+    for col in ("policy", "task", "condition", "success", "wrong target", "chance"):
+        table.add_column(col, no_wrap=True)
+    for name, entry in report.items():
+        for condition in ("swap", "paraphrase", "blind"):
+            for task, r in entry.get(condition, {}).get("per_task", {}).items():
+                lo, hi = r["ci95"]
+                table.add_row(name, task.split("/")[-1].rsplit("-v", 1)[0], condition,
+                              f"{r['success_rate']:.2f} [{lo:.2f}, {hi:.2f}] ({r['n_success']}/{r['n_episodes']})",
+                              f"{r['wrong_target_rate']:.2f}", f"{r['chance']:.2f}")
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console.width = 240
+    console.print(table)
 
 
 def _print_table(results, levels) -> None:
