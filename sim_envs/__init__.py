@@ -50,10 +50,10 @@ def task_id(name_or_id: str) -> str:
 
 
 def describe_tasks() -> list[dict]:
-    """One row per registered task: id, description, instruction templates, episode limit."""
+    """One row per registered task: id, description, training and held-out instruction templates, episode limit."""
     return [
         {"id": f"{NAMESPACE}/{name}-v0", "description": cls.description, "templates": list(cls.templates),
-         "max_episode_steps": cls.max_episode_steps}
+         "heldout_templates": list(cls.heldout_templates), "max_episode_steps": cls.max_episode_steps}
         for name, cls in TASK_CLASSES.items()
     ]
 

@@ -5,6 +5,7 @@
     obs, info = env.reset(seed=0)          # obs: {"primary", "wrist": uint8 (H, W, 3), "proprio": float32 (8,)}
     obs, reward, terminated, truncated, info = env.step(action)   # action: the 7-D contract action
     env.reset(seed=0, options={"dr_params": info0["dr_params"]})   # exact replay of an episode
+    env.reset(seed=0, options={"target": 1, "templates": "heldout"})  # same scene, candidate 1 named, paraphrased
 
 Random streams: the episode seed is split (`SeedSequence.spawn`) into independent generators for domain
 randomization, the task layout and sensor noise, so replacing the DR parameters on replay leaves the layout
@@ -14,6 +15,7 @@ and the noise untouched.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 from typing import Any
 
@@ -36,6 +38,8 @@ PROPRIO_DIM = 8
 VALID_CAMERAS = ("primary", "wrist")
 #: Physics steps with the robot holding still after placing objects, so contacts settle before step 0.
 SETTLE_STEPS = 25
+#: `reset(options=...)` keys: DR replay, which candidate the instruction names, which template set / template.
+RESET_OPTIONS = ("dr_params", "target", "templates", "template")
 
 
 class TabletopEnv(gymnasium.Env):
@@ -98,6 +102,7 @@ class TabletopEnv(gymnasium.Env):
         self._noise_rng = np.random.default_rng(0)
         self._latency: collections.deque = collections.deque()
         self._steps = 0
+        self._wrong_target = False
 
     # -- gymnasium API -------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -105,9 +110,9 @@ class TabletopEnv(gymnasium.Env):
 
         super().reset(seed=seed)
         options = dict(options or {})
-        unknown = set(options) - {"dr_params"}
+        unknown = set(options) - set(RESET_OPTIONS)
         if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; supported: ['dr_params']")
+            raise ValueError(f"unknown reset options {sorted(unknown)}; supported: {list(RESET_OPTIONS)}")
         if seed is None:
             seed = int(self.np_random.integers(0, 2**31 - 1))
         self._episode_seed = int(seed)
@@ -118,7 +123,9 @@ class TabletopEnv(gymnasium.Env):
         self.randomizer.restore()
         mujoco.mj_resetData(model, data)
         self.physics.reset_robot()
-        self._task_params = self.task.initialize_episode(self.physics, task_rng)
+        self._task_params = self.task.reset_episode(
+            self.physics, task_rng, target=options.get("target"), templates=options.get("templates", "train"),
+            template=options.get("template"))
         params = options.get("dr_params")
         if params is None:
             params = sample_dr_params(self.dr_config, dr_rng, named_geoms=self.task.named_geoms, n_lights=model.nlight)
@@ -134,8 +141,9 @@ class TabletopEnv(gymnasium.Env):
         self.controller.reset()
         self._latency = collections.deque([self._hold_action()] * int(params["sensor"]["action_latency_steps"]))
         self._steps = 0
+        self._wrong_target = False
         info = {
-            "instruction": self.task.instruction,
+            **self._language_info(),
             "success": self.task.success(self.physics),
             "seed": self._episode_seed,
             "dr_params": params,
@@ -151,8 +159,9 @@ class TabletopEnv(gymnasium.Env):
         self.controller.step(self._latency.popleft())
         self._steps += 1
         success = self.task.success(self.physics)
+        self._wrong_target = self._wrong_target or bool(self.task.wrong_target(self.physics))
         terminated = bool(success and self.terminate_on_success)
-        info = {"instruction": self.task.instruction, "success": success}
+        info = {**self._language_info(), "success": success}
         return self._observation(), float(success), terminated, False, info
 
     def render(self):
@@ -166,12 +175,18 @@ class TabletopEnv(gymnasium.Env):
             self._renderer = None
 
     # -- extras (reachable through vector envs with `envs.call(name)`) -------------------------------------------
-    def privileged_state(self) -> dict[str, Any]:
-        """Ground truth for scripted experts: end-effector pose, gripper, and the task's quantities."""
+    def privileged_state(self, target: int | None = None) -> dict[str, Any]:
+        """Ground truth for scripted experts: end-effector pose, gripper, and the task's quantities for the
+        named candidate, or for candidate `target` (an expert acting on another object: wrong-target data)."""
         p = self.physics
         state = {"task": self.task.name, "ee_pos": p.ee_pos(), "ee_yaw": float(p.ee_rpy()[2]),
                  "gripper_opening": p.gripper_opening(), "step": self._steps}
-        state.update(self.task.privileged_state(p))
+        if target is None or target == self.task.target:
+            state.update(self.task.privileged_state(p))
+        elif 0 <= target < len(self.task.candidates):
+            state.update(self.task.privileged_state(p, target=target))
+        else:
+            raise ValueError(f"target {target} out of range: {len(self.task.candidates)} candidate(s)")
         return state
 
     @property
@@ -188,6 +203,12 @@ class TabletopEnv(gymnasium.Env):
         return self.controller.control_dt
 
     # -- internals -----------------------------------------------------------------------------------------------
+    def _language_info(self) -> dict[str, Any]:
+        """What the instruction names; `wrong_target`: a non-named object was acted on at any step so far."""
+        return {"instruction": self.task.instruction, "target": int(self.task.target),
+                "num_targets": len(self.task.candidates), "candidates_json": json.dumps(self.task.candidates),
+                "wrong_target": self._wrong_target}
+
     def _hold_action(self) -> np.ndarray:
         return np.array([0, 0, 0, 0, 0, 0, 1.0], np.float32)
 

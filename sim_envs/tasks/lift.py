@@ -26,6 +26,10 @@ class LiftCube(Task):
         "raise the {color} block off the table",
         "grab the {color} cube and lift it",
     )
+    heldout_templates = (
+        "take hold of the {color} block and hold it up",
+        "get the {color} cube up in the air",
+    )
     max_episode_steps = 50
     spawn_low, spawn_high = SPAWN_LOW, SPAWN_HIGH
     max_yaw = np.pi / 4
@@ -40,8 +44,8 @@ class LiftCube(Task):
         yaw = float(rng.uniform(-self.max_yaw, self.max_yaw))
         self.set_rgba(physics, "cube", color)
         physics.set_free_body("cube", (xy[0], xy[1], CUBE_HALF), yaw)
-        template = self.set_instruction(rng, color=color)
-        return {"color": color, "cube_xy": xy.tolist(), "cube_yaw": yaw, "template": template}
+        self.candidates = [{"color": color}]
+        return {"color": color, "cube_xy": xy.tolist(), "cube_yaw": yaw}
 
     def success(self, physics: Physics) -> bool:
         return bool(physics.body_pos("cube")[2] > CUBE_HALF + LIFT_HEIGHT)
