@@ -81,6 +81,7 @@ class TabletopEnv(gymnasium.Env):
 
         scene = SceneBuilder.tabletop()
         self.task.build(scene)
+        scene.add_distractor_pool()  # parked unless a DR level puts distractors on the table
         model = scene.compile()
         model.dof_damping[:7] *= cfg.joint_damping_scale
         self.physics = Physics(model)
@@ -128,9 +129,11 @@ class TabletopEnv(gymnasium.Env):
             template=options.get("template"))
         params = options.get("dr_params")
         if params is None:
-            params = sample_dr_params(self.dr_config, dr_rng, named_geoms=self.task.named_geoms, n_lights=model.nlight)
+            params = sample_dr_params(self.dr_config, dr_rng, named_geoms=self.task.named_geoms, n_lights=model.nlight,
+                                      layout=self.randomizer.layout(self.physics))
         self._dr_params = params
         self.randomizer.apply(params)
+        self.randomizer.apply_state(self.physics, params)  # distractors, arm start jitter: before settling
         # Masses changed: recompute the derived constants (invweight0, ...) that contact softness uses; stale
         # ones make heavy objects' contacts explode. mj_setConst works at qpos0, so keep the placed state.
         state = data.qpos.copy(), data.qvel.copy()

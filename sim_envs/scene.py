@@ -14,6 +14,11 @@ Changes to the shipped robot, all made here with MjSpec so the original files st
 - the visual meshes (136k triangles, 20-35 ms per 64 px frame on llvmpipe) are simplified by vertex
   clustering to ~16k triangles at load time (`visual_mesh_cell`, 0 keeps the originals). Collision meshes,
   and so the physics, are unchanged.
+
+Distractor pool: MuJoCo cannot add bodies after compiling, so every scene carries `N_DISTRACTORS` free
+bodies (`add_distractor_pool`, shapes in `DISTRACTOR_SHAPES`) parked inside the opaque table leg, floating
+(gravity compensated), touching nothing and hidden from every camera. Domain randomization moves some onto
+the table per episode (`sim_envs.domain_randomization`); parked, they change neither images nor physics.
 """
 
 from __future__ import annotations
@@ -40,6 +45,38 @@ GRIP_SITE_POS = (0.0, 0.0, 0.2254)
 GRIP_SITE_QUAT = (0.9238795, 0.0, 0.0, -0.3826834)
 #: Where the primary camera looks (world frame, metres).
 PRIMARY_LOOKAT = (0.45, -0.04, 0.05)
+
+
+@dataclass(frozen=True)
+class DistractorShape:
+    """One pool object: `size` is MuJoCo's geom size (box: half extents; cylinder: radius, half height)."""
+
+    kind: str  # "box" | "cylinder"
+    size: tuple[float, float, float]
+
+    @property
+    def half_height(self) -> float:
+        return self.size[2] if self.kind == "box" else self.size[1]
+
+    @property
+    def footprint_radius(self) -> float:
+        """Radius (m) of a circle that holds the footprint at any yaw."""
+        return float(np.hypot(self.size[0], self.size[1])) if self.kind == "box" else self.size[0]
+
+
+#: The distractor pool, one body each (`dr_distractor<i>`). Cubes, flat discs like plates and targets, and
+#: anything taller than 6 cm are left out: cubes and plates are what instructions name, and the hand passes
+#: about 9 cm above the table when the fingers grasp.
+DISTRACTOR_SHAPES: tuple[DistractorShape, ...] = (
+    DistractorShape("cylinder", (0.022, 0.03, 0.0)),  # can
+    DistractorShape("box", (0.045, 0.012, 0.012)),  # bar
+    DistractorShape("cylinder", (0.032, 0.01, 0.0)),  # puck
+    DistractorShape("box", (0.035, 0.028, 0.008)),  # tile
+)
+N_DISTRACTORS = len(DISTRACTOR_SHAPES)
+DISTRACTOR_PREFIX = "dr_distractor"
+#: Parking spots: inside the table leg box (opaque, no contacts), 0.15 m apart.
+DISTRACTOR_PARK = tuple((0.2 + 0.15 * i, 0.0, -0.4) for i in range(N_DISTRACTORS))
 
 
 def franka_assets_dir() -> Path:
@@ -192,6 +229,18 @@ class SceneBuilder:
         if mass is not None:
             geom.mass = mass
         return body
+
+    def add_distractor_pool(self) -> None:
+        """Add the parked distractor bodies (call after the task built its objects, so their ids stay put)."""
+        import mujoco
+
+        types = {"box": mujoco.mjtGeom.mjGEOM_BOX, "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER}
+        for i, (shape, park) in enumerate(zip(DISTRACTOR_SHAPES, DISTRACTOR_PARK)):
+            name = f"{DISTRACTOR_PREFIX}{i}"
+            body = self.spec.worldbody.add_body(name=name, pos=list(park), gravcomp=1.0)
+            body.add_freejoint(name=f"{name}_joint")
+            body.add_geom(name=name, type=types[shape.kind], size=list(shape.size), rgba=[0.9, 0.9, 0.9, 1.0],
+                          condim=4, mass=0.05)
 
     def compile(self):
         return self.spec.compile()
