@@ -195,7 +195,7 @@ def _sample_distractors(rng: np.random.Generator, count: list[int], layout: Tabl
                                "rgb": list(DISTRACTOR_RGB[names[color]])})
                 break
         else:
-            logger.warning("no free table spot for distractor %d after %d tries; the episode has %d",
+            logger.info("no free table spot for distractor %d after %d tries; the episode has %d",
                            slot, DISTRACTOR_TRIES, len(placed))
     return placed
 

@@ -14,7 +14,9 @@ from sim_envs.config import SimConfig, load_sim_config, make_env, register_confi
 from sim_envs.domain_randomization import (
     DRConfig,
     PhysicsDRConfig,
+    SceneDRConfig,
     SensorDRConfig,
+    TableLayout,
     available_levels,
     load_dr_config,
     sample_dr_params,
@@ -45,13 +47,39 @@ def test_sampling_is_seeded_json_and_in_range():
     assert none["physics"] == {k: 1.0 for k in none["physics"]} and none["sensor"]["image_noise_std"] == 0
 
 
+def test_shipped_levels_leave_the_scene_group_off_and_draw_nothing_for_it():
+    for level in ("none", "low", "medium", "high"):
+        p = sample_dr_params(load_dr_config(level), np.random.default_rng(3), named_geoms=["cube"], n_lights=2)
+        assert p["scene"] == {"init_joint_delta": [0.0] * 7, "distractors": []}
+    # Recorded episodes stay valid: the same seed draws what it drew before the group existed (values taken
+    # from the code before it), and the rng is left where it was.
+    for level, friction, after in (("low", 0.9002980167017672, 0.47130966518183137),
+                                   ("high", 1.4734602747664127, 0.030346007662471197)):
+        rng = np.random.default_rng(3)
+        p = sample_dr_params(load_dr_config(level), rng, named_geoms=["cube"], n_lights=2)
+        assert (p["physics"]["friction_scale"], rng.random()) == (friction, after)
+    cfg = DRConfig(scene=SceneDRConfig(distractors=[1, 2], init_joint_jitter=0.1))
+    with pytest.raises(ValueError, match="pass layout="):
+        sample_dr_params(cfg, np.random.default_rng(0), named_geoms=["cube"], n_lights=2)
+    layout = TableLayout([(np.array([0.45, 0.0]), np.array([0.55, 0.0]), 0.03)])
+    p = sample_dr_params(cfg, np.random.default_rng(0), named_geoms=["cube"], n_lights=2, layout=layout)
+    assert 1 <= len(p["scene"]["distractors"]) <= 2 and np.all(np.abs(p["scene"]["init_joint_delta"]) <= 0.1)
+    assert layout.clearance(np.array([0.5, 0.1])) == pytest.approx(0.07)
+    assert layout.clearance(np.array([0.4, 0.0])) == pytest.approx(0.02)
+    assert json.loads(json.dumps(p)) == p
+
+
 def test_bad_level_values_are_rejected():
     with pytest.raises(ValueError, match="friction_scale"):
         DRConfig(physics=PhysicsDRConfig(friction_scale=[1.5, 0.5]))
     with pytest.raises(ValueError, match="action_latency_steps"):
         DRConfig(sensor=SensorDRConfig(action_latency_steps=[2, 1]))
-    with pytest.raises(ValueError, match="unknown domain-randomization level"):
+    with pytest.raises(ValueError, match="unknown domain-randomization level.*<dimension>@<magnitude>"):
         load_dr_config("ultra")
+    with pytest.raises(ValueError, match=r"distractors must be \[low, high\] with 0 <= low <= high <= 4"):
+        DRConfig(scene=SceneDRConfig(distractors=[0, 5]))
+    with pytest.raises(ValueError, match="init_joint_jitter"):
+        DRConfig(scene=SceneDRConfig(init_joint_jitter=-0.1))
 
 
 def test_levels_change_images_and_model_and_none_restores_nominal():
