@@ -102,10 +102,18 @@ def resolve_task(name: str, tasks: Sequence[str] | None = None) -> str:
 
 
 def resolve_level(level: str, levels: Sequence[str] | None = None) -> str:
+    """A shipped DR level, or a single-dimension perturbation level (`camera@2`, `nominal`; see
+    `sim_envs.perturbations`); ValueError lists the valid ones."""
     levels = list(levels) if levels is not None else available_levels()
     if str(level) in levels:
         return str(level)
-    raise ValueError(f"unknown domain-randomization level {level!r}. Valid levels: {levels}")
+    if str(level) == "nominal" or "@" in str(level):
+        from sim_envs.perturbations import level_config
+
+        level_config(str(level))  # raises naming the valid dimensions and magnitudes
+        return str(level)
+    raise ValueError(f"unknown domain-randomization level {level!r}. Valid levels: {levels}, 'nominal', or "
+                     "<dimension>@<magnitude> (sim_envs.perturbations)")
 
 
 def resolve_seeds(seeds: int | str | Sequence[int], start: int = EVAL_SEED_START) -> list[int]:

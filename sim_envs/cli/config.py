@@ -62,6 +62,15 @@ class LanguageConfig:
 
 
 @dataclass
+class RobustnessConfig:
+    """`protocol=robustness`: one perturbation dimension at a time (sim_envs.perturbations), plus combined levels."""
+
+    dimensions: Any = "all"  # "all" or a list of camera, lighting, texture, distractors, noise, physics, latency, robot_init
+    magnitudes: list[int] = field(default_factory=lambda: [1, 2, 3])  # 1 small, 2 middle, 3 large (0 = nominal)
+    combined: list[str] = field(default_factory=lambda: ["none", "high"])  # shipped levels reported alongside
+
+
+@dataclass
 class EvalConfig:
     """`vla-eval policy=<checkpoint dir | random | no_vision | expert | kind:k=v;...> tasks=[...] levels=[...] seeds=N`."""
 
@@ -78,8 +87,9 @@ class EvalConfig:
     policy_options: PolicyContextConfig = field(default_factory=PolicyContextConfig)
     plot: bool = True
     output_dir: str = "outputs/eval"
-    protocol: str = "dr"  # dr: the policies x tasks x levels grid | language: swap / paraphrase / blind
+    protocol: str = "dr"  # dr: policies x tasks x levels | language: swap, paraphrase, blind | robustness
     language: LanguageConfig = field(default_factory=LanguageConfig)
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
 
 
 def register_configs() -> None:

@@ -98,9 +98,12 @@ def run_eval(cfg: DictConfig, out_dir: Path) -> dict:
     )
     if cfg.protocol == "language":
         return _run_language(cfg, out_dir, tasks, levels, seeds, context, policies, settings)
+    if cfg.protocol == "robustness":
+        return _run_robustness(cfg, out_dir, task_ids, seeds, policies, settings)
     if cfg.protocol != "dr":
-        raise ValueError(f"protocol={cfg.protocol!r}; choose dr (policies x tasks x DR levels) or language "
-                         "(instruction swap, paraphrase, blind-language baseline)")
+        raise ValueError(f"protocol={cfg.protocol!r}; choose dr (policies x tasks x DR levels), language "
+                         "(instruction swap, paraphrase, blind-language baseline) or robustness (one perturbation "
+                         "dimension at a time)")
     logger.info("%d policies x %d tasks x %d DR levels x %d seeds = %d episodes; output: %s",
                 len(policies), len(task_ids), len(levels), len(specs) // (len(task_ids) * len(levels)),
                 len(specs) * len(policies), out_dir)
@@ -143,6 +146,53 @@ def _run_language(cfg: DictConfig, out_dir: Path, tasks, levels, seeds, context,
     _print_language_table(report)
     logger.info("done in %.1f s; results: %s", time.perf_counter() - t0, out_dir)
     return {"results": results, "report": report}
+
+
+def _run_robustness(cfg: DictConfig, out_dir: Path, task_ids, seeds, policies, settings) -> dict:
+    """`protocol=robustness`: every policy at nominal, each dimension x magnitude and the combined levels."""
+    import json
+
+    from sim_envs.evaluation import evaluate_policies, write_outputs
+    from sim_envs.robustness_eval import plan_robustness, plot_robustness, summarize_robustness
+
+    dims = None if _as_list(cfg.robustness.dimensions) == ["all"] else [str(d) for d in _as_list(cfg.robustness.dimensions)]
+    specs, levels = plan_robustness(task_ids, seeds, dims, [int(m) for m in cfg.robustness.magnitudes],
+                                    [str(c) for c in cfg.robustness.combined])
+    logger.info("robustness: %d policies x %d tasks x %d levels x %d seeds = %d episodes", len(policies),
+                len(task_ids), len(levels), len(specs) // (len(task_ids) * len(levels)), len(specs) * len(policies))
+    t0 = time.perf_counter()
+    results = evaluate_policies(policies, specs, settings)
+    write_outputs(results, out_dir, config=OmegaConf.to_container(cfg, resolve=True), levels=list(levels), plot=False)
+    report = summarize_robustness(results)
+    (out_dir / "robustness.json").write_text(json.dumps(report, indent=2) + "\n")
+    if cfg.plot:
+        plot_robustness(report, out_dir / "robustness.png")
+    _print_robustness_table(report)
+    logger.info("done in %.1f s; results: %s", time.perf_counter() - t0, out_dir)
+    return {"results": results, "report": report}
+
+
+def _print_robustness_table(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="robustness: success [Wilson 95%] and ratio to nominal, one dimension at a time")
+    for col in ("policy", "dimension", "small", "middle", "large"):
+        table.add_column(col, no_wrap=True)
+    for name, entry in report.items():
+        n = entry["nominal"]
+        table.add_row(name, "nominal", f"{n['success_rate']:.2f} ({n['n_success']}/{n['n_episodes']})", "", "")
+        for dim, rows in entry["dimensions"].items():
+            cells = {r["magnitude"]: f"{r['success_rate']:.2f} (x{r['ratio_to_nominal']:.2f})"
+                     if r["ratio_to_nominal"] is not None else f"{r['success_rate']:.2f}" for r in rows}
+            table.add_row(name, dim, *(cells.get(m, "") for m in (1, 2, 3)))
+        for lv, r in entry["combined"].items():
+            ratio = f" (x{r['ratio_to_none']:.2f} of none)" if r.get("ratio_to_none") is not None else ""
+            table.add_row(name, f"dr={lv}", f"{r['success_rate']:.2f}{ratio}", "", "")
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console.width = 240
+    console.print(table)
 
 
 def _print_language_table(report: dict) -> None:
