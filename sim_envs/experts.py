@@ -41,6 +41,13 @@ def _wrap_quarter(angle: float) -> float:
     return float((angle + np.pi / 4) % (np.pi / 2) - np.pi / 4)
 
 
+def _grasp_yaw(ee_yaw: float, obj_yaw: float, period: float) -> float:
+    """The gripper yaw nearest to `ee_yaw` that grasps an object looking the same every `period` rad (0: round)."""
+    if period <= 0:
+        return ee_yaw
+    return float(ee_yaw + (obj_yaw - ee_yaw + period / 2) % period - period / 2)
+
+
 def _wrap_half(angle: float) -> float:
     """Wrap to [-pi/2, pi/2): a parallel gripper looks the same every 180 degrees."""
     return float((angle + np.pi / 2) % np.pi - np.pi / 2)
@@ -103,9 +110,15 @@ class ScriptedExpert(Policy):
         return bool(np.linalg.norm(np.asarray(state["ee_pos"]) - np.asarray(target)) < tol)
 
     def _pick(self, state, obj_pos, obj_yaw, next_phase: str):
-        """Approach above the object, descend, close. Returns a waypoint, or None once grasped."""
+        """Approach above the object, descend, close. Returns a waypoint, or None once grasped.
+
+        `state["grasp_period"]` (rad): the object's symmetry about z, pi/2 (cubes) unless given; 0 = round.
+        `state["grasp_xy_tol"]` (m), for objects that squeeze out of an off-centre pinch (a ball): close only
+        within this xy error and with the hand moving less than that per step (under DR latency it otherwise
+        swings past the object while the fingers close).
+        """
         ee_yaw = state["ee_yaw"]
-        yaw = ee_yaw + _wrap_quarter(obj_yaw - ee_yaw)
+        yaw = _grasp_yaw(ee_yaw, obj_yaw, state.get("grasp_period", np.pi / 2))
         above = np.array([obj_pos[0], obj_pos[1], obj_pos[2] + HOVER])
         grasp = np.array([obj_pos[0], obj_pos[1], max(obj_pos[2], 0.035)])
         if self.phase in ("start", "approach"):
@@ -118,7 +131,10 @@ class ScriptedExpert(Policy):
                 return above, yaw, OPEN
         if self.phase == "descend":
             ee = np.asarray(state["ee_pos"])
-            if abs(ee[2] - grasp[2]) < GRASP_Z_TOL and np.linalg.norm(ee[:2] - grasp[:2]) < GRASP_XY_TOL:
+            xy_tol = state.get("grasp_xy_tol", GRASP_XY_TOL)
+            still = "grasp_xy_tol" not in state or np.linalg.norm(ee - self.memory.get("last_ee", ee + 1)) < xy_tol
+            self.memory["last_ee"] = ee
+            if abs(ee[2] - grasp[2]) < GRASP_Z_TOL and np.linalg.norm(ee[:2] - grasp[:2]) < xy_tol and still:
                 self._go("grasp")
             else:
                 return grasp, yaw, OPEN
@@ -154,6 +170,8 @@ class PushExpert(ScriptedExpert):
     task_name = "PushCube"
     CONTACT = 0.05  # m behind the cube centre where the fingers start pushing
     PUSH_Z = 0.035
+    #: Descend only once the hand moves less than this per step (m); None: as soon as it is over the point.
+    APPROACH_SETTLE: float | None = None
 
     def plan(self, state):
         ee = np.asarray(state["ee_pos"])
@@ -178,7 +196,10 @@ class PushExpert(ScriptedExpert):
                 return np.array([ee[0] - u[0] * 0.01, ee[1] - u[1] * 0.01, self.PUSH_Z + HOVER]), 0.0, CLOSED
         if self.phase in ("start", "approach"):
             self.phase = "approach"
-            if np.linalg.norm(ee[:2] - behind) < 0.01:
+            moved = np.linalg.norm(ee - self.memory.get("last_ee", ee))
+            self.memory["last_ee"] = ee
+            settled = self.APPROACH_SETTLE is None or moved < self.APPROACH_SETTLE
+            if np.linalg.norm(ee[:2] - behind) < 0.01 and settled:
                 self._go("descend")
             else:
                 # Stay high while far away so the fingers never sweep the cube.
@@ -242,6 +263,40 @@ class StackExpert(PlaceExpert):
     task_name = "StackCube"
 
 
+class LiftNamedCubeExpert(LiftExpert):
+    task_name = "LiftNamedCube"
+
+
+class LiftNamedShapeExpert(LiftExpert):
+    task_name = "LiftNamedShape"
+
+
+class PlaceNamedPlateExpert(PlaceExpert):
+    task_name = "PlaceCubeOnNamedPlate"
+
+
+class PlaceSideCubeExpert(PlaceExpert):
+    task_name = "PlaceSideCubeOnPlate"
+
+
+class LiftOrPushExpert(PushExpert):
+    """Lift or push the named cube, as the state's `verb` says (the lift and push experts' phase machines)."""
+
+    task_name = "LiftOrPushCube"
+    #: 1 cm higher than PushCube's: under DR high (low servo gains, high damping) the hand dips while it pushes
+    #: and fingertips at 3.5 cm drag on the table (measured: 0.3 cm per step for a 1.5 cm command).
+    PUSH_Z = 0.045
+    #: Under DR latency and low servo gains the hand can still be swinging when it gets over the push point, or
+    #: drift 2-3 cm forward on the way down, and land on the cube's top edge: settle first, start further back.
+    APPROACH_SETTLE = 0.005
+    CONTACT = 0.065
+
+    def plan(self, state):
+        if state["verb"] == "lift":
+            return LiftExpert.plan(self, state)
+        return PushExpert.plan(self, state)
+
+
 class DrawerExpert(ScriptedExpert):
     """Open fingers around the vertical handle from above, close, pull along the drawer's slide axis."""
 
@@ -278,7 +333,9 @@ class DrawerExpert(ScriptedExpert):
 
 #: Task name -> expert class (kept in step with sim_envs.tasks.TASK_CLASSES; tests check both match).
 EXPERTS: dict[str, type[ScriptedExpert]] = {
-    cls.task_name: cls for cls in (LiftExpert, LiftEasyExpert, PushExpert, PlaceExpert, StackExpert, DrawerExpert)
+    cls.task_name: cls for cls in (LiftExpert, LiftEasyExpert, PushExpert, PlaceExpert, StackExpert, DrawerExpert,
+                                   LiftNamedCubeExpert, LiftNamedShapeExpert, PlaceNamedPlateExpert,
+                                   PlaceSideCubeExpert, LiftOrPushExpert)
 }
 
 
