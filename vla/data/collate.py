@@ -82,7 +82,8 @@ class PaddedCollator:
             out["labels"] = labels
         for k in samples[0]:
             if k not in out:
-                out[k] = torch.stack([s[k] for s in samples], out=_empty((batch, *samples[0][k].shape), samples[0][k].dtype))
+                first = samples[0][k]
+                out[k] = torch.stack([s[k] for s in samples], out=_empty((batch, *first.shape), first.dtype))
         return out
 
 

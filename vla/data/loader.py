@@ -331,27 +331,33 @@ class _StreamsDataset:
         order = [(self.first_stream + j) % s_total for j in range(s_total)]
         # a stream without samples of this shard is not run: it hands over empty chunks (keeping the order)
         mine = [_Stream(s, self.sources, self.probs, self.cfg, self.train, self.states[s], transform=self.transform,
-                        shard=self.shard) if self.shard.runs(s, s_total, size) else s for s in order[worker::num_workers]]
+                        shard=self.shard) if self.shard.runs(s, s_total, size) else s
+                for s in order[worker::num_workers]]
         skip = self.skip if worker == 0 else 0
         try:
             while True:
                 for stream in mine:
                     if isinstance(stream, int):
-                        yield {"stream": stream, "skip": 0, "batch": None, "samples": None, "state": self.states[stream]}
-                        continue
-                    chunk = stream.next_chunk(size, skip)
-                    samples, b = chunk["samples"], self.batch_size
-                    if samples and b:  # whole batches of this chunk: padded here, handed over ready
-                        chunk["ready"] = [self.collate(samples[i:i + b]) for i in range(0, len(samples), b)]
-                        chunk["samples"] = None
-                    elif samples and info is not None:
-                        _share_fields(samples)
-                    yield chunk
+                        chunk = {"stream": stream, "skip": 0, "batch": None, "samples": None,
+                                 "state": self.states[stream]}
+                    else:
+                        chunk = self._finish(stream.next_chunk(size, skip), in_worker=info is not None)
                     skip = 0
+                    yield chunk
         finally:
             for stream in mine:
                 if not isinstance(stream, int):
                     stream.close()
+
+    def _finish(self, chunk: dict, in_worker: bool) -> dict:
+        """Transformed samples as whole padded batches when asked (`batch_size`), else ready to hand over."""
+        samples, b = chunk["samples"], self.batch_size
+        if samples and b:
+            chunk["ready"] = [self.collate(samples[i:i + b]) for i in range(0, len(samples), b)]
+            chunk["samples"] = None
+        elif samples and in_worker:
+            _share_fields(samples)
+        return chunk
 
 
 def _share_fields(samples: list) -> None:
@@ -362,7 +368,7 @@ def _share_fields(samples: list) -> None:
     if not isinstance(samples[0], dict):
         return
     for key, first in samples[0].items():
-        if not torch.is_tensor(first) or any(not torch.is_tensor(s[key]) or s[key].dtype != first.dtype for s in samples):
+        if any(not torch.is_tensor(s[key]) or s[key].dtype != first.dtype for s in samples):
             continue
         sizes = [s[key].numel() for s in samples]
         flat = torch.empty(sum(sizes), dtype=first.dtype).share_memory_()

@@ -136,7 +136,8 @@ class VLAProcessor:
         if isinstance(item, Mapping):
             missing = [c for c in self.cameras if c not in item]
             if missing:
-                raise ContractError(f"{name} lacks camera(s) {missing}; the model reads {self.cameras}, got {sorted(item)}")
+                raise ContractError(f"{name} lacks camera(s) {missing}; the model reads {self.cameras}, "
+                                    f"got {sorted(item)}")
             per_cam = [(item[c], f"{name}[{c!r}]") for c in self.cameras]
         else:
             if len(self.cameras) != 1:
