@@ -162,10 +162,12 @@ def build_data(cfg: Any, *, model_config: Any, processor: Any, seed: int, val_fr
 def shape_for_model(cfg: Any, model_config: Any) -> Any:
     """The data config with the model's image size, cameras and action chunk (a `DataConfig` copy).
 
-    The model decides what it reads: `data.image_size` and `data.cameras` take the model's values, with a
-    WARNING naming each one replaced (the data groups in configs/data/ set them for the loader on its own,
-    so a difference is not necessarily the user's choice). A window chunk is different: `data.window.action_chunk`
-    other than 1 is always a choice, so one that differs from the model's `action_chunk` is refused.
+    The model decides what it reads (configs/train.yaml: "image size and cameras follow the model"):
+    `data.image_size` and `data.cameras` take the model's values, and each one replaced is logged (INFO, not
+    WARNING: the data groups in configs/data/ set both for the loader on its own, so a default run replaces
+    them whenever the model is not a 224 px one reading those cameras; config.yaml records what was read). A
+    window chunk is different: `data.window.action_chunk` other than 1 is always a choice, so one that
+    differs from the model's `action_chunk` is refused.
     """
     from dataclasses import replace
 
@@ -183,9 +185,9 @@ def shape_for_model(cfg: Any, model_config: Any) -> Any:
     image_size, cameras = int(model_config.image_size), list(model_config.cameras)
     for name, ours, model in (("image_size", cfg.image_size, image_size), ("cameras", list(cfg.cameras), cameras)):
         if ours != model:
-            logger.warning("data.%s=%s replaced by the model's %s (model.%s, or the checkpoint's config.json): "
-                           "frames are read the way the model sees them; set data.%s=%s to make this explicit",
-                           name, _fmt(ours), _fmt(model), name, name, _fmt(model))
+            logger.info("data.%s=%s replaced by the model's %s (model.%s, or the checkpoint's config.json): "
+                        "frames are read the way the model sees them; set data.%s=%s to make this explicit",
+                        name, _fmt(ours), _fmt(model), name, name, _fmt(model))
     return replace(cfg, image_size=image_size, cameras=cameras, window=window)
 
 
