@@ -13,6 +13,9 @@ Figures (all with the `trainer=tiny` settings and the tiny model preset `vla-tra
   image determines, is the hard one.)
 - DDP: samples/s of `torchrun --nproc_per_node 2` (gloo, 1 thread per rank) over one process with the same
   global batch (1 thread); recorded, no target (2 cores, shared).
+- loader: model-ready batches (tokens, labels, 224 px pixel tensors, padded) per second from the data loader
+  alone, with 0 and 2 worker processes, and the training thread's CPU time per batch of 16 (what a GPU step
+  waits for). Recorded, no target.
 - GPU figures (7B LoRA step memory at batch 16 in bf16 with gradient checkpointing; `vla-merge` host
   memory on the 7B): not measured without a GPU; recorded as such.
 The machine is shared with other jobs (load averages are recorded), so absolute numbers are noisy.
@@ -149,6 +152,40 @@ def bench_ddp(work: Path, cache: Path, dataset: str, steps: int) -> dict:
         rates[nproc] = last_rate(out)
         print(f"  ddp: {nproc} process(es): {rates[nproc]:.1f} samples/s", flush=True)
     return {"one_process_samples_per_s": rates[1], "two_ranks_samples_per_s": rates[2], "ratio": rates[2] / rates[1]}
+
+
+def bench_loader(work: Path, batches: int) -> dict:
+    """The data path without the model: `RLDSLoader(transform=processor.transform, collate=processor.collator())`
+    batches of 16 at 224 px (augmented), as `vla-train` builds them; wall-clock samples/s and the training
+    thread's CPU time per batch (`time.thread_time`: what stays on the thread that feeds the model)."""
+    import torch
+
+    from vla.data.config import DataConfig, DatasetEntry
+    from vla.data.loader import RLDSLoader
+    from vla.data.synthetic import write_synthetic_dataset
+    from vla.model.presets import build_preset
+
+    torch.set_num_threads(1)
+    ds = write_synthetic_dataset(work / "data", "loader_224", num_episodes=16, num_steps=20, image_size=(224, 224),
+                                 cameras=("primary",))
+    _, processor = build_preset("tiny", image_size=224)
+    out = {}
+    for workers in (0, 2):
+        cfg = DataConfig(datasets=[DatasetEntry(path=str(ds))], image_size=224, cameras=["primary"],
+                         num_workers=workers, num_streams=2, chunk_size=16, shuffle_buffer=256,
+                         statistics_cache=str(work / "stats_loader"))
+        it = RLDSLoader(cfg, transform=processor.transform, collate=processor.collator()).batches(16)
+        for _ in range(3):  # warm-up: workers started, buffers filled
+            next(it)
+        t0, c0 = time.perf_counter(), time.thread_time()
+        for _ in range(batches):
+            next(it)
+        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        it.close()
+        out[f"workers_{workers}"] = {"samples_per_s": round(16 * batches / wall, 1),
+                                     "training_thread_cpu_ms_per_batch": round(1000 * cpu / batches, 2)}
+        print(f"  loader, {workers} worker(s): {out[f'workers_{workers}']}", flush=True)
+    return out
 
 
 def _build_on(preset: str, device: str, dtype=None, **overrides):
@@ -331,6 +368,8 @@ def main() -> None:
     learn = bench_learning(work, cache, [50] if args.quick else [100, 200, 300, 400, 600])
     print("ddp ...", flush=True)
     ddp = bench_ddp(work, cache, thr["dataset"], 10 if args.quick else 30)
+    print("loader ...", flush=True)
+    loader = bench_loader(work, 10 if args.quick else 40)
     acc = learn["curve"][-1]["action_accuracy"]
     base_acc = learn["baseline"]["action_accuracy"]
     targets = [
@@ -344,9 +383,16 @@ def main() -> None:
          "baseline": round(learn["baseline"]["first_token_accuracy"], 4), "target": "record", "met": None},
         {"name": "DDP 2 ranks vs 1 process, samples/s ratio (gloo, same global batch 16, 1 thread each)",
          "value": round(ddp["ratio"], 3), "baseline": 1.0, "target": "record", "met": None},
+        {"name": "loader alone: model-ready batches of 16 at 224 px, samples/s (2 worker processes)",
+         "value": loader["workers_2"]["samples_per_s"], "baseline": None, "target": "record", "met": None},
+        {"name": "loader: training-thread CPU ms per batch of 16 at 224 px (2 worker processes)",
+         "value": loader["workers_2"]["training_thread_cpu_ms_per_batch"], "baseline": None, "target": "record",
+         "met": None},
     ]
     gpu = _previous_gpu()
     targets += gpu_targets(gpu)
+    loader_change = _previous("loader_change")
+    targets += loader_change_targets(loader_change)
     result = {
         "benchmark": "train", "command": ".venv/bin/python bench/train.py",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
@@ -354,14 +400,35 @@ def main() -> None:
                     "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
         "note": "Measured on a shared 2-core machine while other jobs ran (see load averages); absolute samples/s "
                 "are noisy. Learning accuracy is teacher-forced on the training frames (memorization through vision).",
-        "throughput": thr, "learning": learn, "ddp": ddp, "gpu_7b": gpu, "wall_seconds": round(time.perf_counter() - t0, 1),
-        "targets": targets,
+        "throughput": thr, "learning": learn, "ddp": ddp, "loader": loader, "gpu_7b": gpu,
+        "wall_seconds": round(time.perf_counter() - t0, 1), "targets": targets,
     }
+    if loader_change:
+        result["loader_change"] = loader_change
     _print_targets(targets)
     if not args.quick:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {RESULTS}")
+
+
+def _previous(key: str) -> dict:
+    """A one-off record of an earlier results file (kept when the figures are re-measured)."""
+    return json.loads(RESULTS.read_text()).get(key, {}) if RESULTS.is_file() else {}
+
+
+def loader_change_targets(record: dict) -> list[dict]:
+    """Before/after figures of the loader change (issue 17: model-ready batches), measured once, back to back."""
+    if not record:
+        return []
+    thr, cpu = record["throughput_samples_per_s"], record["loader_training_thread_cpu_ms_per_batch"]
+    return [{"name": "loader change (issue 17): tiny VLA training throughput, samples/s, median of back-to-back "
+                     "runs of this benchmark (baseline: before the change)",
+             "value": thr["after_median"], "baseline": thr["before_median"], "target": "record", "met": None},
+            {"name": "loader change (issue 17): training-thread CPU ms per batch of 16 at 224 px, 2 workers "
+                     "(baseline: before the change)",
+             "value": cpu["after_median"], "baseline": cpu["before_median"], "target": f"< {cpu['before_median']}",
+             "met": bool(cpu["after_median"] < cpu["before_median"])}]
 
 
 def _previous_gpu() -> dict:
