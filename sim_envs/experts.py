@@ -114,8 +114,8 @@ class ScriptedExpert(Policy):
 
         `state["grasp_period"]` (rad): the object's symmetry about z, pi/2 (cubes) unless given; 0 = round.
         `state["grasp_xy_tol"]` (m), for objects that squeeze out of an off-centre pinch (a ball): close only
-        within this xy error and with the hand moving less than that per step (under DR latency it otherwise
-        swings past the object while the fingers close).
+        within this xy error on two steps in a row (under DR latency the hand otherwise swings through the
+        window and past the object while the fingers close).
         """
         ee_yaw = state["ee_yaw"]
         yaw = _grasp_yaw(ee_yaw, obj_yaw, state.get("grasp_period", np.pi / 2))
@@ -132,9 +132,9 @@ class ScriptedExpert(Policy):
         if self.phase == "descend":
             ee = np.asarray(state["ee_pos"])
             xy_tol = state.get("grasp_xy_tol", GRASP_XY_TOL)
-            still = "grasp_xy_tol" not in state or np.linalg.norm(ee - self.memory.get("last_ee", ee + 1)) < xy_tol
-            self.memory["last_ee"] = ee
-            if abs(ee[2] - grasp[2]) < GRASP_Z_TOL and np.linalg.norm(ee[:2] - grasp[:2]) < xy_tol and still:
+            inside = abs(ee[2] - grasp[2]) < GRASP_Z_TOL and np.linalg.norm(ee[:2] - grasp[:2]) < xy_tol
+            self.memory["inside"] = self.memory.get("inside", 0) + 1 if inside else 0
+            if self.memory["inside"] >= (2 if "grasp_xy_tol" in state else 1):
                 self._go("grasp")
             else:
                 return grasp, yaw, OPEN
@@ -170,8 +170,6 @@ class PushExpert(ScriptedExpert):
     task_name = "PushCube"
     CONTACT = 0.05  # m behind the cube centre where the fingers start pushing
     PUSH_Z = 0.035
-    #: Descend only once the hand moves less than this per step (m); None: as soon as it is over the point.
-    APPROACH_SETTLE: float | None = None
 
     def plan(self, state):
         ee = np.asarray(state["ee_pos"])
@@ -196,10 +194,7 @@ class PushExpert(ScriptedExpert):
                 return np.array([ee[0] - u[0] * 0.01, ee[1] - u[1] * 0.01, self.PUSH_Z + HOVER]), 0.0, CLOSED
         if self.phase in ("start", "approach"):
             self.phase = "approach"
-            moved = np.linalg.norm(ee - self.memory.get("last_ee", ee))
-            self.memory["last_ee"] = ee
-            settled = self.APPROACH_SETTLE is None or moved < self.APPROACH_SETTLE
-            if np.linalg.norm(ee[:2] - behind) < 0.01 and settled:
+            if np.linalg.norm(ee[:2] - behind) < 0.01:
                 self._go("descend")
             else:
                 # Stay high while far away so the fingers never sweep the cube.
@@ -286,15 +281,22 @@ class LiftOrPushExpert(PushExpert):
     #: 1 cm higher than PushCube's: under DR high (low servo gains, high damping) the hand dips while it pushes
     #: and fingertips at 3.5 cm drag on the table (measured: 0.3 cm per step for a 1.5 cm command).
     PUSH_Z = 0.045
-    #: Under DR latency and low servo gains the hand can still be swinging when it gets over the push point, or
-    #: drift 2-3 cm forward on the way down, and land on the cube's top edge: settle first, start further back.
-    APPROACH_SETTLE = 0.005
+    #: Under DR latency and low servo gains the hand swings several cm while it descends and can land on the
+    #: cube's top edge, where friction holds it: start further back, and stay above the cube (closed fingertips
+    #: about 3.5 cm below the grip point) while the hand is more than 1.5 cm past the push point towards it.
     CONTACT = 0.065
+    CLEAR_Z = 0.09
 
     def plan(self, state):
         if state["verb"] == "lift":
             return LiftExpert.plan(self, state)
-        return PushExpert.plan(self, state)
+        target, yaw, grip = PushExpert.plan(self, state)
+        if self.phase == "descend":
+            d = np.asarray(state["target_pos"])[:2] - np.asarray(state["object_pos"])[:2]
+            ahead = float((np.asarray(state["ee_pos"])[:2] - target[:2]) @ d) / max(float(np.linalg.norm(d)), 1e-6)
+            if ahead > 0.015:
+                target = np.array([target[0], target[1], max(target[2], self.CLEAR_Z)])
+        return target, yaw, grip
 
 
 class DrawerExpert(ScriptedExpert):

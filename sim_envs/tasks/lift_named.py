@@ -23,11 +23,14 @@ N_CUBES = 3
 #: it and pops out.
 SHAPES: dict[str, tuple[str, tuple[float, ...], float]] = {
     "cube": ("box", (CUBE_HALF,) * 3, np.pi / 2),
-    "cylinder": ("cylinder", (0.02, 0.025), 0.0),
+    "cylinder": ("cylinder", (0.02, 0.03), 0.0),
     "ball": ("sphere", (0.03,), 0.0),
 }
 
-BALL_GRASP_XY_TOL = 0.006  # m: an off-centre pinch squeezes a ball out sideways
+#: Torsional friction (m) of the shapes. A round object touches each finger pad at one point, and with the
+#: pads' 0.005 it swings about the line between the two points and slips out when the hand jerks.
+ROUND_FRICTION = [2.0, 0.02, 0.02]
+BALL_GRASP_XY_TOL = 0.01  # m: an off-centre pinch squeezes a ball out sideways
 
 
 def _half_height(shape: str) -> float:
@@ -98,7 +101,8 @@ class LiftNamedShape(ReferringTask):
             b.add_freejoint(name=f"{body}_joint")
             # condim 6 with rolling friction: a nudged ball stops within centimetres instead of rolling away
             b.add_geom(name=body, type=types[kind], size=[*size, *[0.0] * (3 - len(size))], rgba=list(COLORS["red"]),
-                       friction=[1.0, 0.005, 0.002], condim=6 if kind == "sphere" else 4, mass=0.05)
+                       friction=[1.0, 0.005, 0.0001] if kind == "box" else ROUND_FRICTION,
+                       condim=4 if kind == "box" else 6, mass=0.05)
         self.named_geoms = []  # the instruction names shapes, not colours: colour jitter is free to vary
 
     def initialize_episode(self, physics: Physics, rng: np.random.Generator) -> dict[str, Any]:
