@@ -27,8 +27,10 @@ SHAPES: dict[str, tuple[str, tuple[float, ...], float]] = {
     "ball": ("sphere", (0.03,), 0.0),
 }
 
-#: Torsional friction (m) of the shapes. A round object touches each finger pad at one point, and with the
-#: pads' 0.005 it swings about the line between the two points and slips out when the hand jerks.
+#: Friction of the round shapes (sliding, torsional m, rolling m). A round object touches each finger pad at one
+#: point: sliding 2 holds an off-centre pinch, torsional 0.02 (the pads': 0.005) stops it swinging about the
+#: line between the two points when the hand jerks, rolling 0.02 stops a nudged ball within millimetres (with
+#: 0.002 it rolled off the table).
 ROUND_FRICTION = [2.0, 0.02, 0.02]
 BALL_GRASP_XY_TOL = 0.01  # m: an off-centre pinch squeezes a ball out sideways
 
@@ -44,9 +46,9 @@ class LiftNamedCube(ReferringTask):
     templates = LiftCube.templates
     heldout_templates = LiftCube.heldout_templates
     max_episode_steps = 50
+    bodies = tuple(f"cube{i}" for i in range(N_CUBES))
 
     def build(self, scene: SceneBuilder) -> None:
-        self.bodies = [f"cube{i}" for i in range(N_CUBES)]
         for i, body in enumerate(self.bodies):
             scene.add_box(body, (0.45, 0.1 * (i - 1), CUBE_HALF), (CUBE_HALF,) * 3, COLORS["red"], mass=0.05)
         self.named_geoms = list(self.bodies)
@@ -87,19 +89,19 @@ class LiftNamedShape(ReferringTask):
         "get the {shape} up in the air",
     )
     max_episode_steps = 50
+    shapes = tuple(SHAPES)
+    bodies = tuple(f"shape_{s}" for s in SHAPES)
 
     def build(self, scene: SceneBuilder) -> None:
         import mujoco
 
         types = {"box": mujoco.mjtGeom.mjGEOM_BOX, "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER,
                  "sphere": mujoco.mjtGeom.mjGEOM_SPHERE}
-        self.shapes = list(SHAPES)
-        self.bodies = [f"shape_{s}" for s in self.shapes]
         for i, (shape, body) in enumerate(zip(self.shapes, self.bodies)):
             kind, size, _ = SHAPES[shape]
             b = scene.spec.worldbody.add_body(name=body, pos=[0.45, 0.1 * (i - 1), _half_height(shape)])
             b.add_freejoint(name=f"{body}_joint")
-            # condim 6 with rolling friction: a nudged ball stops within centimetres instead of rolling away
+            # round shapes: condim 6, so their rolling friction (ROUND_FRICTION) applies
             b.add_geom(name=body, type=types[kind], size=[*size, *[0.0] * (3 - len(size))], rgba=list(COLORS["red"]),
                        friction=[1.0, 0.005, 0.0001] if kind == "box" else ROUND_FRICTION,
                        condim=4 if kind == "box" else 6, mass=0.05)

@@ -26,8 +26,8 @@ RESTING_Z = CUBE_HALF + 0.01
 
 class LiftOrPushCube(ReferringTask):
     name = "LiftOrPushCube"
-    description = ("two cubes side by side; lift (6 cm up) or push (slide 8 cm, never lifted) the named one: the "
-                   "verb and the colour decide")
+    description = ("two cubes side by side; lift (6 cm up) or push (slid 8 cm, resting on the table) the named one: "
+                   "the verb and the colour decide")
     templates = (
         "{verb} the {color} cube",
         "{verb} the {color} block",

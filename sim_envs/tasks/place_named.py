@@ -7,6 +7,7 @@ faces the robot from across the table, so its left is the robot's right (world -
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,9 @@ SIDES = ("left", "right")
 class _PlaceTask(ReferringTask):
     """Shared success and expert state: candidate i = (cube body, plate body)."""
 
+    @abc.abstractmethod
     def _pair(self, index: int) -> tuple[str, str]:
-        raise NotImplementedError
+        """(cube body, plate body) of candidate `index`."""
 
     def candidate_bodies(self, index: int) -> tuple[str, ...]:
         return (self._pair(index)[0],)
