@@ -67,3 +67,22 @@ def test_vla_eval_robustness_protocol(tmp_path):
     assert "robustness: success" in r.stderr
     bad = _cli(["protocol=robustness", "robustness.dimensions=[camra]", f"output_dir={tmp_path}"], tmp_path)
     assert bad.returncode == 2 and "valid dimensions" in bad.stdout + bad.stderr
+
+
+@pytest.mark.slow
+def test_vla_eval_language_protocol(tmp_path):
+    """Swap and paraphrase on a language task: every candidate of each scene is named once, success judged on it."""
+    r = _cli(["protocol=language", "policy=expert", "tasks=[LiftNamedCube]", "dr=none", "seeds=1", "sim=fast",
+              "sim.image_size=32", "sim.cameras=[primary]", "num_envs=1", "video.episodes_per_cell=0",
+              "language.conditions=[swap,paraphrase]", f"output_dir={tmp_path}"], tmp_path)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    rep = json.loads((run_dir / "language.json").read_text())["expert"]
+    task = rep["swap"]["per_task"]["vla_sim/LiftNamedCube-v0"]
+    assert task["n_episodes"] == 3 and task["chance"] == pytest.approx(1 / 3) and len(task["per_named"]) == 3
+    assert task["success_rate"] == 1.0 and task["wrong_target_rate"] == 0.0
+    assert rep["paraphrase"]["n_episodes"] == 3 and rep["paraphrase_ratio"] == 1.0
+    assert (run_dir / "language.png").is_file()
+    bad = _cli(["protocol=language", "policy=expert", "tasks=[LiftCube]", "dr=none", "seeds=1", f"output_dir={tmp_path}"],
+               tmp_path)
+    assert bad.returncode == 2 and "one candidate per scene" in bad.stdout + bad.stderr
