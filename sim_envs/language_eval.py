@@ -48,16 +48,18 @@ def scene_candidates(task: str, settings: EvalSettings, level: str = "none") -> 
 
 
 def plan_language_episodes(tasks: Sequence[str], level: str, seeds, settings: EvalSettings,
-                           templates: str = "train") -> list[EpisodeSpec]:
+                           templates: str = "train", candidates: Mapping[str, tuple[int, int]] | None = None
+                           ) -> list[EpisodeSpec]:
     """Every seed x every candidate target of each task (the swap design), phrased with `templates`.
 
+    `candidates`: task id -> `scene_candidates(task)`, when the caller has probed them already.
     Raises ValueError for a task whose scenes offer one candidate (nothing to swap) or, for `heldout`, a
     task without held-out templates, naming the tasks that qualify.
     """
     base = plan_episodes(list(tasks), [level], seeds)
     out: list[EpisodeSpec] = []
     for task in dict.fromkeys(s.task for s in base):
-        k, heldout = scene_candidates(task, settings)
+        k, heldout = candidates[task] if candidates and task in candidates else scene_candidates(task, settings)
         if k < 2:
             raise ValueError(f"{task} has one candidate per scene: the instruction decides nothing, so there is "
                              f"nothing to swap. Language tasks: {language_tasks()}")
@@ -82,13 +84,14 @@ def run_language_protocol(policies: Mapping[str, PolicyLike], blind: Mapping[str
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
         raise ValueError(f"unknown language conditions {unknown}; choose from {list(CONDITIONS)}")
-    swap = plan_language_episodes(tasks, level, seeds, settings, "train")
+    probed = {t: scene_candidates(t, settings) for t in dict.fromkeys(s.task for s in plan_episodes(list(tasks), [level], 1))}
+    swap = plan_language_episodes(tasks, level, seeds, settings, "train", probed)
     out: dict[str, dict[str, list[EpisodeResult]]] = {}
     if "swap" in conditions:
         out["swap"] = evaluate_policies(dict(policies), swap, settings)
     if "paraphrase" in conditions:
-        out["paraphrase"] = evaluate_policies(dict(policies), plan_language_episodes(tasks, level, seeds, settings,
-                                                                                    "heldout"), settings)
+        heldout = plan_language_episodes(tasks, level, seeds, settings, "heldout", probed)
+        out["paraphrase"] = evaluate_policies(dict(policies), heldout, settings)
     if "blind" in conditions:
         out["blind"] = {name: evaluate_policies({name: blind[name]}, swap, settings)[name] for name in policies}
     return out

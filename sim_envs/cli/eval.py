@@ -118,7 +118,7 @@ def run_eval(cfg: DictConfig, out_dir: Path) -> dict:
 
 def _run_language(cfg: DictConfig, out_dir: Path, tasks, levels, seeds, context, policies, settings) -> dict:
     """`protocol=language`: swap, paraphrase and blind runs of every policy; language.json, a table, a plot."""
-    import json
+    from dataclasses import replace
 
     from sim_envs.language_eval import language_tasks, plot_language, run_language_protocol, summarize_language
     from sim_envs.results import write_results
@@ -132,17 +132,14 @@ def _run_language(cfg: DictConfig, out_dir: Path, tasks, levels, seeds, context,
     for spec in _as_list(cfg.policy):
         parsed = parse_policy_spec(OmegaConf.to_object(spec) if OmegaConf.is_config(spec) else str(spec))
         options = {**parsed.options, "instruction": cfg.language.blind_instruction, "name": parsed.name}
-        blind[parsed.name] = policy_source(type(parsed)(parsed.kind, options, parsed.text), context)[1]
+        blind[parsed.name] = policy_source(replace(parsed, options=options), context)[1]
     t0 = time.perf_counter()
     results = run_language_protocol(policies, blind, tasks, levels[0], seeds, settings,
                                     conditions=list(cfg.language.conditions))
     for condition, by_policy in results.items():
         write_results(by_policy, out_dir / condition, config=OmegaConf.to_container(cfg, resolve=True))
     report = summarize_language(results)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "language.json").write_text(json.dumps(report, indent=2) + "\n")
-    if cfg.plot:
-        plot_language(report, out_dir / "language.png")
+    _write_report(out_dir, "language", report, plot_language, cfg.plot)
     _print_language_table(report)
     logger.info("done in %.1f s; results: %s", time.perf_counter() - t0, out_dir)
     return {"results": results, "report": report}
@@ -150,8 +147,6 @@ def _run_language(cfg: DictConfig, out_dir: Path, tasks, levels, seeds, context,
 
 def _run_robustness(cfg: DictConfig, out_dir: Path, task_ids, seeds, policies, settings) -> dict:
     """`protocol=robustness`: every policy at nominal, each dimension x magnitude and the combined levels."""
-    import json
-
     from sim_envs.evaluation import evaluate_policies, write_outputs
     from sim_envs.robustness_eval import plan_robustness, plot_robustness, summarize_robustness
 
@@ -164,16 +159,13 @@ def _run_robustness(cfg: DictConfig, out_dir: Path, task_ids, seeds, policies, s
     results = evaluate_policies(policies, specs, settings)
     write_outputs(results, out_dir, config=OmegaConf.to_container(cfg, resolve=True), levels=list(levels), plot=False)
     report = summarize_robustness(results)
-    (out_dir / "robustness.json").write_text(json.dumps(report, indent=2) + "\n")
-    if cfg.plot:
-        plot_robustness(report, out_dir / "robustness.png")
+    _write_report(out_dir, "robustness", report, plot_robustness, cfg.plot)
     _print_robustness_table(report)
     logger.info("done in %.1f s; results: %s", time.perf_counter() - t0, out_dir)
     return {"results": results, "report": report}
 
 
 def _print_robustness_table(report: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="robustness: success [Wilson 95%] and ratio to nominal, one dimension at a time")
@@ -189,14 +181,10 @@ def _print_robustness_table(report: dict) -> None:
         for lv, r in entry["combined"].items():
             ratio = f" (x{r['ratio_to_none']:.2f} of none)" if r.get("ratio_to_none") is not None else ""
             table.add_row(name, f"dr={lv}", f"{r['success_rate']:.2f}{ratio}", "", "")
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        console.width = 240
-    console.print(table)
+    _print(table)
 
 
 def _print_language_table(report: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="language following: success on the named target [Wilson 95%], wrong-target rate")
@@ -209,14 +197,30 @@ def _print_language_table(report: dict) -> None:
                 table.add_row(name, task.split("/")[-1].rsplit("-v", 1)[0], condition,
                               f"{r['success_rate']:.2f} [{lo:.2f}, {hi:.2f}] ({r['n_success']}/{r['n_episodes']})",
                               f"{r['wrong_target_rate']:.2f}", f"{r['chance']:.2f}")
+    _print(table)
+
+
+def _print(table) -> None:
+    """Print a rich table to stderr; in logs and CI (no terminal) do not wrap it at 80 columns."""
+    from rich.console import Console
+
     console = Console(stderr=True)
     if not console.is_terminal:
         console.width = 240
     console.print(table)
 
 
+def _write_report(out_dir: Path, name: str, report: dict, plot, enabled: bool) -> None:
+    """`<name>.json` (and `<name>.png` through `plot(report, path)` when `enabled`) of a protocol's report."""
+    import json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    if enabled:
+        plot(report, out_dir / f"{name}.png")
+
+
 def _print_table(results, levels) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from sim_envs.results import aggregate, format_rate
@@ -233,10 +237,7 @@ def _print_table(results, levels) -> None:
         errors = sum(r.error is not None for r in res)
         if errors:
             table.add_row(name, f"[red]{errors} episodes failed with an error (see episodes.jsonl)[/red]", *[""] * len(levels))
-    console = Console(stderr=True)
-    if not console.is_terminal:  # logs and CI: do not wrap the table at 80 columns
-        console.width = 240
-    console.print(table)
+    _print(table)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, Union
 
@@ -244,7 +244,7 @@ def policy_source(spec: "str | Path | Mapping[str, Any] | PolicySpec",
     blank = opts.bool("blank_images", False)
     fixed_instruction = opts.str("instruction")
     if seed != context.seed:
-        context = PolicyContext(**{**context.__dict__, "seed": seed})
+        context = replace(context, seed=seed)
     built = entry.builder(opts, context)
     if noise < 0:
         raise PolicySpecError(f"policy spec {spec}: noise={noise} must be >= 0 (metres)")
