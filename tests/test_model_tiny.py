@@ -382,3 +382,41 @@ def test_action_queries_option_learned_slot_inputs(tmp_path):
     loaded = VLAForActionPrediction.from_pretrained(str(tmp_path))
     assert loaded.config.action_queries is True
     torch.testing.assert_close(loaded.action_queries.weight, model.action_queries.weight)
+
+
+def test_vision_film_option_conditions_the_towers_on_the_instruction(tmp_path):
+    """`vision_film` (off by default): the prompt modulates the vision towers. A fresh model computes what the
+    same weights compute without FiLM (zero-initialized modulation); after training, the instruction changes the
+    patch features themselves; left padding still gives each sample what it computes alone; it round-trips."""
+    from vla.model.modeling_vla import VLAForActionPrediction
+
+    opts = dict(decoding="parallel", action_chunk=2, action_head="l1", action_queries=True)
+    plain, processor = build_model("tiny", seed=0, **opts)
+    assert plain.film is None and not any("film" in k or "instruction_pooler" in k for k in plain.state_dict())
+    model, _ = build_model("tiny", seed=0, vision_film=True, **opts)
+    model.load_state_dict(plain.state_dict(), strict=False)  # same towers, Llama and head; FiLM still identity
+    rng = np.random.default_rng(5)
+    images = _images(rng, 3)
+    batch = processor(images, INSTRUCTIONS)
+    _, a = plain.predict_parallel(batch["input_ids"], batch["pixel_values"], batch["attention_mask"])
+    _, b = model.predict_parallel(batch["input_ids"], batch["pixel_values"], batch["attention_mask"])
+    torch.testing.assert_close(a, b)
+
+    train = processor(images, INSTRUCTIONS, actions=rng.uniform(-1, 1, (3, 2, 7)))
+    _train_a_few_steps(model, train)
+    assert model.film.out.weight.grad is not None and model.film.out.weight.abs().sum() > 0
+    model.eval()
+    same_image = processor([images[0]] * 2, ["lift the red cube", "lift the blue cube"])
+    emb, _, _, _ = model.build_multimodal_inputs(same_image["input_ids"], same_image["attention_mask"],
+                                                 same_image["pixel_values"])
+    n = model.config.num_patches
+    assert not torch.allclose(emb[0, 1:1 + n], emb[1, 1:1 + n])  # the words reached the patches
+    _, together = model.predict_parallel(batch["input_ids"], batch["pixel_values"], batch["attention_mask"])
+    one = processor(images[2:3], INSTRUCTIONS[2:3])
+    _, alone = model.predict_parallel(one["input_ids"], one["pixel_values"], one["attention_mask"])
+    torch.testing.assert_close(together[2], alone[0], atol=1e-5, rtol=1e-5)
+    model.save_pretrained(tmp_path)
+    loaded = VLAForActionPrediction.from_pretrained(str(tmp_path)).eval()
+    assert loaded.config.vision_film is True
+    _, again = loaded.predict_parallel(batch["input_ids"], batch["pixel_values"], batch["attention_mask"])
+    torch.testing.assert_close(again, together)

@@ -65,6 +65,8 @@ class VLAConfig(PreTrainedConfig):
             zeroes the slot inputs; with a shallow backbone, e.g. the 2-layer tiny Llama, zero inputs give
             every slot the same all-zero query in the first layer). Off by default, so OpenVLA/OFT
             checkpoints load unchanged.
+        vision_film: condition every running block of both vision towers on the instruction (FiLM from an
+            attention pool over the prompt's token embeddings; vla.model.film). Off by default (OpenVLA).
     """
 
     model_type = "vla"
@@ -96,6 +98,7 @@ class VLAConfig(PreTrainedConfig):
     action_head: str = "tokens"
     l1_head_blocks: int = 2
     action_queries: bool = False
+    vision_film: bool = False
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs: Any):

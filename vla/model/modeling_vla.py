@@ -7,7 +7,8 @@ Labels are -100 on patches; the autoregressive loss is transformers' shifted mea
 equals the reference loss. Parallel decoding (OFT) marks K x 7 action slots with the pad id under an
 attention mask of 1; their input embeddings are zeroed and attention is bidirectional (`is_causal=False`).
 The `action_queries` option adds a learned embedding per slot to those zeroed inputs (for shallow backbones;
-off by default).
+off by default). The `vision_film` option conditions the vision towers on the instruction (vla.model.film; off
+by default).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from vla.core.statistics import select_statistics
 from vla.model.action_tokenizer import ActionTokenizer
 from vla.model.configuration_vla import VLAConfig
 from vla.model.decoding import greedy_decode, supports_fast_decoding
+from vla.model.film import FiLMGenerator, InstructionPooler
 from vla.model.heads import L1RegressionActionHead, ProprioProjector
 from vla.model.vision import FusedMLPProjector, FusedVisionBackbone
 
@@ -57,6 +59,14 @@ class VLAPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _skip_keys_device_placement = "past_key_values"
 
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        if getattr(module, "zero_init", False):  # layers that must start at zero (FiLM: identity modulation)
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
+            return
+        super()._init_weights(module)
+
 
 class VLAForActionPrediction(VLAPreTrainedModel):
     """Fused DINOv2 + SigLIP -> projector -> Llama, predicting 7-D actions as tokens (or via an L1 head)."""
@@ -74,6 +84,9 @@ class VLAForActionPrediction(VLAPreTrainedModel):
         # learned per-slot query inputs (option, off by default: OFT feeds zeros)
         n_slots = config.action_chunk * config.action_dim
         self.action_queries = nn.Embedding(n_slots, d) if config.action_queries else None
+        # instruction-conditioned vision towers (option, off by default: OpenVLA fuses language in the Llama only)
+        self.instruction_pooler = InstructionPooler(d) if config.vision_film else None
+        self.film = FiLMGenerator(d, self.vision_backbone.film_widths) if config.vision_film else None
         self.action_tokenizer = ActionTokenizer(config.action_token_end_id, config.n_action_bins)
         self.post_init()
 
@@ -87,8 +100,9 @@ class VLAForActionPrediction(VLAPreTrainedModel):
     def get_output_embeddings(self) -> nn.Module:
         return self.language_model.get_output_embeddings()
 
-    def project_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """pixel_values (B, 6 * n_img, H, W) -> projected patches (B, n_img * N, D), each image its own patches."""
+    def project_images(self, pixel_values: torch.Tensor, instruction: torch.Tensor | None = None) -> torch.Tensor:
+        """pixel_values (B, 6 * n_img, H, W) -> projected patches (B, n_img * N, D), each image its own patches.
+        `instruction` (B, D): the pooled prompt that modulates the towers when `vision_film` is on."""
         b, c, h, w = pixel_values.shape
         n_img = self.config.num_images
         if c != 6 * n_img:
@@ -101,13 +115,21 @@ class VLAForActionPrediction(VLAPreTrainedModel):
                              f"{self.config.image_size} (the processor resizes images)")
         dtype = self.projector.fc1.weight.dtype
         px = pixel_values.to(dtype).reshape(b * n_img, 6, h, w)
-        patches = self.vision_backbone(px)  # (B * n_img, N, Dv)
+        film = None
+        if self.film is not None:
+            if instruction is None:
+                raise ValueError("this model conditions its vision towers on the instruction (vision_film=True); "
+                                 "call it with input_ids")
+            film = [(g.repeat_interleave(n_img, 0), bt.repeat_interleave(n_img, 0)) for g, bt in
+                    self.film(instruction.to(dtype))]  # one pair per image of each sample
+        patches = self.vision_backbone(px, film)  # (B * n_img, N, Dv)
         projected = self.projector(patches)  # (B * n_img, N, D)
         return projected.reshape(b, n_img * projected.shape[1], projected.shape[2])
 
-    def prefix_embeddings(self, pixel_values: torch.Tensor, proprio: torch.Tensor | None) -> torch.Tensor:
+    def prefix_embeddings(self, pixel_values: torch.Tensor, proprio: torch.Tensor | None,
+                          instruction: torch.Tensor | None = None) -> torch.Tensor:
         """Everything spliced after BOS: image patches, then the proprio token when enabled."""
-        prefix = self.project_images(pixel_values)  # (B, P, D)
+        prefix = self.project_images(pixel_values, instruction)  # (B, P, D)
         if self.proprio_projector is not None:
             if proprio is None:
                 raise ValueError(f"this model was configured with use_proprio=True (dim {self.config.proprio_dim}); "
@@ -136,11 +158,14 @@ class VLAForActionPrediction(VLAPreTrainedModel):
         text = self.get_input_embeddings()(input_ids)  # (B, S, D)
         slots = self.slot_mask(input_ids, attention_mask)  # (B, S)
         text = text * (~slots)[..., None].to(text.dtype)  # zeroed placeholder embeddings (OFT)
+        instruction = None
+        if self.instruction_pooler is not None:  # the prompt's tokens, without pads and action slots
+            instruction = self.instruction_pooler(text, attention_mask.bool() & ~slots)  # (B, D)
         if self.action_queries is not None:  # slot i of each sample gets query i
             n_slots = self.action_queries.num_embeddings
             slot_idx = (slots.long().cumsum(-1) - 1).clamp(0, n_slots - 1)  # count checked in gather_slots
             text = text + self.action_queries(slot_idx).to(text.dtype) * slots[..., None].to(text.dtype)
-        prefix = self.prefix_embeddings(pixel_values, proprio).to(text.dtype)  # (B, P, D)
+        prefix = self.prefix_embeddings(pixel_values, proprio, instruction).to(text.dtype)  # (B, P, D)
         b, s, d = text.shape
         p = prefix.shape[1]
         n_left = (attention_mask.cumsum(-1) == 0).sum(-1)  # (B,) left pads; BOS sits at n_left

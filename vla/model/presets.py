@@ -106,7 +106,8 @@ def to_vla_config(mc: ModelConfig, tokenizer=None, norm_stats: dict | None = Non
         pad_token_id=base_vocab, pad_to_multiple_of=m, llm_max_length=mc.llm.max_position_embeddings,
         norm_stats=norm_stats or {}, cameras=list(mc.cameras), use_proprio=mc.use_proprio,
         proprio_dim=mc.proprio_dim, decoding=mc.decoding, action_chunk=mc.action_chunk,
-        action_head=mc.action_head, action_queries=mc.action_queries)
+        action_head=mc.action_head, action_queries=mc.action_queries,
+        vision_film=mc.vision_film)
     config._attn_implementation = mc.attn_implementation
     return config
 

@@ -66,6 +66,7 @@ class ModelConfig:
     action_chunk: int = 1
     action_head: str = "tokens"
     action_queries: bool = False  # learned per-slot inputs for parallel decoding (VLAConfig.action_queries)
+    vision_film: bool = False  # instruction-conditioned vision towers (VLAConfig.vision_film, vla.model.film)
     attn_implementation: str = "sdpa"
     prompt_suffix_token_id: Optional[int] = None  # None: the tokenizer's space piece (29871 for Llama-2)
 

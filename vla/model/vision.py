@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from transformers import Dinov2WithRegistersModel, SiglipVisionModel
 
+from vla.model.film import modulate
+
 
 class FusedVisionBackbone(nn.Module):
     """pixel_values (B, 6, H, W) -> patch features (B, N, D_dino + D_siglip)."""
@@ -22,21 +24,29 @@ class FusedVisionBackbone(nn.Module):
         self.siglip = SiglipVisionModel(siglip_config)
         self.num_dino_prefix_tokens = 1 + dino_config.num_register_tokens
 
-    def dino_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    @property
+    def film_widths(self) -> list[int]:
+        """Channel widths of the blocks that run (and that instruction FiLM modulates): DINOv2's, then SigLIP's."""
+        dino = [self.dino.config.hidden_size] * (len(self.dino.encoder.layer) - 1)
+        return dino + [self.siglip.config.hidden_size] * (len(self.siglip.encoder.layers) - 1)
+
+    def dino_features(self, pixel_values: torch.Tensor, film: list | None = None) -> torch.Tensor:
         hidden = self.dino.embeddings(pixel_values)  # (B, 1 + R + N, Dd)
-        for layer in self.dino.encoder.layer[:-1]:
-            hidden = layer(hidden, None)
+        for i, layer in enumerate(self.dino.encoder.layer[:-1]):
+            hidden = modulate(layer(hidden, None), film[i] if film else None)
         return hidden[:, self.num_dino_prefix_tokens :]  # (B, N, Dd)
 
-    def siglip_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def siglip_features(self, pixel_values: torch.Tensor, film: list | None = None) -> torch.Tensor:
         hidden = self.siglip.embeddings(pixel_values)  # (B, N, Ds)
-        for layer in self.siglip.encoder.layers[:-1]:
-            hidden = layer(hidden, None)
+        for i, layer in enumerate(self.siglip.encoder.layers[:-1]):
+            hidden = modulate(layer(hidden, None), film[i] if film else None)
         return hidden  # (B, N, Ds)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        dino = self.dino_features(pixel_values[:, :3])  # (B, N, Dd)
-        siglip = self.siglip_features(pixel_values[:, 3:6])  # (B, N, Ds)
+    def forward(self, pixel_values: torch.Tensor, film: list | None = None) -> torch.Tensor:
+        """`film`: optional (gamma, beta) per running block, in `film_widths` order (vla.model.film)."""
+        n_dino = len(self.dino.encoder.layer) - 1
+        dino = self.dino_features(pixel_values[:, :3], film[:n_dino] if film else None)  # (B, N, Dd)
+        siglip = self.siglip_features(pixel_values[:, 3:6], film[n_dino:] if film else None)  # (B, N, Ds)
         return torch.cat([dino, siglip], dim=-1)  # (B, N, Dd + Ds)
 
 

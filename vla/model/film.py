@@ -1,0 +1,68 @@
+"""Instruction-conditioned vision (FiLM, Perez et al. 2018; as RT-1 conditions its EfficientNet): an option of
+the tiny VLA, off by default so OpenVLA / OFT checkpoints load unchanged.
+
+Why: in OpenVLA the instruction meets the image only inside the Llama. With the 2-layer tiny Llama trained from
+scratch on a few hundred demos, that path did not learn which of several objects the instruction names
+(docs/history.md, L1-L2): the policy went to the mean start position and lifted whatever was there. FiLM lets
+the words scale and shift every channel of the vision towers, so "red" can highlight red patches before the
+Llama sees them and the multi-object scene becomes the single-object one the model already servoes to.
+
+The instruction vector is an attention pool (one learned query, several heads) over the prompt's token
+embeddings, so the informative words can dominate the fixed prompt template. It is a bag of words: word order
+("the red cube on the blue plate") reaches the towers only through the embeddings, and the Llama still reads
+the full prompt. Each modulated block's output becomes `h * (1 + gamma) + beta`; gamma and beta start at zero,
+so a fresh model computes exactly what it computes without FiLM.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class InstructionPooler(nn.Module):
+    """Prompt token embeddings (B, S, D) and a mask of the tokens to read (B, S) -> one vector (B, D)."""
+
+    def __init__(self, dim: int, num_heads: int = 4) -> None:
+        super().__init__()
+        heads = num_heads if dim % num_heads == 0 else 1
+        self.query = nn.Parameter(torch.zeros(1, 1, dim))
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if not bool(mask.any(-1).all()):
+            raise ValueError("vision_film: a prompt has no instruction tokens to condition the vision towers on")
+        query = self.query.expand(tokens.shape[0], -1, -1).to(tokens.dtype)
+        pooled, _ = self.attention(query, tokens, tokens, key_padding_mask=~mask.bool(), need_weights=False)
+        return self.norm(pooled[:, 0])  # (B, D)
+
+
+class FiLMGenerator(nn.Module):
+    """Instruction vector (B, D) -> a (gamma, beta) pair (B, width) for each modulated block, in order."""
+
+    def __init__(self, dim: int, widths: list[int]) -> None:
+        super().__init__()
+        self.widths = list(widths)
+        self.hidden = nn.Sequential(nn.Linear(dim, dim), nn.GELU())
+        self.out = nn.Linear(dim, 2 * sum(self.widths))
+        self.out.zero_init = True  # identity modulation at initialization (VLAPreTrainedModel._init_weights)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, instruction: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        params = self.out(self.hidden(instruction))  # (B, 2 * sum(widths))
+        pairs, start = [], 0
+        for w in self.widths:
+            gamma, beta = params[:, start : start + w], params[:, start + w : start + 2 * w]
+            pairs.append((gamma, beta))
+            start += 2 * w
+        return pairs
+
+
+def modulate(hidden: torch.Tensor, film: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """hidden (B, N, C) -> hidden * (1 + gamma) + beta, per sample and channel; unchanged when film is None."""
+    if film is None:
+        return hidden
+    gamma, beta = film
+    return hidden * (1 + gamma[:, None].to(hidden.dtype)) + beta[:, None].to(hidden.dtype)
