@@ -12,17 +12,25 @@ Three conditions, each run from identical initial states (usable on any `vla.Pol
 Reported per task and per named referent: success with its Wilson interval and the wrong-target rate (the
 policy acted on an object the instruction did not name).
 
+The swap set is every candidate of each scene unless `swap_targets` names some (`vla-eval
+language.swap_targets=[cube,ball]`): each name selects the candidates whose bindings hold it (`red` -> the red
+cube; `lift+red` -> lifting the red cube). The names are checked against every planned scene before any episode
+runs: a name that is not a candidate of a scene raises ValueError naming the task, the seed, the name and the
+candidates that scene offers. With a subset of m candidates the chance level is 1/m.
+
     report = run_language_protocol({"vla": policy}, {"vla": blind_policy}, ["LiftNamedCube"], "low", 20, settings)
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
+import re
 from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 from sim_envs.eval_envs import EvalSettings
-from sim_envs.evaluation import EpisodeSpec, PolicyLike, evaluate_policies, plan_episodes
+from sim_envs.evaluation import EpisodeSpec, PolicyLike, evaluate_policies, plan_episodes, resolve_task
 from sim_envs.results import EpisodeResult, aggregate
 
 logger = logging.getLogger(__name__)
@@ -35,24 +43,107 @@ BLIND_INSTRUCTION = "do the task"
 def scene_candidates(task: str, settings: EvalSettings, level: str = "none") -> tuple[int, int]:
     """(candidates per scene, held-out templates) of a task, read from one reset at a tiny image size."""
     import sim_envs
-    from sim_envs.config import make_env
     from sim_envs.tasks import TASK_CLASSES
+
+    scene = probe_scenes(task, [0], settings, level)[0]
+    name = sim_envs.task_id(task).split("/")[-1].rsplit("-v", 1)[0]
+    return len(scene), len(getattr(TASK_CLASSES[name], "heldout_templates", ()))
+
+
+def probe_scenes(task: str, seeds: Sequence[int], settings: EvalSettings, level: str = "none"
+                 ) -> dict[int, list[dict[str, str]]]:
+    """seed -> the candidates of that seed's scene (e.g. [{"color": "red"}, ...]): one reset each, tiny images."""
+    import json
+
+    from sim_envs.config import make_env
 
     env = make_env(task, sim=replace(settings.sim, image_size=16, cameras=["primary"]), dr=level)
     try:
-        _, info = env.reset(seed=0)
+        return {int(seed): json.loads(env.reset(seed=int(seed))[1]["candidates_json"]) for seed in seeds}
     finally:
         env.close()
-    name = sim_envs.task_id(task).split("/")[-1].rsplit("-v", 1)[0]
-    return int(info.get("num_targets", 1)), len(getattr(TASK_CLASSES[name], "heldout_templates", ()))
+
+
+def resolve_swap_targets(swap_targets: Sequence[str] | Mapping[str, Sequence[str]] | None, tasks: Sequence[str]
+                         ) -> dict[str, list[str]]:
+    """task id -> the names its swap set is restricted to; tasks left out swap every candidate.
+
+    `swap_targets`: None (every candidate of every task), a list of names for every task of the run, or a
+    mapping task -> names (`{LiftNamedShape: [cube, ball]}`). Raises ValueError for an empty list, a name that
+    is not a string, or a mapping key that is not one of `tasks` (task ids).
+    """
+    if swap_targets is None:
+        return {}
+    if isinstance(swap_targets, (str, bytes)):
+        swap_targets = [swap_targets]
+    by_task = dict(swap_targets) if isinstance(swap_targets, Mapping) else {t: swap_targets for t in tasks}
+    out: dict[str, list[str]] = {}
+    for key, names in by_task.items():
+        task = resolve_task(key)
+        if task not in tasks:
+            raise ValueError(f"language.swap_targets names task {key!r}, which this run does not evaluate; its "
+                             f"tasks: {[_short(t) for t in tasks]}")
+        names = [names] if isinstance(names, str) else list(names or [])
+        if not names or not all(isinstance(n, str) and n.strip() for n in names):
+            raise ValueError(f"language.swap_targets for {_short(task)} must be a non-empty list of candidate names "
+                             f"(e.g. [red,blue]), got {names!r}; null swaps every candidate of each scene")
+        out[task] = names
+    return out
+
+
+def select_swap_targets(task: str, names: Sequence[str], scenes: Mapping[int, Sequence[Mapping[str, str]]]
+                        ) -> dict[int, list[int]]:
+    """seed -> indices of the candidates of that seed's scene that `names` select (see module docstring).
+
+    A name selects the candidates whose binding values include each of its words (`lift+red`, `lift red`), or
+    match `key=value`, case-insensitively. Raises ValueError, before anything runs, for a name that selects no
+    candidate of some scene: it names the task, the name, the seeds concerned and the candidates offered.
+    """
+    for name in names:
+        missing = [seed for seed, cands in scenes.items() if not any(_selects(name, c) for c in cands)]
+        if not missing:
+            continue
+        offered = sorted({v for cands in scenes.values() for c in cands for v in c.values()})
+        if len(missing) == len(scenes):
+            close = difflib.get_close_matches(str(name).lower(), offered, n=1)
+            example = scenes[missing[0]][0] if scenes[missing[0]] else {}
+            hint = f" (one candidate: {'+'.join(example.values())!r})" if len(example) > 1 else ""
+            hint += f". Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"language.swap_targets: {name!r} is not a candidate of {_short(task)} in any planned "
+                             f"scene; its scenes offer {offered}{hint}")
+        seed = missing[0]
+        holding = [s for s, cands in scenes.items() if all(any(_selects(n, c) for c in cands) for n in names)]
+        raise ValueError(
+            f"language.swap_targets: {name!r} is not a candidate of {_short(task)}'s scene at {len(missing)} of the "
+            f"{len(scenes)} planned seeds (seed {seed} offers {_labels(scenes[seed])}). {_short(task)} draws its "
+            f"referents per seed: name ones every scene offers, or evaluate only seeds whose scenes hold every name "
+            f"({holding[:20] if holding else 'none of the planned seeds'})")
+    return {seed: [i for i, c in enumerate(cands) if any(_selects(n, c) for n in names)]
+            for seed, cands in scenes.items()}
+
+
+def _selects(name: str, candidate: Mapping[str, str]) -> bool:
+    values = {str(v).lower() for v in candidate.values()} | {f"{k}={v}".lower() for k, v in candidate.items()}
+    words = [w for w in re.split(r"[+\s]+", str(name).strip().lower()) if w]
+    return bool(words) and all(w in values for w in words)
+
+
+def _labels(candidates: Sequence[Mapping[str, str]]) -> list[str]:
+    return ["+".join(map(str, c.values())) for c in candidates]
+
+
+def _short(task: str) -> str:
+    return task.split("/")[-1].rsplit("-v", 1)[0]
 
 
 def plan_language_episodes(tasks: Sequence[str], level: str, seeds, settings: EvalSettings,
-                           templates: str = "train", candidates: Mapping[str, tuple[int, int]] | None = None
-                           ) -> list[EpisodeSpec]:
+                           templates: str = "train", candidates: Mapping[str, tuple[int, int]] | None = None,
+                           targets: Mapping[str, Mapping[int, Sequence[int]]] | None = None) -> list[EpisodeSpec]:
     """Every seed x every candidate target of each task (the swap design), phrased with `templates`.
 
     `candidates`: task id -> `scene_candidates(task)`, when the caller has probed them already.
+    `targets`: task id -> seed -> the candidate indices to name (`select_swap_targets`); tasks not in it name
+    every candidate.
     Raises ValueError for a task whose scenes offer one candidate (nothing to swap) or, for `heldout`, a
     task without held-out templates, naming the tasks that qualify.
     """
@@ -66,7 +157,9 @@ def plan_language_episodes(tasks: Sequence[str], level: str, seeds, settings: Ev
         if templates == "heldout" and heldout == 0:
             raise ValueError(f"{task} has no held-out templates for the paraphrase condition; language tasks: "
                              f"{language_tasks()}")
-        out += [replace(s, target=t, templates=templates) for s in base if s.task == task for t in range(k)]
+        chosen = (targets or {}).get(task)
+        out += [replace(s, target=t, templates=templates) for s in base if s.task == task
+                for t in (chosen[s.seed] if chosen is not None else range(k))]
     return out
 
 
@@ -78,19 +171,34 @@ def language_tasks() -> list[str]:
 
 
 def run_language_protocol(policies: Mapping[str, PolicyLike], blind: Mapping[str, PolicyLike], tasks: Sequence[str],
-                          level: str, seeds, settings: EvalSettings,
-                          conditions: Sequence[str] = CONDITIONS) -> dict[str, dict[str, list[EpisodeResult]]]:
-    """condition -> policy name -> results. `blind` maps each policy name to its fixed-instruction variant."""
+                          level: str, seeds, settings: EvalSettings, conditions: Sequence[str] = CONDITIONS,
+                          swap_targets: Sequence[str] | Mapping[str, Sequence[str]] | None = None
+                          ) -> dict[str, dict[str, list[EpisodeResult]]]:
+    """condition -> policy name -> results. `blind` maps each policy name to its fixed-instruction variant.
+
+    `swap_targets`: the names the swap set is restricted to (`resolve_swap_targets`; None: every candidate),
+    checked against every planned scene before any episode runs.
+    """
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
         raise ValueError(f"unknown language conditions {unknown}; choose from {list(CONDITIONS)}")
-    probed = {t: scene_candidates(t, settings) for t in dict.fromkeys(s.task for s in plan_episodes(list(tasks), [level], 1))}
-    swap = plan_language_episodes(tasks, level, seeds, settings, "train", probed)
+    base = plan_episodes(list(tasks), [level], seeds)
+    task_ids = list(dict.fromkeys(s.task for s in base))
+    probed = {t: scene_candidates(t, settings) for t in task_ids}
+    targets = {}
+    for task, names in resolve_swap_targets(swap_targets, task_ids).items():
+        if probed[task][0] < 2:
+            continue  # nothing to swap: planning names the task and the language tasks
+        scenes = probe_scenes(task, [s.seed for s in base if s.task == task], settings, level)
+        targets[task] = select_swap_targets(task, names, scenes)
+        logger.info("language swap on %s restricted to %s: %d episodes per condition", _short(task), names,
+                    sum(map(len, targets[task].values())))
+    swap = plan_language_episodes(tasks, level, seeds, settings, "train", probed, targets)
     out: dict[str, dict[str, list[EpisodeResult]]] = {}
     if "swap" in conditions:
         out["swap"] = evaluate_policies(dict(policies), swap, settings)
     if "paraphrase" in conditions:
-        heldout = plan_language_episodes(tasks, level, seeds, settings, "heldout", probed)
+        heldout = plan_language_episodes(tasks, level, seeds, settings, "heldout", probed, targets)
         out["paraphrase"] = evaluate_policies(dict(policies), heldout, settings)
     if "blind" in conditions:
         out["blind"] = {name: evaluate_policies({name: blind[name]}, swap, settings)[name] for name in policies}
@@ -101,6 +209,15 @@ def _rates(results: Sequence[EpisodeResult]) -> dict[str, Any]:
     a = aggregate(results)
     return {k: a[k] for k in ("n_episodes", "n_success", "success_rate", "ci95", "n_wrong_target", "wrong_target_rate",
                               "n_errors")}
+
+
+def _chance(results: Sequence[EpisodeResult]) -> float:
+    """What a policy ignoring language reaches at most: 1 / (instructions run per scene), averaged over scenes
+    (1/K for the full swap, 1/m for a swap set of m candidates)."""
+    named: dict[tuple[str, int], set[int]] = {}
+    for r in results:
+        named.setdefault((r.dr_level, r.seed), set()).add(r.target)
+    return sum(1.0 / len(t) for t in named.values()) / len(named)
 
 
 def summarize_language(results: Mapping[str, Mapping[str, Sequence[EpisodeResult]]]) -> dict[str, Any]:
@@ -118,7 +235,7 @@ def summarize_language(results: Mapping[str, Mapping[str, Sequence[EpisodeResult
             for task in tasks:
                 tr = [r for r in rs if r.task == task]
                 named = list(dict.fromkeys(r.named for r in tr))
-                per_task[task] = {**_rates(tr), "chance": 1.0 / max(1, tr[0].num_targets),
+                per_task[task] = {**_rates(tr), "chance": _chance(tr),
                                   "per_named": {n: _rates([r for r in tr if r.named == n]) for n in named}}
             task_rates = [v["success_rate"] for v in per_task.values()]
             entry[condition] = {**_rates(rs), "mean_task_success": sum(task_rates) / len(task_rates),

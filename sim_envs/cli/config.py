@@ -59,6 +59,10 @@ class LanguageConfig:
 
     conditions: list[str] = field(default_factory=lambda: ["swap", "paraphrase", "blind"])
     blind_instruction: str = "do the task"  # what the blind baseline reads instead of the instruction
+    # The swap set. null: every candidate of each scene. A list of names for every task ([red,blue]; words of
+    # one candidate joined by +: lift+red) or a mapping task -> names ({LiftNamedShape: [cube,ball]}). A name
+    # that is not a candidate of a planned scene fails before any episode runs (sim_envs.language_eval).
+    swap_targets: Any = None
 
 
 @dataclass

@@ -135,7 +135,8 @@ def _run_language(cfg: DictConfig, out_dir: Path, tasks, levels, seeds, context,
         blind[parsed.name] = policy_source(replace(parsed, options=options), context)[1]
     t0 = time.perf_counter()
     results = run_language_protocol(policies, blind, tasks, levels[0], seeds, settings,
-                                    conditions=list(cfg.language.conditions))
+                                    conditions=list(cfg.language.conditions),
+                                    swap_targets=OmegaConf.to_container(cfg.language, resolve=True).get("swap_targets"))
     for condition, by_policy in results.items():
         write_results(by_policy, out_dir / condition, config=OmegaConf.to_container(cfg, resolve=True))
     report = summarize_language(results)

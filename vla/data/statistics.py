@@ -15,6 +15,10 @@ As in the reference (OpenVLA / Octo `get_dataset_statistics`):
 - the cache file is keyed by a sha256 of the dataset (dataset_info.json, features.json, each shard's
   name, size and first/last 64 KiB) and of the standardization (the transform's source, the shared helper
   module's source, the proprio layout and mask). Changing either computes the statistics again.
+- the instruction vocabulary rides along (`extra["instruction_vocabulary"]`, see `instruction_vocabulary`): the
+  lower-cased words of every instruction the statistics cover, and the distinct instructions when there are
+  at most `MAX_STORED_INSTRUCTIONS`. A checkpoint carries its statistics, so it carries the words it was
+  trained on, and `VLAPolicy` warns about an instruction with other words (OpenVLA's readers ignore the key).
 Differences: values are computed in float64 (the reference uses float32 arithmetic: ~1e-7 relative), and
 the proprio statistics describe the real proprio (OpenVLA trains with `load_proprio=False`, so its
 released checkpoints carry a 7-D all-zero proprio entry).
@@ -32,6 +36,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -43,8 +48,16 @@ from vla.core.statistics import ArrayStatistics, DatasetStatistics
 logger = logging.getLogger(__name__)
 
 #: Bump when the statistics computation changes in a way that must invalidate every cache.
-STATISTICS_FORMAT = "vla-statistics-v1"
+#: v2: the instruction vocabulary (caches written before it lack it).
+STATISTICS_FORMAT = "vla-statistics-v2"
 _EDGE_BYTES = 64 * 1024
+#: Key of the instruction vocabulary in `DatasetStatistics.extra` (and so in `norm_stats[unnorm_key]`).
+VOCABULARY_KEY = "instruction_vocabulary"
+#: Distinct instructions kept verbatim in the vocabulary; beyond this (bridge has thousands) only the words are.
+MAX_STORED_INSTRUCTIONS = 1000
+#: What a policy does with an instruction holding words outside the vocabulary (`vla:unknown_words=`).
+UNKNOWN_WORDS = ("warn", "error", "ignore")
+_WORD = re.compile(r"[^\W_]+")  # runs of letters and digits, any script
 
 
 def default_cache_dir() -> Path:
@@ -96,15 +109,17 @@ def get_dataset_statistics(
 
 
 def compute_statistics(episodes: Iterable[Mapping[str, Any]], spec: Any, *, total: int | None = None) -> DatasetStatistics:
-    """Statistics from raw episodes (reader output), in one pass; keeps only the action/proprio arrays."""
+    """Statistics from raw episodes (reader output), in one pass; keeps only the action/proprio arrays and the
+    distinct instructions (the vocabulary in `extra`)."""
     from tqdm import tqdm
 
-    actions, proprios = [], []
+    actions, proprios, instructions = [], [], set()
     num_trajectories = 0
     for ep in tqdm(episodes, total=total, desc=f"statistics {spec.name}", unit="ep", disable=None, leave=False):
         std = spec.standardize(ep, images=False)
         actions.append(std["action"])
         proprios.append(std["proprio"])
+        instructions.add(std.get("instruction") or "")
         num_trajectories += 1
     if num_trajectories == 0:
         raise ValueError(f"dataset {spec.name!r} has no episodes to compute statistics over")
@@ -117,7 +132,26 @@ def compute_statistics(episodes: Iterable[Mapping[str, Any]], spec: Any, *, tota
         proprio=ArrayStatistics.compute(proprio) if proprio.shape[1] > 0 else None,
         num_transitions=int(action.shape[0]),
         num_trajectories=num_trajectories,
+        extra={VOCABULARY_KEY: instruction_vocabulary(instructions)},
     )
+
+
+def instruction_words(text: str) -> list[str]:
+    """The lower-cased words of an instruction (letters and digits; punctuation and spaces split them)."""
+    return _WORD.findall(str(text).lower())
+
+
+def instruction_vocabulary(instructions: Iterable[str]) -> dict[str, Any]:
+    """What a checkpoint records of the instructions it was trained on (JSON-able).
+
+    Returns:
+        {"words": sorted lower-cased words, "num_instructions": distinct non-empty instructions,
+         "instructions": those instructions sorted, or [] when there are more than MAX_STORED_INSTRUCTIONS}
+    """
+    distinct = sorted({str(i).strip() for i in instructions} - {""})
+    words = sorted({w for i in distinct for w in instruction_words(i)})
+    return {"words": words, "num_instructions": len(distinct),
+            "instructions": distinct if len(distinct) <= MAX_STORED_INSTRUCTIONS else []}
 
 
 def statistics_cache_key(reader: Any, spec: Any, splits: Iterable[str]) -> str:

@@ -8,10 +8,18 @@
 The statistics are chosen when the policy is built: a missing or ambiguous `unnorm_key` fails then, listing
 the keys the checkpoint carries. The gripper dimension is clipped to [0, 1] (the contract's absolute
 gripper); everything else is OpenVLA's un-normalization.
+
+Instructions: an empty (or all-whitespace) one raises. The checkpoint's statistics record the words of the
+instructions it was trained on (`vla.data.statistics.instruction_vocabulary`); an instruction with other words
+is still run (the byte-level tokenizer splits any word into pieces, so the prompt is never empty), but how the
+model acts on it is untested, so `unknown_words="warn"` (default) logs one WARNING per distinct instruction
+naming those words and the closest known ones, `"error"` raises ValueError instead and `"ignore"` says nothing.
+Checkpoints without a vocabulary (released OpenVLA ones, runs before it existed) are not checked.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
@@ -23,6 +31,7 @@ import torch
 
 from vla.core.statistics import DatasetStatistics, select_statistics
 from vla.core.types import GRIPPER_INDEX, ContractError, Observation, Policy, validate_action
+from vla.data.statistics import UNKNOWN_WORDS, VOCABULARY_KEY, instruction_words
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +93,60 @@ def checkpoint_statistics(model_config, path: Path | None) -> dict:
     return stats
 
 
+class InstructionChecker:
+    """Checks each distinct instruction once against the words a checkpoint was trained on (module docstring).
+
+    `norm_stats`: the checkpoint's statistics, every entry (a model trained on a mixture knows the words of
+    all its datasets); without a vocabulary in every entry there is nothing to check against.
+    """
+
+    def __init__(self, norm_stats: dict, unknown_words: str = "warn") -> None:
+        if unknown_words not in UNKNOWN_WORDS:
+            raise ValueError(f"unknown_words={unknown_words!r}; choose one of {list(UNKNOWN_WORDS)}")
+        self.mode = unknown_words
+        entries = [s.extra if isinstance(s, DatasetStatistics) else s for s in norm_stats.values()]
+        vocabularies = [e.get(VOCABULARY_KEY) for e in entries if isinstance(e, dict)]
+        self.words: frozenset[str] | None = None
+        if vocabularies and all(isinstance(v, dict) and "words" in v for v in vocabularies):
+            self.words = frozenset(w for v in vocabularies for w in v["words"])
+        elif self.mode != "ignore":
+            logger.info("this checkpoint records no instruction vocabulary (released OpenVLA checkpoints and runs "
+                        "before it existed): instructions are not checked for words it was never trained on")
+        self._seen: dict[str, str | None] = {}  # instruction -> problem message (None: fine)
+
+    def check(self, instruction: str) -> None:
+        """Warn about, raise on or ignore words outside the vocabulary; each distinct string is judged once."""
+        if instruction not in self._seen:
+            self._seen[instruction] = self._problem(instruction)
+            if self._seen[instruction] and self.mode == "warn":
+                logger.warning("%s", self._seen[instruction])
+        if self._seen[instruction] and self.mode == "error":
+            raise ValueError(self._seen[instruction])
+
+    def _problem(self, instruction: str) -> str | None:
+        if self.words is None or self.mode == "ignore":
+            return None
+        unknown = [w for w in dict.fromkeys(instruction_words(instruction)) if w not in self.words]
+        if not unknown:
+            return None
+        known = sorted(self.words)
+        parts = []
+        for w in unknown:
+            close = difflib.get_close_matches(w, known, n=3, cutoff=0.6)
+            near = f"closest known: {', '.join(map(repr, close))}" if close else "no close known word"
+            parts.append(f"{w!r} ({near})")
+        return (f"instruction {instruction!r} has words the checkpoint never saw in its training instructions: "
+                f"{'; '.join(parts)}. The tokenizer splits unseen words into sub-word pieces, so the model still "
+                f"runs, but how it acts on them is untested. Rephrase with known words ({len(known)} in the "
+                "checkpoint's statistics, key instruction_vocabulary), or choose with the policy option "
+                "unknown_words: warn (the default: this warning), error (refuse the instruction) or ignore")
+
+
 class VLAPolicy(Policy):
     """Greedy actions from a VLA; batched over observations; chunks when the model predicts chunks."""
 
     def __init__(self, model, processor, *, unnorm_key: str | None = None, norm_stats: dict | None = None,
-                 use_cache: bool = True, center_crop: bool = False) -> None:
+                 use_cache: bool = True, center_crop: bool = False, unknown_words: str = "warn") -> None:
         self.model = model.eval()
         self.processor = processor
         self.config = model.config
@@ -100,6 +158,7 @@ class VLAPolicy(Policy):
         self.chunk_size = int(self.config.action_chunk)
         self.cameras = tuple(self.config.cameras)
         self._instruction = ""
+        self.instructions = InstructionChecker(stats, unknown_words)
         if processor.tokenizer is None:
             raise ValueError("the checkpoint has no tokenizer files; the policy needs them to read instructions")
 
@@ -121,7 +180,10 @@ class VLAPolicy(Policy):
         return next(self.model.parameters()).device
 
     def reset(self, instruction: str) -> None:
+        """The episode's instruction; "" leaves it to each observation's `instruction`."""
         self._instruction = instruction
+        if instruction and instruction.strip():
+            self.instructions.check(instruction)
 
     def act(self, observation: Observation) -> np.ndarray:
         return self.act_batch([observation])[0]
@@ -150,9 +212,13 @@ class VLAPolicy(Policy):
             obs.validate(cameras=self.cameras)
             cams = {c: self._crop(obs.images[c]) for c in self.cameras}
             images.append(cams if len(self.cameras) > 1 else cams[self.cameras[0]])
-            instruction = obs.instruction or self._instruction
-            if not instruction:
-                raise ContractError(f"observations[{i}] has no instruction and reset(instruction) was not called")
+            instruction = obs.instruction if (obs.instruction or "").strip() else self._instruction
+            if not (instruction or "").strip():
+                raise ContractError(
+                    f"observations[{i}] has no instruction (Observation.instruction={obs.instruction!r}, "
+                    f"reset({self._instruction!r})): the model needs a task description such as 'pick up the red "
+                    "cube'; pass it to reset(instruction) or set Observation.instruction")
+            self.instructions.check(instruction)
             instructions.append(instruction)
             if self.config.use_proprio:
                 if self._statistics.proprio is None:

@@ -12,15 +12,22 @@ from vla.policy.baselines import NoOpPolicy, RandomPolicy
 from vla.policy.registry import PolicyContext, PolicyOptions, PolicySpecError, register_policy
 
 
-@register_policy("vla", options=("path", "unnorm_key", "device", "dtype", "center_crop"),
+@register_policy("vla", options=("path", "unnorm_key", "device", "dtype", "center_crop", "unknown_words"),
                  summary="a checkpoint directory (vla-train / vla-import output); a bare directory means the same")
 def _vla(opts: PolicyOptions, ctx: PolicyContext) -> Policy:
+    from vla.data.statistics import UNKNOWN_WORDS
+
+    unknown_words = opts.str("unknown_words", "warn")
+    if unknown_words not in UNKNOWN_WORDS:  # checked before the checkpoint loads
+        raise PolicySpecError(f"policy spec {opts.spec}: unknown_words={unknown_words!r}; choose one of "
+                              f"{list(UNKNOWN_WORDS)} (warn: one warning per instruction with words the checkpoint "
+                              "never saw, error: refuse it, ignore: run silently)")
     from vla.model.policy import VLAPolicy  # torch + transformers only when a checkpoint is asked for
 
     path = opts.require("path", "checkpoint directory")
     return VLAPolicy.from_pretrained(path, unnorm_key=opts.str("unnorm_key") or ctx.unnorm_key,
                                      device=opts.str("device", ctx.device), dtype=opts.str("dtype"),
-                                     center_crop=opts.bool("center_crop", False))
+                                     center_crop=opts.bool("center_crop", False), unknown_words=unknown_words)
 
 
 @register_policy("random", options=("scale", "rot_scale"),
