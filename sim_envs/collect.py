@@ -17,7 +17,7 @@ import json
 import logging
 import multiprocessing as mp
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -75,6 +75,11 @@ class CollectSettings:
             Such episodes nearly always fail, so this needs `keep_failed=True`: a world model trained on
             demonstrations alone has never seen what random actions do and can imagine them succeeding.
             0 = off.
+        every_target: paired language data: each initial scene (seed) is collected once per candidate the
+            scene offers (`env.reset(options={"target": j})`: the same image, another object named, another
+            action), so `episodes` counts scenes and a task with K candidates yields K episodes per scene. With
+            one target per scene a policy can lower its loss by memorizing which object each training scene's
+            demonstration went to; paired data leaves the words as the only explanation of the action.
     """
 
     tasks: Sequence[str] = ("LiftCube",)
@@ -87,6 +92,7 @@ class CollectSettings:
     action_noise: float = 0.0
     grasp_miss: float = 0.0
     random_takeover: float = 0.0
+    every_target: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
@@ -126,6 +132,7 @@ class _Job:
     task: str
     seed: int
     settings: CollectSettings
+    target: int | None = None  # candidate the instruction names (None: the one the seed draws)
 
 
 @dataclass
@@ -184,7 +191,7 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
     t0 = time.perf_counter()
     try:
         env, expert = _env_and_expert(job)
-        obs, info = env.reset(seed=job.seed)
+        obs, info = env.reset(seed=job.seed, options=None if job.target is None else {"target": job.target})
     except Exception as e:  # noqa: BLE001  (one broken episode must not end the collection)
         return ExpertEpisode(job.task, job.seed, False, 0, {}, "", error=f"env setup/reset raised {type(e).__name__}: {e}")
     settings = job.settings
@@ -235,7 +242,8 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
     episode = None
     if actions:
         md = EpisodeMetadata(
-            episode_id=f"{job.task.split('/')[-1]}-{settings.dr_level}-seed{job.seed}",
+            episode_id=f"{job.task.split('/')[-1]}-{settings.dr_level}-seed{job.seed}"
+                       + ("" if job.target is None else f"-target{job.target}"),
             success=success, seed=job.seed, randomization=dr_params, task=job.task,
         )
         episode = Episode(
@@ -250,7 +258,19 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
                          time.perf_counter() - t0)
 
 
-def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[ExpertEpisode]:
+def run_scene(job: _Job) -> list[ExpertEpisode]:
+    """The episodes of one initial scene: one, or with `every_target` one per candidate the scene offers."""
+    if not job.settings.every_target:
+        return [run_expert_episode(job)]
+    try:
+        env, _ = _env_and_expert(job)
+        _, info = env.reset(seed=job.seed)
+    except Exception as e:  # noqa: BLE001  (reported like any failed episode)
+        return [ExpertEpisode(job.task, job.seed, False, 0, {}, "", error=f"env setup/reset raised {type(e).__name__}: {e}")]
+    return [run_expert_episode(replace(job, target=t)) for t in range(int(info.get("num_targets", 1)))]
+
+
+def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[list[ExpertEpisode]]:
     """Results in job order (deterministic output for any worker count).
 
     The envs always run in spawned worker processes, never in this one: this process writes with
@@ -259,7 +279,7 @@ def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[ExpertEpisode]:
     spawn, not fork: EGL contexts and TF's threads do not survive a fork either.
     """
     with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-        yield from pool.imap(run_expert_episode, jobs, chunksize=1)
+        yield from pool.imap(run_scene, jobs, chunksize=1)
 
 
 # ----------------------------------------------------------------------------------------- main side
@@ -289,9 +309,10 @@ def collect(
     summary = CollectSummary(dataset_dir=None, per_task={t: {"attempted": 0, "succeeded": 0} for t in task_ids})
     writer = None
     t0 = time.perf_counter()
-    bar = tqdm(total=len(jobs), desc=f"collect {name}", unit="ep", disable=not progress)
+    bar = tqdm(total=len(jobs), desc=f"collect {name}", unit="scene" if settings.every_target else "ep",
+               disable=not progress)
     try:
-        for ep in _run_jobs(jobs, settings.workers):
+        for ep in (ep for scene in _run_jobs(jobs, settings.workers) for ep in _progress(scene, bar)):
             summary.attempted += 1
             summary.per_task[ep.task]["attempted"] += 1
             summary.succeeded += ep.success
@@ -310,7 +331,6 @@ def collect(
                 summary.failed_kept += not ep.success
             else:
                 summary.dropped += 1
-            bar.update(1)
             bar.set_postfix(ok=summary.succeeded, failed=summary.attempted - summary.succeeded, written=summary.written)
     finally:
         bar.close()
@@ -326,6 +346,11 @@ def collect(
         out = Path(summary.dataset_dir).parent / "collect_summary.json"
         out.write_text(json.dumps({**summary.to_json(), "settings": _settings_json(settings, level, task_ids)}, indent=2))
     return summary
+
+
+def _progress(scene: list[ExpertEpisode], bar) -> list[ExpertEpisode]:
+    bar.update(1)  # one job (scene) done
+    return scene
 
 
 def _settings_json(settings: CollectSettings, level: str, task_ids: list[str]) -> dict[str, Any]:

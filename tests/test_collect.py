@@ -293,3 +293,29 @@ def test_reward_marks_every_solved_step():
     first = int(np.argmax(runs_on))
     assert first == len(ends) - 1  # same seed, same first solved step
     assert runs_on[first:].sum() > 10  # the expert holds the cube up: the following steps are solved too
+
+
+def _paired_dataset(root) -> list[tuple[str, str, np.ndarray, bool]]:
+    """(episode id, instruction, first wrist image, success) of a 2-scene every_target collection."""
+    settings = CollectSettings(tasks=["LiftNamedCube"], sim=SimConfig(image_size=32), dr="low", episodes=2,
+                               workers=1, every_target=True)
+    summary = collect(settings, root, "paired", progress=False)
+    out = []
+    for ep in RLDSReader(summary.dataset_dir).episodes("train", decode_images=True):
+        meta = EpisodeMetadata.from_features(ep["episode_metadata"])
+        out.append((meta.episode_id, ep["steps"]["language_instruction"][0].decode(),
+                    ep["steps"]["observation"]["image"][0], meta.success))
+    return out, summary.attempted
+
+
+def test_every_target_collects_each_scene_once_per_named_candidate(tmp_path):
+    """Paired language data: the same initial image under each candidate's instruction (3 cubes -> 3 episodes
+    per scene), each a successful demonstration of the object it names."""
+    episodes, attempted = _fresh(_paired_dataset, tmp_path)
+    assert attempted == 6 and len(episodes) == 6 and all(ok for *_, ok in episodes)
+    ids = [e[0] for e in episodes]
+    assert ids[:3] == [f"LiftNamedCube-v0-low-seed0-target{t}" for t in range(3)]
+    for scene in (episodes[:3], episodes[3:]):
+        assert len({instr for _, instr, _, _ in scene}) == 3  # three different objects named
+        for _, _, image, _ in scene[1:]:
+            np.testing.assert_array_equal(image, scene[0][2])  # ... in the very same scene

@@ -30,6 +30,7 @@ class CollectConfig:
     action_noise: float = 0.0  # DART-style: std (m) of noise on the executed translation; labels stay clean
     grasp_miss: float = 0.0  # failure data: the expert aims this far (m) beside the object (with keep_failed=true)
     random_takeover: float = 0.0  # world-model data: P(random actions take over an episode) (with keep_failed=true)
+    every_target: bool = False  # paired language data: each scene once per candidate target (episodes = scenes)
     sim: Any = None  # filled by the `sim` config group (sim=default|fast; sim.image_size=..., ...)
     output_dir: str = "outputs/data"  # the dataset lands in <output_dir>/<name>/1.0.0
     name: Optional[str] = None  # None: sim_<task>_<dr>
