@@ -1,4 +1,4 @@
-"""Demo stage 5: the trained VLA drives the simulated arm through the ROS 2 bridge (DDS on loopback).
+"""Demo stage 8: the trained VLA drives the simulated arm through the ROS 2 bridge (DDS on loopback).
 
 The simulated arm runs in a child process and speaks the robot's topics; the bridge node (with its safety
 layer) and the policy run here. The same held-out seeds as the first evaluation episodes are used, so the
@@ -24,11 +24,14 @@ def run_bridge_stage(
     seeds: Sequence[int],
     eval_success: dict[int, bool],
     out_dir: Path,
+    unnorm_key: str | None = None,
 ) -> dict[str, Any]:
+    """`unnorm_key`: which of the checkpoint's statistics un-normalize its actions (the task's dataset; needed
+    when the checkpoint was trained on a mixture)."""
     from robot_bridge.app import run_sim_in_loop, sim_in_loop_config
 
     cfg = sim_in_loop_config(
-        {"kind": "vla", "path": str(checkpoint)},
+        {"kind": "vla", "path": str(checkpoint), "unnorm_key": unnorm_key},
         env_id=task_id,
         seeds=list(seeds),
         env_kwargs={"dr_level": dr_level, "image_size": image_size, "cameras": list(cameras)},

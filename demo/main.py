@@ -2,16 +2,20 @@
 
     vla-demo                                  # what `make demo` runs
     vla-demo episodes=60 eval_episodes=10 with_world_model=false with_bridge=false   # a quicker look
+    vla-demo tasks=[LiftNamedCube,LiftOrPushCube] task_weights=[1.0,2.0]           # other tasks, weighted
 
 Stages (each timed; the results land in `<output_dir>/summary.json`):
-  1. collect  - scripted experts under domain randomization -> RLDS (`vla-collect`)
-  2. train    - a tiny VLA from scratch on those episodes (`vla-train`)
-  3. evaluate - the VLA, the no-vision and the random baseline from the same held-out initial states
-                (`vla-eval`), with videos and success-rate intervals
-  4. world model - train a world model on the same episodes, evaluate the policies in imagination next to
-                sim, write the HTML report (`wm-train`, `wm-eval`, `wm-viz`)
-  5. bridge   - the trained VLA drives the simulated arm through the ROS 2 bridge over DDS on loopback
-                (`vla-bridge`)
+  1. collect  - scripted experts under domain randomization -> one RLDS dataset per task (`vla-collect`)
+  2. train    - a tiny VLA from scratch on the mixture of those datasets (`vla-train`)
+  3. evaluate - per task, the VLA, the no-vision and the random baseline from the same held-out initial
+                states (`vla-eval`), with videos and success-rate intervals (demo/eval_stage.py)
+  4. language - the instruction swap against the blind-language baseline (`vla-eval protocol=language`)
+  5. side_by_side - one held-out scene under two instructions, one mp4 (demo/language_stage.py)
+  6. robustness - the VLA at DR none and high, per task (demo/eval_stage.py)
+  7. world model - train a world model on the first task's episodes, evaluate the policies in imagination
+                next to sim, write the HTML report (`wm-train`, `wm-eval`, `wm-viz`)
+  8. bridge   - the trained VLA drives the simulated arm (first task) through the ROS 2 bridge over DDS on
+                loopback (`vla-bridge`)
 This module wires the packages together; it is the only place (with the tests) that imports them all.
 """
 
@@ -31,12 +35,14 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from demo.config import DemoConfig
+from demo.eval_stage import TaskData, run_eval_stage, run_robustness_stage
+from demo.language_stage import in_child, run_language_stage, run_side_by_side
 from vla.cli.hydra_app import ConfigHint, default_headless_gl
 
 logger = logging.getLogger("vla-demo")
 
 #: Sub-directories of `output_dir` the demo writes (and clears when it starts again).
-STAGE_DIRS = ("data", "train", "eval", "world_model", "bridge")
+STAGE_DIRS = ("data", "train", "eval", "language", "robustness", "world_model", "bridge")
 
 
 def _register() -> None:
@@ -55,24 +61,35 @@ def _stage(name: str, timings: dict[str, float], fn: Callable[[], Any]) -> Any:
         logger.info("== stage %s took %.1f s", name, timings[name])
 
 
-def collect_stage(cfg: DemoConfig, out: Path) -> Path:
+def collect_stage(cfg: DemoConfig, out: Path) -> list[TaskData]:
+    """One RLDS dataset per task (`<out>/data/demo_<task>_<level>/1.0.0`), with its statistics key."""
     from sim_envs.collect import CollectSettings, collect
+    from sim_envs.evaluation import resolve_task
+    from vla.data.oxe.registry import spec_for_directory
 
-    settings = CollectSettings(
-        tasks=[cfg.task], sim=cfg.sim_config(), dr=cfg.dr_level, episodes=cfg.episodes, workers=cfg.collect_workers,
-        seed_start=cfg.seed, action_noise=cfg.collect_action_noise,
-    )
-    summary = collect(settings, root_dir=out / "data", name=f"demo_{cfg.task.lower()}_{cfg.dr_level}", overwrite=True)
-    return Path(summary.dataset_dir)
+    data = []
+    for task in cfg.tasks:
+        task_id = resolve_task(task)  # an unknown name fails here, listing the valid ones, before any work
+        short = task_id.split("/")[-1].rsplit("-v", 1)[0]
+        settings = CollectSettings(
+            tasks=[task_id], sim=cfg.sim_config(), dr=cfg.dr_level, episodes=cfg.episodes,
+            workers=cfg.collect_workers, seed_start=cfg.seed, action_noise=cfg.collect_action_noise,
+        )
+        summary = collect(settings, root_dir=out / "data", name=f"demo_{short.lower()}_{cfg.dr_level}", overwrite=True)
+        dataset_dir = Path(summary.dataset_dir)
+        # the trainer keys each dataset's statistics by this name; the policy un-normalizes the task with it
+        data.append(TaskData(task_id, dataset_dir, spec_for_directory(dataset_dir).name))
+    return data
 
 
-def train_stage(cfg: DemoConfig, out: Path, dataset_dir: Path) -> Path:
+def train_stage(cfg: DemoConfig, out: Path, data: list[TaskData]) -> Path:
     from sim_envs.env import PROPRIO_DIM
     from vla.train import run
     from vla.train.config import compose_train_config
 
+    mixture = ", ".join(f"{{path: {d.dataset_dir}, weight: {w}}}" for d, w in zip(data, cfg.weights()))
     overrides = [
-        f"data.datasets=[{{path: {dataset_dir}}}]",
+        f"data.datasets=[{mixture}]",
         f"output_dir={out / 'train'}",
         f"seed={cfg.seed}",
         *cfg.model_overrides(PROPRIO_DIM),
@@ -83,52 +100,27 @@ def train_stage(cfg: DemoConfig, out: Path, dataset_dir: Path) -> Path:
     return Path(run(train_cfg))
 
 
-def eval_stage(cfg: DemoConfig, out: Path, dataset_dir: Path, checkpoint: Path) -> dict[str, Any]:
-    import torch
-
-    from sim_envs import task_id
-    from sim_envs.baselines import policy_context
-    from sim_envs.evaluation import EvalSettings, evaluate_policies, plan_episodes, write_outputs
-    from sim_envs.results import aggregate
-    from vla.policy import policy_source
-
-    torch.set_num_threads(cfg.torch_threads)
-    task = task_id(cfg.task)
-    context = policy_context([task], datasets=dataset_dir, seed=cfg.seed)
-    specs = {"tiny_vla": {"kind": "vla", "path": str(checkpoint)}, "no_vision": "no_vision", "random": "random"}
-    policies = {name: policy_source(spec, context)[1] for name, spec in specs.items()}
-    episodes = plan_episodes(task, cfg.dr_level, cfg.eval_episodes)
-    settings = EvalSettings(
-        sim=cfg.sim_config(), num_envs=cfg.eval_envs, execute_steps=cfg.execute_steps, videos_per_cell=cfg.videos,
-        video_dir=out / "eval" / "videos",
-    )
-    results = evaluate_policies(policies, episodes, settings)
-    write_outputs(results, out / "eval", levels=[cfg.dr_level])
-    return {name: aggregate(res) for name, res in results.items()}, results
-
-
-def world_model_stage(cfg: DemoConfig, out: Path, dataset_dir: Path, checkpoint: Path, results: dict) -> dict[str, Any]:
+def world_model_stage(cfg: DemoConfig, out: Path, first: TaskData, checkpoint: Path, results: dict) -> dict[str, Any]:
     from demo.world_model_stage import run_world_model_stage
-    from sim_envs import task_id
 
     return run_world_model_stage(
-        dataset_dir=dataset_dir, checkpoint=checkpoint, env_id=task_id(cfg.task),
+        dataset_dir=first.dataset_dir, checkpoint=checkpoint, env_id=first.task, unnorm_key=first.unnorm_key,
         env_kwargs={"dr_level": cfg.dr_level, "image_size": cfg.image_size, "cameras": list(cfg.cameras)},
-        sim_results=results, out_dir=out / "world_model", budget_s=cfg.world_model_budget_s,
+        sim_results={n: [r for r in res if r.task == first.task] for n, res in results.items()},
+        out_dir=out / "world_model", budget_s=cfg.world_model_budget_s,
         num_initial_states=cfg.world_model_initial_states, max_steps=cfg.world_model_max_steps, seed=cfg.seed,
         torch_threads=cfg.torch_threads,
     )
 
 
-def bridge_stage(cfg: DemoConfig, out: Path, checkpoint: Path, results: dict) -> dict[str, Any]:
+def bridge_stage(cfg: DemoConfig, out: Path, first: TaskData, checkpoint: Path, results: dict) -> dict[str, Any]:
     from demo.bridge_stage import run_bridge_stage
-    from sim_envs import task_id
 
-    first = results["tiny_vla"][: cfg.bridge_episodes]
+    episodes = [r for r in results["tiny_vla"] if r.task == first.task][: cfg.bridge_episodes]
     return run_bridge_stage(
-        checkpoint=checkpoint, task_id=task_id(cfg.task), dr_level=cfg.dr_level, image_size=cfg.image_size,
-        cameras=cfg.cameras, seeds=[r.seed for r in first], eval_success={r.seed: r.success for r in first},
-        out_dir=out / "bridge",
+        checkpoint=checkpoint, task_id=first.task, unnorm_key=first.unnorm_key, dr_level=cfg.dr_level,
+        image_size=cfg.image_size, cameras=cfg.cameras, seeds=[r.seed for r in episodes],
+        eval_success={r.seed: r.success for r in episodes}, out_dir=out / "bridge",
     )
 
 
@@ -142,21 +134,34 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             shutil.rmtree(out / sub)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
-    summary: dict[str, Any] = {"config": OmegaConf.to_container(OmegaConf.structured(cfg)), "stages": timings}
+    config = OmegaConf.to_container(OmegaConf.structured(cfg))
+    logger.info("config:\n%s", OmegaConf.to_yaml(config))
+    summary: dict[str, Any] = {"config": config, "stages": timings}
 
-    dataset_dir = _stage("collect", timings, lambda: collect_stage(cfg, out))
-    summary["dataset_dir"] = str(dataset_dir)
-    checkpoint = _stage("train", timings, lambda: train_stage(cfg, out, dataset_dir))
-    summary["checkpoint"] = str(checkpoint)
-    rates, results = _stage("evaluate", timings, lambda: eval_stage(cfg, out, dataset_dir, checkpoint))
-    summary["success"] = rates
-    # Written now too, so a failing later stage does not lose the evaluation (rewritten at the end).
-    _write_summary(out, {**summary, "stages": {**timings, "total": round(time.perf_counter() - t_start, 1)}}, cfg)
-    if cfg.with_world_model:
-        summary["world_model"] = _stage("world_model", timings, lambda: world_model_stage(cfg, out, dataset_dir, checkpoint, results))
+    def checkpoint_summary() -> None:
+        """Write what is known so far, so a failing later stage loses nothing (rewritten at the end)."""
         _write_summary(out, {**summary, "stages": {**timings, "total": round(time.perf_counter() - t_start, 1)}}, cfg)
+
+    data = _stage("collect", timings, lambda: collect_stage(cfg, out))
+    summary["tasks"] = [d.task for d in data]
+    summary["datasets"] = {d.short: {"path": str(d.dataset_dir), "unnorm_key": d.unnorm_key, "weight": w}
+                           for d, w in zip(data, cfg.weights())}
+    checkpoint = _stage("train", timings, lambda: train_stage(cfg, out, data))
+    summary["checkpoint"] = str(checkpoint)
+    rates, results = _stage("evaluate", timings, lambda: run_eval_stage(cfg, out, data, checkpoint))
+    summary["success"] = rates
+    checkpoint_summary()
+    summary["language"] = _stage("language", timings, lambda: in_child(run_language_stage, cfg, out, data, checkpoint))
+    summary["side_by_side"] = _stage("side_by_side", timings, lambda: in_child(run_side_by_side, cfg, out, data, checkpoint))
+    checkpoint_summary()
+    summary["robustness"] = _stage("robustness", timings, lambda: run_robustness_stage(cfg, out, data, checkpoint))
+    checkpoint_summary()
+    if cfg.with_world_model:
+        summary["world_model"] = _stage("world_model", timings,
+                                        lambda: world_model_stage(cfg, out, data[0], checkpoint, results))
+        checkpoint_summary()
     if cfg.with_bridge:
-        summary["bridge"] = _stage("bridge", timings, lambda: bridge_stage(cfg, out, checkpoint, results))
+        summary["bridge"] = _stage("bridge", timings, lambda: bridge_stage(cfg, out, data[0], checkpoint, results))
 
     timings["total"] = round(time.perf_counter() - t_start, 1)
     return _write_summary(out, summary, cfg)
@@ -170,22 +175,25 @@ def _write_summary(out: Path, summary: dict[str, Any], cfg: DemoConfig) -> dict[
 
 
 def demo_targets(summary: dict[str, Any], total_s: float, cfg: DemoConfig) -> list[dict[str, Any]]:
-    """The issue's targets, measured in this run; an unmet target is reported as unmet."""
-    vla = summary["success"]["tiny_vla"]["success_rate"]
-    nov = summary["success"]["no_vision"]["success_rate"]
+    """The issue's targets, measured in this run; an unmet target is reported as unmet.
+
+    Success is the mean of the per-task success rates (each task weighs the same)."""
+    vla = summary["success"]["tiny_vla"]["mean_task_success"]
+    nov = summary["success"]["no_vision"]["mean_task_success"]
     # A baseline with 0 successes in n episodes is below 1/n, not exactly 0: compare against that resolution,
-    # so one lucky episode against 0/n does not count as "3x".
+    # so one lucky episode against 0/n does not count as "3x" (n: all its episodes; with as many per task,
+    # 1/n is the resolution of the mean over tasks too).
     floor = max(nov, 1.0 / max(summary["success"]["no_vision"].get("n_episodes", 1), 1))
     targets = [
         {"name": "total wall time (s)", "value": round(total_s, 1), "baseline": None, "target": cfg.budget_s,
          "met": total_s <= cfg.budget_s},
-        {"name": f"tiny VLA success at DR {cfg.dr_level}", "value": vla, "baseline": None, "target": 0.5,
-         "met": vla >= 0.5},
-        {"name": "tiny VLA success / no-vision success (0/n counts as 1/n)", "value": round(vla / floor, 3),
-         "baseline": nov, "target": 3.0, "met": vla >= 3 * floor - 1e-9},
+        {"name": f"tiny VLA success at DR {cfg.dr_level} (mean over tasks)", "value": vla, "baseline": None,
+         "target": 0.5, "met": vla >= 0.5},
+        {"name": "tiny VLA success / no-vision success (means over tasks; 0/n counts as 1/n)",
+         "value": round(vla / floor, 3), "baseline": nov, "target": 3.0, "met": vla >= 3 * floor - 1e-9},
     ]
-    targets.extend(summary.get("world_model", {}).get("targets", []))
-    targets.extend(summary.get("bridge", {}).get("targets", []))
+    for stage in ("language", "robustness", "world_model", "bridge"):
+        targets.extend(summary.get(stage, {}).get("targets", []))
     return targets
 
 
@@ -194,26 +202,56 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     from rich.table import Table
 
     console = Console()
+    per_task = Table(title="success per task (successes/episodes; Wilson intervals in summary.json)")
+    per_task.add_column("task", no_wrap=True)
+    for name in summary["success"]:
+        per_task.add_column(name, no_wrap=True)
+    for task in summary["success"]["tiny_vla"]["per_task"]:
+        cells = [f"{a['success_rate']:.2f} ({a['n_success']}/{a['n_episodes']})"
+                 for a in (s["per_task"][task] for s in summary["success"].values())]
+        per_task.add_row(task, *cells)
+    console.print(per_task)
+    video = summary.get("side_by_side", {})
+    if video.get("episodes"):
+        console.print(f"same scene ({video['task']}, seed {video['seed']}), two instructions "
+                      f"({video.get('video') or 'video not written'}):")
+        for e in video["episodes"]:
+            console.print(f'  "{e["instruction"]}" -> {e["outcome"]}')
+    elif video.get("skipped"):
+        console.print(f"[red]no side-by-side video: {video['skipped']}[/red]")
     t = Table(title=f"vla-demo results ({out / 'summary.json'})")
     for col in ("target", "value", "baseline", "goal", "met"):
         t.add_column(col)
     for tg in summary["targets"]:
-        v = tg["value"]
-        t.add_row(tg["name"], f"{v:.3g}" if isinstance(v, float) else str(v), str(tg["baseline"]), str(tg["target"]),
+        v, b = tg["value"], tg["baseline"]
+        t.add_row(tg["name"], f"{v:.3g}" if isinstance(v, float) else str(v),
+                  f"{b:.3g}" if isinstance(b, float) else str(b), str(tg["target"]),
                   "[green]yes[/green]" if tg["met"] else "[red]NO[/red]")
     console.print(t)
     console.print("stage times (s): " + ", ".join(f"{k} {v}" for k, v in summary["stages"].items()))
 
 
 HINT = (
-    "Hint: vla-demo's keys are the fields of demo/config.py (DemoConfig): output_dir, task, dr_level, episodes, "
-    "image_size, cameras, policy_cameras, decoding, action_chunk, action_head, action_queries, use_proprio, train_steps, "
+    "Hint: vla-demo's keys are the fields of demo/config.py (DemoConfig): output_dir, tasks (a list: "
+    "tasks=[LiftNamedCube,LiftOrPushCube]), task_weights, dr_level, episodes (per task), image_size, cameras, "
+    "policy_cameras, decoding, action_chunk, action_head, action_queries, use_proprio, vision_film, train_steps, "
     "batch_size, lr, "
     "torch_threads, train_overrides (a list of vla-train overrides, quoted: 'train_overrides=[\"trainer.val_every=0\"]'), "
-    "eval_episodes, eval_envs, execute_steps, videos, with_world_model, with_bridge, ... "
+    "eval_episodes, eval_envs, execute_steps, videos, language_seeds, robustness_episodes, with_world_model, "
+    "with_bridge, ... "
     "Print the whole config with `vla-demo --cfg job`."
 )
-_hint = ConfigHint("vla-demo", "demo", HINT)
+#: `task=` was the demo's key before it trained on several tasks (issue 18).
+TASK_HINT = "Hint: vla-demo takes a list of tasks now (one dataset each): tasks=[{task}] for one task."
+
+
+def _usage(argv: list[str]) -> str:
+    """HINT, preceded by the `tasks=[...]` form for a `task=` override."""
+    old = [a.split("=", 1)[1] for a in argv if a.startswith("task=")]
+    return "\n".join([*(TASK_HINT.format(task=t or "LiftNamedCube") for t in old[:1]), HINT])
+
+
+_hint = ConfigHint("vla-demo", "demo", _usage)
 
 
 @hydra.main(version_base=None, config_path="pkg://configs", config_name="demo")
@@ -223,7 +261,7 @@ def _main(dcfg: DictConfig) -> None:
         cfg: DemoConfig = OmegaConf.to_object(dcfg)
     except ValueError as e:  # DemoConfig.__post_init__: a bad value, named
         logger.error("%s", e)
-        sys.stderr.write(HINT + "\n")
+        sys.stderr.write(_usage(sys.argv[1:]) + "\n")
         sys.exit(2)
     summary = run_demo(cfg)
     _print_summary(summary, Path(cfg.output_dir))

@@ -1,4 +1,4 @@
-"""Demo stage 4: world-model rehearsal of the trained VLA and the baselines, next to their sim results.
+"""Demo stage 7: world-model rehearsal of the trained VLA and the baselines, next to their sim results.
 
 `rehearse` trains a world model on the demo's episodes, rehearses the policies in imagination next to sim,
 writes the report and returns figures + targets for `summary.json`:
@@ -64,9 +64,14 @@ def run_world_model_stage(
     max_steps: int,
     seed: int = 0,
     torch_threads: int = 1,
+    unnorm_key: str | None = None,
 ) -> dict[str, Any]:
-    """Train the world model on the demo's episodes and compare policies in imagination vs sim."""
-    specs = {"tiny_vla": {"kind": "vla", "path": str(checkpoint)}, "no_vision": "no_vision", "random": "random"}
+    """Train the world model on the demo's episodes and compare policies in imagination vs sim.
+
+    `unnorm_key`: which of the checkpoint's statistics un-normalize the VLA's actions (the key of
+    `dataset_dir`; needed when the checkpoint was trained on a mixture)."""
+    vla = {"kind": "vla", "path": str(checkpoint), **({"unnorm_key": unnorm_key} if unnorm_key else {})}
+    specs = {"tiny_vla": vla, "no_vision": "no_vision", "random": "random"}
     args = {
         "dataset_dir": str(dataset_dir), "out_dir": str(out_dir), "budget_s": budget_s, "env_id": env_id,
         "env_kwargs": env_kwargs, "policies": specs, "seed": seed, "torch_threads": torch_threads, "num_initial_states": num_initial_states,

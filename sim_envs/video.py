@@ -1,4 +1,5 @@
-"""Episode videos: primary and wrist cameras side by side, the instruction written over them, as mp4.
+"""Episode videos: primary and wrist cameras side by side, the instruction written over them, as mp4; and
+several episodes next to each other in one mp4 (`write_side_by_side`: the same scene under two instructions).
 
 Written with imageio's bundled ffmpeg (libx264, yuv420p: plays in browsers and VS Code). Frames smaller
 than `min_height` are enlarged by an integer factor (nearest neighbour) so the caption stays readable for
@@ -128,3 +129,59 @@ class EpisodeVideo:
         out = write_mp4(self.frames, path, fps=fps)
         logger.debug("wrote %s (%d frames)", out, len(self.frames))
         return out
+
+
+def read_mp4(path: str | Path) -> list[np.ndarray]:
+    """The frames of an mp4 (e.g. one `EpisodeVideo.save` wrote), uint8 (H, W, 3) each."""
+    import imageio.v2 as imageio
+
+    with imageio.get_reader(Path(path), format="ffmpeg") as reader:
+        return [np.asarray(f, dtype=np.uint8)[..., :3] for f in reader]
+
+
+def compose_side_by_side(frames: Sequence[np.ndarray], titles: Sequence[str], *, gap: int = 8) -> np.ndarray:
+    """One frame of several episodes next to each other, each with its title in a band above it.
+
+    Args:
+        frames: one uint8 (H_i, W_i, 3) frame per episode (e.g. `compose_frame` outputs).
+        titles: one line per episode (wrapped to its half), e.g. the instruction and the outcome.
+        gap: pixels of black between the episodes.
+    Returns:
+        uint8 (H', W', 3) with even H' and W'.
+    """
+    from PIL import Image, ImageDraw
+
+    if len(frames) != len(titles) or not frames:
+        raise ValueError(f"compose_side_by_side needs one title per frame, got {len(frames)} frames and "
+                         f"{len(titles)} titles")
+    h = max(f.shape[0] for f in frames)
+    size = max(10, h // 16)
+    font = _font(size)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    wrapped = [_wrap(t, probe, font, f.shape[1] - 8) for f, t in zip(frames, titles)]
+    band = max(len(lines) for lines in wrapped) * (size + 4) + 8
+    tiles = []
+    for f, lines in zip(frames, wrapped):
+        tile = Image.new("RGB", (f.shape[1], band + h))
+        tile.paste(Image.fromarray(np.asarray(f, dtype=np.uint8)), (0, band))
+        draw = ImageDraw.Draw(tile)
+        for i, line in enumerate(lines):
+            draw.text((4, 4 + i * (size + 4)), line, fill=(255, 255, 255), font=font)
+        tiles.append(np.asarray(tile))
+    spacer = np.zeros((band + h, gap, 3), np.uint8)
+    row = np.concatenate([x for t in tiles for x in (t, spacer)][:-1], axis=1)
+    return np.ascontiguousarray(np.pad(row, ((0, row.shape[0] % 2), (0, row.shape[1] % 2), (0, 0))))
+
+
+def write_side_by_side(episodes: Sequence[Sequence[np.ndarray]], titles: Sequence[str], path: str | Path,
+                       fps: float = 10.0) -> Path:
+    """Several episodes played next to each other in one mp4, each under its title (`compose_side_by_side`).
+
+    A shorter episode holds its last frame until the longest one ends, so the outcomes stay side by side.
+    """
+    if not episodes or any(len(e) == 0 for e in episodes):
+        raise ValueError(f"write_side_by_side needs at least one frame per episode, got lengths "
+                         f"{[len(e) for e in episodes]}")
+    n = max(len(e) for e in episodes)
+    frames = [compose_side_by_side([e[min(t, len(e) - 1)] for e in episodes], titles) for t in range(n)]
+    return write_mp4(frames, path, fps=fps)
