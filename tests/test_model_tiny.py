@@ -384,13 +384,15 @@ def test_action_queries_option_learned_slot_inputs(tmp_path):
     torch.testing.assert_close(loaded.action_queries.weight, model.action_queries.weight)
 
 
-def test_vision_film_option_conditions_the_towers_on_the_instruction(tmp_path):
-    """`vision_film` (off by default): the prompt modulates the vision towers. A fresh model computes what the
-    same weights compute without FiLM (zero-initialized modulation); after training, the instruction changes the
-    patch features themselves; left padding still gives each sample what it computes alone; it round-trips."""
+@pytest.mark.parametrize("backbone", ["dinosiglip", "conv_keypoints"])
+def test_vision_film_option_conditions_the_towers_on_the_instruction(tmp_path, backbone):
+    """`vision_film` (off by default): the prompt modulates the vision towers (ViTs or the conv keypoint
+    backbone). A fresh model computes what the same weights compute without FiLM (zero-initialized modulation);
+    after training, the instruction changes the vision tokens themselves; left padding still gives each sample
+    what it computes alone; it round-trips."""
     from vla.model.modeling_vla import VLAForActionPrediction
 
-    opts = dict(decoding="parallel", action_chunk=2, action_head="l1", action_queries=True)
+    opts = dict(decoding="parallel", action_chunk=2, action_head="l1", action_queries=True, vision_backbone=backbone)
     plain, processor = build_model("tiny", seed=0, **opts)
     assert plain.film is None and not any("film" in k or "instruction_pooler" in k for k in plain.state_dict())
     model, _ = build_model("tiny", seed=0, vision_film=True, **opts)
@@ -420,3 +422,24 @@ def test_vision_film_option_conditions_the_towers_on_the_instruction(tmp_path):
     assert loaded.config.vision_film is True
     _, again = loaded.predict_parallel(batch["input_ids"], batch["pixel_values"], batch["attention_mask"])
     torch.testing.assert_close(again, together)
+
+
+def test_conv_keypoint_backbone_gives_one_token_per_keypoint():
+    """`vision_backbone=conv_keypoints`: a CNN + spatial softmax replaces the ViT towers (tiny models from scratch);
+    each image contributes `num_keypoints` tokens whose coordinates follow what the image shows."""
+    model, processor = build_model("tiny", image_size=56, vision_backbone="conv_keypoints", num_keypoints=8,
+                                   conv_channels=16)
+    assert model.config.num_patches == 8 and not hasattr(model.vision_backbone, "dino")
+    assert model.vision_backbone.convs[0].weight.std() > 0.05  # PyTorch's fan-in init, not N(0, 0.02)
+    img = np.zeros((56, 56, 3), np.uint8)
+    left, right = img.copy(), img.copy()
+    left[20:30, 2:12] = 255
+    right[20:30, 44:54] = 255
+    px = processor.pixel_values([left, right])
+    tokens = model.vision_backbone(px)
+    assert tokens.shape == (2, 8, model.config.vision_dim)
+    assert not torch.allclose(tokens[0], tokens[1])  # a bright patch moved: the keypoints moved
+    batch = processor([left], ["lift the cube"])
+    assert model(**batch, labels=batch["input_ids"]).logits.shape[1] == batch["input_ids"].shape[1] + 8
+    with pytest.raises(ValueError, match="vision_backbone"):
+        build_model("tiny", vision_backbone="resnet")

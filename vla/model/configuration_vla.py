@@ -31,7 +31,7 @@ from transformers import (
     SiglipVisionConfig,
 )
 
-from vla.model.schema import ACTION_HEADS, CAMERAS, DECODING_MODES
+from vla.model.schema import ACTION_HEADS, CAMERAS, DECODING_MODES, VISION_BACKBONES
 
 # Keys a config.json may carry that are not fields of ours but are harmless (written by transformers itself
 # or by older versions); anything else is rejected so typos do not pass silently.
@@ -65,6 +65,9 @@ class VLAConfig(PreTrainedConfig):
             zeroes the slot inputs; with a shallow backbone, e.g. the 2-layer tiny Llama, zero inputs give
             every slot the same all-zero query in the first layer). Off by default, so OpenVLA/OFT
             checkpoints load unchanged.
+        vision_backbone: "dinosiglip" (OpenVLA's fused DINOv2 + SigLIP ViTs) or "conv_keypoints" (a small CNN
+            with a spatial softmax, `num_keypoints` tokens of `keypoint_dim` per image from `conv_channels`
+            channels; for tiny models trained from scratch, see vla.model.vision.ConvKeypointBackbone).
         vision_film: condition every running block of both vision towers on the instruction (FiLM from an
             attention pool over the prompt's token embeddings; vla.model.film). Off by default (OpenVLA).
     """
@@ -99,6 +102,10 @@ class VLAConfig(PreTrainedConfig):
     l1_head_blocks: int = 2
     action_queries: bool = False
     vision_film: bool = False
+    vision_backbone: str = "dinosiglip"
+    conv_channels: int = 32
+    num_keypoints: int = 32
+    keypoint_dim: int = 128
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs: Any):
@@ -132,6 +139,8 @@ class VLAConfig(PreTrainedConfig):
             raise ValueError("action_queries=True embeds the parallel-decoding action slots: it needs decoding='parallel'")
         if self.action_chunk < 1:
             raise ValueError(f"action_chunk must be >= 1, got {self.action_chunk}")
+        if self.vision_backbone not in VISION_BACKBONES:
+            raise ValueError(f"vision_backbone={self.vision_backbone!r}; allowed: {list(VISION_BACKBONES)}")
         if self.use_proprio and self.proprio_dim <= 0:
             raise ValueError("use_proprio=True needs proprio_dim > 0")
         if self.action_token_end_id - self.n_action_bins < 0:
@@ -157,6 +166,9 @@ class VLAConfig(PreTrainedConfig):
 
     @property
     def num_patches(self) -> int:
+        """Vision tokens per image: ViT patches, or keypoints of the conv backbone."""
+        if self.vision_backbone == "conv_keypoints":
+            return self.num_keypoints
         patch = self.dino_config.patch_size
         patch = patch if isinstance(patch, int) else patch[0]
         return (self.image_size // patch) ** 2
@@ -167,6 +179,8 @@ class VLAConfig(PreTrainedConfig):
 
     @property
     def vision_dim(self) -> int:
+        if self.vision_backbone == "conv_keypoints":
+            return self.keypoint_dim
         return self.dino_config.hidden_size + self.siglip_config.hidden_size
 
     @property

@@ -10,7 +10,7 @@ Llama sees them and the multi-object scene becomes the single-object one the mod
 The instruction vector is an attention pool (one learned query, several heads) over the prompt's token
 embeddings, so the informative words can dominate the fixed prompt template. It is a bag of words: word order
 ("the red cube on the blue plate") reaches the towers only through the embeddings, and the Llama still reads
-the full prompt. Each modulated block's output becomes `h * (1 + gamma) + beta`; gamma and beta start at zero,
+the full prompt. Each modulated block's output (a ViT block's tokens, or a conv block's maps) becomes `h * (1 + gamma) + beta`; gamma and beta start at zero,
 so a fresh model computes exactly what it computes without FiLM.
 """
 
@@ -66,3 +66,11 @@ def modulate(hidden: torch.Tensor, film: tuple[torch.Tensor, torch.Tensor] | Non
         return hidden
     gamma, beta = film
     return hidden * (1 + gamma[:, None].to(hidden.dtype)) + beta[:, None].to(hidden.dtype)
+
+
+def modulate_maps(maps: torch.Tensor, film: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """Conv feature maps (B, C, H, W) -> maps * (1 + gamma) + beta per sample and channel."""
+    if film is None:
+        return maps
+    gamma, beta = film
+    return maps * (1 + gamma[:, :, None, None].to(maps.dtype)) + beta[:, :, None, None].to(maps.dtype)

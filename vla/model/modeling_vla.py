@@ -8,7 +8,7 @@ equals the reference loss. Parallel decoding (OFT) marks K x 7 action slots with
 attention mask of 1; their input embeddings are zeroed and attention is bidirectional (`is_causal=False`).
 The `action_queries` option adds a learned embedding per slot to those zeroed inputs (for shallow backbones;
 off by default). The `vision_film` option conditions the vision towers on the instruction (vla.model.film; off
-by default).
+by default); `vision_backbone="conv_keypoints"` swaps the ViT towers for a CNN with keypoint tokens (tiny models).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from vla.model.configuration_vla import VLAConfig
 from vla.model.decoding import greedy_decode, supports_fast_decoding
 from vla.model.film import FiLMGenerator, InstructionPooler
 from vla.model.heads import L1RegressionActionHead, ProprioProjector
-from vla.model.vision import FusedMLPProjector, FusedVisionBackbone
+from vla.model.vision import ConvKeypointBackbone, FusedMLPProjector, FusedVisionBackbone
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,9 @@ class VLAPreTrainedModel(PreTrainedModel):
             nn.init.zeros_(module.weight)
             nn.init.zeros_(module.bias)
             return
+        if getattr(module, "torch_init", False):  # PyTorch's own init (the conv backbone: N(0, 0.02) starves it)
+            module.reset_parameters()
+            return
         super()._init_weights(module)
 
 
@@ -73,7 +76,10 @@ class VLAForActionPrediction(VLAPreTrainedModel):
 
     def __init__(self, config: VLAConfig) -> None:
         super().__init__(config)
-        self.vision_backbone = FusedVisionBackbone(config.dino_config, config.siglip_config)
+        if config.vision_backbone == "conv_keypoints":
+            self.vision_backbone = ConvKeypointBackbone(config.conv_channels, config.num_keypoints, config.keypoint_dim)
+        else:
+            self.vision_backbone = FusedVisionBackbone(config.dino_config, config.siglip_config)
         self.projector = FusedMLPProjector(config.vision_dim, config.text_config.hidden_size)
         self.language_model = LlamaForCausalLM(config.text_config)
         d = config.text_config.hidden_size

@@ -12,6 +12,7 @@ from typing import List, Optional
 ACTION_HEADS = ("tokens", "l1")
 DECODING_MODES = ("autoregressive", "parallel")
 CAMERAS = ("primary", "wrist")
+VISION_BACKBONES = ("dinosiglip", "conv_keypoints")
 
 
 @dataclass
@@ -67,6 +68,10 @@ class ModelConfig:
     action_head: str = "tokens"
     action_queries: bool = False  # learned per-slot inputs for parallel decoding (VLAConfig.action_queries)
     vision_film: bool = False  # instruction-conditioned vision towers (VLAConfig.vision_film, vla.model.film)
+    vision_backbone: str = "dinosiglip"  # or conv_keypoints (vla.model.vision.ConvKeypointBackbone, tiny models)
+    conv_channels: int = 32  # conv_keypoints: channels of each conv block
+    num_keypoints: int = 32  # conv_keypoints: tokens per image
+    keypoint_dim: int = 128  # conv_keypoints: width of each token (the projector's input)
     attn_implementation: str = "sdpa"
     prompt_suffix_token_id: Optional[int] = None  # None: the tokenizer's space piece (29871 for Llama-2)
 
@@ -80,6 +85,8 @@ class ModelConfig:
             problems.append(f"cameras={list(self.cameras)}, allowed names {list(CAMERAS)}")
         if self.image_size < self.patch_size:
             problems.append(f"image_size {self.image_size} is smaller than patch_size {self.patch_size}")
+        if self.vision_backbone not in VISION_BACKBONES:
+            problems.append(f"vision_backbone={self.vision_backbone!r}, allowed {list(VISION_BACKBONES)}")
         if self.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
             problems.append(f"attn_implementation={self.attn_implementation!r}, allowed sdpa, eager, flash_attention_2")
         if problems:

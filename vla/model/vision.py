@@ -1,4 +1,8 @@
-"""The fused DINOv2-with-registers + SigLIP featurizer and the fused GELU MLP projector (OpenVLA layout).
+"""The vision backbones and the fused GELU MLP projector (OpenVLA layout).
+
+`FusedVisionBackbone` is OpenVLA's (DINOv2-with-registers + SigLIP, `vision_backbone="dinosiglip"`, the default).
+`ConvKeypointBackbone` (`vision_backbone="conv_keypoints"`) is for tiny models trained from scratch on a few
+hundred demos, where ViT towers without pretraining do not learn to localize objects (docs/history.md, L2).
 
 Each tower returns the output of its second-to-last block, before any final norm, with prefix tokens
 (DINOv2: CLS + registers; SigLIP: none) dropped, as timm's `get_intermediate_layers(n={depth - 2})` does in
@@ -12,7 +16,7 @@ import torch
 from torch import nn
 from transformers import Dinov2WithRegistersModel, SiglipVisionModel
 
-from vla.model.film import modulate
+from vla.model.film import modulate, modulate_maps
 
 
 class FusedVisionBackbone(nn.Module):
@@ -48,6 +52,52 @@ class FusedVisionBackbone(nn.Module):
         dino = self.dino_features(pixel_values[:, :3], film[:n_dino] if film else None)  # (B, N, Dd)
         siglip = self.siglip_features(pixel_values[:, 3:6], film[n_dino:] if film else None)  # (B, N, Ds)
         return torch.cat([dino, siglip], dim=-1)  # (B, N, Dd + Ds)
+
+
+class ConvKeypointBackbone(nn.Module):
+    """pixel_values (B, 6, H, W) -> one token per keypoint (B, K, D): a small CNN and a spatial softmax.
+
+    The deep spatial autoencoder / visuomotor-policy design (Levine et al. 2016, Finn et al. 2016): each of the
+    K channels of the last conv layer becomes a distribution over image positions, and its expected (x, y) is the
+    token, with a learned embedding saying which keypoint it is. Coordinates are explicit, so where an object is
+    needs no learning of position embeddings; measured on 1,000 scenes of LiftNamedCube (wrist camera, the
+    cubes' centroid from the image), this CNN reached a held-out L1 of 0.02 (normalized) in 1,000 steps where the
+    tiny ViT towers stayed at 0.25 against 0.28 for predicting the mean. Reads the first 3 channels (the
+    DINOv2-normalized image; the processor stays OpenVLA's). With `vision_film`, the instruction modulates every
+    conv block, so the keypoints can follow the object the words name.
+    """
+
+    def __init__(self, channels: int, keypoints: int, dim: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList([
+            nn.Conv2d(3, channels, 5, stride=2, padding=2),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        ])
+        self.keypoint_conv = nn.Conv2d(channels, keypoints, 1)
+        self.log_temperature = nn.Parameter(torch.zeros(keypoints))
+        self.coords = nn.Linear(2, dim)
+        self.keypoint_embedding = nn.Parameter(torch.randn(keypoints, dim) * 0.02)
+        self.channels = channels
+        for layer in [*self.convs, self.keypoint_conv, self.coords]:
+            layer.torch_init = True  # PyTorch's fan-in init (VLAPreTrainedModel._init_weights)
+
+    @property
+    def film_widths(self) -> list[int]:
+        return [self.channels] * len(self.convs)
+
+    def forward(self, pixel_values: torch.Tensor, film: list | None = None) -> torch.Tensor:
+        h = pixel_values[:, :3]
+        for i, conv in enumerate(self.convs):
+            h = modulate_maps(torch.relu(conv(h)), film[i] if film else None)
+        maps = self.keypoint_conv(h)  # (B, K, H', W')
+        b, k, hh, ww = maps.shape
+        attention = torch.softmax((maps * self.log_temperature.exp()[None, :, None, None]).reshape(b, k, -1), -1)
+        attention = attention.reshape(b, k, hh, ww)
+        ys = torch.linspace(-1, 1, hh, device=maps.device, dtype=maps.dtype)
+        xs = torch.linspace(-1, 1, ww, device=maps.device, dtype=maps.dtype)
+        xy = torch.stack([(attention.sum(2) * xs).sum(-1), (attention.sum(3) * ys).sum(-1)], -1)  # (B, K, 2)
+        return self.coords(xy) + self.keypoint_embedding.to(xy.dtype)  # (B, K, D)
 
 
 class FusedMLPProjector(nn.Module):
