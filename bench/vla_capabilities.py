@@ -7,12 +7,16 @@
     .venv/bin/python bench/vla_capabilities.py --train-override model.llm.num_layers=4 --steps 10000
 
 Stages, each through the API its CLI uses and each timed:
-  1. collect  - one RLDS dataset per task x DR level (scripted experts, DART action noise; `vla-collect`'s
+  1. collect  - one RLDS dataset per task x DR level (scripted experts, DART action noise, each scene once per
+                candidate target (`every_target`); `vla-collect`'s
                 `sim_envs.collect.collect`), in a child process: the RLDS writer loads TensorFlow, next to which
                 MuJoCo's software renderer segfaults, so the evaluation's envs can then stay in this process.
-  2. train    - ONE tiny VLA on the mixture of those datasets (`data.datasets` with weights; `vla-train`'s
+  2. ground   - grounding pretraining of the model's vision + instruction FiLM on rendered scenes with
+                ground-truth labels (`sim_envs.grounding`; `--ground-steps 0` skips it): without it the tiny
+                VLA never learned which object the words name (docs/history.md, L2).
+  3. train    - ONE tiny VLA on the mixture of those datasets (`data.datasets` with weights; `vla-train`'s
                 `compose_train_config` + `vla.train.run`), the recipe as options (defaults below).
-  3. evaluate - with `vla.policy.policy_source` policies, 4 envs batched through the policy, 4 actions of each
+  4. evaluate - with `vla.policy.policy_source` policies, 4 envs batched through the policy, 4 actions of each
                 chunk executed (as the demo):
      - success per task at DR `--eval-level` (default low), `--seeds-low` held-out initial states each, next to
        the no-vision baseline (needs the datasets) -> target: mean over tasks >= 0.8;
@@ -65,7 +69,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g = p.add_argument_group("data")
     g.add_argument("--tasks", nargs="+", default=list(TASKS), help="sim tasks (each must name one of several targets)")
     g.add_argument("--dr-levels", nargs="+", default=["low"], help="DR levels of the demonstrations (a dataset each)")
-    g.add_argument("--episodes", type=int, default=200, help="expert episodes per task and DR level")
+    g.add_argument("--episodes", type=int, default=60,
+                   help="initial scenes per task and DR level (with --every-target each yields one episode per candidate)")
+    g.add_argument("--every-target", action=bool_opt, default=True,
+                   help="paired language data: each scene demonstrated once per candidate target (vla-collect every_target)")
     g.add_argument("--action-noise", type=float, default=0.01, help="DART noise (m) on the executed translation")
     g.add_argument("--image-size", type=int, default=84, help="camera resolution of collection, model and evaluation")
     g.add_argument("--sim-cameras", nargs="+", default=["primary", "wrist"], help="cameras recorded and rendered")
@@ -79,7 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--action-queries", action=bool_opt, default=True)
     g.add_argument("--use-proprio", action=bool_opt, default=True)
     g.add_argument("--vision-film", action=bool_opt, default=True, help="instruction-conditioned vision towers")
-    g.add_argument("--steps", type=int, default=6000)
+    g.add_argument("--vision-backbone", default="conv_keypoints", help="dinosiglip (OpenVLA's ViTs) or conv_keypoints")
+    g.add_argument("--ground-steps", type=int, default=4000,
+                   help="grounding pretraining steps before vla-train (sim_envs.grounding; 0 = train from scratch)")
+    g.add_argument("--ground-scenes", type=int, default=300, help="rendered scenes per task for grounding pretraining")
+    g.add_argument("--ground-frames", type=int, default=2, help="frames per (scene, candidate) expert rollout")
+    g.add_argument("--steps", type=int, default=8000)
     g.add_argument("--batch-size", type=int, default=16)
     g.add_argument("--lr", type=float, default=3e-4)
     g.add_argument("--num-threads", type=int, default=1, help="torch threads of training and evaluation")
@@ -108,7 +120,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.tasks = args.tasks[:2]
-        args.episodes, args.steps = 10, 50
+        args.episodes, args.steps = 4, 50
+        args.ground_steps, args.ground_scenes = min(args.ground_steps, 20), 4
         args.seeds_low = args.seeds_language = args.seeds_dr = args.seeds_robustness = 2
     if args.weights is not None and len(args.weights) != len(args.tasks):
         p.error(f"--weights needs one value per task ({len(args.tasks)}), got {len(args.weights)}")
@@ -142,7 +155,8 @@ def collect_datasets(args, sim, data_root: Path) -> dict[str, dict[str, Any]]:
     for task in args.tasks:
         for level in args.dr_levels:
             settings = CollectSettings(tasks=[task], sim=sim, dr=level, episodes=args.episodes, workers=args.collect_workers,
-                                       seed_start=args.seed, action_noise=args.action_noise)
+                                       seed_start=args.seed, action_noise=args.action_noise,
+                                       every_target=args.every_target)
             name, queue = dataset_name(task, level), ctx.Queue()
             proc = ctx.Process(target=_collect_child, args=(settings, str(data_root), name, queue))
             proc.start()
@@ -177,11 +191,24 @@ def train_overrides(args, datasets: dict[str, dict[str, Any]], work: Path) -> li
         f"model.decoding={args.decoding}", f"model.action_chunk={args.action_chunk}",
         f"model.action_head={args.action_head}", f"model.action_queries={b(args.action_queries)}",
         f"model.use_proprio={b(args.use_proprio)}", f"model.proprio_dim={PROPRIO_DIM if args.use_proprio else 0}",
-        f"model.vision_film={b(args.vision_film)}",
+        f"model.vision_film={b(args.vision_film)}", f"model.vision_backbone={args.vision_backbone}",
         f"trainer.steps={args.steps}", f"trainer.batch_size={args.batch_size}", f"trainer.lr={args.lr}",
         f"trainer.num_threads={args.num_threads}", f"data.image_augmentation={b(args.image_augmentation)}",
         *args.train_override,
     ]
+
+
+def ground(args, sim, overrides: list[str], work: Path) -> tuple[Path, dict[str, Any]]:
+    """Grounding pretraining of the recipe's model (sim_envs.grounding); vla-train then starts from it."""
+    from sim_envs.grounding import GroundingSettings, pretrain_grounding
+    from vla.train.config import compose_train_config
+
+    model_config = compose_train_config(overrides).model
+    settings = GroundingSettings(tasks=list(args.tasks), sim=sim, dr=args.dr_levels[0], scenes=args.ground_scenes,
+                                 frames_per_rollout=args.ground_frames, steps=args.ground_steps,
+                                 action_noise=args.action_noise, seed=args.seed, workers=args.collect_workers)
+    out, report = pretrain_grounding(settings, model_config, work / "ground", torch_threads=args.num_threads)
+    return out, {k: v for k, v in report.items() if k != "settings"}
 
 
 def train(overrides: list[str], work: Path, batch_size: int) -> tuple[Path, dict[str, Any]]:
@@ -441,6 +468,9 @@ def main(argv: list[str] | None = None) -> None:
                                 "action_noise": args.action_noise, "cameras": list(args.sim_cameras),
                                 "image_size": args.image_size, "datasets": datasets}
         overrides = train_overrides(args, datasets, work)
+        if args.ground_steps > 0:
+            ground_dir, result["grounding"] = stage("ground", lambda: ground(args, sim, overrides, work))
+            overrides.append(f"init_from={ground_dir}")
         result["recipe"] = {"train_overrides": overrides}
         write(result, args, t_start)
         checkpoint, result["training"] = stage("train", lambda: train(overrides, work, args.batch_size))
