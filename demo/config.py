@@ -11,9 +11,15 @@ single-task recipe, L1 onwards for the language tasks of issue 18; what the demo
   nothing. One RLDS dataset per task, mixed in training (`task_weights`, sampled as weight x transitions,
   `vla.data.sources`), as OpenVLA mixes its datasets; each task is un-normalized with its own dataset's
   statistics (`unnorm_key`), as OpenVLA evaluates.
-- `vision_film`: the instruction modulates the vision towers (vla/model/film.py). On LiftNamedCube the plain
-  recipe scored 0/20 and picked by colour no better without the instruction than with it (history.md L1):
-  the tiny Llama alone never learned which object the words name.
+- Language grounding, three parts (history.md L1-L2: without them the policy moved by < 1 mm when the
+  colour word changed and scored 0/20 on LiftNamedCube; with them 15/20):
+  - `every_target`: paired data, each scene demonstrated once per candidate (`episodes` counts scenes), so
+    only the words explain why the same image gets different actions;
+  - `vision_backbone=conv_keypoints` + `vision_film`: a small CNN with spatial-softmax keypoints whose
+    channels the instruction modulates (the tiny ViT towers from scratch did not localize the cubes at all);
+  - grounding pretraining (`ground_*`, sim_envs/grounding.py): the vision and the FiLM first learn, from
+    rendered scenes with ground-truth labels, where the named object and its goal are; `vla-train` starts
+    from that model (`init_from`), as OpenVLA starts from pretrained towers.
 - DART-style perturbed demonstrations (`collect_action_noise` 0.01 m: noise on the executed translation, the
   clean expert action is the label). Measured on LiftCube: from clean demonstrations the VLA never learned to
   correct its x/y position in closed loop (0-2/40 in every configuration tried); from perturbed ones, with the
@@ -58,14 +64,19 @@ class DemoConfig:
         task_weights: mixture weight of each task's dataset in training (one per task; None: all 1.0). A
             dataset is sampled in proportion to weight x its transitions.
         dr_level: domain-randomization level of the demonstrations and of the evaluation.
-        episodes: expert demonstrations to collect per task.
+        episodes: initial scenes per task; with `every_target` each is demonstrated once per candidate the
+            scene offers (3, 4, 4 and 2 for the default tasks), otherwise once.
+        every_target: paired language data (`sim_envs.collect.CollectSettings.every_target`).
         image_size: camera resolution used everywhere (collection, model, evaluation).
         cameras: cameras recorded and rendered in evaluation (`primary`, `wrist`); the world model reads them all.
         policy_cameras: the cameras the tiny VLA reads, a subset of `cameras`.
         collect_workers: expert processes.
         collect_action_noise: DART-style perturbation of the expert demonstrations (std in m of noise on the
             executed translation, the clean expert action is the label; `sim_envs.collect.CollectSettings`).
-        decoding, action_chunk, action_head, action_queries, use_proprio, vision_film: the tiny VLA's options
+        ground_steps, ground_scenes, ground_frames: grounding pretraining (sim_envs.grounding.GroundingSettings:
+            optimizer steps, rendered scenes per task, frames per (scene, candidate) rollout); 0 steps: none.
+        decoding, action_chunk, action_head, action_queries, use_proprio, vision_film, vision_backbone: the tiny
+            VLA's options
             (configs/model/tiny.yaml; `autoregressive` / `tokens` / chunk 1 / no queries / no FiLM is plain
             OpenVLA).
         train_steps, batch_size, lr: optimization of `vla-train` (the rest: configs/trainer/tiny.yaml).
@@ -93,7 +104,8 @@ class DemoConfig:
     tasks: List[str] = field(default_factory=lambda: list(LANGUAGE_TASKS))
     task_weights: Optional[List[float]] = None
     dr_level: str = "low"
-    episodes: int = 200
+    episodes: int = 60
+    every_target: bool = True
     image_size: int = 84
     cameras: List[str] = field(default_factory=lambda: ["primary", "wrist"])
     policy_cameras: List[str] = field(default_factory=lambda: ["wrist"])
@@ -105,7 +117,11 @@ class DemoConfig:
     action_queries: bool = True
     use_proprio: bool = True
     vision_film: bool = True
-    train_steps: int = 5000
+    vision_backbone: str = "conv_keypoints"
+    ground_steps: int = 2500
+    ground_scenes: int = 200
+    ground_frames: int = 2
+    train_steps: int = 4000
     batch_size: int = 16
     lr: float = 3e-4
     torch_threads: int = 1
@@ -118,7 +134,7 @@ class DemoConfig:
     robustness_episodes: int = 10
     with_world_model: bool = True
     with_bridge: bool = True
-    world_model_budget_s: float = 300.0
+    world_model_budget_s: float = 240.0
     world_model_initial_states: int = 8
     world_model_max_steps: int = 50
     bridge_episodes: int = 3
@@ -181,6 +197,7 @@ class DemoConfig:
             f"model.use_proprio={str(self.use_proprio).lower()}",
             f"model.proprio_dim={proprio_dim if self.use_proprio else 0}",
             f"model.vision_film={str(self.vision_film).lower()}",
+            f"model.vision_backbone={self.vision_backbone}",
         ]
 
     def trainer_overrides(self) -> list[str]:

@@ -1,12 +1,15 @@
 """`vla-demo`: the whole loop on embedded defaults, on a CPU.
 
     vla-demo                                  # what `make demo` runs
-    vla-demo episodes=60 eval_episodes=10 with_world_model=false with_bridge=false   # a quicker look
+    vla-demo episodes=20 ground_steps=500 train_steps=1000 eval_episodes=10 with_world_model=false with_bridge=false   # a quicker look
     vla-demo tasks=[LiftNamedCube,LiftOrPushCube] task_weights=[1.0,2.0]           # other tasks, weighted
 
 Stages (each timed; the results land in `<output_dir>/summary.json`):
-  1. collect  - scripted experts under domain randomization -> one RLDS dataset per task (`vla-collect`)
-  2. train    - a tiny VLA from scratch on the mixture of those datasets (`vla-train`)
+  1. collect  - scripted experts under domain randomization -> one RLDS dataset per task, each scene once
+                per candidate target (`vla-collect every_target=true`)
+  1b. ground  - grounding pretraining of the VLA's vision + instruction FiLM on rendered scenes with ground
+                truth (sim_envs/grounding.py)
+  2. train    - the tiny VLA from that start on the mixture of those datasets (`vla-train init_from=...`)
   3. evaluate - per task, the VLA, the no-vision and the random baseline from the same held-out initial
                 states (`vla-eval`), with videos and success-rate intervals (demo/eval_stage.py)
   4. language - the instruction swap against the blind-language baseline (`vla-eval protocol=language`)
@@ -42,7 +45,7 @@ from vla.cli.hydra_app import ConfigHint, default_headless_gl
 logger = logging.getLogger("vla-demo")
 
 #: Sub-directories of `output_dir` the demo writes (and clears when it starts again).
-STAGE_DIRS = ("data", "train", "eval", "language", "robustness", "world_model", "bridge")
+STAGE_DIRS = ("data", "ground", "train", "eval", "language", "robustness", "world_model", "bridge")
 
 
 def _register() -> None:
@@ -74,6 +77,7 @@ def collect_stage(cfg: DemoConfig, out: Path) -> list[TaskData]:
         settings = CollectSettings(
             tasks=[task_id], sim=cfg.sim_config(), dr=cfg.dr_level, episodes=cfg.episodes,
             workers=cfg.collect_workers, seed_start=cfg.seed, action_noise=cfg.collect_action_noise,
+            every_target=cfg.every_target,
         )
         summary = collect(settings, root_dir=out / "data", name=f"demo_{short.lower()}_{cfg.dr_level}", overwrite=True)
         dataset_dir = Path(summary.dataset_dir)
@@ -82,13 +86,11 @@ def collect_stage(cfg: DemoConfig, out: Path) -> list[TaskData]:
     return data
 
 
-def train_stage(cfg: DemoConfig, out: Path, data: list[TaskData]) -> Path:
+def train_overrides(cfg: DemoConfig, out: Path, data: list[TaskData]) -> list[str]:
     from sim_envs.env import PROPRIO_DIM
-    from vla.train import run
-    from vla.train.config import compose_train_config
 
     mixture = ", ".join(f"{{path: {d.dataset_dir}, weight: {w}}}" for d, w in zip(data, cfg.weights()))
-    overrides = [
+    return [
         f"data.datasets=[{mixture}]",
         f"output_dir={out / 'train'}",
         f"seed={cfg.seed}",
@@ -96,8 +98,28 @@ def train_stage(cfg: DemoConfig, out: Path, data: list[TaskData]) -> Path:
         *cfg.trainer_overrides(),
         *cfg.train_overrides,
     ]
-    train_cfg = compose_train_config(overrides)
-    return Path(run(train_cfg))
+
+
+def ground_stage(cfg: DemoConfig, out: Path, data: list[TaskData]) -> tuple[Path, dict[str, Any]]:
+    """Grounding pretraining of the model `vla-train` will train (sim_envs.grounding), on the demo's tasks."""
+    from sim_envs.grounding import GroundingSettings, pretrain_grounding
+    from vla.train.config import compose_train_config
+
+    model_config = compose_train_config(train_overrides(cfg, out, data)).model
+    settings = GroundingSettings(tasks=[d.task for d in data], sim=cfg.sim_config(), dr=cfg.dr_level,
+                                 scenes=cfg.ground_scenes, frames_per_rollout=cfg.ground_frames,
+                                 steps=cfg.ground_steps, action_noise=cfg.collect_action_noise, seed=cfg.seed,
+                                 workers=cfg.collect_workers)
+    path, report = pretrain_grounding(settings, model_config, out / "ground", torch_threads=cfg.torch_threads)
+    return path, {k: v for k, v in report.items() if k != "settings"}
+
+
+def train_stage(cfg: DemoConfig, out: Path, data: list[TaskData], init_from: Path | None = None) -> Path:
+    from vla.train import run
+    from vla.train.config import compose_train_config
+
+    overrides = train_overrides(cfg, out, data) + ([f"init_from={init_from}"] if init_from else [])
+    return Path(run(compose_train_config(overrides)))
 
 
 def world_model_stage(cfg: DemoConfig, out: Path, first: TaskData, checkpoint: Path, results: dict) -> dict[str, Any]:
@@ -146,7 +168,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     summary["tasks"] = [d.task for d in data]
     summary["datasets"] = {d.short: {"path": str(d.dataset_dir), "unnorm_key": d.unnorm_key, "weight": w}
                            for d, w in zip(data, cfg.weights())}
-    checkpoint = _stage("train", timings, lambda: train_stage(cfg, out, data))
+    grounded = None
+    if cfg.ground_steps > 0:
+        grounded, summary["grounding"] = _stage("ground", timings, lambda: ground_stage(cfg, out, data))
+    checkpoint = _stage("train", timings, lambda: train_stage(cfg, out, data, grounded))
     summary["checkpoint"] = str(checkpoint)
     rates, results = _stage("evaluate", timings, lambda: run_eval_stage(cfg, out, data, checkpoint))
     summary["success"] = rates
@@ -233,8 +258,9 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
 
 HINT = (
     "Hint: vla-demo's keys are the fields of demo/config.py (DemoConfig): output_dir, tasks (a list: "
-    "tasks=[LiftNamedCube,LiftOrPushCube]), task_weights, dr_level, episodes (per task), image_size, cameras, "
-    "policy_cameras, decoding, action_chunk, action_head, action_queries, use_proprio, vision_film, train_steps, "
+    "tasks=[LiftNamedCube,LiftOrPushCube]), task_weights, dr_level, episodes (scenes per task), every_target, "
+    "ground_steps, ground_scenes, ground_frames, image_size, cameras, "
+    "policy_cameras, decoding, action_chunk, action_head, action_queries, use_proprio, vision_film, vision_backbone, train_steps, "
     "batch_size, lr, "
     "torch_threads, train_overrides (a list of vla-train overrides, quoted: 'train_overrides=[\"trainer.val_every=0\"]'), "
     "eval_episodes, eval_envs, execute_steps, videos, language_seeds, robustness_episodes, with_world_model, "

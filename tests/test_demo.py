@@ -139,7 +139,8 @@ def _run_demo(out: Path, *overrides: str, timeout: float = 1200) -> subprocess.C
 def test_demo_end_to_end_writes_summary_videos_and_checkpoint(tmp_path):
     out = tmp_path / "demo"
     tasks = ["LiftNamedCube", "PlaceSideCubeOnPlate"]  # 3 and 2 instructions per scene
-    r = _run_demo(out, f"tasks=[{','.join(tasks)}]", "task_weights=[1.0,2.0]", "episodes=4", "eval_episodes=2",
+    r = _run_demo(out, f"tasks=[{','.join(tasks)}]", "task_weights=[1.0,2.0]", "episodes=2", "ground_steps=3", "ground_scenes=1",
+                  "ground_frames=1", "eval_episodes=2",
                   "eval_envs=2", "videos=1", "train_steps=3", "batch_size=4", "image_size=56", "action_chunk=4",
                   "execute_steps=2", "language_seeds=1", "robustness_episodes=1", "with_world_model=false",
                   "with_bridge=false", 'train_overrides=["trainer.val_every=0","trainer.save_every=0"]')
@@ -149,7 +150,8 @@ def test_demo_end_to_end_writes_summary_videos_and_checkpoint(tmp_path):
                          parse_constant=lambda c: pytest.fail(f"summary.json holds the non-JSON constant {c}"))
 
     stages = summary["stages"]
-    assert set(stages) == {"collect", "train", "evaluate", "language", "side_by_side", "robustness", "total"}
+    assert set(stages) == {"collect", "ground", "train", "evaluate", "language", "side_by_side", "robustness",
+                           "total"}
     assert all(isinstance(v, (int, float)) and v >= 0 for v in stages.values())
     assert stages["total"] >= sum(v for k, v in stages.items() if k != "total") - 1.0
 
@@ -157,6 +159,10 @@ def test_demo_end_to_end_writes_summary_videos_and_checkpoint(tmp_path):
     assert [t.split("/")[-1] for t in summary["tasks"]] == [f"{t}-v0" for t in tasks]
     assert [summary["datasets"][t]["weight"] for t in tasks] == [1.0, 2.0]
     assert all(Path(summary["datasets"][t]["path"]).is_dir() for t in tasks)
+    # grounding pretraining rendered every candidate of each scene (1 scene: 3 + 2 samples) and training started there
+    assert summary["grounding"]["train_samples"] == 5 and (out / "ground" / "grounding.json").is_file()
+    saved = next((out / "train" / "checkpoints").glob("step_*/config.yaml")).read_text()
+    assert f"init_from: {out / 'ground'}" in saved
 
     assert set(summary["success"]) == {"tiny_vla", "no_vision", "random"}
     for name, s in summary["success"].items():
@@ -217,6 +223,7 @@ def test_demo_end_to_end_writes_summary_videos_and_checkpoint(tmp_path):
     assert (model_cfg["decoding"], model_cfg["action_chunk"], model_cfg["action_head"]) == ("parallel", 4, "l1")
     assert model_cfg["cameras"] == ["wrist"] and model_cfg["use_proprio"] is True  # policy_cameras
     assert model_cfg["action_queries"] is True and model_cfg["vision_film"] is True
+    assert model_cfg["vision_backbone"] == "conv_keypoints"
     assert sorted(model_cfg["norm_stats"]) == sorted(summary["datasets"][t]["unnorm_key"] for t in tasks)
     assert summary["config"]["cameras"] == ["primary", "wrist"]  # both recorded (the world model reads both)
     for name in summary["success"]:
