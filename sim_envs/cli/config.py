@@ -16,6 +16,8 @@ from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from vla.model.schema import ModelConfig
+
 
 @dataclass
 class CollectConfig:
@@ -36,6 +38,28 @@ class CollectConfig:
     name: Optional[str] = None  # None: sim_<task>_<dr>
     episodes_per_shard: int = 50
     overwrite: bool = False
+
+
+@dataclass
+class GroundConfig:
+    """`vla-ground tasks=[LiftNamedCube] model.vision_backbone=conv_keypoints model.vision_film=true`."""
+
+    tasks: Any = field(default_factory=lambda: ["LiftNamedCube"])  # language tasks whose scenes are rendered
+    dr: str = "low"  # DR level of the scenes
+    scenes: int = 300  # per task; every candidate of each scene is named once
+    heldout_scenes: int = 20  # per task, from the evaluation seeds: the held-out L1 in grounding.json
+    frames_per_rollout: int = 2  # frames of each (scene, candidate) expert rollout
+    max_expert_steps: int = 15  # frames come from step 0 and random steps up to this one
+    action_noise: float = 0.01  # DART noise of the expert rollouts (m)
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 3e-4
+    workers: int = 2  # rendering processes
+    torch_threads: int = 1
+    seed: int = 0
+    output_dir: str = "outputs/ground"  # a checkpoint directory: vla-train init_from=<this>
+    model: ModelConfig = field(default_factory=ModelConfig)  # the `model` config group (configs/model/*.yaml)
+    sim: Any = None  # filled by the `sim` config group
 
 
 @dataclass
@@ -104,6 +128,10 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="collect_schema", node=CollectConfig)
     cs.store(name="eval_schema", node=EvalConfig)
+    cs.store(name="ground_schema", node=GroundConfig)
+    from vla.model.schema import register_configs as register_model
+
+    register_model()
 
 
 def dr_config_from(node):
