@@ -384,24 +384,15 @@ def build_targets(result: dict[str, Any], args) -> list[dict[str, Any]]:
     return out
 
 
-def finite(value):
-    """`value` with NaN / infinite floats as None (strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
-
-
 def write(result: dict[str, Any], args, t_start: float) -> None:
+    from demo.main import finite_or_none  # strict JSON: NaN / inf -> null, as summary.json
+
     result["targets"] = build_targets(result, args)
     result["machine"]["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
     result["stages_s"].pop("total", None)  # kept last
     result["stages_s"]["total"] = round(time.perf_counter() - t_start, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(finite(result), indent=1, default=str, allow_nan=False) + "\n")
+    args.out.write_text(json.dumps(finite_or_none(result), indent=1, default=str, allow_nan=False) + "\n")
 
 
 def print_targets(result: dict[str, Any], out: Path) -> None:

@@ -195,7 +195,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 def _write_summary(out: Path, summary: dict[str, Any], cfg: DemoConfig) -> dict[str, Any]:
     summary["targets"] = demo_targets(summary, summary["stages"]["total"], cfg)
     # strict JSON: an undefined figure (e.g. a rank correlation over policies that all score the same) is null
-    (out / "summary.json").write_text(json.dumps(_finite_or_none(summary), indent=2, default=str, allow_nan=False))
+    (out / "summary.json").write_text(json.dumps(finite_or_none(summary), indent=2, default=str, allow_nan=False))
     return summary
 
 
@@ -293,14 +293,14 @@ def _main(dcfg: DictConfig) -> None:
     _print_summary(summary, Path(cfg.output_dir))
 
 
-def _finite_or_none(value):
+def finite_or_none(value):
     """`value` with every NaN / infinite float replaced by None (JSON has no NaN)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
+        return {k: finite_or_none(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
+        return [finite_or_none(v) for v in value]
     return value
 
 

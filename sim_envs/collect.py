@@ -312,26 +312,30 @@ def collect(
     bar = tqdm(total=len(jobs), desc=f"collect {name}", unit="scene" if settings.every_target else "ep",
                disable=not progress)
     try:
-        for ep in (ep for scene in _run_jobs(jobs, settings.workers) for ep in _progress(scene, bar)):
-            summary.attempted += 1
-            summary.per_task[ep.task]["attempted"] += 1
-            summary.succeeded += ep.success
-            summary.per_task[ep.task]["succeeded"] += ep.success
-            if not ep.success:
-                reason = ep.error or "task not completed within the episode limit"
-                summary.failures.append({"task": ep.task, "seed": ep.seed, "steps": ep.steps, "reason": reason})
-                logger.warning("expert failed: %s seed %d after %d steps (%s) -> %s", ep.task, ep.seed, ep.steps,
-                               reason, "kept (success=False)" if settings.keep_failed and ep.episode else "dropped")
-            if ep.episode is not None and (ep.success or settings.keep_failed):
-                if writer is None:
-                    writer = _make_writer(root_dir, name, settings, ep.episode, episodes_per_shard, overwrite)
-                writer.write(ep.episode)
-                summary.written += 1
-                summary.steps_written += ep.steps
-                summary.failed_kept += not ep.success
-            else:
-                summary.dropped += 1
-            bar.set_postfix(ok=summary.succeeded, failed=summary.attempted - summary.succeeded, written=summary.written)
+        for scene in _run_jobs(jobs, settings.workers):
+            bar.update(1)  # one job: a scene (one episode, or one per candidate with every_target)
+            for ep in scene:
+                summary.attempted += 1
+                summary.per_task[ep.task]["attempted"] += 1
+                summary.succeeded += ep.success
+                summary.per_task[ep.task]["succeeded"] += ep.success
+                if not ep.success:
+                    reason = ep.error or "task not completed within the episode limit"
+                    summary.failures.append({"task": ep.task, "seed": ep.seed, "steps": ep.steps,
+                                             "reason": reason})
+                    logger.warning("expert failed: %s seed %d after %d steps (%s) -> %s", ep.task, ep.seed, ep.steps,
+                                   reason, "kept (success=False)" if settings.keep_failed and ep.episode else "dropped")
+                if ep.episode is not None and (ep.success or settings.keep_failed):
+                    if writer is None:
+                        writer = _make_writer(root_dir, name, settings, ep.episode, episodes_per_shard, overwrite)
+                    writer.write(ep.episode)
+                    summary.written += 1
+                    summary.steps_written += ep.steps
+                    summary.failed_kept += not ep.success
+                else:
+                    summary.dropped += 1
+                bar.set_postfix(ok=summary.succeeded, failed=summary.attempted - summary.succeeded,
+                                written=summary.written)
     finally:
         bar.close()
         if writer is not None:
@@ -346,11 +350,6 @@ def collect(
         out = Path(summary.dataset_dir).parent / "collect_summary.json"
         out.write_text(json.dumps({**summary.to_json(), "settings": _settings_json(settings, level, task_ids)}, indent=2))
     return summary
-
-
-def _progress(scene: list[ExpertEpisode], bar) -> list[ExpertEpisode]:
-    bar.update(1)  # one job (scene) done
-    return scene
 
 
 def _settings_json(settings: CollectSettings, level: str, task_ids: list[str]) -> dict[str, Any]:

@@ -100,11 +100,11 @@ def test_language_targets_are_reported_unmet_when_missed_or_not_measured():
 
 
 def test_summary_json_is_strict_json_with_undefined_figures_as_null():
-    from demo.main import _finite_or_none
+    from demo.main import finite_or_none
 
     summary = {"targets": [{"name": "Spearman", "value": float("nan")}, {"value": float("inf"), "baseline": 0.5}],
                "stages": {"total": 1.5}, "note": "x"}
-    text = json.dumps(_finite_or_none(summary), allow_nan=False)
+    text = json.dumps(finite_or_none(summary), allow_nan=False)
     assert json.loads(text) == {"targets": [{"name": "Spearman", "value": None}, {"value": None, "baseline": 0.5}],
                                 "stages": {"total": 1.5}, "note": "x"}
 
