@@ -384,8 +384,8 @@ def test_action_queries_option_learned_slot_inputs(tmp_path):
     torch.testing.assert_close(loaded.action_queries.weight, model.action_queries.weight)
 
 
-@pytest.mark.parametrize("backbone", ["dinosiglip", "conv_keypoints"])
-def test_vision_film_option_conditions_the_towers_on_the_instruction(tmp_path, backbone):
+@pytest.mark.parametrize("backbone,text_layers", [("dinosiglip", 0), ("conv_keypoints", 0), ("conv_keypoints", 1)])
+def test_vision_film_option_conditions_the_towers_on_the_instruction(tmp_path, backbone, text_layers):
     """`vision_film` (off by default): the prompt modulates the vision towers (ViTs or the conv keypoint
     backbone). A fresh model computes what the same weights compute without FiLM (zero-initialized modulation);
     after training, the instruction changes the vision tokens themselves; left padding still gives each sample
@@ -395,7 +395,7 @@ def test_vision_film_option_conditions_the_towers_on_the_instruction(tmp_path, b
     opts = dict(decoding="parallel", action_chunk=2, action_head="l1", action_queries=True, vision_backbone=backbone)
     plain, processor = build_model("tiny", seed=0, **opts)
     assert plain.film is None and not any("film" in k or "instruction_pooler" in k for k in plain.state_dict())
-    model, _ = build_model("tiny", seed=0, vision_film=True, **opts)
+    model, _ = build_model("tiny", seed=0, vision_film=True, film_text_layers=text_layers, **opts)
     model.load_state_dict(plain.state_dict(), strict=False)  # same towers, Llama and head; FiLM still identity
     rng = np.random.default_rng(5)
     images = _images(rng, 3)
@@ -419,9 +419,31 @@ def test_vision_film_option_conditions_the_towers_on_the_instruction(tmp_path, b
     torch.testing.assert_close(together[2], alone[0], atol=1e-5, rtol=1e-5)
     model.save_pretrained(tmp_path)
     loaded = VLAForActionPrediction.from_pretrained(str(tmp_path)).eval()
-    assert loaded.config.vision_film is True
+    assert loaded.config.vision_film is True and loaded.config.film_text_layers == text_layers
     _, again = loaded.predict_parallel(batch["input_ids"], batch["pixel_values"], batch["attention_mask"])
     torch.testing.assert_close(again, together)
+
+
+def test_instruction_pooler_reads_word_order_only_with_text_layers():
+    """The bag-of-words pool cannot tell "the red cube on the blue plate" from "the blue cube on the red plate"
+    (the same tokens in another order); with `film_text_layers` the two pool to different vectors. Pads are
+    never read."""
+    from vla.model.film import InstructionPooler
+
+    torch.manual_seed(0)
+    tokens = torch.randn(1, 6, 32)
+    swapped = tokens[:, [0, 4, 2, 3, 1, 5]]  # two "colour words" trade places
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    bag, ordered = InstructionPooler(32).eval(), InstructionPooler(32, context_layers=1, max_positions=16).eval()
+    for p in (bag.query, ordered.query):
+        torch.nn.init.normal_(p)
+    torch.testing.assert_close(bag(tokens, mask), bag(swapped, mask))
+    assert (ordered(tokens, mask) - ordered(swapped, mask)).abs().max() > 1e-3
+    padded = torch.cat([torch.randn(1, 3, 32), tokens], 1)  # left pads with junk embeddings
+    pad_mask = torch.cat([torch.zeros(1, 3, dtype=torch.bool), mask], 1)
+    torch.testing.assert_close(ordered(padded, pad_mask), ordered(tokens, mask), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="reads at most 16"):
+        ordered(torch.randn(1, 20, 32), torch.ones(1, 20, dtype=torch.bool))
 
 
 def test_conv_keypoint_backbone_gives_one_token_per_keypoint():

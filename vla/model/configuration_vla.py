@@ -70,6 +70,8 @@ class VLAConfig(PreTrainedConfig):
             channels; for tiny models trained from scratch, see vla.model.vision.ConvKeypointBackbone).
         vision_film: condition every running block of both vision towers on the instruction (FiLM from an
             attention pool over the prompt's token embeddings; vla.model.film). Off by default (OpenVLA).
+        film_text_layers: with `vision_film`, transformer layers (with learned positions) that read the prompt
+            before the pool, so word order reaches the towers ("the X cube on the Y plate"); 0 = bag of words.
     """
 
     model_type = "vla"
@@ -102,6 +104,7 @@ class VLAConfig(PreTrainedConfig):
     l1_head_blocks: int = 2
     action_queries: bool = False
     vision_film: bool = False
+    film_text_layers: int = 0
     vision_backbone: str = "dinosiglip"
     conv_channels: int = 32
     num_keypoints: int = 32
@@ -143,6 +146,8 @@ class VLAConfig(PreTrainedConfig):
             raise ValueError(f"vision_backbone={self.vision_backbone!r}; allowed: {list(VISION_BACKBONES)}")
         if self.use_proprio and self.proprio_dim <= 0:
             raise ValueError("use_proprio=True needs proprio_dim > 0")
+        if self.film_text_layers < 0 or (self.film_text_layers and not self.vision_film):
+            raise ValueError(f"film_text_layers={self.film_text_layers} needs vision_film=True and a count >= 0")
         if self.action_token_end_id - self.n_action_bins < 0:
             raise ValueError(f"action_token_end_id={self.action_token_end_id} leaves no room for "
                              f"{self.n_action_bins} action bins")

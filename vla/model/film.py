@@ -8,9 +8,11 @@ the words scale and shift every channel of the vision towers, so "red" can highl
 Llama sees them and the multi-object scene becomes the single-object one the model already servoes to.
 
 The instruction vector is an attention pool (one learned query, several heads) over the prompt's token
-embeddings, so the informative words can dominate the fixed prompt template. It is a bag of words: word order
-("the red cube on the blue plate") reaches the towers only through the embeddings, and the Llama still reads
-the full prompt. Each modulated block's output (a ViT block's tokens, or a conv block's maps) becomes `h * (1 + gamma) + beta`; gamma and beta start at zero,
+embeddings, so the informative words can dominate the fixed prompt template. By default it is a bag of words:
+"the orange cube on the green plate" and "the green cube on the orange plate" pool to the same vector, and the
+towers cannot tell which colour names the cube (docs/history.md, L4). `film_text_layers > 0` first runs that
+many bidirectional transformer layers with learned positions over the prompt, so each colour word carries
+the noun it qualifies into the pool. Each modulated block's output (a ViT block's tokens, or a conv block's maps) becomes `h * (1 + gamma) + beta`; gamma and beta start at zero,
 so a fresh model computes exactly what it computes without FiLM.
 """
 
@@ -23,16 +25,28 @@ from torch import nn
 class InstructionPooler(nn.Module):
     """Prompt token embeddings (B, S, D) and a mask of the tokens to read (B, S) -> one vector (B, D)."""
 
-    def __init__(self, dim: int, num_heads: int = 4) -> None:
+    def __init__(self, dim: int, num_heads: int = 4, context_layers: int = 0, max_positions: int = 1024) -> None:
         super().__init__()
         heads = num_heads if dim % num_heads == 0 else 1
         self.query = nn.Parameter(torch.zeros(1, 1, dim))
         self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.norm = nn.LayerNorm(dim)
+        self.positions = nn.Embedding(max_positions, dim) if context_layers else None
+        self.context = None
+        if context_layers:
+            layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, activation="gelu",
+                                               batch_first=True, norm_first=True)
+            self.context = nn.TransformerEncoder(layer, context_layers, enable_nested_tensor=False)
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if not bool(mask.any(-1).all()):
             raise ValueError("vision_film: a prompt has no instruction tokens to condition the vision towers on")
+        if self.context is not None:  # word order: position = index among the read tokens (left pads skipped)
+            pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
+            if int(pos.max()) >= self.positions.num_embeddings:
+                raise ValueError(f"vision_film: the prompt has {int(pos.max()) + 1} tokens; the instruction encoder "
+                                 f"reads at most {self.positions.num_embeddings} (llm_max_length)")
+            tokens = self.context(tokens + self.positions(pos).to(tokens.dtype), src_key_padding_mask=~mask.bool())
         query = self.query.expand(tokens.shape[0], -1, -1).to(tokens.dtype)
         pooled, _ = self.attention(query, tokens, tokens, key_padding_mask=~mask.bool(), need_weights=False)
         return self.norm(pooled[:, 0])  # (B, D)

@@ -91,7 +91,9 @@ class VLAForActionPrediction(VLAPreTrainedModel):
         n_slots = config.action_chunk * config.action_dim
         self.action_queries = nn.Embedding(n_slots, d) if config.action_queries else None
         # instruction-conditioned vision towers (option, off by default: OpenVLA fuses language in the Llama only)
-        self.instruction_pooler = InstructionPooler(d) if config.vision_film else None
+        self.instruction_pooler = (InstructionPooler(d, context_layers=config.film_text_layers,
+                                                   max_positions=config.llm_max_length)
+                                   if config.vision_film else None)
         self.film = FiLMGenerator(d, self.vision_backbone.film_widths) if config.vision_film else None
         self.action_tokenizer = ActionTokenizer(config.action_token_end_id, config.n_action_bins)
         self.post_init()

@@ -107,7 +107,8 @@ def to_vla_config(mc: ModelConfig, tokenizer=None, norm_stats: dict | None = Non
         norm_stats=norm_stats or {}, cameras=list(mc.cameras), use_proprio=mc.use_proprio,
         proprio_dim=mc.proprio_dim, decoding=mc.decoding, action_chunk=mc.action_chunk,
         action_head=mc.action_head, action_queries=mc.action_queries,
-        vision_film=mc.vision_film, vision_backbone=mc.vision_backbone, conv_channels=mc.conv_channels,
+        vision_film=mc.vision_film, film_text_layers=mc.film_text_layers,
+        vision_backbone=mc.vision_backbone, conv_channels=mc.conv_channels,
         num_keypoints=mc.num_keypoints, keypoint_dim=mc.keypoint_dim)
     config._attn_implementation = mc.attn_implementation
     return config
