@@ -180,8 +180,9 @@ def write_kuka(root: Path, seed: int = 1) -> Path:
 
 
 def write_libero(root: Path, name: str = "libero_spatial_no_noops", seed: int = 2) -> Path:
-    """OpenVLA's modified LIBERO RLDS schema: flat 7-D action (gripper -1 open / +1 close), 8-D state,
-    frames stored rotated by 180 degrees."""
+    """OpenVLA's regenerated LIBERO RLDS schema: flat 7-D action (gripper -1 open / +1 close), 8-D state,
+    frames stored upright (robosuite renders them upside down; OpenVLA's conversion rotated them by 180
+    degrees when writing, see experiments/robot/libero/regenerate_libero_dataset.py)."""
     import tensorflow_datasets as tfds
 
     T = tfds.features.Tensor
@@ -201,7 +202,7 @@ def write_libero(root: Path, name: str = "libero_spatial_no_noops", seed: int = 
             action[6] = g
             steps.append({
                 "observation": {
-                    "image": np.rot90(upright_frame(i), 2).copy(),
+                    "image": upright_frame(i),
                     "wrist_image": _image(rng),
                     "state": rng.normal(size=8).astype(np.float32),
                     "joint_state": rng.normal(size=7).astype(np.float32),

@@ -273,7 +273,7 @@ def test_only_the_requested_cameras_are_read(tiny_rlds_dataset, stats_dir):
 
 
 def test_rotated_datasets_are_turned_upright(tiny_rlds_dataset, stats_dir):
-    """LIBERO stores frames rotated by 180 degrees; its spec says so and the loader rotates them back."""
+    """A spec with `rotate_images_180` (frames stored upside down) has them rotated back when decoded."""
     from dataclasses import replace
 
     cfg = _cfg(tiny_rlds_dataset, stats_dir, cameras=["primary"])

@@ -1,6 +1,6 @@
 """Standardization of every raw schema family, read from disk with our TF-free reader.
 
-Google dict actions (fractal; kuka with zlib-encoded proprio), LIBERO (rotated frames, -1/+1 gripper) and
+Google dict actions (fractal; kuka with zlib-encoded proprio), LIBERO (upright frames, -1/+1 gripper) and
 DROID (float64 action_dict) are tiny datasets written with TFDS in the real feature layout
 (tests/oxe_raw_data.py); bridge is the real published data. Expected values are worked out by hand from
 the reference's behaviour (shared/facts/oxe_rlds.md), independently of the implementation.
@@ -79,9 +79,9 @@ def test_kuka_as_the_reference_reads_it_with_skip_decoding(raw_dirs):
         np.testing.assert_array_equal(a["action"], b["action"])
 
 
-def test_libero_gripper_proprio_and_rotated_frames(raw_dirs):
+def test_libero_gripper_proprio_and_upright_frames(raw_dirs):
     spec = get_dataset_spec("libero_spatial_no_noops")
-    assert spec.rotate_images_180 and spec.image_keys == {"primary": "image", "wrist": "wrist_image"}
+    assert not spec.rotate_images_180 and spec.image_keys == {"primary": "image", "wrist": "wrist_image"}
     for ep in _episodes(raw_dirs["libero_spatial_no_noops"], decode_images=True):
         std = spec.standardize(ep)
         raw = ep["steps"]["action"]
@@ -90,15 +90,29 @@ def test_libero_gripper_proprio_and_rotated_frames(raw_dirs):
         state = ep["steps"]["observation"]["state"]
         assert std["proprio"].shape == (len(raw), 9)
         np.testing.assert_array_equal(std["proprio"], np.concatenate([state[:, :6], np.zeros((len(raw), 1)), state[:, 6:8]], 1))
-        # Frames are stored upside down; rotating by 180 degrees gives the upright scene back.
+        # Frames are stored upright (OpenVLA's conversion rotated them when writing) and come out as stored.
         frames = std["images"]["primary"]
         for t, frame in enumerate(frames):
-            upright = np.rot90(frame, 2)
-            assert upright[:4, :4].mean() > 200 and frame[:4, :4].mean() < 100
-            assert np.abs(upright.astype(int) - upright_frame(t).astype(int)).mean() < 8  # JPEG
+            assert frame[:4, :4].mean() > 200 and frame[-4:, -4:].mean() < 100
+            assert np.abs(frame.astype(int) - upright_frame(t).astype(int)).mean() < 8  # JPEG
         assert std["images"]["wrist"].shape == (len(raw), 16, 16, 3)
         assert std["metadata"]["file_path"].startswith(b"/demo_")
         assert std["instruction"] == INSTRUCTION
+
+
+def test_libero_frames_reach_training_upright(raw_dirs, tmp_path):
+    """The loader delivers LIBERO frames as OpenVLA's pipeline does: as stored, upright, not rotated again."""
+    from vla.data.config import DataConfig, DatasetEntry
+    from vla.data.loader import RLDSLoader
+
+    cfg = DataConfig(datasets=[DatasetEntry(path=str(raw_dirs["libero_spatial_no_noops"]))], image_size=16,
+                     cameras=["primary"], num_workers=0, statistics_cache=str(tmp_path))
+    samples = list(RLDSLoader(cfg, train=False))
+    assert len(samples) == 2 * len(LIBERO_GRIPPER_STD) and samples[0]["dataset"] == "libero_spatial_no_noops"
+    for s in samples:
+        frame = s["images"]["primary"]
+        assert frame[:4, :4].mean() > 200 and frame[-4:, -4:].mean() < 100, "the bright block is top-left"
+        assert np.abs(frame.astype(int) - upright_frame(s["step"]).astype(int)).mean() < 8  # JPEG
 
 
 def test_droid_float64_action_dict(raw_dirs):

@@ -60,10 +60,13 @@ _TABLE: dict[str, tuple] = {
     "droid": ("exterior_image_1_left", "wrist_image_left", 15, ("proprio",), 7, "droid", {
         "filter_zero_actions": True,
         "notes": "primary is always exterior_image_1_left (the reference swaps the exterior cameras at random)"}),
-    # --- LIBERO (OpenVLA's modified RLDS sets), frames stored upside down ---
+    # --- LIBERO (OpenVLA's regenerated RLDS sets). Their frames are stored upright: robosuite renders them
+    # upside down and OpenVLA's HDF5 -> RLDS conversion rotates them by 180 degrees when writing
+    # (experiments/robot/libero/regenerate_libero_dataset.py); its loader reads them as they are. ---
     **{
         f"libero_{suite}_no_noops": ("image", "wrist_image", 20, ("EEF_state", None, "gripper_state"), 9, "libero",
-                                     {"rotate_images_180": True})
+                                     {"notes": "frames stored upright (rotated when written); an env's raw "
+                                               "frames need the 180-degree rotation at evaluation time"})
         for suite in ("spatial", "object", "goal", "10")
     },
     # --- our own data: any dataset written by vla.data.rlds_writer.RLDSWriter ---

@@ -61,7 +61,9 @@ class DatasetSpec:
             order, each None adding one zero column (the reference's padding).
         proprio_dim: P of the standardized proprio (None: whatever the data has, e.g. our own datasets).
         transform: the registered per-dataset standardization function (see `vla.data.oxe.transforms`).
-        rotate_images_180: frames are stored upside down (LIBERO); the loader rotates them when decoding.
+        rotate_images_180: frames are stored upside down, so the loader rotates them when decoding. No
+            registered dataset sets it: OpenVLA's `libero_*_no_noops` store upright frames (its conversion
+            rotated robosuite's renders when writing). Set it for a copy written from raw robosuite frames.
         action_encoding: one of `ACTION_ENCODINGS`; only "eef_delta" is standardizable.
         action_normalization_mask: per action dim, whether BOUNDS_Q99 normalizes it (not the gripper).
         tfds_name: directory name of the dataset under a data root (default: `name`).
