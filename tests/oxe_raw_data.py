@@ -179,6 +179,14 @@ def write_kuka(root: Path, seed: int = 1) -> Path:
     return _write(root, "kuka", "0.1.0", observation, _google_action_features(tfds), episodes)
 
 
+def _libero_state(rng: np.random.Generator) -> np.ndarray:
+    """LIBERO's 8-D state at its real magnitudes: EEF xyz (z near 1.1 m), axis-angle near (3.1, 0, 0), the two
+    finger positions near +-0.035, each spread over a few hundredths (the range matters for float rounding)."""
+    centre = np.array([-0.1, 0.05, 1.1, 3.1, 0.05, -0.1, 0.035, -0.035])
+    spread = np.array([0.05, 0.05, 0.05, 0.01, 0.01, 0.01, 0.004, 0.004])
+    return (centre + spread * rng.normal(size=8)).astype(np.float32)
+
+
 def write_libero(root: Path, name: str = "libero_spatial_no_noops", seed: int = 2) -> Path:
     """OpenVLA's regenerated LIBERO RLDS schema: flat 7-D action (gripper -1 open / +1 close), 8-D state,
     frames stored upright (robosuite renders them upside down; OpenVLA's conversion rotated them by 180
@@ -204,7 +212,7 @@ def write_libero(root: Path, name: str = "libero_spatial_no_noops", seed: int = 
                 "observation": {
                     "image": upright_frame(i),
                     "wrist_image": _image(rng),
-                    "state": rng.normal(size=8).astype(np.float32),
+                    "state": _libero_state(rng),
                     "joint_state": rng.normal(size=7).astype(np.float32),
                 },
                 "action": action,

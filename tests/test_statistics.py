@@ -120,6 +120,31 @@ def test_normalization_as_the_reference(raw_dirs, tmp_path):
     np.testing.assert_array_equal(restored.action.normalize(action), norm)
 
 
+def test_loader_normalizes_in_float64_from_the_stored_statistics(raw_dirs, tmp_path):
+    """LIBERO proprio as the loader hands it over equals the reference's `2 * (x - q01) / (q99 - q01) - 1`,
+    computed in float64 from the statistics as stored (JSON), up to the final float32 rounding."""
+    from vla.data.config import DataConfig, DatasetEntry
+    from vla.data.loader import RLDSLoader
+
+    path = raw_dirs["libero_spatial_no_noops"]
+    cfg = DataConfig(datasets=[DatasetEntry(path=str(path))], image_size=16, cameras=["primary"], num_workers=0,
+                     statistics_cache=str(tmp_path))
+    ours = np.stack([s["proprio"] for s in RLDSLoader(cfg, train=False)])
+    (stored,) = tmp_path.glob("dataset_statistics_libero_spatial_no_noops_*.json")
+    p = json.loads(stored.read_text())["proprio"]
+    q01, q99 = np.array(p["q01"]), np.array(p["q99"])  # float64, as the reference loads them
+    _, proprio, _ = _standardized(path, get_dataset_spec("libero_spatial_no_noops"))
+    x = proprio.astype(np.float64)
+    expected = np.clip(2 * (x - q01) / (q99 - q01 + 1e-8) - 1, -1, 1)
+    expected[:, np.array(p["min"]) == np.array(p["max"])] = 0.0  # the zero pad column
+    assert ours.dtype == np.float32 and ours.shape == expected.shape == (12, 9)
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=6e-8)  # half a float32 ulp at 1
+    # the data can tell: rounding x and q01 to float32 before subtracting misses by far more
+    lo, hi = q01.astype(np.float32), q99.astype(np.float32)
+    rounded = np.clip(2 * (proprio - lo) / (hi - lo + np.float32(1e-8)) - 1, -1, 1)
+    assert np.abs(rounded[:, :6] - expected[:, :6]).max() > 1e-6
+
+
 def test_statistics_refuse_non_eef_and_empty_data(tmp_path, raw_dirs):
     spec = get_dataset_spec("berkeley_rpt_converted_externally_to_rlds", require_eef_delta=False)
     with pytest.raises(UnsupportedActionEncodingError):

@@ -5,7 +5,8 @@ proprio, plus counts. Serialized exactly as OpenVLA's `config.json["norm_stats"]
 checkpoints load unchanged and our checkpoints carry their own statistics.
 
 Normalization (OpenVLA / Octo `BOUNDS_Q99`): `clip(2 * (x - q01) / (q99 - q01 + 1e-8) - 1, -1, 1)` where
-`mask` is true; untouched where it is false (the absolute gripper); dims with min == max map to 0.
+`mask` is true; untouched where it is false (the absolute gripper); dims with min == max map to 0. Both
+directions compute in float64 from the statistics as stored, as the reference does.
 """
 
 from __future__ import annotations
@@ -70,15 +71,21 @@ class ArrayStatistics:
         mask = d.get("mask", [True] * len(d["mean"]))
         return cls(mean=d["mean"], std=d["std"], min=d["min"], max=d["max"], q01=d["q01"], q99=d["q99"], mask=mask)
 
-    def normalize(self, x: np.ndarray) -> np.ndarray:
-        """BOUNDS_Q99 normalization to [-1, 1] on masked dims; constant dims map to 0."""
-        x = np.asarray(x, dtype=np.float32)
+    def normalize(self, x: np.ndarray, dtype=np.float32) -> np.ndarray:
+        """BOUNDS_Q99 normalization to [-1, 1] on masked dims; constant dims map to 0.
+
+        Computed in float64 on `x` as given and the statistics as stored, then returned as `dtype`: the
+        reference's arithmetic (OpenVLA-OFT `normalize_proprio`, numpy float64 on the float32 JSON
+        statistics). Rounding x or q01 to float32 before subtracting moves the result by up to
+        ~ulp(x) / (q99 - q01), 1.5e-5 on LIBERO's proprio (axis-angle near 3.1 within a q01..q99 range of
+        a few hundredths).
+        """
+        x = np.asarray(x, dtype=np.float64)
         self._check_dim(x)
-        lo, hi = self.q01.astype(np.float32), self.q99.astype(np.float32)
-        y = np.clip(2.0 * (x - lo) / (hi - lo + _EPS) - 1.0, -1.0, 1.0)
+        y = np.clip(2.0 * (x - self.q01) / (self.q99 - self.q01 + _EPS) - 1.0, -1.0, 1.0)
         y = np.where(self.mask, y, x)
         y = np.where(self.min == self.max, 0.0, y)
-        return y.astype(np.float32)
+        return y.astype(dtype)
 
     def unnormalize(self, y: np.ndarray, dtype=np.float32) -> np.ndarray:
         """Inverse of `normalize` on masked dims (values in [-1, 1]); unmasked dims pass through.
