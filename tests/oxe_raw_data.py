@@ -228,8 +228,9 @@ def write_libero(root: Path, name: str = "libero_spatial_no_noops", seed: int = 
 DROID_GRIPPER_POSITION = [0.0, 0.25, 1.0, 0.9]
 
 
-def write_droid(root: Path, seed: int = 3) -> Path:
-    """droid 1.0.0 schema: float64 `action_dict` and proprio, three cameras, three instructions."""
+def write_droid(root: Path, seed: int = 3, unlabeled_episodes: int = 0) -> Path:
+    """droid 1.0.0 schema: float64 `action_dict` and proprio, three cameras, three instructions; two labeled
+    episodes, then `unlabeled_episodes` whose instructions are all empty (as many real DROID episodes)."""
     import tensorflow_datasets as tfds
 
     T = tfds.features.Tensor
@@ -255,7 +256,7 @@ def write_droid(root: Path, seed: int = 3) -> Path:
         "joint_velocity": T(shape=(7,), dtype=np.float64),
     })
     episodes = []
-    for e in range(2):
+    for e in range(2 + unlabeled_episodes):
         steps = []
         t = len(DROID_GRIPPER_POSITION)
         for i, g in enumerate(DROID_GRIPPER_POSITION):
@@ -280,7 +281,7 @@ def write_droid(root: Path, seed: int = 3) -> Path:
                     "joint_position": rng.normal(size=7),
                     "joint_velocity": rng.normal(size=7),
                 },
-                "language_instruction": INSTRUCTION,
+                "language_instruction": INSTRUCTION if e < 2 else "",
                 "language_instruction_2": "",
                 "language_instruction_3": "",
                 **_flags(i, t),

@@ -205,10 +205,12 @@ def test_wrong_dataset_or_image_key_is_named():
 def test_bridge_short_episodes_lose_first_and_last_step(t):
     state = np.arange(t * 7, dtype=np.float32).reshape(t, 7)
     action = np.ones((t, 7), np.float32)
-    ep = _steps(t, {"state": state, "image_0": np.array([b"f%d" % i for i in range(t)], object)}, action,
+    frames = {f"image_{k}": np.array([b"f%d-%d" % (k, i) for i in range(t)], object) for k in (0, 1)}
+    ep = _steps(t, {"state": state, **frames}, action,
                 language_instruction=np.array([b"wipe"] * t, object))
     std = get_dataset_spec("bridge_orig").standardize(ep)
     assert std["action"].shape == (t - 2, 7) and std["proprio"].shape == (t - 2, 8)
-    assert list(std["images"]["primary"]) == [b"f%d" % i for i in range(1, t - 1)]
+    assert list(std["images"]["primary"]) == [b"f0-%d" % i for i in range(1, t - 1)]
+    assert list(std["images"]["secondary"]) == [b"f1-%d" % i for i in range(1, t - 1)]  # the reference's image_1
     np.testing.assert_array_equal(std["action"][:, :6], 7.0)  # state[t+1] - state[t] with rows 7 apart
     assert std["instruction"] == ("wipe" if t > 2 else "")

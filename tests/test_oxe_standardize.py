@@ -1,4 +1,5 @@
-"""Standardization of every raw schema family, read from disk with our TF-free reader.
+"""Standardization of every raw schema family, read from disk with our TF-free reader, and what the loader
+makes of the LIBERO and DROID layouts (upright frames; DROID's cameras, unlabeled episodes, no-op steps).
 
 Google dict actions (fractal; kuka with zlib-encoded proprio), LIBERO (upright frames, -1/+1 gripper) and
 DROID (float64 action_dict) are tiny datasets written with TFDS in the real feature layout
@@ -7,6 +8,8 @@ the reference's behaviour (shared/facts/oxe_rlds.md), independently of the imple
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,10 +20,20 @@ from oxe_raw_data import (
     INSTRUCTION,
     LIBERO_GRIPPER_STD,
     upright_frame,
+    write_droid,
     write_raw_datasets,
 )
 from vla.core.types import validate_action
-from vla.data.oxe import get_dataset_spec, nonzero_motion_mask, spec_for_directory
+from vla.data.config import DataConfig, DatasetEntry
+from vla.data.loader import RLDSLoader, resolve_sources
+from vla.data.oxe import (
+    DROID_FILTER_Q01,
+    DROID_FILTER_Q99,
+    get_dataset_spec,
+    motionless_actions,
+    spec_for_directory,
+    steps_with_motion,
+)
 from vla.data.rlds_reader import RLDSReader, decode_image
 
 
@@ -81,7 +94,8 @@ def test_kuka_as_the_reference_reads_it_with_skip_decoding(raw_dirs):
 
 def test_libero_gripper_proprio_and_upright_frames(raw_dirs):
     spec = get_dataset_spec("libero_spatial_no_noops")
-    assert not spec.rotate_images_180 and spec.image_keys == {"primary": "image", "wrist": "wrist_image"}
+    assert not spec.rotate_images_180
+    assert spec.image_keys == {"primary": "image", "secondary": None, "wrist": "wrist_image"}
     for ep in _episodes(raw_dirs["libero_spatial_no_noops"], decode_images=True):
         std = spec.standardize(ep)
         raw = ep["steps"]["action"]
@@ -102,9 +116,6 @@ def test_libero_gripper_proprio_and_upright_frames(raw_dirs):
 
 def test_libero_frames_reach_training_upright(raw_dirs, tmp_path):
     """The loader delivers LIBERO frames as OpenVLA's pipeline does: as stored, upright, not rotated again."""
-    from vla.data.config import DataConfig, DatasetEntry
-    from vla.data.loader import RLDSLoader
-
     cfg = DataConfig(datasets=[DatasetEntry(path=str(raw_dirs["libero_spatial_no_noops"]))], image_size=16,
                      cameras=["primary"], num_workers=0, statistics_cache=str(tmp_path))
     samples = list(RLDSLoader(cfg, train=False))
@@ -129,11 +140,86 @@ def test_droid_float64_action_dict(raw_dirs):
         np.testing.assert_array_equal(std["action"][:, 6], (1.0 - ad["gripper_position"][:, 0]).astype(np.float32))
         np.testing.assert_array_equal(
             std["proprio"], np.concatenate([o["cartesian_position"], o["gripper_position"]], 1).astype(np.float32))
-        assert set(std["images"]) == {"primary", "wrist"}
+        assert set(std["images"]) == {"primary", "secondary", "wrist"}
         np.testing.assert_array_equal(std["images"]["primary"], o["exterior_image_1_left"])  # no random camera swap
+        np.testing.assert_array_equal(std["images"]["secondary"], o["exterior_image_2_left"])
         assert not np.allclose(std["action"], ep["steps"]["action"])  # the top-level joint-space action is ignored
         assert np.all(std["action"][1, :6] == 0) and spec.filter_zero_actions  # zero frames kept here, loader filters
-        assert nonzero_motion_mask(std["action"]).tolist() == [True, False, True, True]
+        assert motionless_actions(std["action"], std["action"], "exact").tolist() == [False, True, False, False]
+
+
+# --- DROID through the loader: a third (unlabeled) episode; step 1 of every episode has zero motion ---
+@pytest.fixture(scope="module")
+def droid_dir(tmp_path_factory):
+    return write_droid(tmp_path_factory.mktemp("droid_unlabeled"), unlabeled_episodes=1)
+
+
+def _droid_cfg(droid_dir, tmp_path, **kw) -> DataConfig:
+    base = dict(datasets=[DatasetEntry(path=str(droid_dir))], image_size=16, cameras=["primary"], num_workers=0,
+                statistics_cache=str(tmp_path))
+    return DataConfig(**{**base, **kw})
+
+
+def _steps_by_episode(samples) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for s in samples:
+        out.setdefault(s["episode_id"], []).append(s["step"])
+    return out
+
+
+def test_droid_secondary_exterior_camera_is_selectable(droid_dir, tmp_path):
+    cfg = _droid_cfg(droid_dir, tmp_path, cameras=["primary", "secondary", "wrist"], zero_action_filter="off")
+    samples = list(RLDSLoader(cfg, train=False))
+    raw = list(RLDSReader(droid_dir).episodes("train", decode_images=True))
+    assert len(samples) == 2 * len(DROID_GRIPPER_POSITION)  # the unlabeled episode is skipped
+    for s in samples:
+        obs = raw[int(s["episode_id"])]["steps"]["observation"]
+        assert set(s["images"]) == {"primary", "secondary", "wrist"}
+        for cam, key in (("primary", "exterior_image_1_left"), ("secondary", "exterior_image_2_left"),
+                         ("wrist", "wrist_image_left")):
+            np.testing.assert_array_equal(s["images"][cam], obs[key][s["step"]])
+    sample = next(iter(RLDSLoader(_droid_cfg(droid_dir, tmp_path, cameras=["secondary"]), train=False)))
+    assert set(sample["images"]) == {"secondary"}
+    with pytest.raises(ValueError, match=r"distinct names from \[primary, secondary, wrist\], got \['top'\]"):
+        _droid_cfg(droid_dir, tmp_path, cameras=["top"])
+
+
+def test_droid_unlabeled_episodes_are_skipped_as_in_training(droid_dir, tmp_path):
+    """OpenVLA trains with skip_unlabeled=True: an episode with no instruction on any step is left out."""
+    by_episode = _steps_by_episode(RLDSLoader(_droid_cfg(droid_dir, tmp_path, zero_action_filter="off"), train=False))
+    assert sorted(by_episode) == ["0", "1"]
+    kept = list(RLDSLoader(_droid_cfg(droid_dir, tmp_path, zero_action_filter="off", skip_unlabeled=False), train=False))
+    assert sorted(_steps_by_episode(kept)) == ["0", "1", "2"]
+    assert {s["instruction"] for s in kept if s["episode_id"] == "2"} == {""}
+    assert resolve_sources(_droid_cfg(droid_dir, tmp_path))[0].statistics.num_trajectories == 3  # stats: all, as the reference
+    only_unlabeled = _droid_cfg(droid_dir, tmp_path, split="train[2:]")
+    with pytest.raises(ValueError, match="no episode has any step to sample.*skip_unlabeled=false"):
+        list(RLDSLoader(only_unlabeled, train=False))
+    with pytest.raises(ValueError, match="no episode has any step to sample"):
+        next(iter(RLDSLoader(only_unlabeled)))
+
+
+def test_droid_zero_action_filter_modes(droid_dir, tmp_path):
+    every = list(range(len(DROID_GRIPPER_POSITION)))
+    # reference: OpenVLA's test against the normalized zero of its fixed DROID statistics; on data with other
+    # statistics (this one) no action lands on that point, so the zero-motion step 1 stays, as in the reference
+    for mode, steps in (("reference", every), ("off", every), ("exact", [0, 2, 3])):
+        by_episode = _steps_by_episode(RLDSLoader(_droid_cfg(droid_dir, tmp_path, zero_action_filter=mode), train=False))
+        assert by_episode == {"0": steps, "1": steps}, mode
+    # normalized with the statistics the reference's filter assumes, the reference test drops step 1 only
+    cfg = _droid_cfg(droid_dir, tmp_path)
+    (source,) = resolve_sources(cfg)
+    action = replace(source.statistics.action, q01=np.r_[DROID_FILTER_Q01, 0.0], q99=np.r_[DROID_FILTER_Q99, 1.0])
+    droid_stats = replace(source, statistics=replace(source.statistics, action=action))
+    by_episode = _steps_by_episode(RLDSLoader(cfg, train=False, sources=[droid_stats]))
+    assert by_episode == {"0": [0, 2, 3], "1": [0, 2, 3]}
+    # with action chunks a step is dropped only when every action of its chunk is a no-op
+    windows = _droid_cfg(droid_dir, tmp_path, zero_action_filter="exact", window={"action_chunk": 2})
+    assert _steps_by_episode(RLDSLoader(windows, train=False)) == {"0": every, "1": every}
+    assert steps_with_motion(np.array([False, True, True, False, True]), 2).tolist() == [0, 2, 3]
+    assert steps_with_motion(np.array([False, True, True, False, True]), 1).tolist() == [0, 3]
+    with pytest.raises(ValueError, match=r"zero_action_filter='droid'; allowed: \['reference', 'exact', 'off'\]"):
+        _droid_cfg(droid_dir, tmp_path, zero_action_filter="droid")
 
 
 def ep_dtype(ep):

@@ -1,7 +1,8 @@
 """Observation, action and policy: the types that cross package boundaries.
 
 Conventions (the Open X-Embodiment ones, see shared/design.md):
-- Images are uint8 HxWx3 arrays keyed by camera name (`primary`, optional `wrist`).
+- Images are uint8 HxWx3 arrays keyed by camera name (`primary`, optional `secondary` and `wrist`: OpenVLA's
+  names; `secondary` is a second third-person view such as DROID's other exterior camera).
 - An action is 7-D: dx, dy, dz (m), droll, dpitch, dyaw (rad) in the robot base frame, then the gripper
   *absolute* in [0, 1] with 1 = open. A chunk is K such actions, shape (K, 7).
 - A `Policy` returns un-normalized actions: it carries its own statistics, callers never un-normalize.
@@ -24,7 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ACTION_DIM = 7
 GRIPPER_INDEX = 6
-CAMERA_NAMES = ("primary", "wrist")
+#: Every camera name a dataset, a model or an observation may use (the one list; others import it).
+CAMERA_NAMES = ("primary", "secondary", "wrist")
 
 
 class ContractError(ValueError):

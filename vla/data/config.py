@@ -17,7 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from vla.core.types import CAMERA_NAMES
 from vla.data.augmentation import AugmentationConfig
+from vla.data.oxe.registry import ZERO_ACTION_FILTERS
 
 
 @dataclass
@@ -65,7 +67,8 @@ class DataConfig:
         mixture: a named mixture (`vla.data.oxe.MIXTURES`) whose datasets live under `data_root`.
         data_root: folder with `<tfds_name>/<version>/` of registered datasets.
         split: split to read (TFDS slicing allowed: "train[:95%]").
-        cameras: cameras per sample (`primary`, `wrist`).
+        cameras: cameras per sample, from `primary`, `secondary` (a second third-person view, e.g. DROID's
+            `exterior_image_2_left`) and `wrist`; every dataset of the mixture must have them.
         image_size: frames are resized to (image_size, image_size) like the reference (lanczos3).
         window: history / future frames / action chunk (defaults: single frames).
         image_augmentation: OpenVLA's random crop + colour jitter (`augmentation` ranges) in training.
@@ -80,6 +83,14 @@ class DataConfig:
             decoding and the numpy/torch image ops release the GIL); the samples do not depend on it.
         seed: the stream seed (training also offsets it by the run seed).
         statistics_cache: where `dataset_statistics_*.json` are cached (None: ~/.cache/vla/statistics).
+        skip_unlabeled: leave out episodes with no language instruction on any step, as OpenVLA's training
+            does (`skip_unlabeled=True`; many DROID episodes are unlabeled). False trains on them with an
+            empty instruction. Statistics cover every episode either way, as in the reference.
+        zero_action_filter: how no-op steps of datasets that flag them (DROID's `filter_zero_actions`) are
+            found, each one dropped when every action of its chunk is a no-op: `reference` (OpenVLA's test
+            against the normalized zero of fixed DROID statistics: it drops zero actions only on data
+            normalized with those statistics, and keeps them on any other DROID-layout set), `exact` (all six
+            motion dims exactly zero, on any statistics), `off` (keep every step).
     """
 
     datasets: list[DatasetEntry] = field(default_factory=list)
@@ -99,6 +110,8 @@ class DataConfig:
     frame_threads: int = 1
     seed: int = 0
     statistics_cache: Optional[str] = None
+    skip_unlabeled: bool = True
+    zero_action_filter: str = "reference"
 
     def __post_init__(self) -> None:
         if self.mixture is None and not self.datasets:
@@ -113,12 +126,16 @@ class DataConfig:
             self.window = WindowConfig(**self.window)
         if isinstance(self.augmentation, dict):
             self.augmentation = AugmentationConfig(**self.augmentation)
-        bad = [c for c in self.cameras if c not in ("primary", "wrist")]
-        if bad or not self.cameras:
-            raise ValueError(f"data.cameras must be a non-empty subset of [primary, wrist], got {list(self.cameras)}")
+        bad = [c for c in self.cameras if c not in CAMERA_NAMES]
+        if bad or not self.cameras or len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"data.cameras must be distinct names from [{', '.join(CAMERA_NAMES)}], got "
+                             f"{list(self.cameras)}")
         for name in ("image_size", "shuffle_buffer", "num_streams", "chunk_size", "frame_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if self.zero_action_filter not in ZERO_ACTION_FILTERS:
+            raise ValueError(f"data.zero_action_filter={self.zero_action_filter!r}; allowed: {list(ZERO_ACTION_FILTERS)} "
+                             "(reference: OpenVLA's DROID test, exact: zero motion, off: keep every step)")
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
         if self.num_workers > 0 and self.num_streams % self.num_workers:

@@ -55,7 +55,7 @@ from vla.data.augmentation import augment, center_crop, compile_kernel, resize_i
 from vla.data.collate import collate_samples, split_batch, to_numpy, to_torch
 from vla.data.config import DataConfig, to_data_config
 from vla.data.rlds_reader import decode_image
-from vla.data.sources import EpisodeSource, Source, resolve_sources, sampling_probabilities
+from vla.data.sources import EpisodeSource, Source, no_steps_error, resolve_sources, sampling_probabilities
 
 __all__ = ["RLDSLoader", "Shard", "Source", "collate_samples", "resolve_sources", "sampling_probabilities",
            "split_batch", "to_numpy", "to_torch"]
@@ -183,7 +183,7 @@ class _Stream:
             self.current[d] = [index, 0]
             tries += 1
             if tries > self.sources[d].num_episodes + 1:
-                raise ValueError(f"dataset {self.sources[d].name!r}: no episode has any step to sample")
+                raise no_steps_error(self.sources[d], self.cfg)
 
     def _restore_buffer(self) -> None:
         by_episode: dict[tuple[int, int], dict] = {}
@@ -547,10 +547,14 @@ class RLDSLoader:
         stream = _Stream(0, self.sources, self.probs, self.cfg, False, transform=self.transform)
         try:
             for d in range(len(self.sources)):
+                steps = 0
                 for index in range(self.sources[d].num_episodes):
                     ep = stream._load(d, index)
+                    steps += len(ep["keep"])
                     for t in ep["keep"]:
                         yield stream._process(_make_item(d, ep, int(t), self.cfg), 0)
+                if steps == 0:  # a silently empty dataset would make the pass quietly smaller
+                    raise no_steps_error(self.sources[d], self.cfg)
         finally:
             stream.close()
 

@@ -3,7 +3,9 @@
 `resolve_sources(cfg)` turns a `DataConfig` into `Source`s (directory, `vla.data.oxe` spec, weight,
 statistics, episode count); `EpisodeSource(source, cfg).load(i)` reads episode i without TensorFlow,
 standardizes it with the spec and normalizes action and proprio with the dataset's q01/q99 statistics, keeping
-the frames JPEG-encoded (the torch loader decodes after its shuffle buffer).
+the frames JPEG-encoded (the torch loader decodes after its shuffle buffer). It also says which steps may be
+sampled (`keep`): none of an unlabeled episode (`data.skip_unlabeled`), and not the no-op steps of a dataset
+that flags them (`data.zero_action_filter`), as OpenVLA's training pipeline filters them.
 """
 
 from __future__ import annotations
@@ -65,6 +67,18 @@ def resolve_sources(cfg: DataConfig) -> list[Source]:
     return sources
 
 
+def no_steps_error(source: Source, cfg: DataConfig) -> ValueError:
+    """The error for a dataset none of whose steps survives the step filters, naming them and the way out."""
+    flagged = getattr(source.spec, "filter_zero_actions", False)
+    return ValueError(
+        f"dataset {source.name!r} ({source.dataset_dir}): no episode has any step to sample in split {cfg.split!r}. "
+        f"data.skip_unlabeled={cfg.skip_unlabeled} leaves out episodes without a language instruction"
+        + (f" and data.zero_action_filter={cfg.zero_action_filter!r} drops its no-op steps" if flagged else "")
+        + ". Check that the episodes carry instructions (and motion), or set data.skip_unlabeled=false"
+        + (" / data.zero_action_filter=off" if flagged else "") + " to keep them."
+    )
+
+
 def sampling_probabilities(sources: Sequence[Source]) -> np.ndarray:
     """weight x num_transitions, normalized (as the reference's balanced interleave)."""
     from vla.data.oxe import sampling_weights
@@ -112,15 +126,26 @@ class EpisodeSource:
                 f"episode {index} of {self.source.name!r} ({ref.shard}) has no {missing} images; set data.cameras "
                 f"to cameras every episode has"
             )
-        keep = np.arange(action.shape[0])
-        if getattr(self.source.spec, "filter_zero_actions", False):
-            keep = keep[np.any(std["action"][:, :6] != 0, axis=1)]  # the reference drops no-op frames (DROID)
+        keep = self._sampled_steps(std, action)
         meta = std.get("metadata", {})
         ep_id = meta.get("episode_id", index)
         ep_id = ep_id.decode() if isinstance(ep_id, bytes) else str(ep_id)
         return {"images": {c: std["images"][c] for c in self.cfg.cameras}, "action": action,
                 "proprio": proprio.astype(np.float32), "instruction": std["instruction"], "keep": keep,
                 "episode_id": ep_id, "index": index}
+
+    def _sampled_steps(self, std: dict[str, Any], action: np.ndarray) -> np.ndarray:
+        """Indices of the steps training may sample: none when the episode has no instruction and
+        `skip_unlabeled` is on; else all, less the no-op steps when the spec flags them (DROID)."""
+        from vla.data.oxe import motionless_actions, steps_with_motion
+
+        cfg = self.cfg
+        if cfg.skip_unlabeled and not std["instruction"]:
+            return np.arange(0)
+        if not getattr(self.source.spec, "filter_zero_actions", False) or cfg.zero_action_filter == "off":
+            return np.arange(action.shape[0])
+        still = motionless_actions(std["action"], action, cfg.zero_action_filter)
+        return steps_with_motion(still, 1 if cfg.window.is_frames else cfg.window.action_chunk)
 
     def close(self) -> None:
         for f in self._files.values():

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from vla.core.types import CAMERA_NAMES as CAMERAS
+
 ACTION_HEADS = ("tokens", "l1")
 DECODING_MODES = ("autoregressive", "parallel")
-CAMERAS = ("primary", "wrist")
 VISION_BACKBONES = ("dinosiglip", "conv_keypoints")
 
 

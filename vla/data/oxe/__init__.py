@@ -12,13 +12,17 @@ from vla.data.oxe.configs import register_all as _register_all
 from vla.data.oxe.mixtures import MIXTURES, ResolvedDataset, resolve_datasets, resolve_mixture, sampling_weights
 from vla.data.oxe.registry import (
     ACTION_ENCODINGS,
+    DROID_FILTER_Q01,
+    DROID_FILTER_Q99,
+    ZERO_ACTION_FILTERS,
     DatasetSpec,
     UnsupportedActionEncodingError,
     get_dataset_spec,
     list_datasets,
-    nonzero_motion_mask,
+    motionless_actions,
     register_dataset,
     spec_for_directory,
+    steps_with_motion,
 )
 from vla.data.oxe.transforms import TRANSFORMS, register_transform
 
@@ -26,6 +30,8 @@ _register_all()
 
 __all__ = [
     "ACTION_ENCODINGS",
+    "DROID_FILTER_Q01",
+    "DROID_FILTER_Q99",
     "DatasetSpec",
     "MIXTURES",
     "ResolvedDataset",
@@ -33,11 +39,13 @@ __all__ = [
     "UnsupportedActionEncodingError",
     "get_dataset_spec",
     "list_datasets",
-    "nonzero_motion_mask",
+    "ZERO_ACTION_FILTERS",
+    "motionless_actions",
     "register_dataset",
     "register_transform",
     "resolve_datasets",
     "resolve_mixture",
     "sampling_weights",
     "spec_for_directory",
+    "steps_with_motion",
 ]

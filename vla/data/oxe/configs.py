@@ -1,8 +1,9 @@
 """The registry table: every dataset we know, with its cameras, control rate, proprio layout and transform.
 
 Image keys and proprio layouts follow OpenVLA's `prismatic/vla/datasets/rlds/oxe/configs.py`; control
-rates the Open X-Embodiment dataset sheet. Proprio layouts name observation keys (raw or made by the
-dataset's transform); None pads one zero column, as the reference does. `register_all()` is called by
+rates the Open X-Embodiment dataset sheet. A row's extra `secondary` names the reference's second
+third-person camera (`data.cameras=[secondary]` selects it). Proprio layouts name observation keys (raw or
+made by the dataset's transform); None pads one zero column, as the reference does. `register_all()` is called by
 `vla.data.oxe` on import (it only fills a dict).
 """
 
@@ -16,11 +17,12 @@ _TABLE: dict[str, tuple] = {
     # --- oxe_magic_soup_plus_minus (OpenVLA 7B's mixture, 25 datasets) ---
     "fractal20220817_data": ("image", None, 3, ("base_pose_tool_reached", "gripper_closed"), 8, "fractal20220817_data", {}),
     "kuka": ("image", None, 10, ("clip_function_input/base_pose_tool_reached", "gripper_closed"), 8, "kuka", {}),
-    "bridge_orig": ("image_0", None, 5, ("EEF_state", None, "gripper_state"), 8, "bridge_orig", {}),
+    "bridge_orig": ("image_0", None, 5, ("EEF_state", None, "gripper_state"), 8, "bridge_orig", {"secondary": "image_1"}),
     "taco_play": ("rgb_static", "rgb_gripper", 15, ("state_eef", None, "state_gripper"), 8, "taco_play", {
         "notes": "proprio gripper is robot_obs[7] (a joint), the reference's bug; see taco_play_fixed_proprio"}),
     "jaco_play": ("image", "image_wrist", 10, ("state_eef", None, "state_gripper"), 8, "jaco_play", {}),
-    "berkeley_cable_routing": ("image", "wrist45_image", 10, ("robot_state", None), 8, "berkeley_cable_routing", {}),
+    "berkeley_cable_routing": ("image", "wrist45_image", 10, ("robot_state", None), 8, "berkeley_cable_routing",
+                               {"secondary": "top_image"}),
     "roboturk": ("front_rgb", None, 10, (None,) * 8, 8, "roboturk", {}),
     "viola": ("agentview_rgb", "eye_in_hand_rgb", 20, ("joint_states", "gripper_states"), 8, "viola", {}),
     "berkeley_autolab_ur5": ("image", "hand_image", 5, ("state",), 8, "berkeley_autolab_ur5", {}),
@@ -31,7 +33,8 @@ _TABLE: dict[str, tuple] = {
     "austin_buds_dataset_converted_externally_to_rlds": (
         "image", "wrist_image", 20, ("state",), 8, "austin_buds_dataset_converted_externally_to_rlds", {}),
     "nyu_franka_play_dataset_converted_externally_to_rlds": (
-        "image", None, 3, ("eef_state", None, None), 8, "nyu_franka_play_dataset_converted_externally_to_rlds", {}),
+        "image", None, 3, ("eef_state", None, None), 8, "nyu_franka_play_dataset_converted_externally_to_rlds",
+        {"secondary": "image_additional_view"}),
     "furniture_bench_dataset_converted_externally_to_rlds": (
         "image", "wrist_image", 10, ("state",), 8, "furniture_bench_dataset_converted_externally_to_rlds", {}),
     "ucsd_kitchen_dataset_converted_externally_to_rlds": (
@@ -51,15 +54,17 @@ _TABLE: dict[str, tuple] = {
     "cmu_stretch": ("image", None, 10, ("eef_state", None, "gripper_state"), 8, "cmu_stretch", {}),
     "bc_z": ("image", None, 10, ("present/xyz", "present/axis_angle", None, "present/sensed_close"), 8, "bc_z", {
         "version": "0.1.0", "notes": "use version 0.1.0: later releases are broken (OpenVLA's note)"}),
-    "fmb_dataset": ("image_side_1", "image_wrist_1", 10, ("proprio",), None, "fmb_dataset", {}),
+    "fmb_dataset": ("image_side_1", "image_wrist_1", 10, ("proprio",), None, "fmb_dataset", {"secondary": "image_side_2"}),
     "dobbe": ("wrist_image", None, 3.75, ("proprio",), None, "dobbe", {
         "notes": "the only camera is the gripper camera; the reference uses it as the primary image"}),
     # --- Bridge V2 under its directory name (the shared test data is `bridge_dataset/1.0.0`) ---
-    "bridge_dataset": ("image_0", None, 5, ("EEF_state", None, "gripper_state"), 8, "bridge_orig", {}),
+    "bridge_dataset": ("image_0", None, 5, ("EEF_state", None, "gripper_state"), 8, "bridge_orig",
+                       {"secondary": "image_1"}),
     # --- DROID ---
     "droid": ("exterior_image_1_left", "wrist_image_left", 15, ("proprio",), 7, "droid", {
-        "filter_zero_actions": True,
-        "notes": "primary is always exterior_image_1_left (the reference swaps the exterior cameras at random)"}),
+        "secondary": "exterior_image_2_left", "filter_zero_actions": True,
+        "notes": "primary is always exterior_image_1_left, secondary exterior_image_2_left (the reference swaps "
+                 "the two at random per trajectory)"}),
     # --- LIBERO (OpenVLA's regenerated RLDS sets). Their frames are stored upright: robosuite renders them
     # upside down and OpenVLA's HDF5 -> RLDS conversion rotates them by 180 degrees when writing
     # (experiments/robot/libero/regenerate_libero_dataset.py); its loader reads them as they are. ---
@@ -88,9 +93,11 @@ _NON_EEF: dict[str, tuple[str, str | None, str | None, float]] = {
 def register_all() -> None:
     """Fill the registry from the table above (idempotent)."""
     for name, (primary, wrist, hz, state_keys, pdim, tname, extra) in _TABLE.items():
+        extra = dict(extra)
+        cameras = {"primary": primary, "secondary": extra.pop("secondary", None), "wrist": wrist}
         register_dataset(
-            DatasetSpec(name=name, image_keys={"primary": primary, "wrist": wrist}, control_hz=hz,
-                        state_obs_keys=state_keys, proprio_dim=pdim, transform=TRANSFORMS[tname], **extra),
+            DatasetSpec(name=name, image_keys=cameras, control_hz=hz, state_obs_keys=state_keys, proprio_dim=pdim,
+                        transform=TRANSFORMS[tname], **extra),
             overwrite=True,
         )
     for name, (encoding, primary, wrist, hz) in _NON_EEF.items():

@@ -3,10 +3,11 @@
 A spec says where the cameras are, how fast the robot is controlled, how proprio is laid out and which
 standardization function (`vla.data.oxe.transforms`) turns a raw episode into the common one:
 
-    {"images": {"primary": arr, "wrist": arr},   # as the reader gave them: encoded bytes (T,) or uint8 (T,H,W,3)
+    {"images": {"primary": arr, "wrist": arr},   # the spec's cameras (`primary`, `secondary`, `wrist`) as the
+                                                 # reader gave them: encoded bytes (T,) or uint8 (T,H,W,3)
      "proprio": float32 (T, P),                  # concatenation of `state_obs_keys`, None -> a zero column
      "action": float32 (T, 7),                   # dx, dy, dz, droll, dpitch, dyaw, gripper absolute (1 = open)
-     "instruction": str,                         # first step's language instruction
+     "instruction": str,                         # the first non-empty step instruction ("": unlabeled)
      "reward": float32 (T,),                     # when the dataset has one
      "metadata": dict}                           # the raw episode_metadata (absent -> {})
 
@@ -34,7 +35,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from vla.core.types import ACTION_DIM, ContractError
+from vla.core.types import ACTION_DIM, CAMERA_NAMES as CAMERAS, ContractError
 from vla.data.oxe.transform_utils import as_2d, copy_tree, to_str
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,6 @@ logger = logging.getLogger(__name__)
 #: Action encodings known to the registry; only EEF_DELTA can be standardized to the 7-D contract action.
 EEF_DELTA = "eef_delta"
 ACTION_ENCODINGS = (EEF_DELTA, "eef_r6", "eef_absolute", "joint_pos", "joint_pos_bimanual")
-CAMERAS = ("primary", "wrist")
 
 
 class UnsupportedActionEncodingError(ValueError):
@@ -68,7 +68,8 @@ class DatasetSpec:
         action_normalization_mask: per action dim, whether BOUNDS_Q99 normalizes it (not the gripper).
         tfds_name: directory name of the dataset under a data root (default: `name`).
         version: version directory (None: the only / highest one present).
-        filter_zero_actions: the reference drops frames whose 6 motion dims are all zero (DROID).
+        filter_zero_actions: the reference drops no-op frames of this dataset (DROID); how the loader tests
+            for them is `data.zero_action_filter` (see `motionless_actions`).
         optional_cameras: cameras that may be absent from a dataset (our writer's wrist camera).
         notes: what differs from the raw data or from the reference.
     """
@@ -165,8 +166,7 @@ class DatasetSpec:
                 )
             frames[cam] = obs[key]
         proprio = self._proprio(obs, t)
-        instr = traj.get("language_instruction")
-        instruction = to_str(np.asarray(instr).reshape(-1)[0]) if instr is not None and t > 0 else ""
+        instruction = _first_instruction(traj.get("language_instruction"), t)
         out = {"images": frames, "proprio": proprio, "action": action, "instruction": instruction,
                "metadata": dict(episode.get("episode_metadata", {}) or {})}
         if "reward" in traj:
@@ -215,16 +215,63 @@ class DatasetSpec:
         return path
 
 
-def nonzero_motion_mask(action: np.ndarray, atol: float = 1e-5) -> np.ndarray:
-    """(T, 7) standardized actions -> (T,) bool, False where all six motion dims are zero.
+#: OpenVLA's DROID filter compares normalized actions with the normalized zero of these fixed q01/q99 of the
+#: six motion dims (the full DROID release), whatever statistics the data was normalized with
+#: (prismatic/vla/datasets/rlds/oxe/utils/droid_utils.py `zero_action_filter`).
+DROID_FILTER_Q01 = (-0.7776297926902771, -0.5803514122962952, -0.5795090794563293, -0.6464047729969025,
+                    -0.7041108310222626, -0.8895104378461838)
+DROID_FILTER_Q99 = (0.7597932070493698, 0.5726242214441299, 0.7351000607013702, 0.6705610305070877,
+                    0.6464948207139969, 0.8897542208433151)
+#: `data.zero_action_filter` choices, applied to datasets whose spec sets `filter_zero_actions` (DROID).
+ZERO_ACTION_FILTERS = ("reference", "exact", "off")
 
-    For `spec.filter_zero_actions` (DROID): the reference drops a frame when every action of its chunk has
-    zero motion (it tests this after normalization against the normalized zero of hard-coded DROID
-    statistics, which is the same test on DROID's own statistics). Keep a frame if any action of its chunk
-    is True here.
+
+def motionless_actions(action: np.ndarray, normalized: np.ndarray, mode: str) -> np.ndarray:
+    """Which actions count as "no motion" for the zero-action filter: (T, 7) standardized actions and the
+    same actions normalized -> (T,) bool.
+
+    Modes (`ZERO_ACTION_FILTERS`):
+        reference: OpenVLA's test: all six normalized motion dims within 1e-5 of the normalized zero of the
+            fixed DROID statistics (float32, as the reference). A zero action passes it only when the data was
+            normalized with those very statistics (the full DROID release); on other data (a DROID subset, a
+            fine-tuning set in DROID's layout) zero-motion frames are kept, as the reference keeps them.
+        exact: all six standardized motion dims exactly zero: the frames the reference means to drop, on any
+            statistics.
+        off: no action is motionless (every frame is kept).
     """
-    a = np.asarray(action)
-    return np.any(np.abs(a[..., :6]) > atol, axis=-1)
+    if mode not in ZERO_ACTION_FILTERS:
+        raise ValueError(f"zero-action filter {mode!r} is not one of {list(ZERO_ACTION_FILTERS)}")
+    if mode == "off":
+        return np.zeros(np.shape(action)[0], bool)
+    if mode == "exact":
+        return np.all(np.asarray(action)[:, :6] == 0, axis=1)
+    q01, q99 = np.float32(DROID_FILTER_Q01), np.float32(DROID_FILTER_Q99)
+    zero = np.float32(2) * (np.float32(0) - q01) / (q99 - q01 + np.float32(1e-8)) - np.float32(1)
+    return np.all(np.abs(np.asarray(normalized, np.float32)[:, :6] - zero) <= 1e-5, axis=1)
+
+
+def steps_with_motion(motionless: np.ndarray, chunk: int = 1) -> np.ndarray:
+    """Indices of the steps the zero-action filter keeps: step t is dropped when every action of its chunk
+    t .. t+chunk-1 (those inside the episode; padding is not looked at) is motionless, as the reference
+    filters each frame by its action chunk."""
+    still = np.asarray(motionless, bool)
+    n = still.shape[0]
+    # moving[t] = any action in t .. min(t + chunk, n) - 1 has motion (a running count of moving actions)
+    moving = np.concatenate([[0], np.cumsum(~still)])
+    ends = np.minimum(np.arange(n) + chunk, n)
+    return np.flatnonzero(moving[ends] - moving[:n] > 0)
+
+
+def _first_instruction(instr: Any, t: int) -> str:
+    """The episode's instruction: its first non-empty step instruction, "" when no step has one (such an
+    episode is what the reference's `skip_unlabeled` drops: no step with a non-empty instruction)."""
+    if instr is None or t == 0:
+        return ""
+    for value in np.asarray(instr).reshape(-1):
+        text = to_str(value)
+        if text:
+            return text
+    return ""
 
 
 def _version_key(v: str) -> tuple:
