@@ -8,6 +8,7 @@ fixture's reference_meta.json, as a user passes `dino_num_heads`/`siglip_num_hea
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -166,7 +167,11 @@ def test_vla_import_cli(openvla_fixture_dir, tmp_path):
            f"dino_num_heads={dino}", f"siglip_num_heads={siglip}"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert (tmp_path / "out" / "model.safetensors").is_file() and "verified" in res.stdout + res.stderr
+    log = res.stdout + res.stderr
+    assert (tmp_path / "out" / "model.safetensors").is_file() and "checked: every source tensor placed" in log
+    # the tiny towers' head counts were given: reported as such, never as verified
+    assert f"not verified: head counts dino_num_heads={dino}, siglip_num_heads={siglip}" in log
+    assert "verified:" not in log.replace("not verified:", "")
     with pytest.raises(FileExistsError, match="overwrite=true"):  # an earlier import is never clobbered silently
         import_openvla(openvla_fixture_dir, tmp_path / "out", num_heads=(dino, siglip))
     bad = subprocess.run(cmd[:5] + ["dino_num_headz=2"], capture_output=True, text=True, timeout=300)
@@ -174,9 +179,67 @@ def test_vla_import_cli(openvla_fixture_dir, tmp_path):
 
 
 def test_nonstandard_width_without_heads_is_a_clear_error(openvla_fixture_dir, tmp_path):
-    with pytest.raises(CheckpointMismatchError, match="dino_num_heads"):
+    with pytest.raises(CheckpointMismatchError, match="pass dino_num_heads=N .* cannot be read from the weights"):
         import_openvla(openvla_fixture_dir, tmp_path / "x")
     assert not (tmp_path / "x" / "model.safetensors").exists()
+    with pytest.raises(CheckpointMismatchError, match=r"dino_num_heads=3 does not divide .* width 32.*\[1, 2, 4, 8, 16, 32\]"):
+        import_openvla(openvla_fixture_dir, tmp_path / "x", num_heads=(3, 2))
+
+
+def test_wrong_head_counts_that_divide_the_width_are_never_called_verified(openvla_fixture_dir, reference, tmp_path,
+                                                                          caplog):
+    """A wrong count that divides the width imports and runs (the weights cannot tell), with other features:
+    the import says the given counts are unverified instead of claiming success."""
+    from vla.cli.import_openvla import check_import
+    from vla.model.policy import load_checkpoint
+
+    dino, siglip = _heads(openvla_fixture_dir)
+    wrong = (dino * 2, siglip)  # 4 heads of 8 instead of 2 of 16 on the 32-wide DINOv2 tower
+    with caplog.at_level(logging.INFO):
+        import_openvla(openvla_fixture_dir, tmp_path / "w", num_heads=wrong)
+        unverified = check_import(tmp_path / "w", wrong)
+    model, _ = load_checkpoint(tmp_path / "w", attn_implementation="eager")
+    with torch.no_grad():
+        off = (model.vision_backbone(reference["pixel_values_0"]) - reference["patch_features_0"]).abs().max()
+    assert off > 100 * ATOL_FEATURES  # what was at stake
+    assert any("dino_num_heads=4, siglip_num_heads=2" in u for u in unverified)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("dino_num_heads=4" in w and "cannot verify" in w for w in warnings)
+    assert any(w.startswith("not verified: head counts dino_num_heads=4") for w in warnings)
+    assert not [r for r in caplog.records if r.getMessage().startswith("verified")]
+
+
+def test_sharded_checkpoint_imports_like_the_single_file(openvla_fixture_dir, imported, reference, tmp_path):
+    """The released 7B is an index plus shards; the fixture re-saved that way imports to the same tensors."""
+    import shutil
+
+    from huggingface_hub import save_torch_state_dict
+    from safetensors.torch import load_file
+
+    from vla.model.policy import load_checkpoint
+
+    src = tmp_path / "sharded"
+    src.mkdir()
+    for name in ("config.json", "preprocessor_config.json"):
+        shutil.copy2(openvla_fixture_dir / name, src / name)
+    save_torch_state_dict(load_file(str(openvla_fixture_dir / "model.safetensors")), src, max_shard_size="4MB")
+    index = json.loads((src / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) >= 3 and not (src / "model.safetensors").exists()
+    import_openvla(src, tmp_path / "out", num_heads=_heads(openvla_fixture_dir))
+
+    def tensors(d):
+        return {k: v for f in sorted(d.glob("model*.safetensors")) for k, v in load_file(str(f)).items()}
+
+    ours, single = tensors(tmp_path / "out"), tensors(imported[0])
+    assert ours.keys() == single.keys() and all(torch.equal(ours[k], single[k]) for k in single)
+    model, _ = load_checkpoint(tmp_path / "out", attn_implementation="eager")
+    with torch.no_grad():
+        feats = model.vision_backbone(reference["pixel_values_0"])
+    torch.testing.assert_close(feats, reference["patch_features_0"], rtol=0, atol=ATOL_FEATURES)
+    (src / shards[-1]).unlink()  # an incomplete download names the missing shard
+    with pytest.raises(FileNotFoundError, match=shards[-1]):
+        import_openvla(src, tmp_path / "out2", num_heads=_heads(openvla_fixture_dir))
 
 
 def test_missing_and_mismatched_tensors_are_named(openvla_fixture_dir, tmp_path):

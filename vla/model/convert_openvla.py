@@ -10,8 +10,11 @@ Key mapping (source -> ours, both towers under `vision_backbone.`):
   `layer_norm{1,2}`, `pos_embed` (1, N, D) -> `position_embedding.weight` (N, D), final `norm` ->
   `post_layernorm`, the unused MAP head `attn_pool.*` -> `head.*` (q and kv fused into `in_proj`).
 - `projector.*` and `language_model.*` unchanged.
-The tower sizes are read from the weight shapes (the reference derives them from timm ids); head counts cannot
-be, so standard widths use the timm models' counts and other widths need `num_heads`.
+The tower sizes are read from the weight shapes (the reference derives them from timm ids). Head counts cannot
+be: no tensor's shape depends on them (the fused qkv is (3 * width, width) for any count), and a wrong count
+that divides the width imports, loads and runs, yet computes other features (off by up to 4.0 on the golden
+fixture). Standard widths therefore use the count of timm's model of that width, the model OpenVLA builds
+its towers from; any other width needs `num_heads`, which the import reports as given, not verified.
 """
 
 from __future__ import annotations
@@ -47,7 +50,10 @@ def _blocks(shapes: Mapping[str, tuple], prefix: str) -> int:
 
 
 def infer_tower_sizes(shapes: Mapping[str, tuple], num_heads: tuple[int | None, int | None] = (None, None)) -> dict:
-    """Tower sizes from tensor shapes: {"dino": {...}, "siglip": {...}} with hidden, depth, mlp, heads, patch."""
+    """Tower sizes from tensor shapes: {"dino": {...}, "siglip": {...}} with hidden, depth, mlp, heads, patch.
+
+    Head counts come from `num_heads` (dino, siglip) where given (checked only to divide the width), else
+    from the width when it is a standard timm one; any other width without a count raises."""
     out = {}
     for name, prefix, heads in (("dino", DINO, num_heads[0]), ("siglip", SIGLIP, num_heads[1])):
         try:
@@ -60,9 +66,21 @@ def infer_tower_sizes(shapes: Mapping[str, tuple], num_heads: tuple[int | None, 
         if heads is None:
             if hidden not in STANDARD_HEADS:
                 raise CheckpointMismatchError(
-                    f"{name} tower width {hidden} is not a standard timm width {sorted(STANDARD_HEADS)}; the head "
-                    f"count cannot be read from weights: pass {name}_num_heads=N (function: num_heads=(dino, siglip))")
+                    f"{name} tower width {hidden} is not a standard timm width {sorted(STANDARD_HEADS)}, so its head "
+                    f"count must be given: pass {name}_num_heads=N (function: num_heads=(dino, siglip)), the "
+                    f"num_heads the tower was built with (its timm create_model arguments or training config). It "
+                    f"cannot be read from the weights: no tensor's shape depends on it, and a wrong count that "
+                    f"divides the width would import and run while computing different features")
             heads = STANDARD_HEADS[hidden]
+        elif heads < 1 or hidden % heads:
+            divisors = [d for d in range(1, hidden + 1) if hidden % d == 0]
+            raise CheckpointMismatchError(
+                f"{name}_num_heads={heads} does not divide the {name} tower width {hidden}; a head count is one of "
+                f"{divisors}: pass the num_heads the tower was built with")
+        elif hidden in STANDARD_HEADS and heads != STANDARD_HEADS[hidden]:
+            logger.warning("%s_num_heads=%d differs from the %d heads of timm's standard tower of width %d, which "
+                           "OpenVLA builds its towers from; keep it only if this tower was built differently",
+                           name, heads, STANDARD_HEADS[hidden], hidden)
         out[name] = {"hidden": hidden, "depth": _blocks(shapes, prefix), "mlp": mlp, "heads": heads, "patch": patch,
                      "num_positions": n_pos}
     out["dino"]["registers"] = shapes.get(DINO + "reg_token", (1, 0, 0))[1]
@@ -259,8 +277,16 @@ def read_openvla_dir(openvla_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
                                 "(config.json + model*.safetensors)")
     config = json.loads(cfg_path.read_text())
     index = openvla_dir / "model.safetensors.index.json"
+    weight_map: dict[str, str] = {}
     if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        weight_map = json.loads(index.read_text()).get("weight_map") or {}
+        if not weight_map:
+            raise CheckpointMismatchError(f"{index} has no weight_map: is the index file complete?")
+        files = sorted(set(weight_map.values()))
+        absent = [f for f in files if not (openvla_dir / f).is_file()]
+        if absent:
+            raise FileNotFoundError(f"{index.name} lists {len(absent)} shard(s) not in {openvla_dir}: {absent[:10]}; "
+                                    "the download is incomplete: fetch the missing files")
     else:
         files = [p.name for p in sorted(openvla_dir.glob("*.safetensors")) if p.name.startswith("model")]
     if not files:
@@ -268,6 +294,10 @@ def read_openvla_dir(openvla_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     tensors: dict[str, torch.Tensor] = {}
     for f in files:
         tensors.update(load_file(str(openvla_dir / f)))
+    unread = sorted(set(weight_map) - set(tensors))
+    if unread:
+        raise CheckpointMismatchError(f"{len(unread)} tensor(s) listed in {index.name} are in none of its shards: "
+                                      f"{unread[:20]}")
     return config, tensors
 
 
@@ -281,6 +311,11 @@ def image_processor_kwargs(openvla_dir: Path) -> dict:
     if not params:
         return {}
     return {"means": [list(p["mean"]) for p in params], "stds": [list(p["std"]) for p in params]}
+
+
+def given_head_counts(num_heads: tuple[int | None, int | None]) -> list[str]:
+    """The `<tower>_num_heads=N` a user gave: what no import can verify (see the module docstring)."""
+    return [f"{name}_num_heads={n}" for name, n in zip(("dino", "siglip"), num_heads) if n is not None]
 
 
 def import_openvla(openvla_dir: str | Path, out_dir: str | Path, num_heads=(None, None),
@@ -325,4 +360,15 @@ def import_openvla(openvla_dir: str | Path, out_dir: str | Path, num_heads=(None
     VLAProcessor.from_model_config(config, **image_processor_kwargs(openvla_dir)).save_pretrained(out_dir)
     logger.info("imported %s -> %s (%d tensors; tokenizer files: %s)", openvla_dir, out_dir, len(converted),
                 copied or "none")
+    given = given_head_counts(num_heads)
+    if given:
+        logger.warning(
+            "head counts %s were given, not read from the weights, and this import cannot verify them: no tensor's "
+            "shape depends on a head count, so a wrong one that divides the tower width imports and runs but "
+            "computes different features. Compare the imported model's outputs with the source model's (e.g. the "
+            "patch features of one image) before relying on it", ", ".join(given))
+    else:
+        logger.info("head counts dino %d, siglip %d: those of timm's standard towers of widths %d and %d",
+                    config.dino_config.num_attention_heads, config.siglip_config.num_attention_heads,
+                    config.dino_config.hidden_size, config.siglip_config.hidden_size)
     return out_dir
