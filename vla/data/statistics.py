@@ -174,7 +174,8 @@ def statistics_cache_key(reader: Any, spec: Any, splits: Iterable[str]) -> str:
     from vla.data.oxe import registry, transform_utils
 
     add("helpers", inspect.getsource(transform_utils))
-    add("restructure", inspect.getsource(registry.DatasetSpec.standardize) + inspect.getsource(registry.DatasetSpec._proprio))
+    add("restructure", inspect.getsource(registry.DatasetSpec.standardize) + inspect.getsource(registry.DatasetSpec._proprio)
+        + inspect.getsource(registry._first_instruction))
     add("layout", json.dumps({"state_obs_keys": list(spec.state_obs_keys), "mask": list(spec.action_normalization_mask),
                               "proprio_dim": spec.proprio_dim, "encoding": spec.action_encoding}))
     add("splits", ",".join(sorted(splits)))
