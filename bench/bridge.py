@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "bridge.json"
 sys.path.insert(0, str(ROOT))
 
-from robot_bridge.transport.dds import use_loopback  # noqa: E402
+from robot_bridge.transport.loopback import use_loopback  # noqa: E402
 
 use_loopback()
 

@@ -73,7 +73,7 @@ def _transport(cfg: BridgeAppConfig):
     from robot_bridge.transport import make_transport
 
     if cfg.loopback:
-        from robot_bridge.transport.dds import use_loopback
+        from robot_bridge.transport.loopback import use_loopback
 
         use_loopback()
     return make_transport(cfg.transport, domain_id=cfg.domain_id)
@@ -155,7 +155,7 @@ def run_sim_in_loop(cfg: BridgeAppConfig, out_dir: Path) -> dict[str, Any]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.loopback:
-        from robot_bridge.transport.dds import use_loopback
+        from robot_bridge.transport.loopback import use_loopback
 
         use_loopback()  # before the child starts, so it inherits it
     sim_out = out_dir / "sim_episodes.json"

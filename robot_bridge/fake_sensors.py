@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--network", action="store_true", help="do not force loopback-only DDS")
     args = ap.parse_args(argv)
 
-    from robot_bridge.transport.dds import DdsTransport, use_loopback
+    from robot_bridge.transport.dds import DdsTransport
+    from robot_bridge.transport.loopback import use_loopback
 
     if not args.network:
         use_loopback()

@@ -5,7 +5,7 @@ fields keep the `.msg` order (see shared/facts/ros2.md and rmw_cyclonedds). The 
 here with `rosbags` (an independent ROS 2 CDR implementation) and compare bytes.
 
 Performance: cyclonedds-python encodes `sequence<uint8>` one element at a time (about 3.5 ms for a
-224x224x3 image). `_use_raw_bytes_for` swaps that one member's machine for the library's raw-bytes machine,
+224x224x3 image). `_use_raw_bytes_for` swaps that member's machine (Image and CompressedImage data) for the library's raw-bytes machine,
 which writes the same bytes (uint32 length + payload) in ~0.02 ms. It touches library internals, so the
 version is pinned (requirements-cpu.txt: cyclonedds==11.0.1) and `tests/test_bridge_msgs.py` checks the bytes.
 """
@@ -129,6 +129,13 @@ class Image(IdlStruct, typename="sensor_msgs::msg::dds_::Image_"):
 
 
 @dataclass
+class CompressedImage(IdlStruct, typename="sensor_msgs::msg::dds_::CompressedImage_"):
+    header: Header = field(default_factory=Header)
+    format: str = ""  # e.g. "jpeg", "png", "rgb8; jpeg compressed bgr8" (image_transport)
+    data: sequence[uint8] = field(default_factory=bytes)
+
+
+@dataclass
 class JointState(IdlStruct, typename="sensor_msgs::msg::dds_::JointState_"):
     header: Header = field(default_factory=Header)
     name: sequence[str] = field(default_factory=list)
@@ -194,6 +201,7 @@ ROS_TYPES: dict[str, type[IdlStruct]] = {
     "geometry_msgs/msg/Pose": Pose,
     "geometry_msgs/msg/PoseStamped": PoseStamped,
     "sensor_msgs/msg/Image": Image,
+    "sensor_msgs/msg/CompressedImage": CompressedImage,
     "sensor_msgs/msg/JointState": JointState,
     "trajectory_msgs/msg/JointTrajectoryPoint": JointTrajectoryPoint,
     "trajectory_msgs/msg/JointTrajectory": JointTrajectory,
@@ -226,6 +234,7 @@ def _use_raw_bytes_for(cls: type[IdlStruct], member: str) -> None:
 
 
 _use_raw_bytes_for(Image, "data")
+_use_raw_bytes_for(CompressedImage, "data")
 
 
 # ---- helpers ------------------------------------------------------------------------------------------

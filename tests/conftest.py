@@ -12,12 +12,17 @@ from pathlib import Path
 
 import pytest
 
+import ros2_env
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# ROS 2 / DDS never leaves loopback in tests, and ROS 2 processes log to a temp dir (tests/ros2_env.py).
+os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOCALHOST_ONLY="1")
+os.environ.setdefault("ROS_LOG_DIR", str(ros2_env.ROS_LOG_DIR))
 
 
 def _shared_dir() -> Path:
@@ -77,12 +82,27 @@ RENDERING_MODULES = {
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "renders: renders with MuJoCo in the pytest process (never next to TensorFlow)")
+    config.addinivalue_line("markers", "ros: needs rclpy in the pytest process: make test runs them under .venv-ros "
+                                       "(tests/ros2_env.py)")
 
 
 def pytest_collection_modifyitems(config, items):
+    ros_skip = None
     for item in items:
         if item.path.name in RENDERING_MODULES:
             item.add_marker(pytest.mark.renders)
+        if item.get_closest_marker("ros") is not None and not ros2_env.rclpy_here():
+            ros_skip = ros_skip or pytest.mark.skip(reason=ros2_env.not_here_reason())
+            item.add_marker(ros_skip)
+
+
+@pytest.fixture(scope="session")
+def ros_python() -> str:
+    """An interpreter with a real rclpy, for genuine ROS 2 processes (tests/ros2_env.py)."""
+    py = ros2_env.ros_python()
+    if py is None:
+        pytest.skip(ros2_env.unavailable_reason())
+    return py
 
 
 @pytest.fixture(autouse=True)

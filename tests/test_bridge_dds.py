@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("cyclonedds")
 
-from robot_bridge.transport.dds import use_loopback  # noqa: E402
+from robot_bridge.transport.loopback import use_loopback  # noqa: E402
 
 use_loopback()  # before any participant exists in this process
 

@@ -48,6 +48,7 @@ def _samples():
         hdr,
         m.image_from_array(img, 17.25, "primary_camera"),
         m.image_from_array(img[:5, :3], 0.0),  # odd sizes exercise alignment after the byte payload
+        m.CompressedImage(header=hdr, format="jpeg", data=bytes(range(7))),  # 7 bytes: unaligned end
         m.JointState(header=hdr, name=["j1", "j2", "finger"], position=[0.1, -0.2, 0.04], velocity=[0.0] * 3,
                      effort=[]),
         m.TwistStamped(header=hdr, twist=m.Twist(linear=m.Vector3(0.1, -0.2, 0.3), angular=m.Vector3(0.01, 0, -1))),

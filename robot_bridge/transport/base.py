@@ -9,6 +9,7 @@ The implementations import this module, and this module imports none of them: ch
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -40,6 +41,20 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def subscribe(self, topic: str, msg_type: type, qos: QoS, callback: Callable[[Any], None]) -> None:
         """Call `callback(msg)` for each message received on `topic`."""
+
+    def matched(self, topic: str) -> int:
+        """Remote endpoints matched with this transport's endpoints on `topic` (readers of its publisher plus
+        writers of its subscription). The DDS match, not the graph: a VOLATILE sample written before it is lost."""
+        raise NotImplementedError(f"{type(self).__name__} does not report matches")
+
+    def wait_matched(self, topic: str, count: int = 1, timeout: float = 10.0) -> bool:
+        """Wait until `matched(topic) >= count` (True) or `timeout` seconds pass (False)."""
+        deadline = time.monotonic() + timeout
+        while self.matched(topic) < count:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def close(self) -> None:
         """Release the participant / node."""

@@ -4,15 +4,14 @@ ROS 2 topic `/a/b` is DDS topic `rt/a/b`; types are `pkg::msg::dds_::Name_`, XCD
 shared/facts/ros2.md). A ROS 2 system running `rmw_cyclonedds_cpp` on the same domain sees these topics
 (`ros2 topic list/echo`), though not a node (`ros2 node list`).
 
-Network scope comes from `CYCLONEDDS_URI`, exactly as for ROS 2 itself; `LOOPBACK_URI` keeps all traffic on
-127.0.0.1 (tests, benchmarks, sim in the loop). A message that fails to decode is counted and logged, never
-raised into the node.
+Network scope comes from `CYCLONEDDS_URI`, exactly as for ROS 2 itself; `transport.loopback.use_loopback`
+keeps all traffic on 127.0.0.1 (tests, benchmarks, sim in the loop). A message that fails to decode is
+counted and logged, never raised into the node.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any, Callable
 
@@ -26,19 +25,6 @@ from cyclonedds.util import duration
 from robot_bridge.transport.base import QoS, Transport
 
 logger = logging.getLogger(__name__)
-
-#: loopback only, no multicast (what ROS 2 uses for ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST).
-LOOPBACK_URI = (
-    '<CycloneDDS><Domain Id="any"><General><Interfaces><NetworkInterface name="lo" multicast="false"/>'
-    "</Interfaces><AllowMulticast>false</AllowMulticast></General><Discovery><ParticipantIndex>auto"
-    "</ParticipantIndex><MaxAutoParticipantIndex>32</MaxAutoParticipantIndex><Peers><Peer address=\"127.0.0.1\"/>"
-    "</Peers></Discovery></Domain></CycloneDDS>"
-)
-
-
-def use_loopback() -> None:
-    """Keep this process's DDS traffic on loopback (must run before the first participant is created)."""
-    os.environ["CYCLONEDDS_URI"] = LOOPBACK_URI
 
 
 def dds_topic_name(ros_topic: str) -> str:
@@ -63,6 +49,7 @@ class DdsTransport(Transport):
         self.participant = DomainParticipant(domain_id)
         self._topics: dict[str, Topic] = {}
         self._entities: list[Any] = []
+        self._by_topic: dict[str, list[Any]] = {}
         self._lock = threading.Lock()
         self._closing = False
         self.decode_errors = 0
@@ -80,6 +67,7 @@ class DdsTransport(Transport):
     def publisher(self, topic: str, msg_type: type, qos: QoS) -> Callable[[Any], None]:
         writer = DataWriter(self.participant, self._topic(topic, msg_type), qos=dds_qos(qos))
         self._entities.append(writer)
+        self._by_topic.setdefault(topic, []).append(writer)
         return writer.write
 
     def subscribe(self, topic: str, msg_type: type, qos: QoS, callback: Callable[[Any], None]) -> None:
@@ -109,6 +97,14 @@ class DdsTransport(Transport):
         reader = DataReader(self.participant, self._topic(topic, msg_type), qos=dds_qos(qos),
                             listener=Listener(on_data_available=on_data_available))
         self._entities.append(reader)
+        self._by_topic.setdefault(topic, []).append(reader)
+        # Historical (TRANSIENT_LOCAL) samples from a writer in this process are in the reader before its
+        # listener can fire, and no later sample may come to trigger it: take them now.
+        on_data_available(reader)
+
+    def matched(self, topic: str) -> int:
+        return sum(len(e.get_matched_publications() if isinstance(e, DataReader) else e.get_matched_subscriptions())
+                   for e in self._by_topic.get(topic, []))
 
     def close(self) -> None:
         """Delete readers first, then writers, topics and the participant, explicitly and in that order.
@@ -122,5 +118,6 @@ class DdsTransport(Transport):
         for e in readers + writers + list(self._topics.values()) + ([self.participant] if self.participant else []):
             e.__del__()  # cyclonedds' own delete; idempotent (a later GC finalizer returns early)
         self._entities.clear()
+        self._by_topic.clear()
         self._topics.clear()
         self.participant = None
