@@ -315,3 +315,24 @@ def test_metrics_follow_the_action_head():
     out = SimpleNamespace(logits=hit, labels=labels, actions=actions + 0.001)
     m = output_metrics(out, {"actions": actions}, dec, parallel=True)
     assert m["action_accuracy"] == 1.0 and m["action_l1"] == pytest.approx(0.001, abs=1e-6)
+
+
+def test_gripper_loss_weight_changes_the_update_and_needs_the_l1_head(data, tmp_path):
+    """`trainer.gripper_loss_weight`: the gripper dimension of the L1 head's loss weighs more (its changes are
+    one or two steps per episode); the same run with weight 1 updates differently. The token head refuses it."""
+    from safetensors.torch import load_file
+
+    from vla.train import run
+
+    def l1_config(out, **trainer):
+        cfg = config(data, out, steps=1, save_every=0, val_every=0, **trainer)
+        cfg["model"] = {**SMALL, "decoding": "parallel", "action_chunk": 4, "action_head": "l1"}
+        return cfg
+
+    plain = load_file(str(run(l1_config(tmp_path / "plain")) / "model.safetensors"))
+    weighted = load_file(str(run(l1_config(tmp_path / "w", gripper_loss_weight=8.0)) / "model.safetensors"))
+    assert any(not torch.allclose(plain[k], weighted[k]) for k in plain)
+    with pytest.raises(ValueError, match="gripper_loss_weight=8.0 weighs the L1 head's loss.*action_head='tokens'"):
+        run(config(data, tmp_path / "tokens", steps=1, gripper_loss_weight=8.0))
+    with pytest.raises(ValueError, match="gripper_loss_weight must be > 0"):
+        run(config(data, tmp_path / "zero", steps=1, gripper_loss_weight=0.0))

@@ -85,6 +85,10 @@ class TrainerConfig:
     schedule: Schedule = Schedule.constant
     min_lr_ratio: float = 0.1  # cosine/linear decay ends at lr * min_lr_ratio
     max_grad_norm: Optional[float] = 1.0  # None: no clipping
+    #: L1 head only: weight of the gripper dimension in the action loss (the others weigh 1; the loss is divided
+    #: by the mean weight). The gripper changes on one or two steps per episode, so its share of a plain L1 is
+    #: tiny and tiny models learn to never close or open in time (docs/history.md, L4).
+    gripper_loss_weight: float = 1.0
     precision: Precision = Precision.auto
     gradient_checkpointing: Optional[bool] = None  # None: on when training on a GPU
     parallelism: Parallelism = Parallelism.auto
@@ -108,6 +112,8 @@ class TrainerConfig:
         problems = []
         if self.steps <= 0:
             problems.append(f"trainer.steps must be > 0, got {self.steps}")
+        if self.gripper_loss_weight <= 0:
+            problems.append(f"trainer.gripper_loss_weight must be > 0, got {self.gripper_loss_weight}")
         if self.batch_size <= 0:
             problems.append(f"trainer.batch_size must be > 0, got {self.batch_size}")
         if self.micro_batch_size is not None and self.micro_batch_size <= 0:

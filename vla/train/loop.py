@@ -88,6 +88,14 @@ class Trainer:
         model.config.norm_stats = self._statistics_dict()
         self.decoder = ActionTokenDecoder.from_config(model.config)
         self.parallel_decoding = model.config.decoding == "parallel"
+        self.action_loss_weights = None  # (7,) per-dimension weights of the L1 head's loss, None = plain L1
+        if t.gripper_loss_weight != 1.0:
+            if model.config.action_head != "l1":
+                raise ValueError(f"trainer.gripper_loss_weight={t.gripper_loss_weight} weighs the L1 head's loss; "
+                                 f"this model predicts with action_head={model.config.action_head!r} (set it to 1.0)")
+            w = torch.ones(model.config.action_dim)
+            w[-1] = t.gripper_loss_weight
+            self.action_loss_weights = w / w.mean()
 
         model = prepare_for_mode(model, t.mode, t.lora)
         if resume_from is not None and lora:
@@ -188,7 +196,11 @@ class Trainer:
         with self._autocast():
             out = self.model(**batch)
         metrics = output_metrics(out, batch, self.decoder, parallel=self.parallel_decoding)
-        return out.loss, metrics
+        loss = out.loss
+        if self.action_loss_weights is not None and out.actions is not None:
+            err = (out.actions - batch["actions"].to(out.actions.dtype).reshape(out.actions.shape)).abs()
+            loss = (err * self.action_loss_weights.to(err)).mean()
+        return loss, metrics
 
     def train_step(self, batches: Iterator[dict]) -> dict[str, float]:
         self.model.train()
