@@ -8,7 +8,7 @@ Modules (heavy dependencies such as cyclonedds, rosbags, torch and tensorflow ar
     safety         limits, workspace box, rejection of bad actions
     node           the rate loop: observation assembly, policy call, safety, watchdog, e-stop, lifecycle
     commands       safe action -> TwistStamped / Float64MultiArray / JointTrajectory / gripper; stop messages
-    policy_server  serve any policy over TCP (JSON + raw bytes, no pickle) and `RemotePolicy`
+    policy_server  `vla.serving`'s policy server and `RemotePolicy` (JSON + raw bytes, no pickle), re-exported
     policies       the bridge's policy config, built by vla's policy registry (registers `remote`, `tiny_cnn`)
     sim_arm        a simulated arm on the real arm's topics (any gymnasium env id) for sim in the loop
     recorder       rosbag2 (mcap/sqlite3) recording;  convert: rosbag2 -> RLDS (`BagConverter`)

@@ -131,7 +131,7 @@ class TinyCNNPolicy(Policy):
 @register_policy("remote", options=("host", "port", "timeout_s"),
                  summary="a policy served by `vla-bridge role=policy_server` (TCP, JSON + raw bytes)")
 def _remote(opts: PolicyOptions, ctx: PolicyContext) -> Policy:
-    from robot_bridge.policy_server import RemotePolicy
+    from vla.serving.policy_server import RemotePolicy
 
     return RemotePolicy(opts.str("host", PolicyConfig.host), opts.int("port", PolicyConfig.port),
                         timeout_s=opts.float("timeout_s", PolicyConfig.timeout_s))
