@@ -48,6 +48,7 @@ def test_pretrain_grounding_writes_a_checkpoint_vla_train_can_start_from(tmp_pat
     out, report = pretrain_grounding(settings, mc, tmp_path / "ground", progress=False)
     assert report["train_samples"] == 2 * 3 * 2 and report["heldout_samples"] == 3 * 2
     assert np.isfinite(report["heldout_l1"]) and report["heldout_l1_mean_label"] > 0
+    assert report["heldout_l1"] == pytest.approx((report["heldout_l1_object"] + report["heldout_l1_goal"]) / 2)
     assert json.loads((out / "grounding.json").read_text())["settings"]["tasks"] == ["LiftNamedCube"]
     model = VLAForActionPrediction.from_pretrained(str(out))
     assert model.config.vision_film and model.config.vision_backbone == "conv_keypoints"
