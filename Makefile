@@ -11,7 +11,7 @@ export MUJOCO_GL ?= egl
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install ros-venv test test-fast demo bench clean
+.PHONY: install ros-venv libero-venv test test-fast demo bench clean
 
 install: $(STAMP) $(APT_STAMP)
 
@@ -63,6 +63,27 @@ $(ROS_STAMP): requirements-ros.txt constraints-ros.txt | $(STAMP)
 	  echo "ros-venv: FAILED, the ROS 2 tests will skip:"; cat $(ROS_VENV)/INSTALL_FAILED; \
 	fi
 
+# LIBERO for `vla-eval suite=...`, in its own venv: it needs robosuite 1.4 and mujoco < 4, .venv has mujoco 4, so
+# nothing is layered. Its workers see only this venv plus our `vla` and `sim_envs` (sim_envs/libero/venv.py).
+# ~35 s and 2.1 GB from the package index; `make test` creates it for the slow LIBERO tests, `make demo` does not.
+# Where pip fails, make goes on: the reason lands in .venv-libero/INSTALL_FAILED and those tests skip with it.
+LIBERO_VENV := .venv-libero
+LIBERO_STAMP := $(LIBERO_VENV)/.installed.stamp
+
+libero-venv: $(LIBERO_STAMP)
+
+$(LIBERO_STAMP): requirements-libero.txt constraints-libero.txt
+	@rm -rf $(LIBERO_VENV)
+	$(PYTHON) -m venv $(LIBERO_VENV)
+	@if $(LIBERO_VENV)/bin/pip install -q --retries 2 -c constraints-libero.txt -r requirements-libero.txt >$(LIBERO_VENV)/install.log 2>&1 \
+	   && MUJOCO_GL=egl $(LIBERO_VENV)/bin/python -c "import libero.libero.envs, imageio_ffmpeg" >>$(LIBERO_VENV)/install.log 2>&1; then \
+	  touch $@; echo "libero-venv: LIBERO installed in $(LIBERO_VENV)"; \
+	else \
+	  { echo "pip could not install requirements-libero.txt into $(LIBERO_VENV) (log: $(LIBERO_VENV)/install.log):"; \
+	    grep -v -e "is ignored" -e "^WARNING: Retrying" $(LIBERO_VENV)/install.log | tail -n 3; } > $(LIBERO_VENV)/INSTALL_FAILED; \
+	  echo "libero-venv: FAILED, the LIBERO tests will skip:"; cat $(LIBERO_VENV)/INSTALL_FAILED; \
+	fi
+
 # Tests that render with MuJoCo in-process run apart from those that load TensorFlow (llvmpipe segfaults
 # next to TF's LLVM; see tests/conftest.py). The rendering modules are named so that their invocation does
 # not even import the other test modules (some load TF at import).
@@ -83,6 +104,9 @@ test-fast: install ros-venv
 	$(PYTEST) -m "not renders and not slow and not ros" tests
 	$(ROS_PYTEST) -m "ros and not slow" $(ROS_TESTS)
 
+# The slow LIBERO tests need .venv-libero (they skip, saying why, where it could not be installed).
+test: libero-venv
+
 demo: install
 	$(VENV)/bin/vla-demo
 
@@ -90,4 +114,4 @@ bench: install
 	@for b in bench/*.py; do case $$(basename $$b) in _*|common*) continue;; esac; echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(ROS_VENV) outputs .pytest_cache
+	rm -rf $(VENV) $(ROS_VENV) $(LIBERO_VENV) outputs .pytest_cache

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from sim_envs.libero.runner import LiberoConfig
 from vla.model.schema import ModelConfig
 
 
@@ -119,6 +120,13 @@ class EvalConfig:
     protocol: str = "dr"  # dr: policies x tasks x levels | language: swap, paraphrase, blind | robustness
     language: LanguageConfig = field(default_factory=LanguageConfig)
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+    # LIBERO (sim_envs.libero; docs/libero.md). `suite` selects the LIBERO protocol instead of our tasks: a suite,
+    # a list, `standard` (spatial, object, goal, 10) or `pro` (the LIBERO-PRO variants); tasks/levels/seeds/dr
+    # do not apply there.
+    suite: Any = None
+    shard: Optional[str] = None  # "i/n": run the i-th of n equal blocks of the planned LIBERO episodes
+    merge: Any = None  # directories of the shards of one LIBERO run to recombine (no episode runs)
+    libero: LiberoConfig = field(default_factory=LiberoConfig)
 
 
 def register_configs() -> None:

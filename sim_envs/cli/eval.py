@@ -5,6 +5,9 @@
     vla-eval policy=[outputs/train/final,no_vision,random] policy_options.dataset=outputs/data/sim_liftcube_none/1.0.0
     vla-eval policy=expert eval=dr_sweep num_envs=2                     # presets: configs/eval/*.yaml
     vla-eval --cfg job                                                  # print the resolved config
+    vla-eval suite=libero_spatial policy=checkpoints/openvla-7b-libero-spatial policy_options.device=cuda
+    vla-eval suite=standard policy=<dir> libero.workers=8 shard=0/4 hydra.run.dir=outputs/libero/s0   # shard 0 of 4
+    vla-eval 'merge=[outputs/libero]'                                   # recombine the shards found below it
 
 `dr=<level>` selects one config of the `dr` group (none|low|medium|high, its fields overridable);
 `levels=[...]` (or `levels=all`) sweeps several shipped levels. A list given to `dr=` is refused, since
@@ -16,6 +19,11 @@ list, every policy replays the same initial states.
 Writes, under `<output_dir>/<date_time>/`: `<policy>/episodes.jsonl`, `<policy>/eval_info.json`
 (LeRobot-like layout, Wilson 95% intervals), `videos/<policy>_<task>_<level>_seed<seed>.mp4`,
 `summary.json` and `success_vs_dr.png`, and prints a table. Logic: `sim_envs.evaluation`.
+
+`suite=` runs LIBERO instead (`sim_envs.libero`, docs/libero.md): the standard protocol (50 fixed initial
+states per task, wait steps, per-suite step budgets, the env's success predicate) in LIBERO's own venv
+(`make libero-venv`), the policy served over loopback, OpenVLA's conventions under `libero.conventions`;
+`libero.json` per policy has per-suite and per-task rates with Wilson intervals.
 """
 
 from __future__ import annotations
@@ -60,8 +68,13 @@ def _app(cfg: DictConfig) -> None:
         logger.error("%s", LEVELS_HINT)
         sys.exit(2)
     try:
-        run_eval(cfg, out_dir)
-    except (ValueError, FileNotFoundError) as e:
+        if cfg.merge is not None:
+            merge_libero(cfg, out_dir)
+        elif cfg.suite is not None:
+            run_libero_eval(cfg, out_dir)
+        else:
+            run_eval(cfg, out_dir)
+    except (ValueError, FileNotFoundError, KeyError) as e:
         logger.error("%s", e)
         sys.exit(2)
 
@@ -114,6 +127,63 @@ def run_eval(cfg: DictConfig, out_dir: Path) -> dict:
     _print_table(results, levels)
     logger.info("done in %.1f s; results: %s", time.perf_counter() - t0, out_dir)
     return {"results": results, "paths": paths}
+
+
+def _libero_settings(cfg: DictConfig):
+    from sim_envs.libero.runner import LiberoConfig
+
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(LiberoConfig), cfg.libero))
+
+
+def run_libero_eval(cfg: DictConfig, out_dir: Path) -> dict:
+    """`suite=...`: every policy on every LIBERO suite (sim_envs.libero.runner); prints per-suite rates."""
+    from sim_envs.libero.runner import run_libero
+    from sim_envs.libero.suites import resolve_suites
+    from vla.policy import PolicyContext
+
+    suites = resolve_suites(OmegaConf.to_object(cfg.suite) if OmegaConf.is_list(cfg.suite) else str(cfg.suite))
+    opts = cfg.policy_options
+    context = PolicyContext(device=opts.device, seed=opts.seed, unnorm_key=opts.unnorm_key)
+    specs = [OmegaConf.to_object(s) if OmegaConf.is_config(s) else str(s) for s in _as_list(cfg.policy)]
+    t0 = time.perf_counter()
+    reports = run_libero(specs, _libero_settings(cfg), suites=suites, out_dir=out_dir, context=context,
+                         shard=cfg.shard, config=OmegaConf.to_container(cfg, resolve=True))
+    _print_libero_table(reports)
+    logger.info("done in %.1f s; results: %s", time.perf_counter() - t0, out_dir)
+    return reports
+
+
+def merge_libero(cfg: DictConfig, out_dir: Path) -> dict:
+    """`merge=[dirs]`: recombine the shards of one LIBERO run into `out_dir` (sim_envs.libero.runner.merge_runs)."""
+    from sim_envs.libero.runner import merge_runs
+
+    dirs = [Path(str(d)) for d in _as_list(cfg.merge)]
+    reports = merge_runs(dirs, out_dir, config=OmegaConf.to_container(cfg, resolve=True))
+    _print_libero_table(reports)
+    logger.info("merged %s into %s", [str(d) for d in dirs], out_dir)
+    return reports
+
+
+def _print_libero_table(reports: dict) -> None:
+    from rich.table import Table
+
+    from sim_envs.results import format_rate
+
+    table = Table(title="LIBERO success rate [Wilson 95% CI] (successes/episodes)")
+    for col in ("policy", "suite", "success", "worst task", "errors"):
+        table.add_column(col, no_wrap=True)
+    for name, rep in reports.items():
+        for suite, r in rep["suites"].items():
+            worst = min(r["per_task"].items(), key=lambda kv: kv[1]["success_rate"])
+            table.add_row(name, suite, format_rate(r), f"{worst[0][:40]} {worst[1]['success_rate']:.2f}",
+                          str(r["n_errors"]))
+        mean = rep["standard_mean"]
+        if len(mean["suites"]) > 1:
+            label = "standard mean" + ("" if mean["complete"] else f" ({len(mean['suites'])} of 4 suites)")
+            table.add_row(name, label, format_rate(mean), "", str(mean["n_errors"]))
+        if rep.get("budget_overridden"):
+            table.add_row(name, "[red]step budget overridden: not the standard protocol[/red]", "", "", "")
+    _print(table)
 
 
 def _run_language(cfg: DictConfig, out_dir: Path, tasks, levels, seeds, context, policies, settings) -> dict:

@@ -93,6 +93,17 @@ def checkpoint_statistics(model_config, path: Path | None) -> dict:
     return stats
 
 
+def statistics_keys(path: str | Path) -> list[str]:
+    """The `unnorm_key`s a checkpoint directory carries (config.json's norm_stats and dataset_statistics.json),
+    read from the JSON files alone: a caller can pick a key before paying for the weights."""
+    path = Path(path).expanduser()
+    cfg = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
+    keys = set(cfg.get("norm_stats") or {})
+    if (path / STATISTICS_FILE).is_file():
+        keys |= set(json.loads((path / STATISTICS_FILE).read_text()))
+    return sorted(keys)
+
+
 class InstructionChecker:
     """Checks each distinct instruction once against the words a checkpoint was trained on (module docstring).
 
@@ -151,6 +162,7 @@ class VLAPolicy(Policy):
         self.processor = processor
         self.config = model.config
         stats = norm_stats if norm_stats is not None else dict(self.config.norm_stats or {})
+        self._norm_stats = stats
         self._statistics = select_statistics(stats, unnorm_key)
         self.unnorm_key = unnorm_key or sorted(stats)[0]
         self.use_cache = use_cache
@@ -158,9 +170,16 @@ class VLAPolicy(Policy):
         self.chunk_size = int(self.config.action_chunk)
         self.cameras = tuple(self.config.cameras)
         self._instruction = ""
+        self.unknown_words = unknown_words
         self.instructions = InstructionChecker(stats, unknown_words)
         if processor.tokenizer is None:
             raise ValueError("the checkpoint has no tokenizer files; the policy needs them to read instructions")
+
+    def with_unnorm_key(self, unnorm_key: str) -> "VLAPolicy":
+        """The same model and processor (shared, not copied) un-normalizing with another statistics entry, e.g.
+        one LIBERO suite after another; a missing key fails listing those the checkpoint carries."""
+        return VLAPolicy(self.model, self.processor, unnorm_key=unnorm_key, norm_stats=self._norm_stats,
+                         use_cache=self.use_cache, center_crop=self.center_crop, unknown_words=self.unknown_words)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, unnorm_key: str | None = None, device: str = "cpu",
