@@ -44,9 +44,9 @@ class BridgeAppConfig:
     """Attributes:
         role: node (drive an arm), policy_server (serve `policy` over TCP), sim_arm (a simulated arm on the
             bridge's topics), sim_in_loop (sim arm in a child process + the node here; writes summary.json).
-        transport: dds (cyclonedds, no ROS install needed) or rclpy (inside a sourced ROS 2 environment).
+        transport: dds (cyclonedds, no ROS install needed) or rclpy (a sourced ROS 2, or .venv-ros: make ros-venv).
         domain_id: DDS domain (ROS_DOMAIN_ID).
-        loopback: keep DDS traffic on 127.0.0.1 (sets CYCLONEDDS_URI; tests and sim in the loop).
+        loopback: keep DDS traffic on 127.0.0.1 (CYCLONEDDS_URI, ROS_AUTOMATIC_DISCOVERY_RANGE; tests, sim in the loop).
         duration_s: stop after this long (0 = until Ctrl-C).
     """
 
@@ -69,14 +69,14 @@ class BridgeAppConfig:
             raise ValueError(f"transport={self.transport!r}; choose dds or rclpy")
 
 
-def _transport(cfg: BridgeAppConfig):
+def _transport(cfg: BridgeAppConfig, node_name: str = "vla_bridge"):
     from robot_bridge.transport import make_transport
 
     if cfg.loopback:
         from robot_bridge.transport.loopback import use_loopback
 
         use_loopback()
-    return make_transport(cfg.transport, domain_id=cfg.domain_id)
+    return make_transport(cfg.transport, domain_id=cfg.domain_id, node_name=node_name)
 
 
 def _stop_after(seconds: float) -> threading.Event:
@@ -128,7 +128,7 @@ def run_policy_server(cfg: BridgeAppConfig) -> None:
 def run_sim_arm(cfg: BridgeAppConfig, out_path: Path | None = None) -> list[dict[str, Any]]:
     from robot_bridge.sim_arm import SimArm
 
-    transport = _transport(cfg)
+    transport = _transport(cfg, node_name="vla_sim_arm")
     try:
         return SimArm(cfg.sim, cfg.bridge, transport).run(out_path)
     finally:

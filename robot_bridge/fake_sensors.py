@@ -4,10 +4,12 @@
     python -m robot_bridge.fake_sensors --hz 0 --seconds 2                     # flood: as fast as possible
     python -m robot_bridge.fake_sensors --malformed                            # broken images / NaN joints
     python -m robot_bridge.fake_sensors --estop true                           # press the e-stop (latched)
+    python -m robot_bridge.fake_sensors --transport rclpy                      # as a ROS 2 node (needs rclpy)
 
-Keeps its DDS traffic on loopback unless --network is given. Image stamps are the publish wall time, so a
-receiver in another process on the same machine can measure one-way latency. Prints one JSON line with the
-number of messages sent when it finishes.
+Keeps its DDS traffic on loopback unless --network is given. Waits (up to 10 s) for a subscriber to its first
+topic before the --seconds start, and for the e-stop to be acknowledged before it exits. Image stamps are the
+publish wall time, so a receiver in another process on the same machine can measure one-way latency. Prints
+one JSON line with the number of messages sent when it finishes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from robot_bridge import msgs
 from robot_bridge.config import TopicsConfig
+from robot_bridge.transport import TRANSPORTS, make_transport
 from robot_bridge.transport.base import LATCHED, SENSOR
 
 
@@ -35,16 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--instruction", default="", help="publish this instruction (latched) first")
     ap.add_argument("--estop", choices=["true", "false"], help="publish this e-stop value (latched) and stay up")
     ap.add_argument("--domain", type=int, default=0)
+    ap.add_argument("--transport", choices=TRANSPORTS, default="dds")
     ap.add_argument("--network", action="store_true", help="do not force loopback-only DDS")
     args = ap.parse_args(argv)
 
-    from robot_bridge.transport.dds import DdsTransport
     from robot_bridge.transport.loopback import use_loopback
 
     if not args.network:
         use_loopback()
     topics = TopicsConfig()
-    t = DdsTransport(args.domain)
+    t = make_transport(args.transport, domain_id=args.domain, node_name="fake_sensors")
     cams = [c for c in args.cameras.split(",") if c]
     img_pubs = {c: t.publisher(topics.cameras.get(c, f"/camera/{c}/image_raw"), msgs.Image, SENSOR) for c in cams}
     joint_pub = t.publisher(topics.joint_states, msgs.JointState, SENSOR)
@@ -53,8 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         t.publisher(topics.instruction, msgs.String, LATCHED)(msgs.String(args.instruction))
     if args.estop:
         estop_pub = t.publisher(topics.estop, msgs.Bool, LATCHED)
-        time.sleep(0.3)  # let the bridge's reader match before the latched sample is written
+        # the bridge's reader first (discovering a new process can take seconds); published anyway without one
+        t.wait_matched(topics.estop, 1, timeout=10.0)
         estop_pub(msgs.Bool(args.estop == "true"))
+    first = next(iter(img_pubs), None)
+    watched = topics.cameras.get(first, f"/camera/{first}/image_raw") if first else None
+    watched = watched or (None if args.no_joints else topics.joint_states)
+    if watched:  # --seconds counts from the first subscriber's match (discovering a process can take seconds)
+        t.wait_matched(watched, 1, timeout=10.0)
     img = np.random.default_rng(0).integers(0, 255, (args.size, args.size, 3), dtype=np.uint8)
     period = 1.0 / args.hz if args.hz > 0 else 0.0
     sent, t_end, next_t = 0, time.monotonic() + args.seconds, time.monotonic()
@@ -74,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         if period:
             next_t += period
             time.sleep(max(0.0, next_t - time.monotonic()))
+    if args.estop:
+        t.wait_acked(topics.estop, timeout=5.0)  # gone before the bridge has it, a latched value is lost
+    t.close()
     print(json.dumps({"sent": sent, "seconds": args.seconds}), flush=True)
     return 0
 

@@ -104,6 +104,7 @@ class SimArm:
             raise ValueError("the simulated arm takes TwistStamped commands (bridge.output.command=twist)")
         t.subscribe(topics.twist, msgs.TwistStamped, RELIABLE, self._on_twist)
         self._bridge_frame = -math.inf  # the oldest stamp of the newest complete frame the bridge holds
+        self._bridge_state = ""  # the bridge's lifecycle state, as its status reports it
         self._bridge_frame_changed = threading.Condition()
         if topics.status:
             t.subscribe(topics.status, msgs.DiagnosticArray, RELIABLE, self._on_status)
@@ -126,10 +127,32 @@ class SimArm:
     def _on_status(self, m: msgs.DiagnosticArray) -> None:
         for st in m.status:
             for kv in st.values:
-                if kv.key == "frame_stamp":
+                if kv.key in ("frame_stamp", "state"):
                     with self._bridge_frame_changed:
-                        self._bridge_frame = float(kv.value)
+                        if kv.key == "frame_stamp":
+                            self._bridge_frame = float(kv.value)
+                        else:
+                            self._bridge_state = kv.value
                         self._bridge_frame_changed.notify_all()
+
+    def _lifecycle(self, transition: str) -> None:
+        """Send `transition` until the bridge's status shows it took effect. The lifecycle topic is VOLATILE,
+        and right after a process starts the bridge's reader may not have matched this writer yet (with
+        rclpy, discovering a new process took up to 3 s here), so a single message can be lost."""
+        self._life_pub(msgs.String(transition))
+        if not self.bridge.topics.status:
+            return
+        done = (lambda s: s == "active") if transition == "activate" else (lambda s: s not in ("", "active"))
+        deadline = time.monotonic() + self.cfg.command_timeout_s
+        while True:
+            with self._bridge_frame_changed:
+                if self._bridge_frame_changed.wait_for(lambda: done(self._bridge_state), 0.5):
+                    return
+            if time.monotonic() > deadline:
+                logger.warning("the bridge's status has not confirmed %r within %.1f s", transition,
+                               self.cfg.command_timeout_s)
+                return
+            self._life_pub(msgs.String(transition))
 
     def _wait_until_bridge_holds(self, stamp: float, timeout: float) -> bool:
         """Wait until the bridge's status says every stream it reads carries the frame stamped `stamp`."""
@@ -180,7 +203,7 @@ class SimArm:
     # -- episodes --------------------------------------------------------------------------------------
     def run_episode(self, seed: int) -> dict[str, Any]:
         self._set_accepting(False)
-        self._life_pub(msgs.String("deactivate"))
+        self._lifecycle("deactivate")
         obs, info = self.env.reset(seed=seed)
         instruction = str(info.get(INSTRUCTION_KEY, ""))
         self._instr_pub(msgs.String(instruction))
@@ -192,7 +215,7 @@ class SimArm:
             logger.warning("the bridge has not reported the reset frame within %.1f s; activating anyway",
                            self.cfg.command_timeout_s)
         self._set_accepting(True)
-        self._life_pub(msgs.String("activate"))
+        self._lifecycle("activate")
         steps, success, reason, t0 = 0, bool(info.get("success", False)), "", time.perf_counter()
         while True:
             try:
@@ -208,7 +231,7 @@ class SimArm:
                 reason = "terminated" if terminated else "truncated"
                 break
         self._set_accepting(False)
-        self._life_pub(msgs.String("deactivate"))
+        self._lifecycle("deactivate")
         return {"env_id": self.cfg.env_id, "seed": int(seed), "success": success, "steps": steps,
                 "instruction": instruction, "end": reason, "seconds": time.perf_counter() - t0,
                 "final_proprio": np.asarray(obs[PROPRIO_KEY], float).tolist()}

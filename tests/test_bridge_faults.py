@@ -1,5 +1,7 @@
-"""Faults across processes over real DDS on loopback: killed/delayed camera, e-stop from another process,
-message flood, malformed messages. Sensors come from `python -m robot_bridge.fake_sensors` subprocesses."""
+"""Faults across processes on loopback, for each transport: killed/delayed camera, e-stop from another
+process, message flood, malformed messages, fuzzed policy outputs. Sensors come from
+`python -m robot_bridge.fake_sensors` subprocesses on the same transport as the node: direct DDS (Cyclone), or
+rclpy (a real ROS 2 Kilted on Fast DDS: those cases carry the `ros` marker and run under .venv-ros)."""
 
 from __future__ import annotations
 
@@ -24,24 +26,28 @@ from robot_bridge import msgs  # noqa: E402
 from robot_bridge.config import BridgeConfig, NodeConfig  # noqa: E402
 from robot_bridge.node import BridgeNode  # noqa: E402
 from robot_bridge.policies import PolicyConfig, build_policy  # noqa: E402
-from robot_bridge.transport import RELIABLE, SENSOR  # noqa: E402
+from robot_bridge.transport import RELIABLE, SENSOR, make_transport  # noqa: E402
 from robot_bridge.transport.dds import DdsTransport  # noqa: E402
 
 DOMAIN = 40 + os.getpid() % 90  # private domain (40-129): other test runs on this machine never cross-talk
+TRANSPORTS = ["dds", pytest.param("rclpy", marks=pytest.mark.ros)]
 
 
-def sensors(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "robot_bridge.fake_sensors", "--domain", str(DOMAIN), *args],
-                            stdout=subprocess.PIPE, text=True)
+def sensors(*args: str, transport: str = "dds") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "robot_bridge.fake_sensors", "--domain", str(DOMAIN),
+                             "--transport", transport, *args], stdout=subprocess.PIPE, text=True)
 
 
 class Harness:
     """A bridge node ticking in a thread, plus an observer (another participant) of its twist and status."""
 
-    def __init__(self, **node_kw):
+    def __init__(self, transport: str = "dds", policy=None, **node_kw):
+        self.transport = transport
         self.cfg = BridgeConfig(node=NodeConfig(instruction="pick up the cube", **node_kw))
-        self.t_node, self.t_obs = DdsTransport(DOMAIN), DdsTransport(DOMAIN)
-        self.node = BridgeNode(self.cfg, build_policy(PolicyConfig(kind="random", seed=0, scale=0.005)), self.t_node)
+        self.t_node = make_transport(transport, domain_id=DOMAIN, node_name="vla_bridge")
+        self.t_obs = make_transport(transport, domain_id=DOMAIN, node_name="observer")
+        policy = policy or build_policy(PolicyConfig(kind="random", seed=0, scale=0.005))
+        self.node = BridgeNode(self.cfg, policy, self.t_node)
         self.twists: list[tuple[float, np.ndarray]] = []
         self.status: list[tuple[float, str]] = []
         self.t_obs.subscribe(self.cfg.topics.twist, msgs.TwistStamped, RELIABLE, self._on_twist)
@@ -70,6 +76,9 @@ class Harness:
     def stopped_since(self, since: float, word: str) -> bool:
         return any(t > since and word in s for t, s in self.status) and self.twists[-1][0] > since and not np.any(self.twists[-1][1])
 
+    def sensors(self, *args: str) -> subprocess.Popen:
+        return sensors(*args, transport=self.transport)
+
     def close(self):
         self.stop.set()
         self.thread.join(5)
@@ -78,16 +87,16 @@ class Harness:
         self.t_node.close()
 
 
-@pytest.fixture
-def harness():
-    h = Harness()
+@pytest.fixture(params=TRANSPORTS)
+def harness(request):
+    h = Harness(request.param)
     yield h
     h.close()
 
 
 def test_killed_camera_stops_and_says_why_then_estop_latches_across_processes(harness):
     h = harness
-    cam = sensors("--hz", "30", "--seconds", "60")
+    cam = h.sensors("--hz", "30", "--seconds", "60")
     try:
         h.wait_for(h.moving)
         os.kill(cam.pid, signal.SIGKILL)
@@ -98,17 +107,17 @@ def test_killed_camera_stops_and_says_why_then_estop_latches_across_processes(ha
     finally:
         cam.kill()
         cam.wait()
-    cam = sensors("--hz", "30", "--seconds", "60")
+    cam = h.sensors("--hz", "30", "--seconds", "60")
     try:
         t_restart = time.monotonic()
         h.wait_for(lambda: h.moving(t_restart))  # fresh data: it moves again
-        press = sensors("--estop", "true", "--seconds", "0.2", "--cameras", "", "--no-joints")
+        press = h.sensors("--estop", "true", "--seconds", "0.2", "--cameras", "", "--no-joints")
         assert json.loads(press.communicate(timeout=20)[0])["sent"] >= 1
         t_press = time.monotonic()
         h.wait_for(lambda: h.stopped_since(t_press, "e-stop"))
         time.sleep(0.5)  # the e-stop publisher is gone; the e-stop stays latched
         assert not h.moving(t_press + 0.3) and "e-stop" in h.status[-1][1]
-        release = sensors("--estop", "false", "--seconds", "0.2", "--cameras", "", "--no-joints")
+        release = h.sensors("--estop", "false", "--seconds", "0.2", "--cameras", "", "--no-joints")
         release.communicate(timeout=20)
         t_rel = time.monotonic()
         h.wait_for(lambda: h.moving(t_rel))
@@ -119,7 +128,7 @@ def test_killed_camera_stops_and_says_why_then_estop_latches_across_processes(ha
 
 def test_delayed_camera_stops_and_recovers(harness):
     h = harness  # 10 Hz loop, stale after one period (0.1 s): a 4 Hz camera is too slow
-    slow = sensors("--hz", "4", "--seconds", "3")
+    slow = h.sensors("--hz", "4", "--seconds", "3")
     try:
         t0 = time.monotonic()
         h.wait_for(lambda: any(t > t0 and "stale camera" in s for t, s in h.status))
@@ -130,18 +139,87 @@ def test_delayed_camera_stops_and_recovers(harness):
 
 def test_flood_and_malformed_messages_do_not_stall_the_loop(harness):
     h = harness
-    flood = sensors("--hz", "0", "--seconds", "3", "--size", "224")
+    flood = h.sensors("--hz", "0", "--seconds", "3", "--size", "224")
     ticks0 = h.node.ticks
     out = flood.communicate(timeout=30)[0]
     sent = json.loads(out)["sent"]
     assert sent > 100  # it really flooded (unthrottled 224x224 images)
     assert h.node.ticks - ticks0 >= 10  # ~30 expected at 10 Hz over 3 s; the loop kept running
     assert h.moving()
-    bad = sensors("--hz", "30", "--seconds", "2", "--malformed")
+    bad = h.sensors("--hz", "30", "--seconds", "2", "--malformed")
     bad.communicate(timeout=30)
     assert h.node.malformed.get("image primary", 0) > 10 and h.node.malformed.get("joint_states", 0) > 10
     t = time.monotonic()
     h.wait_for(lambda: h.stopped_since(t - 1.5, "stale"))
+
+
+class FuzzPolicy:
+    """Adversarial outputs (tests/bridge_fuzz.py): NaN, huge, wrong shapes, chunks."""
+
+    cameras = ("primary",)
+
+    def __init__(self):
+        from bridge_fuzz import fuzz_actions
+
+        self.it = iter(fuzz_actions(100_000, seed=2))
+
+    def reset(self, instruction: str) -> None:
+        pass
+
+    def act(self, obs):
+        return next(self.it)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_fuzzed_policy_outputs_reach_the_wire_within_limits(transport):
+    """What an observer in another participant receives on the twist topic, whatever the policy outputs:
+    finite, within the per-step and acceleration limits from one command to the next (stops included), once
+    some motion has come through (the fuzz is not rejected wholesale)."""
+    h = Harness(transport, policy=FuzzPolicy())
+    cam = h.sensors("--hz", "30", "--seconds", "6")
+    try:
+        h.wait_for(lambda: sum(bool(np.any(v)) for _, v in h.twists) >= 5, timeout=20)  # some get through
+    finally:
+        cam.kill()
+        cam.wait()
+        h.close()
+    f, dt = h.node.safety, h.node.period
+    previous = np.zeros(6)
+    for _, v in h.twists:
+        cmd = v * dt
+        assert f.violation(np.append(cmd, 0.5), previous, ee_position=[0.45, 0.0, 0.3]) == "", v
+        previous = cmd
+
+
+@pytest.mark.ros
+def test_rclpy_node_shows_in_the_ros2_graph_with_the_bridge_topics_types_and_qos():
+    """With transport=rclpy the bridge is a ROS 2 node: another node's graph API lists it, its commands as
+    RELIABLE TwistStamped, its camera subscription BEST_EFFORT and its e-stop subscription TRANSIENT_LOCAL."""
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+    h = Harness("rclpy")
+    try:
+        g = h.t_obs.node
+        h.wait_for(lambda: "vla_bridge" in g.get_node_names() and g.get_subscriptions_info_by_topic("/vla/estop"))
+        def ours(infos):
+            return [i for i in infos if i.node_name == "vla_bridge"]
+
+        (twist,) = ours(g.get_publishers_info_by_topic("/servo_node/delta_twist_cmds"))
+        assert twist.topic_type == "geometry_msgs/msg/TwistStamped"
+        assert twist.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        (cam,) = ours(g.get_subscriptions_info_by_topic("/camera/primary/image_raw"))
+        assert cam.topic_type == "sensor_msgs/msg/Image"
+        assert cam.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+        (estop,) = ours(g.get_subscriptions_info_by_topic("/vla/estop"))
+        assert estop.topic_type == "std_msgs/msg/Bool"
+        assert estop.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+        assert [i.topic_type for i in ours(g.get_publishers_info_by_topic("/diagnostics"))] == [
+            "diagnostic_msgs/msg/DiagnosticArray"]
+    finally:
+        h.close()
 
 
 def test_bytes_on_the_wire_are_ros2_cdr(monkeypatch):

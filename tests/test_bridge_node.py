@@ -1,4 +1,4 @@
-"""Node logic with an injected clock over an in-memory transport (the DDS path is in test_bridge_dds.py)."""
+"""Node logic with an injected clock over an in-memory transport (over real transports: test_bridge_faults.py)."""
 
 from __future__ import annotations
 

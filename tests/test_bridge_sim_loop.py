@@ -1,5 +1,6 @@
-"""Sim in the loop: the bridge drives the simulated arm (a child process) over DDS on loopback, and the
-episodes are the same as a direct rollout of the env with the same policy and seeds."""
+"""Sim in the loop: the bridge drives the simulated arm (a child process) on loopback, over direct DDS or over
+rclpy (a real ROS 2 Kilted: `ros` marker, runs under .venv-ros), and the episodes are the same as a direct
+rollout of the env with the same policy and seeds."""
 
 from __future__ import annotations
 
@@ -36,10 +37,12 @@ def make_reach_policy() -> Policy:
     return ReachPolicy()
 
 
-def _app_config(domain: int, record_to: str = "") -> BridgeAppConfig:
+def _app_config(domain: int, record_to: str = "", transport: str = "dds") -> BridgeAppConfig:
     env_kwargs = {"dr_level": "none", "image_size": 64, "cameras": ["primary", "wrist"], "max_episode_steps": STEPS}
-    return sim_in_loop_config({"kind": "callable", "target": "test_bridge_sim_loop:make_reach_policy"}, seeds=SEEDS,
-                              env_kwargs=env_kwargs, domain_id=domain, record_to=record_to)
+    cfg = sim_in_loop_config({"kind": "callable", "target": "test_bridge_sim_loop:make_reach_policy"}, seeds=SEEDS,
+                             env_kwargs=env_kwargs, domain_id=domain, record_to=record_to)
+    cfg.transport = transport
+    return cfg
 
 
 def _direct_rollouts() -> list[dict]:
@@ -74,9 +77,11 @@ def _vla_eval_results() -> list[dict]:
 
 
 @pytest.mark.slow
-def test_sim_in_the_loop_matches_direct_rollouts(tmp_path):
-    domain = 130 + os.getpid() % 80  # private DDS domain (130-209), apart from test_bridge_dds.py
-    summary = run_sim_in_loop(_app_config(domain, record_to=str(tmp_path / "bag")), tmp_path)
+@pytest.mark.parametrize("transport", ["dds", pytest.param("rclpy", marks=pytest.mark.ros)])
+def test_sim_in_the_loop_matches_direct_rollouts(tmp_path, transport):
+    domain = 130 + os.getpid() % 80  # private DDS domain (130-209), apart from test_bridge_faults.py
+    summary = run_sim_in_loop(_app_config(domain, record_to=str(tmp_path / "bag"), transport=transport), tmp_path)
+    assert summary["transport"] == transport
     # direct rollouts in a fresh process: EGL contexts do not mix well with what other tests loaded here
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor

@@ -5,7 +5,7 @@
     vla-bridge role=policy_server policy.kind=vla policy.path=... server.host=0.0.0.0   # on the GPU machine
     vla-bridge bridge=sim policy.kind=vla policy.path=... sim.seeds=[1000000,1000001]   # sim in the loop
     vla-bridge record.enabled=true                                            # also record a rosbag2 (mcap)
-    vla-bridge transport=rclpy ...                                            # inside a sourced ROS 2 (untested here)
+    vla-bridge transport=rclpy ...                                            # a ROS 2 node (ROS 2 or .venv-ros)
     vla-bridge --cfg job                                                      # print the resolved config
 
 Presets: configs/bridge/*.yaml (servo, ros2_control, sim). Schema: robot_bridge/app.py (BridgeAppConfig).

@@ -1,4 +1,4 @@
-"""ROS 2 launch file for the VLA bridge (UNTESTED HERE: no ROS 2 on our CI machines; see docs/bridge.md).
+"""ROS 2 launch file for the VLA bridge (untested under `ros2 launch`: no launch wheel exists; see docs/bridge.md).
 
     ros2 launch robot_bridge/launch/vla_bridge.launch.py params_file:=robot_bridge/params/vla_bridge.yaml
     ros2 launch robot_bridge/launch/vla_bridge.launch.py extra:="policy.kind=vla policy.path=/ckpt"

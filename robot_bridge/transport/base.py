@@ -56,6 +56,13 @@ class Transport(abc.ABC):
             time.sleep(0.01)
         return True
 
+    def wait_acked(self, topic: str, timeout: float = 5.0) -> bool:
+        """Wait until every matched reader has acknowledged what this transport published on `topic` (True), or
+        `timeout` seconds pass (False). A process that publishes once and exits (an e-stop button) calls it
+        first: a writer that is gone cannot serve its latched value to a reader that has not matched it yet
+        (Cyclone lingers on unacknowledged data, Fast DDS does not)."""
+        raise NotImplementedError(f"{type(self).__name__} does not report acknowledgements")
+
     def close(self) -> None:
         """Release the participant / node."""
 

@@ -106,6 +106,10 @@ class DdsTransport(Transport):
         return sum(len(e.get_matched_publications() if isinstance(e, DataReader) else e.get_matched_subscriptions())
                    for e in self._by_topic.get(topic, []))
 
+    def wait_acked(self, topic: str, timeout: float = 5.0) -> bool:
+        writers = [e for e in self._by_topic.get(topic, []) if isinstance(e, DataWriter)]
+        return all(w.wait_for_acks(duration(seconds=timeout)) for w in writers)
+
     def close(self) -> None:
         """Delete readers first, then writers, topics and the participant, explicitly and in that order.
 

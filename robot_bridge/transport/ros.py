@@ -113,11 +113,17 @@ class RclpyTransport(Transport):
         return sum(e.get_subscription_count() if hasattr(e, "get_subscription_count") else e.get_publisher_count()
                    for e in self._by_topic.get(topic, []))
 
+    def wait_acked(self, topic: str, timeout: float = 5.0) -> bool:
+        from rclpy.duration import Duration
+
+        pubs = [e for e in self._by_topic.get(topic, []) if hasattr(e, "wait_for_all_acked")]
+        return all(p.wait_for_all_acked(Duration(seconds=timeout)) for p in pubs)
+
     def close(self) -> None:
         if self._closing:
             return
         self._closing = True
-        self._executor.shutdown()
-        self._spin.join(5)
+        self._executor.shutdown()  # waits for running callbacks
+        self._spin.join(5)  # a spin thread still in rcl at interpreter exit aborts the process
         self.node.destroy_node()
         self.context.try_shutdown()
