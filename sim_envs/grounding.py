@@ -22,7 +22,7 @@ import json
 import logging
 import multiprocessing as mp
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -203,7 +203,9 @@ def pretrain_grounding(settings: GroundingSettings, model_config, out_dir: str |
         logger.warning("the model has vision_film=false: its vision cannot depend on the instruction, so grounding "
                        "can only teach it where the objects are, not which one is named")
     train = render_samples(settings, range(settings.scenes), progress)
-    held = render_samples(settings, range(EVAL_SEED_START, EVAL_SEED_START + settings.heldout_scenes), progress)
+    held_seeds = range(EVAL_SEED_START, EVAL_SEED_START + settings.heldout_scenes)
+    held_by_task = {t: render_samples(replace(settings, tasks=(t,)), held_seeds, progress) for t in settings.tasks}
+    held = [s for samples in held_by_task.values() for s in samples]
     render_s = time.perf_counter() - t0
     torch.set_num_threads(torch_threads)
     torch.manual_seed(settings.seed)
@@ -236,6 +238,8 @@ def pretrain_grounding(settings: GroundingSettings, model_config, out_dir: str |
         "heldout_l1_mean_label_object": float(mean_err[:, :2].mean()),
         "heldout_l1_mean_label_goal": float(mean_err[:, 2:].mean()),
         "heldout_samples": len(held),
+        "heldout_l1_per_task": {t: heldout_l1(model, readout, processor, samples, cameras)
+                                for t, samples in held_by_task.items()},
         "heldout_l1_mean_label": float(mean_err.mean()),
         "train_l1_last50": float(np.mean(losses[-50:])),
         "train_samples": len(train),

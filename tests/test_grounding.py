@@ -43,13 +43,17 @@ def test_pretrain_grounding_writes_a_checkpoint_vla_train_can_start_from(tmp_pat
 
     mc = load_preset_config("tiny", image_size=32, cameras=["wrist"], vision_film=True,
                             vision_backbone="conv_keypoints", decoding="parallel", action_chunk=2, action_head="l1")
-    settings = GroundingSettings(tasks=["LiftNamedCube"], sim=SimConfig(image_size=32), scenes=2, heldout_scenes=1,
+    tasks = ["LiftNamedCube", "PlaceSideCubeOnPlate"]  # 3 and 2 candidates per scene
+    settings = GroundingSettings(tasks=tasks, sim=SimConfig(image_size=32), scenes=2, heldout_scenes=1,
                                  frames_per_rollout=2, max_expert_steps=3, steps=3, workers=1)
     out, report = pretrain_grounding(settings, mc, tmp_path / "ground", progress=False)
-    assert report["train_samples"] == 2 * 3 * 2 and report["heldout_samples"] == 3 * 2
+    assert report["train_samples"] == 2 * 5 * 2 and report["heldout_samples"] == 5 * 2
     assert np.isfinite(report["heldout_l1"]) and report["heldout_l1_mean_label"] > 0
     assert report["heldout_l1"] == pytest.approx((report["heldout_l1_object"] + report["heldout_l1_goal"]) / 2)
-    assert json.loads((out / "grounding.json").read_text())["settings"]["tasks"] == ["LiftNamedCube"]
+    per_task = report["heldout_l1_per_task"]  # samples weigh by count: 6 of LiftNamedCube, 4 of the place task
+    assert list(per_task) == tasks
+    assert report["heldout_l1"] == pytest.approx((6 * per_task[tasks[0]]["all"] + 4 * per_task[tasks[1]]["all"]) / 10)
+    assert json.loads((out / "grounding.json").read_text())["settings"]["tasks"] == tasks
     model = VLAForActionPrediction.from_pretrained(str(out))
     assert model.config.vision_film and model.config.vision_backbone == "conv_keypoints"
     assert VLAProcessor.from_pretrained(out).cameras == ["wrist"]

@@ -47,6 +47,8 @@ def _app(cfg: DictConfig) -> None:
     logger.info("held-out L1 %.3f (a model ignoring image and words: %.3f); %d training samples; render %.0f s, "
                 "train %.0f s", report["heldout_l1"], report["heldout_l1_mean_label"], report["train_samples"],
                 report["render_s"], report["train_s"])
+    for task, l1 in report["heldout_l1_per_task"].items():
+        logger.info("  %s: held-out L1 %.3f (named object %.3f, goal %.3f)", task, l1["all"], l1["object"], l1["goal"])
     logger.info("checkpoint: %s  (next: vla-train init_from=%s ...)", out, out)
 
 
