@@ -69,14 +69,15 @@ class BridgeAppConfig:
             raise ValueError(f"transport={self.transport!r}; choose dds or rclpy")
 
 
-def _transport(cfg: BridgeAppConfig, node_name: str = "vla_bridge"):
+def _transport(cfg: BridgeAppConfig, node_name: str = "vla_bridge", lifecycle: bool = False):
+    """The transport of one process; `lifecycle` for the bridge node's own (a ROS 2 lifecycle node on rclpy)."""
     from robot_bridge.transport import make_transport
 
     if cfg.loopback:
         from robot_bridge.transport.loopback import use_loopback
 
         use_loopback()
-    return make_transport(cfg.transport, domain_id=cfg.domain_id, node_name=node_name)
+    return make_transport(cfg.transport, domain_id=cfg.domain_id, node_name=node_name, lifecycle=lifecycle)
 
 
 def _stop_after(seconds: float) -> threading.Event:
@@ -91,7 +92,7 @@ def run_node(cfg: BridgeAppConfig, out_dir: Path) -> dict[str, Any]:
     from robot_bridge.recorder import Recorder
 
     policy = build_policy(cfg.policy)
-    transport = _transport(cfg)
+    transport = _transport(cfg, lifecycle=True)
     rec = None
     if cfg.record.enabled:
         rec = Recorder(cfg.record.path or out_dir / "bag", transport, cfg.bridge.topics, storage=cfg.record.storage)
@@ -162,7 +163,7 @@ def run_sim_in_loop(cfg: BridgeAppConfig, out_dir: Path) -> dict[str, Any]:
     child = mp.get_context("spawn").Process(target=_sim_arm_child,
                                             args=(OmegaConf.to_container(OmegaConf.structured(cfg)), str(sim_out)))
     policy = build_policy(cfg.policy)
-    transport = _transport(cfg)
+    transport = _transport(cfg, lifecycle=True)
     latencies: list[float] = []
     reasons: dict[str, int] = {}
 

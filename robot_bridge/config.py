@@ -126,3 +126,65 @@ class BridgeConfig:
     topics: TopicsConfig = field(default_factory=TopicsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+
+
+# ---- settings by dotted name (the ROS 2 parameters of the node on transport=rclpy) -----------------------
+#: settings a running node takes (everything else is fixed once the node is configured): the instruction,
+#: the stale-sensor window, the policy timeout and every safety limit.
+LIVE_SETTINGS = ("node.instruction", "node.stale_after_periods", "node.policy_timeout_periods", "safety.")
+
+
+def is_live(name: str) -> bool:
+    """`name` (e.g. `safety.max_linear_velocity`) can change while the node runs."""
+    return any(name == s or (s.endswith(".") and name.startswith(s)) for s in LIVE_SETTINGS)
+
+
+def settings(cfg: BridgeConfig) -> dict[str, tuple[object, str]]:
+    """Every leaf setting as `{dotted name: (value, kind)}`, kind one of bool, int, float, str, list[float],
+    list[str] (from the dataclass fields, so an empty list still has an element type). A map such as
+    `topics.cameras` becomes one setting per key."""
+    import dataclasses
+    import typing
+
+    out: dict[str, tuple[object, str]] = {}
+
+    def walk(prefix: str, obj) -> None:
+        hints = typing.get_type_hints(type(obj))
+        for f in dataclasses.fields(obj):
+            value, kind, name = getattr(obj, f.name), hints[f.name], f"{prefix}{f.name}"
+            if dataclasses.is_dataclass(value):
+                walk(name + ".", value)
+            elif isinstance(value, dict):
+                out.update({f"{name}.{k}": (v, type(v).__name__) for k, v in value.items()})
+            elif typing.get_origin(kind) is list:
+                out[name] = (list(value), f"list[{typing.get_args(kind)[0].__name__}]")
+            else:
+                out[name] = (value, kind.__name__)
+
+    walk("", cfg)
+    return out
+
+
+def with_changes(cfg: BridgeConfig, changes: dict[str, object]) -> BridgeConfig:
+    """A copy of `cfg` with `changes` ({dotted name: value}) applied and every section validated again by
+    its `__post_init__` (a ValueError names the setting). Unknown names raise KeyError."""
+    import dataclasses
+
+    def apply(obj, items: dict[str, object]):
+        fields = {f.name for f in dataclasses.fields(obj)}
+        direct: dict[str, object] = {}
+        nested: dict[str, dict[str, object]] = {}
+        for name, value in items.items():
+            head, _, rest = name.partition(".")
+            if head not in fields:
+                raise KeyError(f"no setting {name!r}")
+            if rest:
+                nested.setdefault(head, {})[rest] = value
+            else:
+                direct[head] = list(value) if isinstance(value, (list, tuple)) else value
+        for head, sub in nested.items():
+            current = getattr(obj, head)
+            direct[head] = {**current, **sub} if isinstance(current, dict) else apply(current, sub)
+        return dataclasses.replace(obj, **direct)
+
+    return apply(cfg, changes)

@@ -11,7 +11,11 @@ Every period (`tick`), in order:
   no instruction yet           -> stop
   next action (chunk queue or policy call, with a timeout) -> safety filter -> command, or stop if rejected
 A stop is a zero-velocity / hold command, sent every period while the reason lasts, and the status topic
-(diagnostic_msgs/DiagnosticArray) says why. Between ticks, `watchdog` (every quarter period in `run`) stops
+(diagnostic_msgs/DiagnosticArray on /diagnostics) says why.
+Lifecycle transitions come on the lifecycle topic or from code; on a ROS 2 lifecycle node (transport=rclpy)
+also as lifecycle_msgs service calls (`/vla_bridge/change_state`, ...), and the live settings (instruction,
+stale window, policy timeout, safety limits) are ROS 2 parameters (`bridge.safety.max_linear_velocity`, ...),
+checked before they are taken; the structural ones are read-only parameters. Between ticks, `watchdog` (every quarter period in `run`) stops
 at once when a required sensor goes stale, so a dying camera is not noticed one tick late.
 
 Example (sim arm on loopback, see robot_bridge/sim_arm.py for the other side):
@@ -34,7 +38,7 @@ import numpy as np
 
 from robot_bridge import msgs
 from robot_bridge.commands import CommandPublisher
-from robot_bridge.config import BridgeConfig
+from robot_bridge.config import LIVE_SETTINGS, BridgeConfig, is_live, settings, with_changes
 from robot_bridge.safety import SafetyFilter
 from robot_bridge.transport.base import LATCHED, RELIABLE, SENSOR, Transport
 from vla.core.types import ContractError, Observation, Policy
@@ -43,10 +47,17 @@ from vla.policy import ActionQueue
 logger = logging.getLogger(__name__)
 
 
-class Lifecycle(str, enum.Enum):
+class Lifecycle(str, enum.Enum):  # the primary states of a ROS 2 managed node
     UNCONFIGURED = "unconfigured"
     INACTIVE = "inactive"
     ACTIVE = "active"
+    FINALIZED = "finalized"
+
+
+#: the states each transition starts from (ROS 2 managed-node state machine; cleanup also from ACTIVE here,
+#: through deactivate)
+_TRANSITION_FROM = {"configure": ("unconfigured",), "activate": ("inactive",), "deactivate": ("active",),
+                    "cleanup": ("inactive", "active"), "shutdown": ("unconfigured", "inactive", "active")}
 
 
 class Level(enum.IntEnum):  # diagnostic_msgs/DiagnosticStatus levels
@@ -75,6 +86,11 @@ class TickReport:
     obs_stamp: float = 0.0
     policy_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+
+
+def _unprefixed(changes: dict[str, object]) -> dict[str, object]:
+    """ROS 2 parameter names (`bridge.safety.max_linear_velocity`, as in the parameters file) -> setting names."""
+    return {name.removeprefix("bridge."): value for name, value in changes.items()}
 
 
 class BridgeNode:
@@ -106,6 +122,13 @@ class BridgeNode:
         self.ticks = 0
         self.last_reason = ""
         self.commands: CommandPublisher | None = None
+        # On a ROS 2 lifecycle node (transport=rclpy) transitions also come as lifecycle_msgs service calls,
+        # and settings as ROS 2 parameters; every transition goes through that one state machine.
+        self._ros_lifecycle = transport.serve_lifecycle({name: getattr(self, "_" + name) for name in _TRANSITION_FROM})
+        transport.serve_parameters({f"bridge.{k}": v for k, v in settings(cfg).items()},
+                                   live=lambda name: is_live(name.removeprefix("bridge.")),
+                                   validate=lambda ch: self.check_settings(_unprefixed(ch)),
+                                   apply=lambda ch: self.apply_settings(_unprefixed(ch)))
         if cfg.node.autostart:
             self.configure()
             self.activate()
@@ -113,12 +136,39 @@ class BridgeNode:
     # ---- lifecycle -------------------------------------------------------------------------------------
     def configure(self) -> None:
         """Create publishers and subscriptions (UNCONFIGURED -> INACTIVE). Outputs stay gated."""
+        self._transition("configure")
+
+    def activate(self) -> None:
+        self._transition("activate")
+
+    def deactivate(self) -> None:
+        self._transition("deactivate")
+
+    def cleanup(self) -> None:
+        self._transition("cleanup")
+
+    def shutdown(self) -> None:
+        """Stop and gate for good (FINALIZED: no transition leaves it)."""
+        self._transition("shutdown")
+
+    def _transition(self, name: str) -> None:
+        """Carry out a transition: directly, or through the ROS 2 lifecycle node's state machine, which then
+        calls `_<name>`. A transition the current state does not have runs directly (it does nothing but
+        log), so rcl does not log it as an error."""
+        if self._ros_lifecycle is None or self.state.value not in _TRANSITION_FROM[name]:
+            getattr(self, "_" + name)()
+            return
+        if name == "cleanup" and self.state is Lifecycle.ACTIVE:
+            self._ros_lifecycle("deactivate")
+        self._ros_lifecycle(name)
+
+    def _configure(self) -> bool:
         with self._lock:
             if self.state is not Lifecycle.UNCONFIGURED:
-                return
+                return self.state is Lifecycle.INACTIVE
             if self.commands is not None:  # configured before (cleanup only gates): endpoints exist
                 self.state = Lifecycle.INACTIVE
-                return
+                return True
             t, topics = self.transport, self.cfg.topics
             self.commands = CommandPublisher(self.cfg.output, topics, t, self.period, self.wall_clock)
             self._status_pub = t.publisher(topics.status, msgs.DiagnosticArray, RELIABLE)
@@ -138,8 +188,9 @@ class BridgeNode:
             self.state = Lifecycle.INACTIVE
             logger.info("configured: %s command, %.1f Hz, cameras %s", self.cfg.output.command, self.cfg.node.rate_hz,
                         list(topics.cameras))
+            return True
 
-    def activate(self) -> None:
+    def _activate(self) -> bool:
         with self._lock:
             if self.state is Lifecycle.INACTIVE:
                 self.safety.reset()  # ramp up from rest under the acceleration limit
@@ -148,24 +199,64 @@ class BridgeNode:
                 self._acted_stamp = None
                 self.state = Lifecycle.ACTIVE
                 logger.info("active")
-            elif self.state is Lifecycle.UNCONFIGURED:
-                logger.warning("activate ignored: the node is unconfigured (send 'configure' first)")
+            elif self.state is not Lifecycle.ACTIVE:
+                logger.warning("activate ignored: the node is %s (send 'configure' first)", self.state.value)
+            return self.state is Lifecycle.ACTIVE
 
-    def deactivate(self) -> None:
+    def _deactivate(self) -> bool:
         with self._lock:
             if self.state is Lifecycle.ACTIVE:
                 self._stop("deactivated")  # the last thing a deactivating node sends is a stop
                 self.state = Lifecycle.INACTIVE
                 logger.info("inactive")
+            return True
 
-    def cleanup(self) -> None:
+    def _cleanup(self) -> bool:
         with self._lock:
-            self.deactivate()
-            self.state = Lifecycle.UNCONFIGURED
+            if self.state is not Lifecycle.FINALIZED:
+                self._deactivate()
+                self.state = Lifecycle.UNCONFIGURED
+            return True
+
+    def _shutdown(self) -> bool:
+        with self._lock:
+            self._deactivate()
+            self.state = Lifecycle.FINALIZED
+            logger.info("finalized")
+            return True
 
     def close(self) -> None:
         self.deactivate()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ---- settings (ROS 2 parameters on transport=rclpy) ------------------------------------------------------
+    def check_settings(self, changes: dict[str, object]) -> str:
+        """"" when `changes` ({dotted name: value}, names as in `config.settings`) may be applied now, else why not."""
+        fixed = [name for name in changes if not is_live(name)]
+        if fixed:
+            return f"{', '.join(fixed)} cannot change while the node runs; live settings: {', '.join(LIVE_SETTINGS)}"
+        try:
+            with_changes(self.cfg, changes)
+        except (ValueError, KeyError, TypeError) as e:
+            return str(e)
+        return ""
+
+    def apply_settings(self, changes: dict[str, object]) -> None:
+        """Take new live settings at once: the instruction (as if it came on the instruction topic), the
+        stale-sensor window, the policy timeout and the safety limits (the filter keeps its last command, so
+        acceleration limits hold across the change). Raises ValueError as `check_settings` would say."""
+        why = self.check_settings(changes)
+        if why:
+            raise ValueError(why)
+        with self._lock:
+            cfg = with_changes(self.cfg, changes)
+            if "node.instruction" in changes:
+                self._instruction = cfg.node.instruction
+            self.stale_after = cfg.node.stale_after_periods * self.period
+            if cfg.safety != self.cfg.safety:
+                self.safety = self.safety.reconfigured(cfg.safety)
+            self.cfg = cfg
+        logger.info("settings changed: %s", changes)
 
     # ---- inputs (transport threads) --------------------------------------------------------------------
     def _bad(self, what: str, err: str) -> None:
@@ -235,11 +326,9 @@ class BridgeNode:
                 self.safety.stopped()
 
     def _on_lifecycle(self, m: msgs.String) -> None:
-        actions = {"configure": self.configure, "activate": self.activate, "deactivate": self.deactivate,
-                   "cleanup": self.cleanup}
-        if m.data not in actions:
-            return self._bad("lifecycle", f"unknown transition {m.data!r}; allowed {sorted(actions)}")
-        actions[m.data]()
+        if m.data not in _TRANSITION_FROM:
+            return self._bad("lifecycle", f"unknown transition {m.data!r}; allowed {sorted(_TRANSITION_FROM)}")
+        self._transition(m.data)
 
     def estop(self, engaged: bool) -> None:
         """Engage or release the e-stop from code (same path as the e-stop topic)."""

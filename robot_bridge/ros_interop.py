@@ -175,16 +175,22 @@ class _Peer:
                 cls, topic(t, "to_ros"), lambda m, t=t: self.received[t].append(digest(ros_to_plain(m))), 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self._closing = False
+        self._spin = threading.Thread(target=self._spin_until_closed, daemon=True)
         self._spin.start()
+
+    def _spin_until_closed(self) -> None:
+        while not self._closing and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.05)
 
     def matched(self) -> bool:
         return all(p.get_subscription_count() >= 1 for p in self.pubs.values()) and \
             all(s.get_publisher_count() >= 1 for s in self.subs.values())
 
     def close(self) -> None:
+        self._closing = True
+        self._spin.join(5)  # first: a spin thread still in rcl at exit aborts the interpreter
         self.executor.shutdown()
-        self._spin.join(5)  # a spin thread still in rcl at exit aborts the interpreter
         self.node.destroy_node()
         self.context.try_shutdown()
 

@@ -109,6 +109,13 @@ class SafetyFilter:
         self._last = np.zeros(6)
         self._last_gripper: float | None = None
 
+    def reconfigured(self, config: SafetyConfig) -> "SafetyFilter":
+        """A filter with new limits that remembers this one's last command, so the acceleration and gripper
+        limits hold across the change (a speed above new lower limits is then rejected: the node stops)."""
+        new = SafetyFilter(config, self.dt)
+        new._last, new._last_gripper = self._last.copy(), self._last_gripper
+        return new
+
     def stopped(self) -> None:
         """The arm was commanded to zero velocity: the next command ramps up from rest."""
         self._last = np.zeros(6)

@@ -44,7 +44,7 @@ class Harness:
     def __init__(self, transport: str = "dds", policy=None, **node_kw):
         self.transport = transport
         self.cfg = BridgeConfig(node=NodeConfig(instruction="pick up the cube", **node_kw))
-        self.t_node = make_transport(transport, domain_id=DOMAIN, node_name="vla_bridge")
+        self.t_node = make_transport(transport, domain_id=DOMAIN, node_name="vla_bridge", lifecycle=True)
         self.t_obs = make_transport(transport, domain_id=DOMAIN, node_name="observer")
         policy = policy or build_policy(PolicyConfig(kind="random", seed=0, scale=0.005))
         self.node = BridgeNode(self.cfg, policy, self.t_node)

@@ -427,3 +427,34 @@ def test_joint_states_from_several_publishers_are_merged_by_name():
     t.send(cfg.topics.joint_states, msgs.JointState(name=["finger"], position=[0.03]))
     r = node.tick()
     assert not r.moved and "stale joint_states" in r.reason
+
+
+def test_live_settings_are_checked_then_taken_and_structural_ones_refused():
+    """What ROS 2 parameters reach on transport=rclpy (tests/test_bridge_ros_node.py), here from code."""
+    node, t, clock, cfg = make(ConstPolicy([0.02, 0, 0, 0, 0, 0, 1]), instruction="go")
+    feed(t, cfg, clock)
+    for _ in range(3):
+        node.tick()
+    assert node.check_settings({"safety.max_linear_velocity": -1.0}) == "safety.max_linear_velocity must be > 0, got -1.0"
+    assert "cannot change while the node runs" in node.check_settings({"node.rate_hz": 20.0})
+    assert "no setting" in node.check_settings({"safety.max_speed": 1.0})
+    with pytest.raises(ValueError, match="must be > 0"):
+        node.apply_settings({"safety.max_linear_velocity": 0.0})
+    node.apply_settings({"safety.max_linear_velocity": 0.05, "node.instruction": "place it"})
+    r = node.tick()  # 0.02 m/period was allowed; 0.005 now, reached under the acceleration limit
+    assert not r.moved or r.command[0] <= 0.02 + 1e-6
+    for _ in range(10):
+        r = node.tick()
+    assert r.moved and r.command[0] == pytest.approx(0.005, abs=1e-6)
+    assert node.policy.resets[-1] == "place it" and node.cfg.safety.max_linear_velocity == 0.05
+
+
+def test_shutdown_finalizes_for_good():
+    node, t, clock, cfg = make(ConstPolicy([0.01, 0, 0, 0, 0, 0, 1]), instruction="go")
+    feed(t, cfg, clock)
+    assert node.tick().moved
+    t.send(cfg.topics.lifecycle, msgs.String("shutdown"))
+    assert node.state is Lifecycle.FINALIZED and np.all(twist(t, cfg) == 0)
+    for step in ("configure", "activate"):
+        t.send(cfg.topics.lifecycle, msgs.String(step))
+    assert node.state is Lifecycle.FINALIZED and not node.tick().moved

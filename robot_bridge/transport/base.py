@@ -63,6 +63,23 @@ class Transport(abc.ABC):
         (Cyclone lingers on unacknowledged data, Fast DDS does not)."""
         raise NotImplementedError(f"{type(self).__name__} does not report acknowledgements")
 
+    def serve_lifecycle(self, transitions: dict[str, Callable[[], bool]]) -> Callable[[str], bool] | None:
+        """Offer the node's lifecycle through the middleware's own interface where it has one (on a ROS 2
+        lifecycle node: the lifecycle_msgs services `~/change_state`, `~/get_state`, ... and
+        `~/transition_event`). `transitions` maps configure, activate, deactivate, cleanup and shutdown to
+        functions that carry them out (True = done). Returns a function that requests a transition by name
+        through that interface, so every way of changing state goes through one state machine; None where
+        there is none (direct DDS: the lifecycle topic is the only way)."""
+        return None
+
+    def serve_parameters(self, values: dict[str, tuple[Any, str]], live: Callable[[str], bool],
+                         validate: Callable[[dict[str, Any]], str], apply: Callable[[dict[str, Any]], None]) -> bool:
+        """Offer settings as the middleware's parameters where it has them (ROS 2 parameter services):
+        `values` is {name: (value, kind)} (kind: bool, int, float, str, list[float], list[str]); names for which
+        `live` is false are read-only; a change is accepted only when `validate(changes)` returns "" (else
+        its text is the reason given to the caller), then `apply(changes)` runs. False where not offered."""
+        return False
+
     def close(self) -> None:
         """Release the participant / node."""
 
