@@ -8,6 +8,7 @@ read as rclpy objects, so its own typesupport does the CDR). Per type it publish
 `{"event": "matched"}` once every publisher has a matched subscription and every subscription a matched
 publisher; it publishes `--count` samples of each type at `--hz` after `go` arrives on stdin, then reports
 `{"event": "received", "messages": {type: [plain values...]}}` and exits on `exit` (or end of input).
+`--latency` stamps headers with the publish time and reports one-way latencies (bench/ros_interop.py).
 Values come from `sample(type, i)` on both sides, as plain Python values (bytes appear as their sha256), so the
 other side compares what it got with what was meant, not with what a shared encoder produced.
 The DDS side of the exchange is tests/test_bridge_ros_interop.py. No import of rclpy or cyclonedds at module
@@ -23,6 +24,7 @@ import importlib
 import json
 import queue
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -119,6 +121,103 @@ def dds_to_plain(msg) -> dict:
     return dataclasses.asdict(msg)
 
 
+def child_env(domain: int | None, log_dir: str, *, bootstrapped: bool = False) -> dict[str, str]:
+    """Environment of a ROS 2 child process: loopback only, logs in `log_dir`, the Fast DDS <-> Cyclone profile
+    (robot_bridge/params/fastdds_interop.xml), Fast DDS (the only RMW with wheels). `bootstrapped`: this
+    process runs in the ROS venv itself; else the child's ROS wheels bootstrap it (set LD_LIBRARY_PATH and
+    re-execute), which a stale flag inherited without that library path would prevent
+    (shared/facts/ros2_pypi.md)."""
+    import os
+
+    from robot_bridge.transport.loopback import LOOPBACK_ENV
+    from robot_bridge.transport.ros import fastdds_interop_profile
+
+    env = dict(os.environ, **LOOPBACK_ENV, ROS_LOG_DIR=log_dir, RMW_IMPLEMENTATION="rmw_fastrtps_cpp",
+               FASTDDS_DEFAULT_PROFILES_FILE=fastdds_interop_profile(), PYTHONUNBUFFERED="1")
+    if domain is not None:
+        env["ROS_DOMAIN_ID"] = str(domain)
+    if not bootstrapped:
+        env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
+    return env
+
+
+class PeerProcess:
+    """This module run as a genuine rclpy process (`python` must have rclpy), and its JSON-line events."""
+
+    def __init__(self, python: str, domain: int, env: dict[str, str], *, count: int, hz: float,
+                 types: tuple[str, ...] = INTEROP_TYPES, latency: bool = False, cwd: str | None = None):
+        cmd = [python, "-m", "robot_bridge.ros_interop", "--domain", str(domain), "--count", str(count),
+               "--hz", str(hz), "--types", ",".join(types)] + (["--latency"] if latency else [])
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env, cwd=cwd)
+        self.events: queue.Queue[dict] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self.events.put(json.loads(line))
+        self.events.put({"event": "exited"})
+
+    def expect(self, name: str, timeout: float = 60.0) -> dict:
+        try:
+            ev = self.events.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError(f"the rclpy peer sent no {name!r} within {timeout} s") from None
+        if ev["event"] != name:
+            err = self.proc.stderr.read() if ev["event"] == "exited" else ""
+            raise RuntimeError(f"the rclpy peer sent {ev} instead of {name!r}\n{err[-3000:]}")
+        return ev
+
+    def send(self, command: str) -> None:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        try:
+            self.send("exit")
+            self.proc.wait(20)
+        except (BrokenPipeError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+
+
+def exchange(transport, peer: PeerProcess, *, count: int, hz: float, types: tuple[str, ...] = INTEROP_TYPES,
+             latency: bool = False, timeout: float = 20.0) -> dict:
+    """The direct-DDS side of an exchange with `peer` over `transport` (ROS default QoS): wait until both sides
+    see every match, then publish `count` samples of each type at `hz` while the peer does the same.
+    Returns {"got": {type: [what arrived here]}, "latency_ms": {type: [...]} (with `latency`),
+    "peer": the peer's `received` event}; the caller closes `transport` first, then `peer` (a writer with
+    unacknowledged data lingers)."""
+    from robot_bridge import msgs
+    from robot_bridge.transport.base import RELIABLE
+
+    got: dict[str, list] = {t: [] for t in types}
+    lat: dict[str, list[float]] | None = {t: [] for t in types} if latency else None
+    pubs = {}
+    for t in types:
+        cls = msgs.ROS_TYPES[t]
+        transport.subscribe(topic(t, "from_ros"), cls, RELIABLE,
+                            lambda m, t=t: got[t].append(received(dds_to_plain(m), lat[t] if lat else None)))
+        pubs[t] = transport.publisher(topic(t, "to_ros"), cls, RELIABLE)
+    peer.expect("matched")  # the peer sees all its matches
+    for t in types:  # and so does this side
+        for direction in ("from_ros", "to_ros"):
+            if not transport.wait_matched(topic(t, direction), 1, timeout=timeout):
+                raise RuntimeError(f"no match on {topic(t, direction)} within {timeout} s")
+    peer.send("go")
+    next_t = time.monotonic()
+    for i in range(count):
+        for t in types:
+            plain = sample(t, i)
+            pubs[t](dds_from_plain(t, stamp_now(plain) if latency else plain))
+        next_t += 1.0 / hz
+        time.sleep(max(0.0, next_t - time.monotonic()))
+    event = peer.expect("received", timeout=timeout + count / hz)  # the peer waits for all of ours
+    _wait(lambda: all(len(v) >= count for v in got.values()), timeout)
+    return {"got": got, "latency_ms": lat, "peer": event}
+
+
 # ---- the rclpy side --------------------------------------------------------------------------------------
 def _ros_class(type_name: str):
     """`pkg/msg/Name` (or `pkg/Name`, as field types read) -> the rclpy message class."""
@@ -157,8 +256,26 @@ def ros_to_plain(msg) -> Any:
     return msg
 
 
+def stamp_now(plain: dict) -> dict:
+    """`plain` with its header stamped with the current wall time (for one-way latency on one machine)."""
+    if "header" not in plain:
+        return plain
+    ns = time.time_ns()
+    return {**plain, "header": {**plain["header"], "stamp": {"sec": ns // 10**9, "nanosec": ns % 10**9}}}
+
+
+def received(plain: dict, latencies: list[float] | None) -> dict:
+    """What a receiver records: with `latencies`, the one-way latency (ms) goes there and the stamp is dropped
+    from the values compared."""
+    if latencies is None or "header" not in plain:
+        return digest(plain)
+    stamp = plain["header"]["stamp"]
+    latencies.append((time.time() - stamp["sec"] - stamp["nanosec"] * 1e-9) * 1e3)
+    return digest({**plain, "header": {**plain["header"], "stamp": None}})
+
+
 class _Peer:
-    def __init__(self, domain: int, types: list[str]):
+    def __init__(self, domain: int, types: list[str], latency: bool = False):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
@@ -167,12 +284,13 @@ class _Peer:
         rclpy.init(context=self.context, domain_id=domain)
         self.node = rclpy.create_node("vla_interop_peer", context=self.context)
         self.received: dict[str, list] = {t: [] for t in types}
+        self.latency_ms: dict[str, list[float]] | None = {t: [] for t in types} if latency else None
         self.pubs, self.subs = {}, {}
         for t in types:
             cls = _ros_class(t)
             self.pubs[t] = self.node.create_publisher(cls, topic(t, "from_ros"), 10)  # ROS default QoS
-            self.subs[t] = self.node.create_subscription(
-                cls, topic(t, "to_ros"), lambda m, t=t: self.received[t].append(digest(ros_to_plain(m))), 10)
+            self.subs[t] = self.node.create_subscription(cls, topic(t, "to_ros"), lambda m, t=t: self.received[t].append(
+                received(ros_to_plain(m), self.latency_ms[t] if self.latency_ms else None)), 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._closing = False
@@ -216,12 +334,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hz", type=float, default=50.0, help="publish rate (one sample of every type per period)")
     ap.add_argument("--types", default=",".join(INTEROP_TYPES))
     ap.add_argument("--timeout", type=float, default=30.0, help="for the match, the go, and the samples to arrive")
+    ap.add_argument("--latency", action="store_true",
+                    help="stamp headers with the publish time; report one-way latencies, compare without stamps")
     args = ap.parse_args(argv)
     types = [t for t in args.types.split(",") if t]
     commands: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [commands.put(line.strip()) for line in sys.stdin] + [commands.put("exit")],
                      daemon=True).start()
-    peer = _Peer(args.domain, types)
+    peer = _Peer(args.domain, types, latency=args.latency)
     try:
         if not _wait(peer.matched, args.timeout):
             _emit({"event": "error", "error": "no match within the timeout",
@@ -234,14 +354,15 @@ def main(argv: list[str] | None = None) -> int:
         next_t = time.monotonic()
         for i in range(args.count):
             for t in types:
-                peer.pubs[t].publish(ros_from_plain(t, sample(t, i)))
+                plain = sample(t, i)
+                peer.pubs[t].publish(ros_from_plain(t, stamp_now(plain) if args.latency else plain))
             next_t += 1.0 / args.hz
             time.sleep(max(0.0, next_t - time.monotonic()))
         from rclpy.duration import Duration
 
         acked = all(p.wait_for_all_acked(Duration(seconds=10.0)) for p in peer.pubs.values())
         _wait(lambda: all(len(v) >= args.count for v in peer.received.values()), args.timeout)
-        _emit({"event": "received", "acked": acked, "messages": peer.received})
+        _emit({"event": "received", "acked": acked, "messages": peer.received, "latency_ms": peer.latency_ms})
         while commands.get(timeout=args.timeout) != "exit":
             pass
         return 0

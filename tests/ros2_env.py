@@ -56,20 +56,10 @@ def not_here_reason() -> str:
 
 
 def ros_env(domain: int | None = None) -> dict[str, str]:
-    """Environment of a ROS 2 child process: loopback only, logs in a temp dir, the Fast DDS <-> Cyclone
-    profile (robot_bridge/params/fastdds_interop.xml), Fast DDS (the only RMW with wheels)."""
-    from robot_bridge.transport.loopback import LOOPBACK_ENV
-    from robot_bridge.transport.ros import fastdds_interop_profile
+    """Environment of a ROS 2 child process (robot_bridge.ros_interop.child_env), logs in ROS_LOG_DIR."""
+    from robot_bridge.ros_interop import child_env
 
-    env = dict(os.environ, **LOOPBACK_ENV, ROS_LOG_DIR=str(ROS_LOG_DIR), RMW_IMPLEMENTATION="rmw_fastrtps_cpp",
-               FASTDDS_DEFAULT_PROFILES_FILE=fastdds_interop_profile(), PYTHONUNBUFFERED="1")
-    if domain is not None:
-        env["ROS_DOMAIN_ID"] = str(domain)
-    if not rclpy_here():
-        # A child of a process outside the ROS venv bootstraps itself (sets LD_LIBRARY_PATH, re-executes); a
-        # stale bootstrap flag without that library path would make it fail (shared/facts/ros2_pypi.md).
-        env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
-    return env
+    return child_env(domain, str(ROS_LOG_DIR), bootstrapped=rclpy_here())
 
 
 @lru_cache(maxsize=None)
