@@ -62,7 +62,7 @@ def main() -> None:
     load0 = os.getloadavg()
     log_dir = tempfile.mkdtemp(prefix="vla-bench-ros-log-")
     peer = PeerProcess(ros_python(), DOMAIN, child_env(DOMAIN, log_dir), count=COUNT, hz=HZ, types=(IMAGE,),
-                       latency=True, cwd=str(ROOT))
+                       latency=True, prefix=f"/interop_bench_{os.getpid()}", cwd=str(ROOT))
     t = DdsTransport(DOMAIN)
     try:
         r = exchange(t, peer, count=COUNT, hz=HZ, types=(IMAGE,), latency=True, timeout=30.0)

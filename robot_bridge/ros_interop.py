@@ -4,7 +4,7 @@
 
 The process is a plain rclpy node (ROS default QoS: RELIABLE, VOLATILE, KEEP_LAST 10; messages built and
 read as rclpy objects, so its own typesupport does the CDR). Per type it publishes on
-`/interop/from_ros/<name>` and subscribes to `/interop/to_ros/<name>`. It speaks JSON lines on stdout:
+`<prefix>/from_ros/<name>` and subscribes to `<prefix>/to_ros/<name>` (`--prefix`, default `/interop`). It speaks JSON lines on stdout:
 `{"event": "matched"}` once every publisher has a matched subscription and every subscription a matched
 publisher; it publishes `--count` samples of each type at `--hz` after `go` arrives on stdin, then reports
 `{"event": "received", "messages": {type: [plain values...]}}` and exits on `exit` (or end of input).
@@ -43,9 +43,10 @@ INTEROP_TYPES = (
 )
 
 
-def topic(ros_type: str, direction: str) -> str:
-    """`/interop/<direction>/<name>`; direction `to_ros` (DDS -> rclpy) or `from_ros` (rclpy -> DDS)."""
-    return f"/interop/{direction}/{ros_type.rsplit('/', 1)[1].lower()}"
+def topic(ros_type: str, direction: str, prefix: str = "/interop") -> str:
+    """`<prefix>/<direction>/<name>`; direction `to_ros` (DDS -> rclpy) or `from_ros` (rclpy -> DDS). A prefix
+    of its own keeps a run apart from another one that happens to share its DDS domain on this machine."""
+    return f"{prefix}/{direction}/{ros_type.rsplit('/', 1)[1].lower()}"
 
 
 def _header(i: int) -> dict:
@@ -145,9 +146,11 @@ class PeerProcess:
     """This module run as a genuine rclpy process (`python` must have rclpy), and its JSON-line events."""
 
     def __init__(self, python: str, domain: int, env: dict[str, str], *, count: int, hz: float,
-                 types: tuple[str, ...] = INTEROP_TYPES, latency: bool = False, cwd: str | None = None):
+                 types: tuple[str, ...] = INTEROP_TYPES, latency: bool = False, prefix: str = "/interop",
+                 cwd: str | None = None):
+        self.prefix = prefix
         cmd = [python, "-m", "robot_bridge.ros_interop", "--domain", str(domain), "--count", str(count),
-               "--hz", str(hz), "--types", ",".join(types)] + (["--latency"] if latency else [])
+               "--hz", str(hz), "--types", ",".join(types), "--prefix", prefix] + (["--latency"] if latency else [])
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=env, cwd=cwd)
         self.events: queue.Queue[dict] = queue.Queue()
@@ -197,14 +200,14 @@ def exchange(transport, peer: PeerProcess, *, count: int, hz: float, types: tupl
     pubs = {}
     for t in types:
         cls = msgs.ROS_TYPES[t]
-        transport.subscribe(topic(t, "from_ros"), cls, RELIABLE,
+        transport.subscribe(topic(t, "from_ros", peer.prefix), cls, RELIABLE,
                             lambda m, t=t: got[t].append(received(dds_to_plain(m), lat[t] if lat else None)))
-        pubs[t] = transport.publisher(topic(t, "to_ros"), cls, RELIABLE)
+        pubs[t] = transport.publisher(topic(t, "to_ros", peer.prefix), cls, RELIABLE)
     peer.expect("matched")  # the peer sees all its matches
     for t in types:  # and so does this side
         for direction in ("from_ros", "to_ros"):
-            if not transport.wait_matched(topic(t, direction), 1, timeout=timeout):
-                raise RuntimeError(f"no match on {topic(t, direction)} within {timeout} s")
+            if not transport.wait_matched(topic(t, direction, peer.prefix), 1, timeout=timeout):
+                raise RuntimeError(f"no match on {topic(t, direction, peer.prefix)} within {timeout} s")
     peer.send("go")
     next_t = time.monotonic()
     for i in range(count):
@@ -275,7 +278,7 @@ def received(plain: dict, latencies: list[float] | None) -> dict:
 
 
 class _Peer:
-    def __init__(self, domain: int, types: list[str], latency: bool = False):
+    def __init__(self, domain: int, types: list[str], latency: bool = False, prefix: str = "/interop"):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
@@ -288,8 +291,8 @@ class _Peer:
         self.pubs, self.subs = {}, {}
         for t in types:
             cls = _ros_class(t)
-            self.pubs[t] = self.node.create_publisher(cls, topic(t, "from_ros"), 10)  # ROS default QoS
-            self.subs[t] = self.node.create_subscription(cls, topic(t, "to_ros"), lambda m, t=t: self.received[t].append(
+            self.pubs[t] = self.node.create_publisher(cls, topic(t, "from_ros", prefix), 10)  # ROS default QoS
+            self.subs[t] = self.node.create_subscription(cls, topic(t, "to_ros", prefix), lambda m, t=t: self.received[t].append(
                 received(ros_to_plain(m), self.latency_ms[t] if self.latency_ms else None)), 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -334,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hz", type=float, default=50.0, help="publish rate (one sample of every type per period)")
     ap.add_argument("--types", default=",".join(INTEROP_TYPES))
     ap.add_argument("--timeout", type=float, default=30.0, help="for the match, the go, and the samples to arrive")
+    ap.add_argument("--prefix", default="/interop", help="topic namespace (one per run)")
     ap.add_argument("--latency", action="store_true",
                     help="stamp headers with the publish time; report one-way latencies, compare without stamps")
     args = ap.parse_args(argv)
@@ -341,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     commands: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [commands.put(line.strip()) for line in sys.stdin] + [commands.put("exit")],
                      daemon=True).start()
-    peer = _Peer(args.domain, types, latency=args.latency)
+    peer = _Peer(args.domain, types, latency=args.latency, prefix=args.prefix)
     try:
         if not _wait(peer.matched, args.timeout):
             _emit({"event": "error", "error": "no match within the timeout",

@@ -38,8 +38,9 @@ def test_genuine_rclpy_and_direct_dds_exchange_every_bridge_message_type(ros_pyt
     from robot_bridge.transport.loopback import use_loopback
 
     use_loopback()
-    domain = 210 + os.getpid() % 20  # its topics (/interop/...) are its own
-    peer = PeerProcess(ros_python, domain, ros2_env.ros_env(domain), count=COUNT, hz=HZ, cwd=str(ros2_env.REPO_ROOT))
+    domain = 210 + os.getpid() % 20  # and topics of its own: another run may share the domain
+    peer = PeerProcess(ros_python, domain, ros2_env.ros_env(domain), count=COUNT, hz=HZ,
+                       prefix=f"/interop_{os.getpid()}", cwd=str(ros2_env.REPO_ROOT))
     t = DdsTransport(domain)
     try:
         result = exchange(t, peer, count=COUNT, hz=HZ)

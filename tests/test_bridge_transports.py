@@ -21,6 +21,7 @@ from robot_bridge.transport.loopback import use_loopback
 use_loopback()  # before any participant exists in this process
 
 KINDS = ["dds", pytest.param("rclpy", marks=pytest.mark.ros)]
+PREFIX = f"/contract_{os.getpid()}"  # topics of its own: another run may share the domain
 TYPES = INTEROP_TYPES + ("std_msgs/msg/Bool", "diagnostic_msgs/msg/DiagnosticArray")
 EXTRA = {  # the bridge's e-stop and status types, beyond the interop set
     "std_msgs/msg/Bool": lambda i: {"data": i % 2 == 1},
@@ -52,11 +53,11 @@ def test_every_bridge_message_type_arrives_with_equal_values(pair):
     got: dict[str, list] = {t: [] for t in TYPES}
     pubs = {}
     for ty in TYPES:
-        topic = "/contract/" + ty.rsplit("/", 1)[1].lower()
+        topic = PREFIX + "/" + ty.rsplit("/", 1)[1].lower()
         b.subscribe(topic, msgs.ROS_TYPES[ty], RELIABLE, lambda m, ty=ty: got[ty].append(digest(dds_to_plain(m))))
         pubs[ty] = a.publisher(topic, msgs.ROS_TYPES[ty], RELIABLE)
     for ty in TYPES:
-        topic = "/contract/" + ty.rsplit("/", 1)[1].lower()
+        topic = PREFIX + "/" + ty.rsplit("/", 1)[1].lower()
         assert a.wait_matched(topic, 1) and b.wait_matched(topic, 1), f"no match on {topic}"
     for i in range(3):
         for ty in TYPES:
@@ -71,12 +72,12 @@ def test_every_bridge_message_type_arrives_with_equal_values(pair):
 @pytest.mark.parametrize("pair", KINDS, indirect=True)
 def test_latched_value_reaches_a_late_subscriber_and_matches_are_counted(pair):
     a, b = pair
-    pub = a.publisher("/contract/estop", msgs.Bool, LATCHED)
-    assert a.matched("/contract/estop") == 0
+    pub = a.publisher(PREFIX + "/estop", msgs.Bool, LATCHED)
+    assert a.matched(PREFIX + "/estop") == 0
     pub(msgs.Bool(True))
     got: list = []
-    b.subscribe("/contract/estop", msgs.Bool, LATCHED, got.append)
-    assert b.wait_matched("/contract/estop", 1) and a.wait_matched("/contract/estop", 1)
+    b.subscribe(PREFIX + "/estop", msgs.Bool, LATCHED, got.append)
+    assert b.wait_matched(PREFIX + "/estop", 1) and a.wait_matched(PREFIX + "/estop", 1)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not got:
         time.sleep(0.01)
