@@ -1,9 +1,12 @@
 """rosbag2 (mcap or sqlite3) recordings -> RLDS episodes for `vla-train` (LoRA fine-tuning on a new robot).
 
 Per bag:
-1. Read every mapped topic with `rosbags` and check the count read against the bag's metadata
-   (`message_count` per connection): rosbags can read 0 messages from a bag whose QoS metadata it does not
-   understand without raising, so a mismatch is an error that names the topic.
+1. Read the mapped topics as rosbag2 does (`robot_bridge.bags`: the storage's own topic tables, counts checked
+   against the storage and metadata.yaml; message definitions the bag's own or the chosen distro's, logged).
+   Before decoding anything, every mapped topic is checked: at least one is in the bag, each has a type its
+   role takes (cameras: sensor_msgs/Image or CompressedImage), and every type can be decoded; each failure
+   names the topic, lists the bag's topics and says what to set. A bag without instruction messages needs
+   `instruction=...`: an episode is never written with an empty instruction.
 2. Episodes: a bag is one session; with the bridge's lifecycle topic recorded, each activate ... deactivate
    span is one episode and inactive time is dropped (the sim arm and a user's episode script do this).
 3. Time-align at the control rate: a grid t_k = t0 + k / rate_hz over the span where every required stream
@@ -28,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from robot_bridge.bags import DISTROS, Bag, BagCountError, BagError
 from robot_bridge.config import TopicsConfig
-from robot_bridge.images import array_from_image
+from robot_bridge.images import array_from_any
 from vla.core.episode import Episode, EpisodeMetadata
 
 logger = logging.getLogger(__name__)
@@ -52,7 +56,8 @@ class ConvertTopics:
 @dataclass
 class ConvertConfig:
     """Attributes:
-        bags: rosbag2 directories (mcap or sqlite3; the storage is read from metadata.yaml).
+        bags: rosbag2 directories (mcap or sqlite3; the storage is read from metadata.yaml), or single .mcap /
+            .db3 files.
         output_dir / name / version: the RLDS dataset goes to <output_dir>/<name>/<version>.
         rate_hz: control rate of the episodes (the policy's rate).
         action_source: `commanded` or `measured` (see the module docstring).
@@ -62,7 +67,11 @@ class ConvertConfig:
         joint_names: joints (and order) of `joint_positions`, merged by name across joint-state messages
             (drivers often publish arm and gripper separately); [] = each message's positions as they are.
         image_size: [H, W] the images are resized to (the dataset has one size).
-        instruction: used when the bag has no instruction message.
+        instruction: the instruction of a bag without instruction messages (no messages on topics.instruction,
+            or topics.instruction=""). A bag with neither is an error: nothing is written with an empty one.
+        distro: message definitions of this ROS 2 distro (humble, iron, jazzy, kilted, ...); "" = the bag's own
+            (those it carries, else those of the distro its metadata names). The log says which were used.
+        msg_files: .msg files (<package>/msg/<Name>.msg) for message types neither the bag nor the distro define.
         max_age_periods: a stream older than this at a grid time is a gap (split).
         min_steps: shorter segments are dropped.
         success: written to episode_metadata/success (a recording does not know it).
@@ -80,6 +89,8 @@ class ConvertConfig:
     joint_names: list[str] = field(default_factory=list)
     image_size: list[int] = field(default_factory=lambda: [224, 224])
     instruction: str = ""
+    distro: str = ""
+    msg_files: list[str] = field(default_factory=list)
     max_age_periods: float = 2.0
     min_steps: int = 2
     success: bool = False
@@ -101,50 +112,40 @@ class ConvertConfig:
             raise ValueError("convert.topics.cameras needs a 'primary' camera topic")
         if not self.rate_hz > 0:
             raise ValueError(f"convert.rate_hz must be > 0, got {self.rate_hz}")
+        if self.distro and self.distro not in DISTROS:
+            raise ValueError(f"convert.distro={self.distro!r}; choose one of {DISTROS}, or '' for the bag's own")
 
 
-class BagCountError(RuntimeError):
-    """Messages read from a bag do not match its metadata."""
+#: the message types each kind of topic takes (cameras: raw or compressed; the rest: what the bridge records)
+ROLE_TYPES = {
+    "camera": ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"),
+    "joint_states": ("sensor_msgs/msg/JointState",),
+    "ee_pose": ("geometry_msgs/msg/PoseStamped",),
+    "instruction": ("std_msgs/msg/String",),
+    "lifecycle": ("std_msgs/msg/String",),
+    "action": ("sensor_msgs/msg/JointState",),
+    "gripper": ("std_msgs/msg/Float64MultiArray",),
+}
 
 
-def _stamp(msg, bag_t: float) -> float:
-    h = getattr(msg, "header", None)
-    if h is None:
-        return bag_t
-    s = float(h.stamp.sec) + float(h.stamp.nanosec) * 1e-9
-    return s if s > 0 else bag_t
-
-
-def read_bag(path: str | Path, topics: list[str], *, strict: bool = True) -> dict[str, list[tuple[float, float, Any]]]:
+def read_bag(path: str | Path, topics: list[str], *, strict: bool = True, distro: str = "",
+             msg_files: list[str] | tuple[str, ...] = ()) -> dict[str, list[tuple[float, float, Any]]]:
     """topic -> [(stamp, bag_time, message)] sorted by stamp, for the given topics (missing topics: [])."""
-    from rosbags.rosbag2 import Reader
-    from rosbags.typesys import Stores, get_typestore
+    with Bag(path, distro=distro, msg_files=msg_files) as bag:
+        return bag.read(topics, strict=strict)
 
-    ts = get_typestore(Stores.ROS2_HUMBLE)
-    out: dict[str, list] = {t: [] for t in topics}
-    with Reader(Path(path)) as reader:
-        conns = [c for c in reader.connections if c.topic in out]
-        read = {c.id: 0 for c in conns}
-        for conn, t_ns, raw in reader.messages(connections=conns):
-            msg = ts.deserialize_cdr(raw, conn.msgtype)
-            read[conn.id] += 1
-            bag_t = t_ns * 1e-9
-            out[conn.topic].append((_stamp(msg, bag_t), bag_t, msg))
-        for c in conns:
-            if read[c.id] != c.msgcount:
-                text = (f"{path}: read {read[c.id]} messages on {c.topic} but the bag metadata says {c.msgcount} "
-                        "(a QoS-metadata or storage mismatch; re-index the bag with `ros2 bag reindex`)")
-                if strict:
-                    raise BagCountError(text)
-                logger.warning(text)
-        logger.info("%s: %s", Path(path).name, ", ".join(f"{c.topic} {read[c.id]}/{c.msgcount}" for c in conns))
-    for v in out.values():
-        v.sort(key=lambda x: x[0])
-    return out
+
+def _string_like(typestore, msgtype: str) -> bool:
+    """A type with one string field `data` (std_msgs/String's layout, e.g. example_interfaces/msg/String)."""
+    fields = typestore.fielddefs.get(msgtype, ((), ()))[1]
+    if len(fields) != 1 or fields[0][0] != "data":
+        return False
+    kind, spec = fields[0][1]
+    return getattr(kind, "name", "") == "BASE" and spec[0] == "string"
 
 
 def _image(msg, size: tuple[int, int]) -> np.ndarray:
-    arr = array_from_image(msg)
+    arr = array_from_any(msg)
     if arr.shape[:2] != tuple(size):
         from PIL import Image as PILImage
 
@@ -211,11 +212,36 @@ class BagConverter:
         self._gripper = 1.0  # the last commanded gripper, held through periods without a command
 
     # -- reading and the grid ----------------------------------------------------------------------------
-    def _read(self) -> dict[str, list[tuple[float, float, Any]]]:
+    def _roles(self) -> dict[str, str]:
+        """topic -> its role (a ROLE_TYPES key), for every topic the config maps."""
         tp = self.topics
-        wanted = list(tp.cameras.values()) + [x for x in (tp.joint_states, tp.ee_pose, tp.instruction, tp.action,
-                                                          tp.gripper, tp.lifecycle) if x]
-        return read_bag(self.path, wanted, strict=self.cfg.strict_counts)
+        roles = {topic: "camera" for topic in tp.cameras.values() if topic}
+        for role in ("joint_states", "ee_pose", "instruction", "action", "gripper", "lifecycle"):
+            if getattr(tp, role):
+                roles.setdefault(getattr(tp, role), role)
+        return roles
+
+    def _read(self) -> dict[str, list[tuple[float, float, Any]]]:
+        roles = self._roles()
+        with Bag(self.path, distro=self.cfg.distro, msg_files=self.cfg.msg_files) as bag:
+            self.bag_topics = bag.describe_topics()
+            present = [t for t in roles if t in bag.topics]
+            if not present:
+                raise BagError(f"{self.path}: none of the configured topics {sorted(roles)} is in the bag. It has:\n"
+                               f"{self.bag_topics}\nmap yours, e.g. convert.topics.cameras.primary=<camera topic> "
+                               "convert.topics.joint_states=<joint state topic>")
+            bag.check_types(present)
+            ts = bag.typestore()
+            for topic in present:
+                role, typ = roles[topic], bag.topics[topic].type
+                if typ not in ROLE_TYPES[role] and not (role == "instruction" and _string_like(ts, typ)):
+                    raise BagError(f"{self.path}: {topic} ({'a camera' if role == 'camera' else role} topic) has type "
+                                   f"{typ}; it must be {' or '.join(ROLE_TYPES[role])}. Topics in the bag:\n"
+                                   f"{self.bag_topics}")
+            data = bag.read(present, strict=self.cfg.strict_counts)
+            self.definitions = bag.definitions
+        data.update({t: [] for t in roles if t not in data})
+        return data
 
     def _required_streams(self) -> list[str]:
         """The topics every step needs; joint states are kept to the configured joints (merged by name)."""
@@ -235,7 +261,13 @@ class BagConverter:
             required.append(tp.ee_pose)
         empty = [t for t in required if not data.get(t)]
         if empty:
-            raise ValueError(f"{self.path}: no messages on required topic(s) {empty}; check convert.topics")
+            raise ValueError(f"{self.path}: no messages on required topic(s) {empty}; topics in the bag:\n"
+                             f"{self.bag_topics}\nmap them with convert.topics.* (or change convert.proprio)")
+        if not (tp.instruction and data.get(tp.instruction)) and not cfg.instruction.strip():
+            raise ValueError(f"{self.path}: no instruction: no messages on {tp.instruction or '(no topic)'} and "
+                             "convert.instruction is empty. Set convert.instruction='<what the robot was told to do>' "
+                             "(used for the whole bag), or map the topic that carries it with "
+                             f"convert.topics.instruction=<topic>. Topics in the bag:\n{self.bag_topics}")
         return required
 
     def _read_commands(self) -> None:
@@ -308,7 +340,7 @@ class BagConverter:
         instr_stream = self.data.get(self.topics.instruction) or []
         instr = [s for s in instr_stream if s[1] <= self.grid[k]] or instr_stream[:1]
         return {"images": images, "state": state, "action": action.astype(np.float32),
-                "instruction": instr[-1][2].data if instr else self.cfg.instruction}
+                "instruction": str(instr[-1][2].data) if instr else self.cfg.instruction}
 
     def _action(self, k: int) -> np.ndarray:
         """The 7-D action of grid step k (step 4 of the module docstring)."""
@@ -350,6 +382,10 @@ class BagConverter:
         episodes = []
         for i, seg in enumerate(s for s in segments if len(s) >= self.cfg.min_steps):
             instructions = {s["instruction"] for s in seg}
+            if not seg[0]["instruction"].strip():
+                raise ValueError(f"{self.path}: an empty instruction message on {self.topics.instruction} starts "
+                                 f"segment {i}; fix the recording, or set convert.topics.instruction='' and "
+                                 "convert.instruction='<instruction>'")
             if len(instructions) > 1:
                 logger.warning("%s segment %d has several instructions %s; using the first", self.path, i, instructions)
             episodes.append(Episode(
@@ -359,8 +395,10 @@ class BagConverter:
                 metadata=EpisodeMetadata(episode_id=f"{Path(self.path).name}_{i}", success=self.cfg.success,
                                          task="ros2_bag")))
         dropped = len(segments) - len(episodes)
-        logger.info("%s: %d grid steps -> %d episode(s)%s", Path(self.path).name, len(self.grid), len(episodes),
-                    f", {dropped} short segment(s) dropped" if dropped else "")
+        instr = self.topics.instruction if self.data.get(self.topics.instruction) else "convert.instruction"
+        logger.info("%s: %d grid steps -> %d episode(s)%s; instruction from %s; message definitions: %s",
+                    Path(self.path).name, len(self.grid), len(episodes),
+                    f", {dropped} short segment(s) dropped" if dropped else "", instr, self.definitions)
         return episodes
 
 
@@ -370,9 +408,9 @@ def convert(cfg: ConvertConfig) -> tuple[Path, int]:
 
     if not cfg.bags:
         raise ValueError("no bags given: vla-convert bags=[path/to/bag1,path/to/bag2]")
-    missing = [b for b in cfg.bags if not (Path(b) / "metadata.yaml").is_file()]
+    missing = [b for b in cfg.bags if not Path(b).exists()]
     if missing:
-        raise FileNotFoundError(f"not rosbag2 directories (no metadata.yaml): {missing}")
+        raise FileNotFoundError(f"no such bags: {missing} (give rosbag2 directories or .mcap / .db3 files)")
     n = 0
     state_dim = None
     writer = None

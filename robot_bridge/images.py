@@ -1,11 +1,14 @@
-"""sensor_msgs/Image -> uint8 (H, W, 3) RGB, for live DDS messages (the node) and recorded ones (the converter).
+"""sensor_msgs/Image or CompressedImage -> uint8 (H, W, 3) RGB, for live DDS messages (the node) and recorded
+ones (the converter).
 
-Works on any object with the message's fields (`encoding`, `height`, `width`, `step`, `data`): a cyclonedds
-`msgs.Image` or a rosbags message. It needs numpy only, so `vla-convert` does not load cyclonedds for it.
+Works on any object with the message's fields (Image: `encoding`, `height`, `width`, `step`, `data`;
+CompressedImage: `format`, `data`): a cyclonedds `msgs.Image` or a rosbags message. Image needs numpy only, so
+`vla-convert` does not load cyclonedds for it; CompressedImage (JPEG or PNG) is decoded with Pillow.
 """
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import numpy as np
@@ -32,3 +35,32 @@ def array_from_image(msg: Any) -> np.ndarray:
     elif c == 1:
         arr = np.repeat(arr, 3, axis=2)
     return np.ascontiguousarray(arr)
+
+
+def array_from_compressed(msg: Any) -> np.ndarray:
+    """uint8 (H, W, 3) RGB from a sensor_msgs/CompressedImage (JPEG or PNG), or ValueError saying why not.
+
+    `format` is image_transport's "<original encoding>; <jpeg|png> compressed <encoding>" (or a bare "jpeg" /
+    "png"). compressed_image_transport hands OpenCV colour images as bgr8, so the file itself is an ordinary
+    RGB JPEG or PNG whatever the original encoding was: decoded as a file, not by the format text.
+    """
+    fmt = str(getattr(msg, "format", "") or "")
+    if "compresseddepth" in fmt.lower().replace(" ", ""):
+        raise ValueError(f"CompressedImage format {fmt!r} is a depth image (compressedDepth), not a camera image")
+    data = msg.data if isinstance(msg.data, (bytes, bytearray)) else bytes(msg.data)
+    from PIL import Image as PILImage
+
+    try:
+        im = PILImage.open(io.BytesIO(data))
+        im.load()
+    except Exception as e:  # PIL raises several types for bad data
+        raise ValueError(f"CompressedImage with format {fmt!r}: cannot decode its {len(data)} bytes as JPEG or PNG "
+                         f"({type(e).__name__}: {e})") from None
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.ascontiguousarray(np.asarray(im, np.uint8))
+
+
+def array_from_any(msg: Any) -> np.ndarray:
+    """Image or CompressedImage (told apart by their fields) -> uint8 (H, W, 3) RGB."""
+    return array_from_compressed(msg) if hasattr(msg, "format") else array_from_image(msg)

@@ -114,9 +114,95 @@ def test_joint_groups_published_separately_are_merged_by_name(tmp_path):
         send[cfg.topics.action](msgs.JointState(header=msgs.header(s), name=list("xyzrpwg"), position=[0.0] * 6 + [1.0]))
     rec.close()
     with pytest.raises(ValueError, match="different joint sets"):
-        bag_to_episodes(tmp_path / "bag", ConvertConfig(image_size=[8, 8], align="commands"))
-    (ep,) = bag_to_episodes(tmp_path / "bag", ConvertConfig(image_size=[8, 8], align="commands", joint_names=["a2", "finger", "a1"]))
+        bag_to_episodes(tmp_path / "bag", ConvertConfig(image_size=[8, 8], align="commands", instruction="pick"))
+    (ep,) = bag_to_episodes(tmp_path / "bag", ConvertConfig(image_size=[8, 8], align="commands", joint_names=["a2", "finger", "a1"],
+                                                     instruction="pick"))
     assert len(ep) == 9  # the first step has no finger reading yet
     np.testing.assert_allclose(ep.state[:, 0], -np.arange(1, 10))
     np.testing.assert_allclose(ep.state[:, 1], 0.04)
     np.testing.assert_allclose(ep.state[:, 2], np.arange(1, 10))
+
+
+@pytest.mark.slow
+def test_record_with_genuine_rclpy_then_convert_and_train(tmp_path):
+    """A bridge session (fake robot + vla-bridge on direct DDS) recorded by a genuine rclpy process (Fast DDS,
+    raw subscriptions, rosbags writer: `python -m robot_bridge.ros_record`), the camera as a PNG
+    CompressedImage the way image_transport publishes it; converted; then a few steps of the tiny VLA on it."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from ros2_env import ros_env, ros_python, unavailable_reason
+
+    from robot_bridge.transport.loopback import LOOPBACK_ENV
+
+    py = ros_python()
+    if py is None:
+        pytest.skip(unavailable_reason())
+    domain = 130 + os.getpid() % 70  # private DDS domain: concurrent runs on this machine never cross-talk
+    cfg = BridgeConfig()
+    cam = cfg.topics.cameras["primary"] + "/compressed"
+    topics = [cam, cfg.topics.joint_states, cfg.topics.ee_pose, cfg.topics.instruction, cfg.topics.action]
+    bag = tmp_path / "bag"
+    rec = subprocess.Popen([py, "-m", "robot_bridge.ros_record", "--domain", str(domain), "--out", str(bag),
+                            "--distro", "kilted", *topics], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=ros_env(domain))
+    dds_env = dict(os.environ, **LOOPBACK_ENV)
+    bridge = sensors = None
+    try:
+        assert json.loads(rec.stdout.readline())["event"] == "recording", rec.stderr.read()[-2000:]
+        bridge = subprocess.Popen([sys.executable, "-m", "robot_bridge.cli.bridge", "loopback=true", f"domain_id={domain}",
+                                   "policy.kind=random", "policy.scale=0.005", f"hydra.run.dir={tmp_path / 'run'}"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dds_env)
+        sensors = subprocess.Popen([sys.executable, "-m", "robot_bridge.fake_sensors", "--domain", str(domain),
+                                    "--hz", "30", "--size", "64", "--seconds", "5", "--compressed", "png",
+                                    "--instruction", "pick up the cube"], stdout=subprocess.PIPE, text=True,
+                                   env=dds_env)
+        sent = json.loads(sensors.communicate(timeout=120)[0])["sent"]
+        bridge.send_signal(signal.SIGINT)
+        bridge.wait(30)
+        rec.stdin.write("stop\n")
+        rec.stdin.flush()
+        done = [json.loads(line) for line in rec.stdout if line.startswith("{")][-1]
+        rec.wait(30)
+    finally:
+        for p in (sensors, bridge, rec):
+            if p is not None and p.poll() is None:
+                p.kill()
+    assert done["event"] == "done" and not done["never_published"], done
+    counts = done["counts"]
+    assert counts[cam] >= sent - 5 and counts[cfg.topics.instruction] == 1  # recording starts at the first match
+    assert counts[cfg.topics.action] >= 10, (counts, bridge.stderr.read()[-2000:] if bridge.stderr else "")
+
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["ros_distro"] == "kilted" and meta["storage_identifier"] == "mcap"
+    ccfg = ConvertConfig(bags=[str(bag)], output_dir=str(tmp_path / "rlds"), name="rclpy_session",
+                         image_size=[64, 64], align="commands")
+    ccfg.topics.cameras = {"primary": cam}
+    eps = bag_to_episodes(bag, ccfg)
+    assert sum(len(e) for e in eps) >= 10 and {e.instruction for e in eps} == {"pick up the cube"}
+    img = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)  # fake_sensors' frame, lossless
+    np.testing.assert_array_equal(eps[0].images["primary"][0], img)
+    assert np.all(np.abs(eps[0].action[:, :3]) <= 0.005 + 1e-6) and eps[0].state.shape[1] == 7
+    out, n = convert(ccfg)
+    assert n == len(eps)
+
+    from test_train import SMALL
+
+    from vla.model.policy import VLAPolicy
+    from vla.train import run
+
+    final = run({"model": SMALL, "output_dir": str(tmp_path / "train"),
+                 "trainer": {"steps": 3, "batch_size": 4, "save_every": 0, "val_every": 0, "log_every": 1,
+                             "progress": False, "num_threads": 1},
+                 "data": {"datasets": [{"path": str(out)}], "num_workers": 0, "shuffle_buffer": 20, "chunk_size": 2,
+                          "statistics_cache": str(tmp_path / "stats"), "image_augmentation": False}})
+    history = json.loads((tmp_path / "train" / "history.json").read_text())
+    assert [h["step"] for h in history if "loss" in h][-1] == 3 and all(np.isfinite(h["loss"]) for h in history if "loss" in h)
+    policy = VLAPolicy.from_pretrained(final)
+    from vla.core.types import Observation
+
+    a = policy.act(Observation(images={"primary": img}, proprio=eps[0].state[0], instruction="pick up the cube"))
+    assert np.all(np.isfinite(a))

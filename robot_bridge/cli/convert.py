@@ -4,11 +4,13 @@
     vla-convert bags=[bag1] align=commands                                   # one step per executed bridge command
     vla-convert bags=[bag1,bag2] action_source=measured proprio=[ee_pose] rate_hz=5
     vla-convert bags=[bag1] topics.cameras.wrist=/camera/wrist/image_raw image_size=[256,256]
+    vla-convert bags=[bag1] topics.cameras.primary=/camera/color/image_raw/compressed instruction='wipe the table'
+    vla-convert bags=[humble_bag] distro=humble msg_files=[my_msgs/msg/Gripper.msg]   # pick the definitions
     vla-convert --cfg job                                                    # print the resolved config
 
 Writes <output_dir>/<name>/<version> (TFDS layout; `tfds.builder_from_directory` loads it), then e.g.
-`vla-train trainer=lora data.datasets=[<that dir>]`. Every bag's message counts are checked against its
-metadata. Schema and logic: robot_bridge/convert.py.
+`vla-train trainer=lora data.datasets=[<that dir>]`. Bags are read from their storage's own tables, as rosbag2
+does, with counts checked (robot_bridge/bags.py). Schema and logic: robot_bridge/convert.py.
 """
 
 from __future__ import annotations
