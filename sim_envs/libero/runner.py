@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from sim_envs.libero.conventions import Conventions, LiberoConventions, LiberoPolicyAdapter, resolve
+from sim_envs.libero.expert import LiberoExpertPolicy  # also registers the policy kind libero_expert
 from sim_envs.libero.suites import INITIAL_STATES, RESOLUTION, STANDARD_SUITES, WAIT_STEPS, Suite
 from sim_envs.libero.venv import WorkerEnvironment, libero_python, unavailable_reason
 from sim_envs.results import EpisodeResult, aggregate, safe_name, write_json, write_results
@@ -263,14 +264,15 @@ def _run_suite(name, source, suite: Suite, todo: list[Planned], description: dic
 
     if expert_of(instances[0]) is not None:
         raise ValueError(f"policy {name}: the scripted expert of our own tasks reads our simulator's state and cannot "
-                         "act in LIBERO; evaluate a checkpoint (policy=<dir>) or a registered kind such as noop/random")
+                         "act in LIBERO; its LIBERO counterpart is policy=libero_expert (libero_spatial, libero_object)")
+    expert = isinstance(instances[0], LiberoExpertPolicy)
     conv = resolve(cfg.conventions, instances[0])
     if getattr(getattr(instances[0], "config", None), "use_proprio", False) and conv.state == "none":
         raise ValueError(f"policy {name} reads proprio but libero.conventions.state=none; use state=oft8")
     # One server when the workers share one policy instance (its lock serializes their queries), one per
-    # worker for per-episode-stateful policies built from a factory.
-    servers = [PolicyServer(LiberoPolicyAdapter(p, conv)).start()
-               for p in (instances[:1] if isinstance(source, Policy) else instances)]
+    # worker for per-episode-stateful policies built from a factory; none for the expert, which acts in the worker.
+    servers = [] if expert else [PolicyServer(LiberoPolicyAdapter(p, conv)).start()
+                                 for p in (instances[:1] if isinstance(source, Policy) else instances)]
     wdir = out_dir / "workers"
     wdir.mkdir(parents=True, exist_ok=True)
     video_states = list(range(cfg.videos_per_task))
@@ -281,8 +283,9 @@ def _run_suite(name, source, suite: Suite, todo: list[Planned], description: dic
             tasks: dict[int, list[int]] = {}
             for p in block:
                 tasks.setdefault(p.task_index, []).append(p.init_index)
-            srv = servers[j % len(servers)]
-            job = {"host": srv.host, "port": srv.port, "suite": suite.name, "instruction": suite.instruction,
+            srv = servers[j % len(servers)] if servers else None
+            job = {"host": srv.host if srv else None, "port": srv.port if srv else None, "expert": expert,
+                   "suite": suite.name, "instruction": suite.instruction,
                    "tasks": [{"index": t, "episodes": ks} for t, ks in tasks.items()],
                    "max_steps": int(cfg.max_steps or suite.max_steps), "wait_steps": int(cfg.wait_steps),
                    "execute_steps": conv.execute_steps, "gripper": conv.gripper, "resolution": int(cfg.resolution),

@@ -71,7 +71,8 @@ def _state_hash(state: np.ndarray) -> str:
 class Worker:
     """Runs one job: {host, port, suite, instruction, tasks: [{index, episodes: [state indices]}], max_steps,
     wait_steps, execute_steps, gripper, resolution, seed, policy_timeout_s, video_dir, video_states, video_fps,
-    results}."""
+    results, expert}. With `expert` true the scripted expert (`sim_envs.libero.expert`) acts, here, from the
+    simulator's state; otherwise the policy server at host:port."""
 
     def __init__(self, job: dict) -> None:
         from sim_envs.libero.suites import NOOP_ACTION
@@ -79,8 +80,9 @@ class Worker:
 
         self.job = job
         self.noop = list(NOOP_ACTION)
-        self.client = RemotePolicy(job["host"], int(job["port"]), timeout_s=float(job["policy_timeout_s"]),
-                                   connect_timeout_s=30.0)
+        self.expert = bool(job.get("expert"))
+        self.client = None if self.expert else RemotePolicy(job["host"], int(job["port"]), connect_timeout_s=30.0,
+                                                            timeout_s=float(job["policy_timeout_s"]))
         self.results = Path(job["results"])
         self.results.parent.mkdir(parents=True, exist_ok=True)
 
@@ -91,8 +93,11 @@ class Worker:
         for entry in self.job["tasks"]:
             task = suite.get_task(int(entry["index"]))
             states = suite.get_task_init_states(int(entry["index"]))
+            # the expert reads the simulator's state, not images: render only for its videos (10x the step rate)
+            render = not self.expert or bool(set(entry["episodes"]) & set(self.job.get("video_states", [])))
             t0 = time.perf_counter()
-            env = OffScreenRenderEnv(bddl_file_name=str(bddl_path(task)), camera_heights=res, camera_widths=res)
+            env = OffScreenRenderEnv(bddl_file_name=str(bddl_path(task)), camera_heights=res, camera_widths=res,
+                                     use_camera_obs=render, has_offscreen_renderer=render)
             build_s = time.perf_counter() - t0
             instruction = task.language if self.job["instruction"] == "task_name" else \
                 " ".join(str(env.language_instruction).split())
@@ -104,16 +109,17 @@ class Worker:
                         f.write(json.dumps(row) + "\n")
             finally:
                 env.close()
-        self.client.close()
+        if self.client is not None:
+            self.client.close()
 
     def episode(self, env, task, task_index: int, k: int, state: np.ndarray, instruction: str) -> dict:
-        from sim_envs.libero.conventions import env_actions, raw_observation
         from vla.serving.policy_server import PolicyServerError
 
         job = self.job
         row = {"suite": job["suite"], "task_index": task_index, "task": task.name, "init_index": k,
                "instruction": instruction, "success": False, "steps": 0, "error": None, "video_path": None,
-               "initial_state_hash": _state_hash(state), "policy_queries": 0, "policy_s": 0.0, "env_s": 0.0}
+               "initial_state_hash": _state_hash(state), "policy_queries": 0, "policy_s": 0.0, "env_s": 0.0,
+               "loop_s": 0.0}
         video = None
         if k in job.get("video_states", []):
             from sim_envs.video import EpisodeVideo
@@ -126,19 +132,22 @@ class Worker:
             obs = env.set_init_state(state)
             for _ in range(int(job["wait_steps"])):
                 obs, _, _, _ = env.step(self.noop)
-            self.client.reset(instruction)
+            expert = None
+            if self.expert:
+                from sim_envs.libero.expert import LiberoExpert
+
+                expert = LiberoExpert(env)
+                expert.reset()
+            else:
+                self.client.reset(instruction)
             queue: list[np.ndarray] = []
             steps, max_steps = 0, int(job["max_steps"])
             if video is not None:
                 video.add(_upright(obs), "step 0")
+            t_loop = time.perf_counter()
             while steps < max_steps:
                 if not queue:
-                    t0 = time.perf_counter()
-                    chunk = np.atleast_2d(self.client.act(raw_observation(obs, instruction, timestamp=steps / 20.0)))
-                    row["policy_s"] += time.perf_counter() - t0
-                    row["policy_queries"] += 1
-                    n = job.get("execute_steps") or len(chunk)
-                    queue = list(env_actions(chunk[:n], job["gripper"]))
+                    queue = self.next_actions(obs, instruction, steps, row, expert)
                 action = queue.pop(0)
                 t0 = time.perf_counter()
                 obs, _, done, _ = env.step(action.tolist())
@@ -150,6 +159,7 @@ class Worker:
                     row["success"] = True
                     break
             row["steps"] = steps
+            row["loop_s"] = time.perf_counter() - t_loop
         except PolicyServerError as e:
             row["error"] = f"policy: {e}"
         except Exception as e:  # an env failure ends this episode as a failure; the job goes on
@@ -160,6 +170,20 @@ class Worker:
             name = f"{job['suite']}_task{task_index:02d}_state{k:02d}_{'success' if row['success'] else 'failure'}.mp4"
             row["video_path"] = str(video.save(Path(job["video_dir"]) / name, fps=float(job["video_fps"])))
         return row
+
+    def next_actions(self, obs: dict, instruction: str, steps: int, row: dict, expert) -> list[np.ndarray]:
+        """The LIBERO actions to execute next: the expert's one, or the policy's chunk (its first
+        `execute_steps`) mapped to LIBERO's gripper convention."""
+        from sim_envs.libero.conventions import env_actions, raw_observation
+
+        if expert is not None:
+            return [expert.act(obs)]
+        t0 = time.perf_counter()
+        chunk = np.atleast_2d(self.client.act(raw_observation(obs, instruction, timestamp=steps / 20.0)))
+        row["policy_s"] += time.perf_counter() - t0
+        row["policy_queries"] += 1
+        n = self.job.get("execute_steps") or len(chunk)
+        return list(env_actions(chunk[:n], self.job["gripper"]))
 
 
 def _upright(obs: dict) -> dict[str, np.ndarray]:
