@@ -55,18 +55,45 @@ class CommandPublisher:
             twist=msgs.Twist(linear=msgs.Vector3(*map(float, v[:3])), angular=msgs.Vector3(*map(float, v[3:6]))),
         )
 
-    def _trajectory(self, positions: np.ndarray, velocities: np.ndarray) -> msgs.JointTrajectory:
-        d = msgs.to_time(self.dt)
-        return msgs.JointTrajectory(
-            header=msgs.header(0.0, self.out.frame_id),  # stamp 0 = start now (ros2_control convention)
-            joint_names=list(self.out.joint_names),
-            points=[msgs.JointTrajectoryPoint(positions=[float(x) for x in positions],
-                                              velocities=[float(x) for x in velocities],
-                                              time_from_start=msgs.Duration(sec=d.sec, nanosec=d.nanosec))],
-        )
+    def _trajectory(self, positions: list[np.ndarray], velocities: list[np.ndarray]) -> msgs.JointTrajectory:
+        """Point k at time_from_start (k+1) periods."""
+        points = []
+        for k, (q, v) in enumerate(zip(positions, velocities)):
+            d = msgs.to_time((k + 1) * self.dt)
+            points.append(msgs.JointTrajectoryPoint(positions=[float(x) for x in q], velocities=[float(x) for x in v],
+                                                    time_from_start=msgs.Duration(sec=d.sec, nanosec=d.nanosec)))
+        return msgs.JointTrajectory(header=msgs.header(0.0, self.out.frame_id),  # stamp 0 = start now (ros2_control)
+                                    joint_names=list(self.out.joint_names), points=points)
 
-    def command(self, cmd: np.ndarray, joint_positions: np.ndarray | None, obs_stamp: float) -> None:
-        """Publish one safe command (dxyz, drpy per period, gripper absolute)."""
+    def _ik_step(self, q: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """Joint targets for the end-effector step `delta` from `q`, checked (RuntimeError says why not)."""
+        target = np.asarray(self._ik(q, np.asarray(delta[:6], np.float64)), np.float64)
+        if target.shape != q.shape or not np.all(np.isfinite(target)):
+            raise RuntimeError(f"ik returned {target.shape} / non-finite values for {q.shape} joints")
+        jump = float(np.max(np.abs(target - q))) if target.size else 0.0
+        if jump > self.out.max_joint_step:
+            raise RuntimeError(f"ik asks for a joint step of {jump:.3f} rad > max_joint_step {self.out.max_joint_step}")
+        return target
+
+    def _chained(self, q0: np.ndarray, first: np.ndarray, preview) -> msgs.JointTrajectory:
+        """The trajectory through `first` and the previewed steps after it (cut at the first IK refusal)."""
+        targets = [first]
+        for a in preview:
+            try:
+                targets.append(self._ik_step(targets[-1], a))
+            except RuntimeError as e:
+                logger.debug("trajectory cut after %d points: %s", len(targets), e)
+                break
+        if len(targets) == 1:
+            return self._trajectory(targets, [(first - q0) / self.dt])
+        q = [q0] + targets
+        velocities = [(q[k + 2] - q[k]) / (2 * self.dt) for k in range(len(targets) - 1)] + [np.zeros_like(q0)]
+        return self._trajectory(targets, velocities)
+
+    def command(self, cmd: np.ndarray, joint_positions: np.ndarray | None, obs_stamp: float,
+                preview: list[np.ndarray] | tuple = ()) -> None:
+        """Publish one safe command (dxyz, drpy per period, gripper absolute); `preview`: the safe actions
+        planned for the next periods (joint_trajectory carries them as further points)."""
         velocity = np.asarray(cmd[:6], np.float64) / self.dt
         self._gripper(float(cmd[6]))  # first, so an arm that moves on the arm command already has it
         if self.out.command == "twist":
@@ -76,19 +103,14 @@ class CommandPublisher:
         elif self.out.command in JOINT_COMMANDS:
             if joint_positions is None:
                 raise RuntimeError(f"{self.out.command} output needs joint states")
-            target = np.asarray(self._ik(joint_positions, np.asarray(cmd[:6], np.float64)), np.float64)
-            if target.shape != joint_positions.shape or not np.all(np.isfinite(target)):
-                raise RuntimeError(f"ik returned {target.shape} / non-finite values for {joint_positions.shape} joints")
-            jump = float(np.max(np.abs(target - joint_positions))) if target.size else 0.0
-            if jump > self.out.max_joint_step:
-                raise RuntimeError(f"ik asks for a joint step of {jump:.3f} rad > max_joint_step {self.out.max_joint_step}")
+            target = self._ik_step(np.asarray(joint_positions, np.float64), cmd)
             joint_velocity = (target - joint_positions) / self.dt
             if self.out.command == "joint_position":
                 self._pub(msgs.float64_array(target, label="joint_position"))
             elif self.out.command == "joint_velocity":
                 self._pub(msgs.float64_array(joint_velocity, label="joint_velocity"))
             else:
-                self._pub(self._trajectory(target, joint_velocity))
+                self._pub(self._chained(np.asarray(joint_positions, np.float64), target, preview))
         if self._action_pub is not None:
             self._action_pub(msgs.JointState(
                 header=msgs.header(obs_stamp, self.out.frame_id),
@@ -110,7 +132,7 @@ class CommandPublisher:
         elif self.out.command == "joint_position" and joint_positions is not None:
             self._pub(msgs.float64_array(joint_positions, label="joint_position"))  # hold where it is
         elif self.out.command == "joint_trajectory" and joint_positions is not None:
-            self._pub(self._trajectory(joint_positions, np.zeros_like(joint_positions)))
+            self._pub(self._trajectory([joint_positions], [np.zeros_like(joint_positions)]))
         self.sent += 1
 
     def _gripper(self, g: float) -> None:

@@ -45,8 +45,9 @@ class OutputConfig:
             `cartesian_velocity` (std_msgs/Float64MultiArray [vx, vy, vz, wx, wy, wz] for a Cartesian
             velocity controller); for ros2_control joint controllers, via `ik`: `joint_position` /
             `joint_velocity` (Float64MultiArray for forward position / velocity controllers) or
-            `joint_trajectory` (trajectory_msgs/JointTrajectory, one point one period ahead); or `none`
-            (only the action topic, e.g. for dry runs).
+            `joint_trajectory` (trajectory_msgs/JointTrajectory for ros2_control's joint trajectory controller:
+            `trajectory_points` points, point k at time_from_start (k+1) periods); or `none` (only the action
+            topic, e.g. for dry runs).
         frame_id: the base frame the action is expressed in (MoveIt Servo ignores an empty frame).
         gripper: also publish the absolute gripper command as Float64MultiArray [g] in [0, 1].
         joint_names: joint order for `joint_trajectory` (and for reading /joint_states by name).
@@ -54,6 +55,13 @@ class OutputConfig:
             required for the joint outputs.
         max_joint_step: a joint target further than this (rad) from the current position is rejected (an IK
             jump near a singularity must not reach the arm).
+        trajectory_points: points per JointTrajectory: this period's command, then the next planned actions
+            of the current chunk, each passed through a copy of the safety filter as if executed (end-effector
+            moved by the ones before) and chained through `ik`; the trajectory is cut at the first one the
+            filter or the IK check refuses. Velocities are central differences, zero at the last point.
+            Sent every period, each trajectory replaces the last (stamp 0: start now), so the controller
+            interpolates through the chunk; if the bridge falls silent, the arm finishes at most this many
+            periods of safe motion and comes to rest at the last point. 1 = one point one period ahead.
     """
 
     command: str = "twist"
@@ -62,8 +70,11 @@ class OutputConfig:
     joint_names: list[str] = field(default_factory=list)
     ik: str = ""
     max_joint_step: float = 0.1
+    trajectory_points: int = 1
 
     def __post_init__(self) -> None:
+        if self.trajectory_points < 1:
+            raise ValueError(f"bridge.output.trajectory_points={self.trajectory_points}; at least 1 point per trajectory")
         if self.command not in COMMAND_KINDS:
             raise ValueError(f"bridge.output.command={self.command!r}; choose one of {COMMAND_KINDS}")
         if self.command == "twist" and not self.frame_id:

@@ -37,12 +37,12 @@ from typing import Callable
 import numpy as np
 
 from robot_bridge import msgs
+from robot_bridge.chunks import ChunkTimeline
 from robot_bridge.commands import CommandPublisher
 from robot_bridge.config import LIVE_SETTINGS, BridgeConfig, is_live, settings, with_changes
 from robot_bridge.safety import SafetyFilter
 from robot_bridge.transport.base import LATCHED, RELIABLE, SENSOR, Transport
 from vla.core.types import ContractError, Observation, Policy
-from vla.policy import ActionQueue
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class BridgeNode:
         self._instruction = cfg.node.instruction
         self._policy_instruction: str | None = None
         self._estop = False
-        self._queue = ActionQueue(cfg.node.execute_chunk or None)  # the rest of the current chunk
+        self._plan = ChunkTimeline(cfg.node.execute_chunk or None)  # the rest of the current chunk, by tick
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
         self._inflight: Future | None = None
         self._last_tick: float | None = None
@@ -194,7 +194,7 @@ class BridgeNode:
         with self._lock:
             if self.state is Lifecycle.INACTIVE:
                 self.safety.reset()  # ramp up from rest under the acceleration limit
-                self._queue.reset()
+                self._plan.reset()
                 self._policy_instruction = None  # activation starts a new episode: the policy is reset
                 self._acted_stamp = None
                 self.state = Lifecycle.ACTIVE
@@ -375,7 +375,7 @@ class BridgeNode:
                 self._acted_stamp = frame
         self._moving = False
         self.safety.stopped()
-        self._queue.reset()  # a stop ends the open-loop execution of a chunk
+        self._plan.reset()  # a stop ends the open-loop execution of a chunk
         if self.commands is not None:
             joints = self._joints.value if self._joints is not None else None
             self.commands.stop(joints)
@@ -398,8 +398,10 @@ class BridgeNode:
 
     def _next_action(self, obs: Observation) -> tuple[np.ndarray | None, str, float]:
         """(action, reason-if-none, policy seconds). Runs the policy in a worker with a timeout."""
-        if not self._queue.empty:
-            return self._queue.pop(), "", 0.0
+        tick = self.ticks
+        planned = self._plan.pop(tick)
+        if planned is not None:
+            return planned, "", 0.0
         if self._inflight is not None:
             if not self._inflight.done():
                 return None, f"policy slow: no action after {self.cfg.node.policy_timeout_periods:g} periods", 0.0
@@ -415,10 +417,10 @@ class BridgeNode:
             return None, f"policy failed: {type(e).__name__}: {e}", time.perf_counter() - t0
         dt = time.perf_counter() - t0
         try:
-            self._queue.push(out, name="policy output")  # validated; the first execute_chunk actions of a chunk
+            self._plan.splice(out, tick, tick, name="policy output")  # validated; the first execute_chunk actions
         except ContractError as e:
             return None, f"rejected: {e}", dt
-        return self._queue.pop(), "", dt
+        return self._plan.pop(tick), "", dt
 
     def _frame_streams(self) -> dict[str, _Sample | None]:
         """The sensor streams one observation is made of: every camera, the joint states and the end-effector
@@ -516,7 +518,7 @@ class BridgeNode:
                 return self._report(TickReport(self.state, False, result.reason, Level.ERROR, policy_s=policy_s))
             joints = self._joints.value if self._joints is not None else None
             try:
-                self.commands.command(result.command, joints, obs.timestamp)
+                self.commands.command(result.command, joints, obs.timestamp, preview=self._preview(result.command, ee))
             except RuntimeError as e:
                 self._stop(f"command: {e}")
                 return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR, policy_s=policy_s))
@@ -525,6 +527,21 @@ class BridgeNode:
             level = Level.WARN if result.notes else Level.OK
             return self._report(TickReport(self.state, True, self.last_reason, level, result.command, obs.timestamp,
                                            policy_s, result.notes))
+
+    def _preview(self, cmd: np.ndarray, ee: np.ndarray | None) -> list[np.ndarray]:
+        """The plan's next actions after `cmd` as the safety filter would pass them (a copy of it, with the
+        end-effector moved by each), for a multi-point JointTrajectory; cut at the first it would reject."""
+        n = self.cfg.output.trajectory_points - 1 if self.cfg.output.command == "joint_trajectory" else 0
+        if n <= 0:
+            return []
+        safety, p, out = self.safety.reconfigured(self.safety.cfg), None if ee is None else ee + cmd[:3], []
+        for a in self._plan.upcoming(self.ticks + 1, n):
+            r = safety.filter(a, p)
+            if not r.ok:
+                break
+            out.append(r.command)
+            p = None if p is None else p + r.command[:3]
+        return out
 
     def _report(self, r: TickReport) -> TickReport:
         values = {"state": r.state.value, "estop": self._estop, "tick": self.ticks,

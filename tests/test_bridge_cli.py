@@ -24,11 +24,14 @@ def _compose(overrides):
         return OmegaConf.to_object(compose(config_name="bridge", overrides=overrides))
 
 
-@pytest.mark.parametrize("preset", ["servo", "ros2_control", "sim"])
+@pytest.mark.parametrize("preset", ["servo", "ros2_control", "joint_trajectory", "sim"])
 def test_presets_compose_to_valid_configs(preset):
-    extra = ["bridge.output.ik=test_bridge_node:toy_ik"] if preset == "ros2_control" else []
+    joints = preset in ("ros2_control", "joint_trajectory")
+    extra = ["bridge.output.ik=test_bridge_node:toy_ik"] if joints else []
     cfg = _compose([f"bridge={preset}", *extra])
     assert isinstance(cfg, BridgeAppConfig)
+    if preset == "joint_trajectory":
+        assert cfg.bridge.output.command == "joint_trajectory" and cfg.bridge.output.trajectory_points == 8
     if preset == "sim":
         assert cfg.role == "sim_in_loop" and cfg.loopback and "wrist" in cfg.bridge.topics.cameras
 

@@ -277,6 +277,51 @@ def test_joint_trajectory_output_holds_position_on_stop():
         OutputConfig(command="joint_trajectory")
 
 
+class ChunkPolicy(Policy):
+    """Returns the given (K, 7) chunk on every call."""
+
+    def __init__(self, chunk):
+        self.chunk, self.calls = np.asarray(chunk, np.float32), 0
+
+    def act(self, obs):
+        self.calls += 1
+        return self.chunk
+
+
+def _points(traj):
+    return (np.array([p.positions for p in traj.points]), np.array([p.velocities for p in traj.points]),
+            [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in traj.points])
+
+
+def test_joint_trajectory_carries_the_chunk_through_safety_and_ik_with_time_from_start_per_point():
+    """The chunk's actions as points one period apart; each passed through the safety filter as if executed
+    (the end-effector moved by the ones before: x 0.88 reaches the workspace wall at 0.9), cut at the first
+    the filter rejects (0.5 m), joint targets chained through the IK; velocities central, 0 at the end."""
+    chunk = [[0.01, 0, 0, 0, 0, 0, 1], [0.01, 0, 0, 0, 0, 0, 1], [0.01, 0, 0, 0, 0, 0, 1], [0.01, 0, 0, 0, 0, 0, 1],
+             [0.5, 0, 0, 0, 0, 0, 1]]
+    cfg = BridgeConfig(node=NodeConfig(instruction="go"),
+                       output=OutputConfig(command="joint_trajectory", joint_names=["b", "a"],
+                                           ik="test_bridge_node:toy_ik", trajectory_points=8))
+    t, clock = MemoryTransport(), FakeClock()
+    node = BridgeNode(cfg, ChunkPolicy(chunk), t, clock=clock)
+    feed(t, cfg, clock, pose=False)
+    t.send(cfg.topics.ee_pose, msgs.PoseStamped(header=msgs.header(clock.t), pose=msgs.Pose(position=msgs.Point(0.87, 0, 0.3))))
+    assert node.tick().moved
+    q, v, tfs = _points(t.last(cfg.topics.joint_trajectory))
+    # x: 0.87 -> 0.88 -> 0.89 -> 0.90 (wall) -> 0.90; then 0.5 m is rejected: 4 points
+    np.testing.assert_allclose(q, [[0.21, 0.11], [0.22, 0.12], [0.23, 0.13], [0.23, 0.13]], atol=1e-6)
+    np.testing.assert_allclose(tfs, [0.1, 0.2, 0.3, 0.4])
+    np.testing.assert_allclose(v, [[0.1, 0.1], [0.1, 0.1], [0.05, 0.05], [0, 0]], atol=1e-5)
+    clock.t += 0.1
+    feed(t, cfg, clock)  # the arm moved by the first point; the pose message says x=0.4 now: no wall ahead
+    assert node.tick().moved
+    q, _, tfs = _points(t.last(cfg.topics.joint_trajectory))
+    np.testing.assert_allclose(q, [[0.21, 0.11], [0.22, 0.12], [0.23, 0.13]], atol=1e-6)
+    np.testing.assert_allclose(tfs, [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="trajectory_points=0"):
+        OutputConfig(command="joint_trajectory", ik="m:f", trajectory_points=0)
+
+
 @pytest.mark.parametrize("command", ["joint_velocity", "joint_position", "cartesian_velocity"])
 def test_float64_array_outputs_and_their_stops(command):
     cfg = BridgeConfig(node=NodeConfig(instruction="go"),

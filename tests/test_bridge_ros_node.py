@@ -208,3 +208,55 @@ def test_status_on_diagnostics_reads_as_diagnostic_msgs(ros):
     values = {kv.key: kv.value for kv in st.values}
     assert st.name == "vla_bridge" and st.level == b"\x00" and values["state"] == "active"
     assert values["command"].split()[0] == "0.0100"
+
+
+def toy_ik(q, delta):
+    return q + delta[0]
+
+
+class ChunkPolicy(StepPolicy):
+    def act(self, obs):
+        return np.array([[dx, 0, 0, 0, 0, 0, 1.0] for dx in (0.01, 0.02, 0.03, 0.02)], np.float32)
+
+
+def test_joint_trajectory_from_direct_dds_reads_as_genuine_trajectory_msgs():
+    """ros2_control's joint trajectory controller's view: the bridge on direct DDS (Cyclone) publishes the
+    chunk as a multi-point JointTrajectory; a genuine rclpy subscription (trajectory_msgs typesupport, Fast
+    DDS) reads points one period apart, joint targets chained through the IK."""
+    from trajectory_msgs.msg import JointTrajectory
+
+    from robot_bridge.config import OutputConfig
+
+    use_loopback()
+    cfg = BridgeConfig(node=NodeConfig(instruction="go"),
+                       output=OutputConfig(command="joint_trajectory", joint_names=["a"], trajectory_points=4,
+                                           ik="test_bridge_ros_node:toy_ik"))
+    bridge_t = make_transport("dds", domain_id=DOMAIN)
+    ros = make_transport("rclpy", domain_id=DOMAIN, node_name="jtc")
+    got: list = []
+    ros.node.create_subscription(JointTrajectory, cfg.topics.joint_trajectory, got.append, 10)
+    node = BridgeNode(cfg, ChunkPolicy(), bridge_t)
+    feed = {topic: bridge_t.publisher(topic, typ, SENSOR) for topic, typ in (
+        (cfg.topics.cameras["primary"], msgs.Image), (cfg.topics.joint_states, msgs.JointState),
+        (cfg.topics.ee_pose, msgs.PoseStamped))}
+    try:
+        assert bridge_t.wait_matched(cfg.topics.joint_trajectory, 1, timeout=15.0)
+        deadline = time.monotonic() + 15.0
+        while not got and time.monotonic() < deadline:
+            now = time.time()
+            feed[cfg.topics.cameras["primary"]](msgs.image_from_array(np.zeros((8, 8, 3), np.uint8), now))
+            feed[cfg.topics.joint_states](msgs.JointState(header=msgs.header(now), name=["a"], position=[0.5]))
+            feed[cfg.topics.ee_pose](msgs.PoseStamped(header=msgs.header(now), pose=msgs.Pose(position=msgs.Point(0.4, 0, 0.3))))
+            time.sleep(0.02)
+            node.tick()
+            time.sleep(0.05)
+        traj = got[0]
+        assert list(traj.joint_names) == ["a"] and traj.header.stamp.sec == 0  # start now
+        # 0.03 m is beyond the 0.025 m step limit (0.25 m/s at 10 Hz): the previewed point is clipped like a command
+        np.testing.assert_allclose([p.positions[0] for p in traj.points], [0.51, 0.53, 0.555, 0.575], atol=1e-6)
+        assert [p.time_from_start.sec * 1e9 + p.time_from_start.nanosec for p in traj.points] == [1e8, 2e8, 3e8, 4e8]
+        assert traj.points[-1].velocities[0] == 0.0
+    finally:
+        node.close()
+        ros.close()
+        bridge_t.close()
