@@ -104,8 +104,9 @@ test-fast: install ros-venv
 	$(PYTEST) -m "not renders and not slow and not ros" tests
 	$(ROS_PYTEST) -m "ros and not slow" $(ROS_TESTS)
 
-# The slow LIBERO tests need .venv-libero (they skip, saying why, where it could not be installed).
+# The slow LIBERO tests and bench/libero.py need .venv-libero (the tests skip, saying why, where it could not be installed).
 test: libero-venv
+bench: libero-venv
 
 demo: install
 	$(VENV)/bin/vla-demo

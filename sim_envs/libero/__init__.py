@@ -8,6 +8,7 @@ containers reach model servers in the allenai vla-evaluation-harness.
     conventions  OpenVLA / OpenVLA-OFT conventions (rotation, resize, crop, state, gripper) as options
     worker       the benchmark side, run with the LIBERO interpreter (`python -m sim_envs.libero.worker`)
     runner       the policy side: planning, sharding, serving, results, merging
+    expert       a scripted pick-and-place expert from privileged poses (`policy=libero_expert`)
     venv         where the LIBERO interpreter is and the environment its workers get
 
 Importing this package imports nothing heavy; user guide: docs/libero.md.
