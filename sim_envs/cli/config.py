@@ -39,6 +39,11 @@ class CollectConfig:
     name: Optional[str] = None  # None: sim_<task>_<dr>
     episodes_per_shard: int = 50
     overwrite: bool = False
+    # LIBERO (sim_envs.libero.collect; docs/libero.md): `suite=libero_spatial|libero_object` collects with the
+    # LIBERO scripted expert in LIBERO's venv instead of our tasks, into <output_dir>/<suite>_no_noops/1.0.0;
+    # tasks and initial states come from `libero.tasks` / `libero.episodes` (not task/episodes/dr/sim).
+    suite: Optional[str] = None
+    libero: LiberoConfig = field(default_factory=LiberoConfig)
 
 
 @dataclass

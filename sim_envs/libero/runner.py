@@ -58,6 +58,7 @@ class LiberoConfig:
     video_fps: float = 20.0  # LIBERO's control rate
     policy_timeout_s: float = 300.0  # one policy query (a 7B on a CPU takes tens of seconds)
     python: Any = None  # LIBERO interpreter (None: $VLA_LIBERO_PYTHON, else .venv-libero/bin/python)
+    record: Any = None  # a directory: the workers save every episode's steps there (npz; vla-collect suite=...)
     conventions: LiberoConventions = field(default_factory=LiberoConventions)
 
     def __post_init__(self) -> None:
@@ -291,7 +292,8 @@ def _run_suite(name, source, suite: Suite, todo: list[Planned], description: dic
                    "execute_steps": conv.execute_steps, "gripper": conv.gripper, "resolution": int(cfg.resolution),
                    "seed": int(cfg.seed), "policy_timeout_s": float(cfg.policy_timeout_s),
                    "video_dir": str(out_dir / "videos" / suite.name), "video_states": video_states,
-                   "video_fps": float(cfg.video_fps), "results": str(wdir / f"{stem}.jsonl")}
+                   "video_fps": float(cfg.video_fps), "results": str(wdir / f"{stem}.jsonl"),
+                   "record": str(cfg.record) if cfg.record else None}
             Path(job["results"]).unlink(missing_ok=True)
             (wdir / f"{stem}.json").write_text(json.dumps(job, indent=2))
             log = (wdir / f"{stem}.log").open("w")

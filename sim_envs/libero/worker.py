@@ -71,8 +71,10 @@ def _state_hash(state: np.ndarray) -> str:
 class Worker:
     """Runs one job: {host, port, suite, instruction, tasks: [{index, episodes: [state indices]}], max_steps,
     wait_steps, execute_steps, gripper, resolution, seed, policy_timeout_s, video_dir, video_states, video_fps,
-    results, expert}. With `expert` true the scripted expert (`sim_envs.libero.expert`) acts, here, from the
-    simulator's state; otherwise the policy server at host:port."""
+    results, expert, record}. With `expert` true the scripted expert (`sim_envs.libero.expert`) acts, here, from the
+    simulator's state; otherwise the policy server at host:port. With `record` (a directory) every episode's
+    steps after the wait steps are saved there as `<suite>_taskNN_stateKK.npz` (`record_episode`), for
+    `sim_envs.libero.collect` to write as RLDS."""
 
     def __init__(self, job: dict) -> None:
         from sim_envs.libero.suites import NOOP_ACTION
@@ -94,7 +96,8 @@ class Worker:
             task = suite.get_task(int(entry["index"]))
             states = suite.get_task_init_states(int(entry["index"]))
             # the expert reads the simulator's state, not images: render only for its videos (10x the step rate)
-            render = not self.expert or bool(set(entry["episodes"]) & set(self.job.get("video_states", [])))
+            render = not self.expert or bool(self.job.get("record")) or \
+                bool(set(entry["episodes"]) & set(self.job.get("video_states", [])))
             t0 = time.perf_counter()
             env = OffScreenRenderEnv(bddl_file_name=str(bddl_path(task)), camera_heights=res, camera_widths=res,
                                      use_camera_obs=render, has_offscreen_renderer=render)
@@ -141,6 +144,7 @@ class Worker:
             else:
                 self.client.reset(instruction)
             queue: list[np.ndarray] = []
+            record: dict[str, list] | None = {"obs": [], "action": []} if job.get("record") else None
             steps, max_steps = 0, int(job["max_steps"])
             if video is not None:
                 video.add(_upright(obs), "step 0")
@@ -149,6 +153,9 @@ class Worker:
                 if not queue:
                     queue = self.next_actions(obs, instruction, steps, row, expert)
                 action = queue.pop(0)
+                if record is not None:
+                    record["obs"].append(_recorded(obs))
+                    record["action"].append(np.asarray(action, np.float64))
                 t0 = time.perf_counter()
                 obs, _, done, _ = env.step(action.tolist())
                 row["env_s"] += time.perf_counter() - t0
@@ -160,6 +167,8 @@ class Worker:
                     break
             row["steps"] = steps
             row["loop_s"] = time.perf_counter() - t_loop
+            if record is not None and record["action"]:
+                row["record_path"] = str(record_episode(record, row, Path(job["record"])))
         except PolicyServerError as e:
             row["error"] = f"policy: {e}"
         except Exception as e:  # an env failure ends this episode as a failure; the job goes on
@@ -184,6 +193,29 @@ class Worker:
         row["policy_queries"] += 1
         n = self.job.get("execute_steps") or len(chunk)
         return list(env_actions(chunk[:n], self.job["gripper"]))
+
+
+def _recorded(obs: dict) -> dict[str, np.ndarray]:
+    """One step as OpenVLA's `regenerate_libero_dataset.py` stores it: both cameras upright (rotated 180
+    degrees), state = eef position, axis-angle (robosuite's raw `quat2axisangle`), the two finger joints (8,)."""
+    from sim_envs.libero.conventions import policy_state, raw_observation
+
+    raw = raw_observation(obs, "")
+    return {**_upright(obs), "state": policy_state(raw.proprio, "oft8", "raw"),
+            "joint_state": np.asarray(obs.get("robot0_joint_pos", np.zeros(7)), np.float64).reshape(-1)[:7]}
+
+
+def record_episode(record: dict, row: dict, out: Path) -> Path:
+    """Save a recorded episode (every step, LIBERO's actions as executed: gripper -1 open / +1 close) as npz."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{row['suite']}_task{row['task_index']:02d}_state{row['init_index']:02d}.npz"
+    frames = record["obs"]
+    np.savez(path, primary=np.stack([f["primary"] for f in frames]), wrist=np.stack([f["wrist"] for f in frames]),
+             state=np.stack([f["state"] for f in frames]).astype(np.float32),
+             joint_state=np.stack([f["joint_state"] for f in frames]).astype(np.float32),
+             action=np.stack(record["action"]).astype(np.float32), instruction=np.array(row["instruction"]),
+             success=np.array(bool(row["success"])))
+    return path
 
 
 def _upright(obs: dict) -> dict[str, np.ndarray]:

@@ -78,6 +78,8 @@ class Episode:
     # (T, 7) what the robot actually executed when it differs from the `action` label (DART-style perturbed
     # demonstrations: the label is the expert's clean action); written as the step field `executed_action`.
     executed_action: np.ndarray | None = None
+    # further per-step float observation features, name -> (T, n) (RLDSWriter's `extra_state`)
+    extra_state: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self.state = np.asarray(self.state, dtype=np.float32)

@@ -53,6 +53,11 @@ class RLDSWriter:
         overwrite: replace an existing dataset in the same directory (False: fail instead of clobbering).
         executed_action: add the step field `executed_action` (every episode must then carry
             `Episode.executed_action`): what was executed when the `action` label differs from it.
+        action_gripper: how the gripper (the contract's absolute g in [0, 1], 1 = open) is stored: `absolute`
+            (as is) or `libero` (1 - 2g: -1 open / +1 close, the layout of OpenVLA's `libero_*_no_noops`
+            sets, which their registered transform inverts back).
+        extra_state: further float32 observation features, name -> size, each episode giving them in
+            `extra_state` (e.g. LIBERO's `joint_state`, 7).
     """
 
     def __init__(
@@ -68,6 +73,8 @@ class RLDSWriter:
         overwrite: bool = False,
         description: str = "",
         executed_action: bool = False,
+        action_gripper: str = "absolute",
+        extra_state: dict[str, int] | None = None,
     ) -> None:
         unknown = [c for c in cameras if c not in CAMERA_TO_FEATURE]
         if unknown or "primary" not in cameras:
@@ -80,6 +87,10 @@ class RLDSWriter:
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.state_dim = int(state_dim)
         self.executed_action = bool(executed_action)
+        if action_gripper not in ("absolute", "libero"):
+            raise ValueError(f"action_gripper must be 'absolute' or 'libero', got {action_gripper!r}")
+        self.action_gripper = action_gripper
+        self.extra_state = {str(k): int(v) for k, v in (extra_state or {}).items()}
         self.dataset_dir = Path(root_dir) / name / version
         if (self.dataset_dir / "dataset_info.json").exists() and not overwrite:
             raise FileExistsError(
@@ -101,11 +112,15 @@ class RLDSWriter:
             for c in self.cameras
         }
         observation["state"] = tfds.features.Tensor(shape=(self.state_dim,), dtype=np.float32, doc=_DESCRIPTIONS["state"])
+        for key, size in self.extra_state.items():
+            observation[key] = tfds.features.Tensor(shape=(size,), dtype=np.float32)
+        action_doc = _DESCRIPTIONS["action"] if action_gripper == "absolute" else \
+            _DESCRIPTIONS["action"].replace("gripper absolute (1 = open)", "gripper -1 open / +1 close (LIBERO)")
         config = rlds_base.DatasetConfig(
             name=name,
             overall_description=description or f"{name}: RLDS episodes written by vla.data.rlds_writer.",
             observation_info=tfds.features.FeaturesDict(observation),
-            action_info=tfds.features.Tensor(shape=(ACTION_DIM,), dtype=np.float32, doc=_DESCRIPTIONS["action"]),
+            action_info=tfds.features.Tensor(shape=(ACTION_DIM,), dtype=np.float32, doc=action_doc),
             reward_info=tfds.features.Scalar(dtype=np.float32),
             discount_info=tfds.features.Scalar(dtype=np.float32),
             step_metadata_info={
@@ -150,8 +165,18 @@ class RLDSWriter:
         if split not in self._splits:
             self._writer.initialize_splits([split])
             self._splits.add(split)
+        steps = episode.steps()
+        for i, step in enumerate(steps):
+            if self.action_gripper == "libero":
+                step["action"] = step["action"].copy()
+                step["action"][-1] = 1.0 - 2.0 * step["action"][-1]
+                if "executed_action" in step:
+                    step["executed_action"] = step["executed_action"].copy()
+                    step["executed_action"][-1] = 1.0 - 2.0 * step["executed_action"][-1]
+            for key in self.extra_state:
+                step["observation"][key] = np.asarray(episode.extra_state[key][i], np.float32)
         example = {
-            "steps": episode.steps(),
+            "steps": steps,
             "episode_metadata": episode.metadata.to_features(),
         }
         self._writer.add_examples({split: [example]})
@@ -189,6 +214,10 @@ class RLDSWriter:
                 f"episode {episode.metadata.episode_id!r} {'has' if episode.executed_action is not None else 'lacks'} "
                 f"executed_action, the writer was created with executed_action={self.executed_action}"
             )
+        missing_extra = [k for k in self.extra_state if k not in (episode.extra_state or {})]
+        if missing_extra:
+            raise ContractError(f"episode {episode.metadata.episode_id!r} lacks extra_state {missing_extra} the writer "
+                                "was created with")
         if episode.state.shape[1] != self.state_dim:
             raise ContractError(
                 f"episode {episode.metadata.episode_id!r} state has {episode.state.shape[1]} dims, the writer expects "
