@@ -1,7 +1,8 @@
 """ROS 2 bridge benchmark: latency across processes, image streaming, safety under fuzzing, stale-sensor stops.
 
-    python bench/bridge.py                  # ~1-2 min; writes bench/results/bridge.json, prints a table
-    python bench/bridge.py --tiny-vla       # also the tiny VLA preset behind the bridge (+ in-process timing)
+    python bench/bridge.py                  # ~4-5 min; writes bench/results/bridge.json and bridge_async.json
+    python bench/bridge.py --tiny-vla       # also the tiny VLA preset behind the bridge, synchronously
+    python bench/bridge.py --only async     # only the asynchronous-inference figures (bridge_async.json)
 
 All DDS traffic stays on loopback (CYCLONEDDS_URI) on a private domain id. Processes:
   camera    `python -m robot_bridge.fake_sensors` (224x224 rgb8 at 30 Hz, joint states, EE pose)
@@ -20,6 +21,22 @@ Figures:
   counted by its status reason, so the latency figures are not survivors only.
 - stale-sensor stop: the camera process is SIGKILLed; time from its last image stamp to the first
   zero-velocity command received here, in control periods (target <= 2), worst of several trials.
+bridge_async.json (`inference=async`): the tiny VLA predicting chunks of 8 (random weights, 1 torch thread)
+in the bridge process, 10 Hz, the camera process at 30 Hz 224 px with a moving scene (every frame shifted,
+the joints moving: with random weights, successive chunks then disagree, so seams are exercised), for
+--async-steps periods counted from 10 periods after the policy was first asked. From the bridge's per-period status on /diagnostics (stamped when published):
+- missed control periods (target 0 of 1,000): periods that stopped instead of commanding the policy's
+  action, plus periods skipped because a period overran (a gap between two status stamps of k periods
+  holds k - 1 periods without a command). Baseline: the same policy with `inference=sync`, per 1,000.
+- velocity jump at a chunk seam, before the safety filter (target: within the filter's per-period limit on
+  the change of the commanded velocity, max_linear_acceleration * dt = 0.25 m/s at 10 Hz, and likewise for
+  rotation): the change of the planned step from the last action executed to the first after the seam,
+  divided by dt. Baseline: the same seams switched without the cross-fade. Also recorded: the change of the
+  commanded (post-filter) velocity at seam periods, and how often the filter had to clip at a seam.
+- the same with the policy answering --slow-ms (250) later, longer than a period (a bigger model, or one on a
+  remote GPU; waiting, not computing): missed periods with async, baseline sync, and the seams.
+  `--stress N` adds N busy-looping processes for the whole measurement (load like the other jobs' on a busy
+  day); results then go to bridge_async_stress<N>.json.
 The machine is shared with other jobs (load is recorded), so absolute numbers are noisy.
 """
 
@@ -41,9 +58,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "bridge.json"
+RESULTS_ASYNC = ROOT / "bench" / "results" / "bridge_async.json"
+MOVED = ("running", "clipped")
+WARMUP = 10  # periods after the policy is first asked that are not counted (async: the first chunk)
 sys.path.insert(0, str(ROOT))
 
 from robot_bridge.transport.loopback import use_loopback  # noqa: E402
+from robot_bridge.safety import SafetyConfig  # noqa: E402
 
 use_loopback()
 
@@ -161,11 +182,16 @@ class Observer:
                          lambda m: self.actions.append((msgs.from_time(m.header.stamp), time.time())))
         self.t.subscribe(cfg.topics.twist, msgs.TwistStamped, RELIABLE, self._twist)
         self.reasons: dict[str, int] = {}
+        self.statuses: list[tuple[float, str, dict[str, str]]] | None = None  # (stamp, reason, values) when on
         self.t.subscribe(cfg.topics.status, msgs.DiagnosticArray, RELIABLE, self._status)
 
     def _status(self, m):
-        why = m.status[0].message.split(":")[0]
+        st = m.status[0]
+        why = st.message.split(":")[0]
         self.reasons[why] = self.reasons.get(why, 0) + 1
+        if self.statuses is not None:
+            self.statuses.append((msgs.from_time(m.header.stamp), why,
+                                  {"message": st.message, **{kv.key: kv.value for kv in st.values}}))
 
     def _twist(self, m):
         tw = m.twist
@@ -173,9 +199,9 @@ class Observer:
         self.twists.append((msgs.from_time(m.header.stamp), time.time(), zero))
 
 
-def camera(seconds: float, hz: float = 30.0) -> subprocess.Popen:
+def camera(seconds: float, hz: float = 30.0, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "robot_bridge.fake_sensors", "--domain", str(DOMAIN), "--hz", str(hz),
-                             "--size", "224", "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True)
+                             "--size", "224", "--seconds", str(seconds), *extra], stdout=subprocess.PIPE, text=True)
 
 
 def wait_until(pred, timeout: float) -> bool:
@@ -187,13 +213,13 @@ def wait_until(pred, timeout: float) -> bool:
     return False
 
 
-def start_bridge(policy_args: list[str]) -> subprocess.Popen:
+def start_bridge(policy_args: list[str], extra: list[str] = ()) -> subprocess.Popen:
     """`vla-bridge` in its own process: 10 Hz, twist output, loopback DDS on the private domain."""
     tmp = Path(tempfile.mkdtemp(prefix="bench_bridge_"))
     return subprocess.Popen(
         [sys.executable, "-m", "robot_bridge.cli.bridge", "loopback=true", f"domain_id={DOMAIN}", *policy_args,
          "bridge.node.instruction=pick up the cube", f"bridge.node.rate_hz={RATE_HZ}", f"hydra.run.dir={tmp}",
-         "bridge.output.frame_id=base_link"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         "bridge.output.frame_id=base_link", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def stop_process(p: subprocess.Popen) -> None:
@@ -227,17 +253,189 @@ def measure_latency(obs: "Observer", seconds: float, startup_s: float) -> dict:
             "status_reasons": reasons}
 
 
+def run_periods(obs: "Observer", inference: str, periods: int, startup_s: float = 180.0, latency_ms: float = 0) -> list:
+    """vla-bridge with the chunked tiny VLA (`inference`; `latency_ms` added to every call), the camera process;
+    the status of `periods` periods, counted from WARMUP periods after the policy was first asked (the first
+    period that moved or said "policy slow"): [(stamp, reason, values)] in tick order."""
+    extra = [f"+policy.kwargs.latency_ms={latency_ms}"] if latency_ms else []
+    bridge = start_bridge(["policy.kind=tiny_vla", "+policy.kwargs.action_chunk=8", "policy.torch_threads=1", *extra],
+                          [f"bridge.node.inference={inference}"])
+    cam = camera(periods * PERIOD + startup_s + 60, 30.0, "--moving")  # each chunk sees another scene
+    obs.statuses = []
+    try:
+        asked = lambda r: r in MOVED or r == "policy slow"  # noqa: E731
+        if not wait_until(lambda: any(asked(r) for _, r, _ in obs.statuses), startup_s):
+            raise RuntimeError(f"the bridge ({inference}) never asked the policy within {startup_s} s: {obs.reasons}")
+        first = next(i for i, (_, r, _) in enumerate(obs.statuses) if asked(r)) + WARMUP
+        if not wait_until(lambda: len(obs.statuses) >= first + periods, periods * PERIOD * 3 + 60):
+            raise RuntimeError(f"only {len(obs.statuses) - first} of {periods} periods reported")
+        out = obs.statuses[first:first + periods]
+    finally:
+        obs.statuses = None
+        stop_process(bridge)
+        cam.kill()
+    return sorted(out, key=lambda s: int(s[2]["tick"]))
+
+
+def missed_periods(statuses: list) -> dict:
+    """Periods without the policy's command: stops, and periods skipped by overruns (status stamp gaps)."""
+    stops = [r for _, r, _ in statuses if r not in MOVED]
+    stamps = np.array([s for s, _, _ in statuses])
+    gaps = np.diff(stamps) / PERIOD
+    skipped = int(np.sum(np.maximum(0, np.round(gaps) - 1)))
+    ticks = np.array([int(v["tick"]) for _, _, v in statuses])
+    unreported = int(np.sum(np.diff(ticks) - 1))  # status messages that never arrived (should be 0: RELIABLE)
+    reasons: dict[str, int] = {}
+    for r in stops:
+        reasons[r] = reasons.get(r, 0) + 1
+    stop_messages = [f"tick {v['tick']}: {v['message']}" for _, r, v in statuses if r not in MOVED][:10]
+    return {"periods": len(statuses), "wall_periods": int(round((stamps[-1] - stamps[0]) / PERIOD)) + 1,
+            "stopped": len(stops), "skipped_by_overrun": skipped,
+            "unreported": unreported, "missed": len(stops) + skipped + unreported, "stop_reasons": reasons,
+            "stop_messages": stop_messages,
+            "overruns": [f"tick {statuses[i + 1][2]['tick']}: {g * PERIOD * 1e3:.0f} ms after the previous"
+                         for i, g in enumerate(gaps) if round(g) > 1][:10],
+            "period_ms_p50": float(np.median(gaps) * PERIOD * 1e3), "period_ms_p99": pct(gaps * PERIOD * 1e3, 99),
+            "period_ms_max": float(gaps.max() * PERIOD * 1e3)}
+
+
+def seam_jumps(statuses: list) -> dict:
+    """Velocity jumps at chunk seams (before the filter, from the node's `seam` status values) and the
+    change of the commanded velocity at those periods (after it)."""
+    seams, cmd_jumps, clipped, accel = [], [], 0, 0
+    prev_cmd = None
+    for _, reason, v in statuses:
+        cmd = np.array([float(x) for x in v["command"].split()]) if "command" in v else None
+        if "seam" in v:
+            f = dict(kv.split("=") for kv in v["seam"].split())
+            if int(f["used"]):
+                seams.append([float(x) for x in f["jump"].split(",")] + [float(x) for x in f["naive"].split(",")]
+                             + [int(f["stale"])])
+                if cmd is not None and prev_cmd is not None:
+                    d = cmd[:6] - prev_cmd[:6]
+                    cmd_jumps.append([np.linalg.norm(d[:3]), np.linalg.norm(d[3:6])])
+                clipped += int(reason == "clipped")
+                accel += int("acceleration" in v["message"])
+        prev_cmd = cmd
+    s = np.array(seams).reshape(-1, 5)
+    c = np.array(cmd_jumps).reshape(-1, 2)
+    return {"seams": len(s), "stale_actions_per_seam": {str(k): int(np.sum(s[:, 4] == k)) for k in sorted(set(s[:, 4].astype(int)))},
+            "jump_m_s_max": float(s[:, 0].max() / PERIOD) if len(s) else 0.0,
+            "jump_rad_s_max": float(s[:, 1].max() / PERIOD) if len(s) else 0.0,
+            "naive_jump_m_s_max": float(s[:, 2].max() / PERIOD) if len(s) else 0.0,
+            "naive_jump_rad_s_max": float(s[:, 3].max() / PERIOD) if len(s) else 0.0,
+            "commanded_jump_m_s_max": float(c[:, 0].max() / PERIOD) if len(c) else 0.0,
+            "commanded_jump_rad_s_max": float(c[:, 1].max() / PERIOD) if len(c) else 0.0,
+            "seam_periods_clipped_by_the_filter": clipped, "seam_periods_clipped_for_acceleration": accel}
+
+
+def inference_ms(statuses: list) -> dict:
+    ms = [float(v["policy_ms"]) for _, _, v in statuses if float(v.get("policy_ms", 0)) > 0]
+    return {"n": len(ms), "p50": pct(ms, 50), "p99": pct(ms, 99), "max": max(ms) if ms else float("nan")}
+
+
+def bench_async(obs: "Observer", periods: int, sync_periods: int, stress: int = 0, slow_ms: float = 250.0,
+                slow_periods: int = 300) -> dict:
+    """bridge_async.json: missed periods and seam jumps with inference=async (see the module docstring)."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(stress)]
+    try:
+        time.sleep(2.0 if stress else 0.0)
+        load0 = os.getloadavg()
+        t0 = time.time()
+        statuses = run_periods(obs, "async", periods)
+        sync = run_periods(obs, "sync", sync_periods)
+        slow = {mode: run_periods(obs, mode, slow_periods, latency_ms=slow_ms) for mode in ("async", "sync")} \
+            if slow_periods else {}
+        load1 = os.getloadavg()
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+    missed, jumps, base = missed_periods(statuses), seam_jumps(statuses), missed_periods(sync)
+    limits = SafetyConfig()
+    lin, ang = limits.max_linear_acceleration * PERIOD, limits.max_angular_acceleration * PERIOD  # m/s, rad/s per period
+    res = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
+           "seconds": round(time.time() - t0, 1),
+           "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_start": load0,
+                       "loadavg_end": load1, "stress_processes": stress},
+           "setup": ("vla-bridge with the tiny VLA preset predicting chunks of 8 (parallel decoding, random weights, "
+                     "1 torch thread), bridge.node.inference=async, seam_steps=3, 10 Hz, twist output; camera process "
+                     "224x224 at 30 Hz with a moving scene (fake_sensors --moving); direct DDS on loopback; periods counted from 10 periods after the policy was first asked"),
+           "async": {**missed, "inference_ms": inference_ms(statuses), "seams": jumps},
+           "sync_baseline": {**base, "inference_ms": inference_ms(sync)},
+           "slow_policy": {"latency_ms_added": slow_ms, "note": (
+               "the same policy answering latency_ms later (a bigger model, or one on a remote GPU): inference "
+               "longer than a period"),
+               **{mode: {**missed_periods(s), "inference_ms": inference_ms(s),
+                         **({"seams": seam_jumps(s)} if mode == "async" else {})} for mode, s in slow.items()}},
+           "limits": {"velocity_change_per_period_m_s": lin, "velocity_change_per_period_rad_s": ang}}
+    per_1000 = base["missed"] * 1000 / max(1, base["periods"])
+    res["targets"] = [
+        {"name": f"missed control periods over {missed['periods']} (tiny VLA, chunks of 8, async, this CPU)",
+         "value": missed["missed"], "baseline": round(per_1000, 1), "target": "0",
+         "met": missed["missed"] == 0 and missed["periods"] >= periods},
+        {"name": "largest velocity jump at a chunk seam before the filter (m/s)", "value": jumps["jump_m_s_max"],
+         "baseline": jumps["naive_jump_m_s_max"], "target": f"<= {lin:g} m/s (max_linear_acceleration * dt)",
+         "met": jumps["seams"] > 0 and jumps["jump_m_s_max"] <= lin + 1e-6},
+        {"name": "largest angular velocity jump at a chunk seam before the filter (rad/s)",
+         "value": jumps["jump_rad_s_max"], "baseline": jumps["naive_jump_rad_s_max"],
+         "target": f"<= {ang:g} rad/s (max_angular_acceleration * dt)",
+         "met": jumps["seams"] > 0 and jumps["jump_rad_s_max"] <= ang + 1e-6},
+    ]
+    if slow:
+        a, s = res["slow_policy"]["async"], res["slow_policy"]["sync"]
+        res["targets"].append({
+            "name": f"missed control periods over {a['periods']}, policy {slow_ms:g} ms slower (async)",
+            "value": a["missed"], "baseline": round(s["missed"] * a["periods"] / max(1, s["periods"]), 1),
+            "target": "0", "met": a["missed"] == 0})
+        res["targets"].append({
+            "name": f"largest velocity jump at a chunk seam, policy {slow_ms:g} ms slower (m/s)",
+            "value": a["seams"]["jump_m_s_max"], "baseline": a["seams"]["naive_jump_m_s_max"],
+            "target": f"<= {lin:g} m/s", "met": a["seams"]["seams"] > 0 and a["seams"]["jump_m_s_max"] <= lin + 1e-6})
+    return res
+
+
+def print_table(title: str, targets: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("target", "value", "baseline", "goal", "met"):
+        table.add_column(col)
+    for t in targets:
+        fmt = (lambda x: f"{x:.3g}" if isinstance(x, float) else str(x))
+        table.add_row(t["name"], fmt(t["value"]), fmt(t["baseline"]), t["target"], "yes" if t["met"] else "[red]NO[/red]")
+    Console().print(table)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--latency-seconds", type=float, default=20.0)
     ap.add_argument("--stream-seconds", type=float, default=10.0)
     ap.add_argument("--stale-trials", type=int, default=5)
     ap.add_argument("--tiny-vla", action="store_true")
+    ap.add_argument("--async-steps", type=int, default=1000, help="periods measured with inference=async")
+    ap.add_argument("--sync-steps", type=int, default=300, help="periods of the inference=sync baseline")
+    ap.add_argument("--only", choices=["async"], help="run only this part (its own results file)")
+    ap.add_argument("--stress", type=int, default=0, help="busy-looping processes during the async part")
+    ap.add_argument("--slow-ms", type=float, default=250.0, help="latency added to the policy in the slow-policy run")
+    ap.add_argument("--slow-steps", type=int, default=300, help="periods of each slow-policy run (0: skip it)")
     args = ap.parse_args()
-    load0 = os.getloadavg()
     cfg = BridgeConfig()
     obs = Observer(cfg)
-    results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_start": load0},
+    res_async = bench_async(obs, args.async_steps, args.sync_steps, args.stress, args.slow_ms, args.slow_steps)
+    out = RESULTS_ASYNC.with_name(f"bridge_async_stress{args.stress}.json") if args.stress else RESULTS_ASYNC
+    out.write_text(json.dumps(res_async, indent=2))
+    print_table(f"bridge, asynchronous inference (loadavg {res_async['machine']['loadavg_start'][0]:.1f} at start)",
+                res_async["targets"])
+    print(f"wrote {out}")
+    if args.only == "async":
+        obs.t.close()
+        return
+    load0 = os.getloadavg()
+    results: dict = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
+                     "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                     "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_start": load0},
                      "note": "measured on a shared 2-core machine under load from other jobs; DDS on loopback"}
 
     # 1. images at 30 Hz between processes (the bridge is not running yet: only the stream is measured)
@@ -332,17 +530,7 @@ def main() -> None:
     results["machine"]["loadavg_end"] = os.getloadavg()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
-
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"bridge benchmark (loadavg {load0[0]:.1f} at start; shared machine)")
-    for col in ("target", "value", "baseline", "goal", "met"):
-        table.add_column(col)
-    for t in results["targets"]:
-        fmt = (lambda x: f"{x:.3g}" if isinstance(x, float) else str(x))
-        table.add_row(t["name"], fmt(t["value"]), fmt(t["baseline"]), t["target"], "yes" if t["met"] else "[red]NO[/red]")
-    Console().print(table)
+    print_table(f"bridge benchmark (loadavg {load0[0]:.1f} at start; shared machine)", results["targets"])
     print(f"wrote {RESULTS}")
     obs.t.close()
 

@@ -18,8 +18,11 @@ PRs #2491 / #2573). The gripper is not blended: the new chunk's command holds fr
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -122,3 +125,68 @@ class ChunkTimeline:
         self._actions = deque(new)
         self._start = now_tick
         return Seam(stale=stale, used=len(new), blended=blended, jump=jump, naive_jump=naive)
+
+
+class AsyncChunks:
+    """Computes the next chunk in a worker thread while the node executes the current one.
+
+    The node calls `collect` and then `want` every tick: a finished chunk is spliced in (by the ticks
+    consumed since its observation), and a new one is asked for when the plan would run out before a chunk
+    asked now could arrive: the slowest of the last 10 inference times, in ticks, plus the seam, plus one
+    (a chunk that finishes between ticks is taken at the next one).
+    A `reset` (any stop) makes an inference still running belong to the past: its result is dropped.
+    """
+
+    def __init__(self, act: Callable, period: float, seam_steps: int):
+        self._act, self.period, self.seam_steps = act, period, seam_steps
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy-async")
+        self._inflight: tuple[Future, int, int, float] | None = None  # (future, obs tick, generation, t0)
+        self._generation = 0
+        self._durations: deque[float] = deque(maxlen=10)
+        self.error = ""
+
+    def reset(self) -> None:
+        self._generation += 1
+
+    @property
+    def busy(self) -> bool:
+        return self._inflight is not None
+
+    def lead_ticks(self) -> int:
+        """How many ticks ahead of running out the next chunk is asked for."""
+        slowest = max(self._durations) if self._durations else self.period
+        return int(np.ceil(slowest / self.period)) + self.seam_steps + 1
+
+    def want(self, remaining: int) -> bool:
+        return self._inflight is None and remaining <= self.lead_ticks()
+
+    def _timed(self, observation) -> tuple[object, float]:
+        t0 = time.perf_counter()
+        return self._act(observation), time.perf_counter() - t0
+
+    def submit(self, observation, tick: int) -> None:
+        self._inflight = (self._executor.submit(self._timed, observation), tick, self._generation, time.perf_counter())
+
+    def collect(self) -> tuple[object, int, float] | None:
+        """(output, observation tick, seconds the inference computed) of a finished inference of the current
+        generation."""
+        if self._inflight is None or not self._inflight[0].done():
+            return None
+        fut, obs_tick, gen, t0 = self._inflight
+        self._inflight = None
+        try:
+            out, seconds = fut.result()
+            self._durations.append(seconds)
+        except Exception as e:
+            self._durations.append(time.perf_counter() - t0)  # remote server gone, model error, ...: the node says so if the plan runs dry
+            self.error = f"{type(e).__name__}: {e}"
+            logger.warning("asynchronous policy call failed: %s", self.error)
+            return None
+        self.error = ""
+        return (out, obs_tick, seconds) if gen == self._generation else None
+
+    def running_for(self) -> float:
+        return time.perf_counter() - self._inflight[3] if self._inflight else 0.0
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -100,6 +100,12 @@ class NodeConfig:
         policy_timeout_periods: a policy that has not answered within this many periods is "slow": the arm
             is stopped for that period and the late answer is discarded.
         execute_chunk: how many actions of a chunk run before the policy is asked again (0 = all).
+        inference: `sync`: the policy is asked when the plan is spent, and the period waits for it (at most
+            policy_timeout_periods); `async`: the next chunk is computed in a worker thread while the current
+            one runs, asked early enough that it arrives before the plan runs out (the slowest of the last 10
+            inference times plus the seam), and spliced in by the periods actually consumed since its
+            observation (robot_bridge/chunks.py). For chunked policies; the period never waits for the policy.
+        seam_steps: with `async`, periods over which a new chunk is cross-faded with the rest of the old one.
         wait_for_new_observation: before each policy call, wait (at most the stale window) until every stream
             of the observation (cameras, joint states, pose) has a sample captured after the last
             observation acted on; if none comes, stop for that period instead of acting on an old frame.
@@ -116,6 +122,8 @@ class NodeConfig:
     autostart: bool = True
     policy_timeout_periods: float = 0.8
     execute_chunk: int = 0
+    inference: str = "sync"
+    seam_steps: int = 3
     wait_for_new_observation: bool = False
 
     def __post_init__(self) -> None:
@@ -126,6 +134,13 @@ class NodeConfig:
         bad = [r for r in self.required if r not in ("cameras", "joint_states", "ee_pose")]
         if bad:
             raise ValueError(f"bridge.node.required has {bad}; allowed: cameras, joint_states, ee_pose")
+        if self.inference not in ("sync", "async"):
+            raise ValueError(f"bridge.node.inference={self.inference!r}; choose sync or async")
+        if self.seam_steps < 0:
+            raise ValueError(f"bridge.node.seam_steps must be >= 0, got {self.seam_steps}")
+        if self.inference == "async" and self.wait_for_new_observation:
+            raise ValueError("bridge.node.inference=async runs the plan between frames; lockstep with a simulator "
+                             "(wait_for_new_observation=true) needs inference=sync")
         bad = [p for p in self.proprio if p not in PROPRIO_SOURCES]
         if bad:
             raise ValueError(f"bridge.node.proprio has {bad}; allowed: {PROPRIO_SOURCES}")

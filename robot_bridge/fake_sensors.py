@@ -6,6 +6,7 @@
     python -m robot_bridge.fake_sensors --estop true                           # press the e-stop (latched)
     python -m robot_bridge.fake_sensors --transport rclpy                      # as a ROS 2 node (needs rclpy)
     python -m robot_bridge.fake_sensors --compressed png                       # + <camera>/compressed, as image_transport
+    python -m robot_bridge.fake_sensors --moving                               # every frame and joint state differs
 
 Keeps its DDS traffic on loopback unless --network is given. Waits (up to 10 s) for a subscriber to its first
 topic (and to its compressed one) before the --seconds start, and for the e-stop to be acknowledged before it
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-joints", action="store_true")
     ap.add_argument("--malformed", action="store_true", help="send images whose data length is wrong, NaN joints")
     ap.add_argument("--instruction", default="", help="publish this instruction (latched) first")
+    ap.add_argument("--moving", action="store_true",
+                    help="a moving scene: the image shifts by 3 px and the joints move a little every frame")
     ap.add_argument("--compressed", choices=["jpeg", "png"],
                     help="also publish each frame as sensor_msgs/CompressedImage on <camera topic>/compressed")
     ap.add_argument("--estop", choices=["true", "false"], help="publish this e-stop value (latched) and stay up")
@@ -87,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     sent, t_end, next_t = 0, time.monotonic() + args.seconds, time.monotonic()
     while time.monotonic() < t_end:
         now = time.time()
+        frame = np.roll(img, 3 * sent, axis=1) if args.moving else img
         for c, pub in img_pubs.items():
-            m = msgs.image_from_array(img, now, f"{c}_camera")
+            m = msgs.image_from_array(frame, now, f"{c}_camera")
             if args.malformed:
                 m.data = m.data[:-7]
             pub(m)
@@ -97,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                                                  data=packed))
         if not args.no_joints:
             q = [float("nan")] * 7 if args.malformed else [0.0, -0.3, 0.0, -2.0, 0.0, 1.7, 0.8]
+            if args.moving:
+                q = [x + 0.3 * np.sin(0.05 * sent + i) for i, x in enumerate(q)]
             joint_pub(msgs.JointState(header=msgs.header(now), name=[f"j{i}" for i in range(7)], position=q))
             ee_pub(msgs.PoseStamped(header=msgs.header(now, "base_link"),
                                     pose=msgs.Pose(position=msgs.Point(0.45, 0.0, 0.3), orientation=msgs.Quaternion(1, 0, 0, 0))))

@@ -9,7 +9,10 @@ Every period (`tick`), in order:
   clock went backwards         -> stop; every sensor must deliver again before motion resumes
   a required sensor is stale   -> stop ("stale camera 'primary': no message for 0.21 s")
   no instruction yet           -> stop
-  next action (chunk queue or policy call, with a timeout) -> safety filter -> command, or stop if rejected
+  next action (the plan, or a policy call with a timeout) -> safety filter -> command, or stop if rejected
+With `inference=async` the policy computes the next chunk in a worker thread while the plan runs; a finished
+chunk is spliced in by the periods consumed since its observation, cross-faded over `seam_steps`
+(robot_bridge/chunks.py), and a period the plan has no action for is a stop ("policy slow").
 A stop is a zero-velocity / hold command, sent every period while the reason lasts, and the status topic
 (diagnostic_msgs/DiagnosticArray on /diagnostics) says why.
 Lifecycle transitions come on the lifecycle topic or from code; on a ROS 2 lifecycle node (transport=rclpy)
@@ -37,7 +40,7 @@ from typing import Callable
 import numpy as np
 
 from robot_bridge import msgs
-from robot_bridge.chunks import ChunkTimeline
+from robot_bridge.chunks import AsyncChunks, ChunkTimeline, Seam
 from robot_bridge.commands import CommandPublisher
 from robot_bridge.config import LIVE_SETTINGS, BridgeConfig, is_live, settings, with_changes
 from robot_bridge.safety import SafetyFilter
@@ -86,6 +89,7 @@ class TickReport:
     obs_stamp: float = 0.0
     policy_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    seam: Seam | None = None  # inference=async: the splice made this period
 
 
 def _unprefixed(changes: dict[str, object]) -> dict[str, object]:
@@ -111,7 +115,11 @@ class BridgeNode:
         self._instruction = cfg.node.instruction
         self._policy_instruction: str | None = None
         self._estop = False
-        self._plan = ChunkTimeline(cfg.node.execute_chunk or None)  # the rest of the current chunk, by tick
+        asynchronous = cfg.node.inference == "async"
+        # the rest of the current chunk, by tick
+        self._plan = ChunkTimeline(cfg.node.execute_chunk or None, cfg.node.seam_steps if asynchronous else 0)
+        self._async = AsyncChunks(self._call_policy, self.period, cfg.node.seam_steps) if asynchronous else None
+        self._seam: Seam | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
         self._inflight: Future | None = None
         self._last_tick: float | None = None
@@ -228,6 +236,8 @@ class BridgeNode:
     def close(self) -> None:
         self.deactivate()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._async is not None:
+            self._async.close()
 
     # ---- settings (ROS 2 parameters on transport=rclpy) ------------------------------------------------------
     def check_settings(self, changes: dict[str, object]) -> str:
@@ -368,7 +378,10 @@ class BridgeNode:
                            proprio=np.concatenate(parts) if parts else np.zeros(0, np.float32),
                            instruction=self._instruction, timestamp=max(stamps) if stamps else 0.0)
 
-    def _stop(self, reason: str) -> None:
+    def _stop(self, reason: str, *, keep_inflight: bool = False) -> None:
+        """Stop this period. Any stop drops the plan; an asynchronous inference still running is dropped too
+        (its observation belongs to before the stop) unless `keep_inflight`: the plan ran dry waiting for it,
+        or one action was rejected."""
         if self.cfg.node.wait_for_new_observation and self.state is Lifecycle.ACTIVE:
             frame = self._frame_stamp()  # a lockstep simulator steps on a stop too: this frame is used up
             if frame is not None and (self._acted_stamp is None or frame > self._acted_stamp):
@@ -376,6 +389,8 @@ class BridgeNode:
         self._moving = False
         self.safety.stopped()
         self._plan.reset()  # a stop ends the open-loop execution of a chunk
+        if self._async is not None and not keep_inflight:
+            self._async.reset()
         if self.commands is not None:
             joints = self._joints.value if self._joints is not None else None
             self.commands.stop(joints)
@@ -398,8 +413,9 @@ class BridgeNode:
 
     def _next_action(self, obs: Observation) -> tuple[np.ndarray | None, str, float]:
         """(action, reason-if-none, policy seconds). Runs the policy in a worker with a timeout."""
-        tick = self.ticks
-        planned = self._plan.pop(tick)
+        with self._lock:
+            tick = self.ticks
+            planned = self._plan.pop(tick)
         if planned is not None:
             return planned, "", 0.0
         if self._inflight is not None:
@@ -416,11 +432,38 @@ class BridgeNode:
         except Exception as e:  # remote server gone, model error, ...: stop and say so
             return None, f"policy failed: {type(e).__name__}: {e}", time.perf_counter() - t0
         dt = time.perf_counter() - t0
-        try:
-            self._plan.splice(out, tick, tick, name="policy output")  # validated; the first execute_chunk actions
-        except ContractError as e:
-            return None, f"rejected: {e}", dt
-        return self._plan.pop(tick), "", dt
+        with self._lock:
+            try:
+                self._plan.splice(out, tick, tick, name="policy output")  # validated; the first execute_chunk actions
+            except ContractError as e:
+                return None, f"rejected: {e}", dt
+            return self._plan.pop(tick), "", dt
+
+    def _next_action_async(self, obs: Observation) -> tuple[np.ndarray | None, str, float]:
+        """(action, reason-if-none, seconds of the inference finished this period): splice a finished chunk,
+        ask for the next one when the plan would run out before it could arrive, take this period's action.
+        Under the lock: nothing here waits, and a stop from a callback (e-stop) must not interleave with it."""
+        with self._lock:
+            return self._next_planned(obs)
+
+    def _next_planned(self, obs: Observation) -> tuple[np.ndarray | None, str, float]:
+        tick, policy_s = self.ticks, 0.0
+        done = self._async.collect()
+        if done is not None:
+            out, obs_tick, policy_s = done
+            try:
+                self._seam = self._plan.splice(out, obs_tick, tick, name="policy output")
+            except ContractError as e:
+                return None, f"rejected: {e}", policy_s
+        if self._async.want(self._plan.remaining(tick)):
+            self._async.submit(obs, tick)
+        action = self._plan.pop(tick)
+        if action is not None:
+            return action, "", policy_s
+        if self._async.error:
+            return None, f"policy failed: {self._async.error}", policy_s
+        return None, (f"policy slow: no planned action for this period; the next chunk has been computing for "
+                      f"{self._async.running_for() * 1e3:.0f} ms"), policy_s
 
     def _frame_streams(self) -> dict[str, _Sample | None]:
         """The sensor streams one observation is made of: every camera, the joint states and the end-effector
@@ -501,21 +544,24 @@ class BridgeNode:
                 return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR))
             if lockstep:
                 self._acted_stamp = self._frame_stamp()  # this frame is used up, whatever comes of it
-        action, why, policy_s = self._next_action(obs)  # outside the lock: callbacks and e-stop stay live
+        # outside the lock: callbacks and e-stop stay live
+        action, why, policy_s = self._next_action(obs) if self._async is None else self._next_action_async(obs)
         with self._lock:
             if self.state is not Lifecycle.ACTIVE:
                 return self._report(TickReport(self.state, False, f"lifecycle {self.state.value}: output gated", Level.OK))
             if self._estop:
                 self._stop("e-stop engaged (latched until released)")
                 return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR, policy_s=policy_s))
+            seam, self._seam = self._seam, None
             if action is None:
-                self._stop(why)
-                return self._report(TickReport(self.state, False, why, Level.ERROR, policy_s=policy_s))
+                self._stop(why, keep_inflight=True)
+                return self._report(TickReport(self.state, False, why, Level.ERROR, policy_s=policy_s, seam=seam))
             ee = self._ee.value[:3] if self._ee is not None and self._fresh(self._ee, self.clock()) else None
             result = self.safety.filter(action, ee)
             if not result.ok:
-                self._stop(result.reason)
-                return self._report(TickReport(self.state, False, result.reason, Level.ERROR, policy_s=policy_s))
+                self._stop(result.reason, keep_inflight=True)
+                return self._report(TickReport(self.state, False, result.reason, Level.ERROR, policy_s=policy_s,
+                                               seam=seam))
             joints = self._joints.value if self._joints is not None else None
             try:
                 self.commands.command(result.command, joints, obs.timestamp, preview=self._preview(result.command, ee))
@@ -526,7 +572,7 @@ class BridgeNode:
             self._moving = True
             level = Level.WARN if result.notes else Level.OK
             return self._report(TickReport(self.state, True, self.last_reason, level, result.command, obs.timestamp,
-                                           policy_s, result.notes))
+                                           policy_s, result.notes, seam))
 
     def _preview(self, cmd: np.ndarray, ee: np.ndarray | None) -> list[np.ndarray]:
         """The plan's next actions after `cmd` as the safety filter would pass them (a copy of it, with the
@@ -552,6 +598,10 @@ class BridgeNode:
             values["frame_stamp"] = repr(min(sm.stamp for sm in streams.values()))
         if r.command is not None:
             values["command"] = " ".join(f"{x:.4f}" for x in r.command)
+        if r.seam is not None:  # jumps: change of the planned step (m, rad) across the seam, before the filter
+            values["seam"] = (f"stale={r.seam.stale} used={r.seam.used} blended={r.seam.blended} "
+                              f"jump={r.seam.jump[0]:.6f},{r.seam.jump[1]:.6f} "
+                              f"naive={r.seam.naive_jump[0]:.6f},{r.seam.naive_jump[1]:.6f}")
         self._status(r.level, r.reason, values)
         return r
 

@@ -13,7 +13,7 @@ Kinds (`policy.kind=<kind>`, with the `policy.*` fields each reads):
   tiny_cnn (here) a small untrained torch CNN over the primary image and proprio, for latency tests: kwargs
                   {proprio_dim: N}
   tiny_vla (vla)  the tiny VLA preset with random weights and synthetic statistics: the real inference path at
-                  toy size, for latency tests
+                  toy size, for latency tests: kwargs {action_chunk: K} for K-action chunks
 `seed` and `device` go to the builder through `PolicyContext`. `remote` and `tiny_cnn` are registered with
 `vla.policy.register_policy` when `robot_bridge` is imported, so any process that imports it can name them
 in a text spec too (`remote:host=gpu-box,port=5555`).
@@ -43,7 +43,7 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "callable": ("target", "kwargs"),
     "random": ("scale",),
     "tiny_cnn": ("kwargs",),
-    "tiny_vla": (),
+    "tiny_vla": ("kwargs",),
 }
 POLICY_KINDS = tuple(KIND_FIELDS)
 #: `random`'s rotation bound per unit of its translation bound (the bridge's random policy always had it).
@@ -60,7 +60,7 @@ class PolicyConfig:
     port: int = 5555
     timeout_s: float = 0.5
     target: str = ""  # callable: "module:function"
-    kwargs: dict[str, Any] = field(default_factory=dict)  # callable: its arguments; tiny_cnn: {proprio_dim: N}
+    kwargs: dict[str, Any] = field(default_factory=dict)  # callable: its arguments; tiny_cnn: {proprio_dim: N}; tiny_vla: {action_chunk: K}
     seed: int = 0
     scale: float = 0.01  # random: translation in +-scale m, rotation in +-5*scale rad per step
     torch_threads: int = 0  # >0: torch.set_num_threads for this process (small models on a busy CPU: 1)
@@ -78,7 +78,7 @@ class PolicyConfig:
         spec: dict[str, Any] = {"kind": self.kind}
         if self.kind == "random":
             spec.update(scale=self.scale, rot_scale=RANDOM_ROTATION_RATIO * self.scale)
-        elif self.kind == "tiny_cnn":
+        elif self.kind in ("tiny_cnn", "tiny_vla"):
             spec.update(self.kwargs)
         else:
             spec.update({f: getattr(self, f) for f in KIND_FIELDS[self.kind]})

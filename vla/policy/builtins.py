@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import time
 from typing import Callable
 
 import numpy as np
@@ -10,6 +11,7 @@ import numpy as np
 from vla.core.types import Policy
 from vla.policy.baselines import NoOpPolicy, RandomPolicy
 from vla.policy.registry import PolicyContext, PolicyOptions, PolicySpecError, register_policy
+from vla.policy.wrappers import PolicyWrapper
 
 
 @register_policy("vla", options=("path", "unnorm_key", "device", "dtype", "center_crop", "unknown_words"),
@@ -68,18 +70,38 @@ def _callable(opts: PolicyOptions, ctx: PolicyContext) -> Policy:
     return policy
 
 
-@register_policy("tiny_vla", summary="the tiny VLA preset with random weights and synthetic statistics (latency tests)")
+@register_policy("tiny_vla", options=("action_chunk", "latency_ms"),
+                 summary="the tiny VLA preset with random weights and synthetic statistics (latency tests); "
+                         "action_chunk=K>1: K-action chunks by parallel decoding (OpenVLA-OFT style); "
+                         "latency_ms: each call also waits that long (a bigger model, or one on a remote GPU)")
 def _tiny_vla(opts: PolicyOptions, ctx: PolicyContext) -> Policy:
-    return tiny_vla_policy(seed=ctx.seed)
+    policy = tiny_vla_policy(seed=ctx.seed, action_chunk=opts.int("action_chunk", 1))
+    latency = opts.float("latency_ms", 0.0)
+    return _Delayed(policy, latency / 1e3) if latency > 0 else policy
 
 
-def tiny_vla_policy(seed: int = 0) -> Policy:
-    """The tiny VLA preset, randomly initialized, with synthetic statistics: the real inference path at toy size."""
+class _Delayed(PolicyWrapper):
+    """`base`, answering `seconds` later (waiting without using the CPU, like a remote server would)."""
+
+    def __init__(self, base: Policy, seconds: float) -> None:
+        super().__init__(base)
+        self.seconds = seconds
+
+    def act_batch(self, observations):
+        out = self.base.act_batch(list(observations))
+        time.sleep(self.seconds)
+        return out
+
+
+def tiny_vla_policy(seed: int = 0, action_chunk: int = 1) -> Policy:
+    """The tiny VLA preset, randomly initialized, with synthetic statistics: the real inference path at toy size.
+    `action_chunk` > 1 predicts chunks of that many actions (the preset's parallel decoding)."""
     from vla.core.statistics import ArrayStatistics, DatasetStatistics
     from vla.model.policy import VLAPolicy
     from vla.model.presets import build_model
 
-    model, processor = build_model("tiny", seed=seed)
+    chunked = {"decoding": "parallel", "action_chunk": action_chunk} if action_chunk > 1 else {}
+    model, processor = build_model("tiny", seed=seed, **chunked)
     rng = np.random.default_rng(seed)
     stats = DatasetStatistics(action=ArrayStatistics.compute(rng.normal(0, 0.005, (100, 7)), mask=[True] * 6 + [False]))
     return VLAPolicy(model, processor, norm_stats={"synthetic": stats.to_dict()})
