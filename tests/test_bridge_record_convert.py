@@ -133,6 +133,7 @@ def test_record_with_genuine_rclpy_then_convert_and_train(tmp_path):
     import signal
     import subprocess
     import sys
+    import time
 
     from ros2_env import ros_env, ros_python, unavailable_reason
 
@@ -153,16 +154,24 @@ def test_record_with_genuine_rclpy_then_convert_and_train(tmp_path):
     bridge = sensors = None
     try:
         assert json.loads(rec.stdout.readline())["event"] == "recording", rec.stderr.read()[-2000:]
+        log = tmp_path / "bridge.log"  # hydra logs to stdout
         bridge = subprocess.Popen([sys.executable, "-m", "robot_bridge.cli.bridge", "loopback=true", f"domain_id={domain}",
                                    "policy.kind=random", "policy.scale=0.005", f"hydra.run.dir={tmp_path / 'run'}"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dds_env)
+                                  stdout=log.open("w"), stderr=subprocess.PIPE, text=True, env=dds_env)
+        # The sensors start their timed run at their first subscriber, which can be the recorder: under a loaded
+        # suite the bridge can still be importing then, and get SIGINT before it ever ran. Wait until it runs.
+        deadline = time.monotonic() + 120
+        while "bridge running" not in log.read_text():
+            if bridge.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"vla-bridge did not start (exit code {bridge.poll()}): {log.read_text()[-2000:]}")
+            time.sleep(0.2)
         sensors = subprocess.Popen([sys.executable, "-m", "robot_bridge.fake_sensors", "--domain", str(domain),
                                     "--hz", "30", "--size", "64", "--seconds", "5", "--compressed", "png",
                                     "--instruction", "pick up the cube"], stdout=subprocess.PIPE, text=True,
                                    env=dds_env)
         sent = json.loads(sensors.communicate(timeout=120)[0])["sent"]
         bridge.send_signal(signal.SIGINT)
-        bridge.wait(30)
+        bridge.wait(60)
         rec.stdin.write("stop\n")
         rec.stdin.flush()
         done = [json.loads(line) for line in rec.stdout if line.startswith("{")][-1]
