@@ -72,6 +72,9 @@ class VLAConfig(PreTrainedConfig):
             attention pool over the prompt's token embeddings; vla.model.film). Off by default (OpenVLA).
         film_text_layers: with `vision_film`, transformer layers (with learned positions) that read the prompt
             before the pool, so word order reaches the towers ("the X cube on the Y plate"); 0 = bag of words.
+        film_queries: with `vision_film`, how many instruction vectors the pool makes (one learned query each);
+            the towers run once per vector and their tokens are concatenated, so each pass can look for one of
+            the things a sentence names ("the X cube" and "the Y plate"). 1 = OpenVLA-sized prefix.
     """
 
     model_type = "vla"
@@ -105,6 +108,7 @@ class VLAConfig(PreTrainedConfig):
     action_queries: bool = False
     vision_film: bool = False
     film_text_layers: int = 0
+    film_queries: int = 1
     vision_backbone: str = "dinosiglip"
     conv_channels: int = 32
     num_keypoints: int = 32
@@ -148,6 +152,8 @@ class VLAConfig(PreTrainedConfig):
             raise ValueError("use_proprio=True needs proprio_dim > 0")
         if self.film_text_layers < 0 or (self.film_text_layers and not self.vision_film):
             raise ValueError(f"film_text_layers={self.film_text_layers} needs vision_film=True and a count >= 0")
+        if self.film_queries < 1 or (self.film_queries > 1 and not self.vision_film):
+            raise ValueError(f"film_queries={self.film_queries} needs vision_film=True and a count >= 1")
         if self.action_token_end_id - self.n_action_bins < 0:
             raise ValueError(f"action_token_end_id={self.action_token_end_id} leaves no room for "
                              f"{self.n_action_bins} action bins")
@@ -171,12 +177,12 @@ class VLAConfig(PreTrainedConfig):
 
     @property
     def num_patches(self) -> int:
-        """Vision tokens per image: ViT patches, or keypoints of the conv backbone."""
+        """Vision tokens per image: ViT patches, or keypoints of the conv backbone (times `film_queries`)."""
         if self.vision_backbone == "conv_keypoints":
-            return self.num_keypoints
+            return self.num_keypoints * self.film_queries
         patch = self.dino_config.patch_size
         patch = patch if isinstance(patch, int) else patch[0]
-        return (self.image_size // patch) ** 2
+        return (self.image_size // patch) ** 2 * self.film_queries
 
     @property
     def num_images(self) -> int:

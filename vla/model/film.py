@@ -12,7 +12,10 @@ embeddings, so the informative words can dominate the fixed prompt template. By 
 "the orange cube on the green plate" and "the green cube on the orange plate" pool to the same vector, and the
 towers cannot tell which colour names the cube (docs/history.md, L4). `film_text_layers > 0` first runs that
 many bidirectional transformer layers with learned positions over the prompt, so each colour word carries
-the noun it qualifies into the pool. Each modulated block's output (a ViT block's tokens, or a conv block's maps) becomes `h * (1 + gamma) + beta`; gamma and beta start at zero,
+the noun it qualifies into the pool. `film_queries > 1` pools several instruction vectors (one learned query each)
+and the model runs its towers once per vector: one sentence can name two things ("the orange cube on the green
+plate"), and one channel-wise modulation has to find both at once, which the keypoint CNN did not learn (the
+named cube stayed at chance, docs/history.md L4); one pass per query lets each pass look for one thing. Each modulated block's output (a ViT block's tokens, or a conv block's maps) becomes `h * (1 + gamma) + beta`; gamma and beta start at zero,
 so a fresh model computes exactly what it computes without FiLM.
 """
 
@@ -23,12 +26,14 @@ from torch import nn
 
 
 class InstructionPooler(nn.Module):
-    """Prompt token embeddings (B, S, D) and a mask of the tokens to read (B, S) -> one vector (B, D)."""
+    """Prompt token embeddings (B, S, D) and a mask of the tokens to read (B, S) -> `queries` vectors (B, Q, D)."""
 
-    def __init__(self, dim: int, num_heads: int = 4, context_layers: int = 0, max_positions: int = 1024) -> None:
+    def __init__(self, dim: int, num_heads: int = 4, context_layers: int = 0, max_positions: int = 1024,
+                 queries: int = 1) -> None:
         super().__init__()
         heads = num_heads if dim % num_heads == 0 else 1
-        self.query = nn.Parameter(torch.zeros(1, 1, dim))
+        # one query starts at zero (uniform attention); several start apart, or they would pool the same vector
+        self.query = nn.Parameter(torch.zeros(1, 1, dim) if queries == 1 else torch.randn(1, queries, dim) * 0.5)
         self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.norm = nn.LayerNorm(dim)
         self.positions = nn.Embedding(max_positions, dim) if context_layers else None
@@ -49,7 +54,7 @@ class InstructionPooler(nn.Module):
             tokens = self.context(tokens + self.positions(pos).to(tokens.dtype), src_key_padding_mask=~mask.bool())
         query = self.query.expand(tokens.shape[0], -1, -1).to(tokens.dtype)
         pooled, _ = self.attention(query, tokens, tokens, key_padding_mask=~mask.bool(), need_weights=False)
-        return self.norm(pooled[:, 0])  # (B, D)
+        return self.norm(pooled)  # (B, Q, D)
 
 
 class FiLMGenerator(nn.Module):

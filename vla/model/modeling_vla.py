@@ -92,9 +92,12 @@ class VLAForActionPrediction(VLAPreTrainedModel):
         self.action_queries = nn.Embedding(n_slots, d) if config.action_queries else None
         # instruction-conditioned vision towers (option, off by default: OpenVLA fuses language in the Llama only)
         self.instruction_pooler = (InstructionPooler(d, context_layers=config.film_text_layers,
-                                                   max_positions=config.llm_max_length)
+                                                   max_positions=config.llm_max_length, queries=config.film_queries)
                                    if config.vision_film else None)
         self.film = FiLMGenerator(d, self.vision_backbone.film_widths) if config.vision_film else None
+        # several instruction-conditioned passes: a learned embedding tells their tokens apart
+        self.film_pass_embedding = (nn.Parameter(torch.randn(config.film_queries, config.vision_dim) * 0.02)
+                                    if config.film_queries > 1 else None)
         self.action_tokenizer = ActionTokenizer(config.action_token_end_id, config.n_action_bins)
         self.post_init()
 
@@ -110,7 +113,8 @@ class VLAForActionPrediction(VLAPreTrainedModel):
 
     def project_images(self, pixel_values: torch.Tensor, instruction: torch.Tensor | None = None) -> torch.Tensor:
         """pixel_values (B, 6 * n_img, H, W) -> projected patches (B, n_img * N, D), each image its own patches.
-        `instruction` (B, D): the pooled prompt that modulates the towers when `vision_film` is on."""
+        `instruction` (B, Q, D): the pooled prompt vectors that modulate the towers when `vision_film` is on; with
+        Q = `film_queries` > 1 every image is seen Q times, once per vector (N = Q x the tower's tokens)."""
         b, c, h, w = pixel_values.shape
         n_img = self.config.num_images
         if c != 6 * n_img:
@@ -123,15 +127,21 @@ class VLAForActionPrediction(VLAPreTrainedModel):
                              f"{self.config.image_size} (the processor resizes images)")
         dtype = self.projector.fc1.weight.dtype
         px = pixel_values.to(dtype).reshape(b * n_img, 6, h, w)
-        film = None
+        film, q = None, 1
         if self.film is not None:
             if instruction is None:
                 raise ValueError("this model conditions its vision towers on the instruction (vision_film=True); "
                                  "call it with input_ids")
-            film = [(g.repeat_interleave(n_img, 0), bt.repeat_interleave(n_img, 0)) for g, bt in
-                    self.film(instruction.to(dtype))]  # one pair per image of each sample
-        patches = self.vision_backbone(px, film)  # (B * n_img, N, Dv)
-        projected = self.projector(patches)  # (B * n_img, N, D)
+            q = instruction.shape[1]  # (B, Q, D) -> one (gamma, beta) per image of each sample and each query
+            film = [(g.reshape(b, q, -1).repeat_interleave(n_img, 0).reshape(b * n_img * q, -1),
+                     bt.reshape(b, q, -1).repeat_interleave(n_img, 0).reshape(b * n_img * q, -1))
+                    for g, bt in self.film(instruction.to(dtype).reshape(b * q, -1))]
+            px = px.repeat_interleave(q, 0)  # (B * n_img * Q, 6, H, W), the order of the FiLM pairs
+        patches = self.vision_backbone(px, film)  # (B * n_img * Q, N, Dv)
+        if self.film_pass_embedding is not None:
+            patches = patches.reshape(b * n_img, q, *patches.shape[1:]) + self.film_pass_embedding[None, :, None].to(patches.dtype)
+        patches = patches.reshape(b * n_img, -1, patches.shape[-1])  # a pass's tokens follow the previous pass's
+        projected = self.projector(patches)  # (B * n_img, Q * N, D)
         return projected.reshape(b, n_img * projected.shape[1], projected.shape[2])
 
     def prefix_embeddings(self, pixel_values: torch.Tensor, proprio: torch.Tensor | None,
@@ -168,7 +178,7 @@ class VLAForActionPrediction(VLAPreTrainedModel):
         text = text * (~slots)[..., None].to(text.dtype)  # zeroed placeholder embeddings (OFT)
         instruction = None
         if self.instruction_pooler is not None:  # the prompt's tokens, without pads and action slots
-            instruction = self.instruction_pooler(text, attention_mask.bool() & ~slots)  # (B, D)
+            instruction = self.instruction_pooler(text, attention_mask.bool() & ~slots)  # (B, Q, D)
         if self.action_queries is not None:  # slot i of each sample gets query i
             n_slots = self.action_queries.num_embeddings
             slot_idx = (slots.long().cumsum(-1) - 1).clamp(0, n_slots - 1)  # count checked in gather_slots

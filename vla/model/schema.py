@@ -70,6 +70,7 @@ class ModelConfig:
     action_queries: bool = False  # learned per-slot inputs for parallel decoding (VLAConfig.action_queries)
     vision_film: bool = False  # instruction-conditioned vision towers (VLAConfig.vision_film, vla.model.film)
     film_text_layers: int = 0  # vision_film: prompt encoder layers before the pool (word order); 0 = bag of words
+    film_queries: int = 1  # vision_film: pooled instruction vectors, one conditioned vision pass each (tokens x this)
     vision_backbone: str = "dinosiglip"  # or conv_keypoints (vla.model.vision.ConvKeypointBackbone, tiny models)
     conv_channels: int = 32  # conv_keypoints: channels of each conv block
     num_keypoints: int = 32  # conv_keypoints: tokens per image
@@ -92,6 +93,9 @@ class ModelConfig:
         if self.film_text_layers < 0 or (self.film_text_layers and not self.vision_film):
             problems.append(f"film_text_layers={self.film_text_layers} needs vision_film=true and a count >= 0 (it "
                             "encodes the prompt for FiLM)")
+        if self.film_queries < 1 or (self.film_queries > 1 and not self.vision_film):
+            problems.append(f"film_queries={self.film_queries} needs vision_film=true and a count >= 1 (one "
+                            "instruction-conditioned vision pass per query)")
         if self.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
             problems.append(f"attn_implementation={self.attn_implementation!r}, allowed sdpa, eager, flash_attention_2")
         if problems:
