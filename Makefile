@@ -34,6 +34,8 @@ $(STAMP): requirements-cpu.txt constraints-cpu.txt pyproject.toml | $(VENV)/bin/
 	$(PIP) install -q -c constraints-cpu.txt torch==2.13.0
 	$(PIP) install -q -c constraints-cpu.txt -r requirements-cpu.txt
 	$(PIP) install -q -c constraints-cpu.txt --no-deps -e .
+	@# robosuite only for its MJCF + meshes (the UR5e of sim_envs.robots.ur5e); its own deps want mujoco<4.
+	$(PIP) install -q --no-deps robosuite==1.5.2
 	@# torchvision's PyPI wheel is a CUDA build that breaks transformers next to CPU torch (facts/setup.md).
 	$(PIP) uninstall -q -y torchvision timm 2>/dev/null || true
 	@touch $@
