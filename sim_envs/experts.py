@@ -220,6 +220,11 @@ class PlaceExpert(ScriptedExpert):
     task_name = "PlaceCubeOnPlate"
     CARRY_Z = 0.14
     RELEASE_STEPS = 3
+    #: How close (m, xy) the cube must be to the place point to lower it, and to let go once lowered. The plate
+    #: tasks accept a cube centre up to 4-5 cm off the plate's axis; a tolerance that is tight against what the
+    #: task needs teaches a policy, whose view of the plate is partly hidden by the held cube, to keep aligning
+    #: and never let go (docs/history.md, L4-L5).
+    PLACE_XY_TOL = 0.008
 
     def plan(self, state):
         ee = np.asarray(state["ee_pos"])
@@ -241,14 +246,15 @@ class PlaceExpert(ScriptedExpert):
                 self._go("approach")
                 return above, None, OPEN
             yaw_ok = yaw is None or abs(_wrap(yaw - state["ee_yaw"])) < 0.08
-            if np.linalg.norm(obj[:2] - place[:2]) < 0.008 and yaw_ok:
+            if np.linalg.norm(obj[:2] - place[:2]) < self.PLACE_XY_TOL and yaw_ok:
                 self._go("lower")
             else:
                 return above + np.append(ee[:2] - obj[:2], 0.0), yaw, CLOSED
         if self.phase == "lower":
             target = np.array([place[0], place[1], place[2] + 0.012]) + np.append(ee[:2] - obj[:2], 0.0)
             target[2] = max(target[2] + (ee[2] - obj[2]), 0.035)
-            if obj[2] < place[2] + 0.008 or self._near(state, target, 0.006):
+            lowered = ee[2] < target[2] + 0.006 and np.linalg.norm(obj[:2] - place[:2]) < self.PLACE_XY_TOL
+            if obj[2] < place[2] + 0.008 or self._near(state, target, 0.006) or lowered:
                 self._go("release")
             else:
                 return target, yaw, CLOSED
@@ -276,10 +282,12 @@ class LiftNamedShapeExpert(LiftExpert):
 
 class PlaceNamedPlateExpert(PlaceExpert):
     task_name = "PlaceCubeOnNamedPlate"
+    PLACE_XY_TOL = 0.02  # success: cube centre within 4 cm of the plate's axis
 
 
 class PlaceSideCubeExpert(PlaceExpert):
     task_name = "PlaceSideCubeOnPlate"
+    PLACE_XY_TOL = 0.02
 
 
 class LiftOrPushExpert(PushExpert):
