@@ -18,6 +18,7 @@ import numpy as np
 
 from robot_bridge.config import BridgeConfig
 from robot_bridge.policies import PolicyConfig, build_policy
+from robot_bridge.signals import stop_on_signals
 from robot_bridge.sim_arm import SimArmConfig
 from robot_bridge.transport.factory import TRANSPORTS
 
@@ -81,9 +82,13 @@ def _transport(cfg: BridgeAppConfig, node_name: str = "vla_bridge", lifecycle: b
 
 
 def _stop_after(seconds: float) -> threading.Event:
+    """An event set after `seconds` (never when 0). The timer is a daemon: a run stopped earlier (Ctrl-C)
+    must not wait for it to expire before the process can exit."""
     ev = threading.Event()
     if seconds > 0:
-        threading.Timer(seconds, ev.set).start()
+        timer = threading.Timer(seconds, ev.set)
+        timer.daemon = True
+        timer.start()
     return ev
 
 
@@ -100,17 +105,19 @@ def run_node(cfg: BridgeAppConfig, out_dir: Path) -> dict[str, Any]:
     stop = _stop_after(cfg.duration_s)
     logger.info("bridge running (%s, %s command); Ctrl-C stops it with a zero-velocity command", cfg.transport,
                 cfg.bridge.output.command)
-    try:
-        node.run(stop)
-    except KeyboardInterrupt:
-        logger.info("interrupted")
-    finally:
-        stop.set()
-        node.close()
-        if rec is not None:
-            rec.close()
-        policy.close()
-        transport.close()
+    with stop_on_signals(stop):  # SIGINT/SIGTERM end the loop even when the process inherited SIGINT ignored
+        try:
+            node.run(stop)
+        except KeyboardInterrupt:
+            logger.info("interrupted")
+        finally:
+            stop.set()
+            node.close()
+            if rec is not None:
+                rec.close()
+            policy.close()
+            transport.close()
+    logger.info("bridge stopped after %d periods", node.ticks)
     return {"ticks": node.ticks, "last_reason": node.last_reason, "bag": str(rec.path) if rec else None}
 
 
@@ -119,7 +126,8 @@ def run_policy_server(cfg: BridgeAppConfig) -> None:
 
     srv = PolicyServer(build_policy(cfg.policy), cfg.server.host, cfg.server.port)
     try:
-        srv.serve_forever()
+        with stop_on_signals():
+            srv.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
@@ -131,7 +139,8 @@ def run_sim_arm(cfg: BridgeAppConfig, out_path: Path | None = None) -> list[dict
 
     transport = _transport(cfg, node_name="vla_sim_arm")
     try:
-        return SimArm(cfg.sim, cfg.bridge, transport).run(out_path)
+        with stop_on_signals():
+            return SimArm(cfg.sim, cfg.bridge, transport).run(out_path)
     finally:
         transport.close()
 
@@ -182,8 +191,8 @@ def run_sim_in_loop(cfg: BridgeAppConfig, out_dir: Path) -> dict[str, Any]:
     child.start()
     loop.start()
     try:
-        deadline = cfg.duration_s or None
-        child.join(deadline)
+        with stop_on_signals():
+            child.join(cfg.duration_s or None)
         if child.is_alive():
             logger.error("sim arm still running after %.0f s; stopping it", cfg.duration_s)
             child.terminate()
@@ -191,6 +200,9 @@ def run_sim_in_loop(cfg: BridgeAppConfig, out_dir: Path) -> dict[str, Any]:
     finally:
         stop.set()
         loop.join(5)
+        if child.is_alive():  # interrupted: the arm process must not outlive the run (its exit is joined at ours)
+            child.terminate()
+            child.join(5)
         node.close()
         if rec is not None:
             rec.close()

@@ -75,3 +75,46 @@ def test_rclpy_transport_says_what_to_install():
         pytest.skip("rclpy is installed here")
     with pytest.raises(ImportError, match="transport=dds"):
         make_transport("rclpy")
+
+
+def _ignore_sigint() -> None:
+    """What a child of a non-interactive shell's background job (`make test &`, nohup) starts with."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("how", ["SIGINT, inherited ignored", "SIGTERM"])
+def test_bridge_stops_on_sigint_and_sigterm_whatever_it_inherited(tmp_path, how):
+    """The node ends by itself after one signal, with a stop as its last command. Python leaves an inherited
+    ignored SIGINT ignored: before the node set its own handlers, a bridge started from a background job never
+    stopped on SIGINT (the record/convert test hung in the full suite started with nohup ... &)."""
+    import os
+    import signal
+    import time
+
+    pytest.importorskip("cyclonedds")
+    from robot_bridge.transport.loopback import LOOPBACK_ENV
+
+    log = tmp_path / "bridge.log"
+    sig = signal.SIGTERM if how == "SIGTERM" else signal.SIGINT
+    bridge = subprocess.Popen([sys.executable, "-m", "robot_bridge.cli.bridge", "loopback=true",
+                               f"domain_id={130 + os.getpid() % 70}", "policy.kind=random",
+                               f"hydra.run.dir={tmp_path / 'run'}"], stdout=log.open("w"), stderr=subprocess.STDOUT,
+                              env=dict(os.environ, **LOOPBACK_ENV), preexec_fn=_ignore_sigint)
+    try:
+        deadline = time.monotonic() + 120
+        while "bridge running" not in log.read_text():
+            assert bridge.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.1)
+        bridge.send_signal(sig)
+        try:
+            rc = bridge.wait(60)  # a hang detector, not a speed target: it stops within a period when unloaded
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"vla-bridge still running 60 s after {sig.name}: {log.read_text()[-2000:]}")
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+    text = log.read_text()
+    assert rc == 0 and f"{sig.name}: stopping" in text and "bridge stopped after" in text, text[-2000:]
+    assert '"last_reason": "deactivated"' in text  # its last period was a stop

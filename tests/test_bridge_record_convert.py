@@ -134,7 +134,6 @@ def test_record_with_genuine_rclpy_then_convert_and_train(tmp_path):
     import subprocess
     import sys
     import time
-    import warnings
 
     from ros2_env import ros_env, ros_python, unavailable_reason
 
@@ -172,11 +171,11 @@ def test_record_with_genuine_rclpy_then_convert_and_train(tmp_path):
                                    env=dds_env)
         sent = json.loads(sensors.communicate(timeout=120)[0])["sent"]
         bridge.send_signal(signal.SIGINT)
-        try:  # KNOWN BUG (open): in the loaded full suite the bridge sometimes never exits after SIGINT (nothing
-            bridge.wait(60)  # logged after "instruction"); this test is about recording and converting, so stop it
+        try:  # it must end by itself, also when the suite was started as a background job (SIGINT inherited
+            bridge_rc = bridge.wait(60)  # ignored: test_bridge_cli.py); 60 s only detects a hang
         except subprocess.TimeoutExpired:
-            bridge.kill()
-            warnings.warn("vla-bridge did not exit within 60 s of SIGINT (known shutdown hang under load)")
+            pytest.fail(f"vla-bridge still running 60 s after SIGINT: {log.read_text()[-2000:]}")
+        assert bridge_rc == 0 and "bridge stopped after" in log.read_text(), log.read_text()[-2000:]
         rec.stdin.write("stop\n")
         rec.stdin.flush()
         done = [json.loads(line) for line in rec.stdout if line.startswith("{")][-1]
