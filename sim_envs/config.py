@@ -2,6 +2,7 @@
 
     configs/sim/default.yaml   224 px, both cameras, 10 Hz control        schema: SimConfig
     configs/sim/fast.yaml      64 px: tests, CPU demos
+    sim.robot=panda|ur5e       the arm (`sim_envs.robots`; default panda)
     configs/dr/<level>.yaml    none | low | medium | high                 schema: DRConfig
 
 `register_configs()` stores both schemas in hydra's ConfigStore (`sim/sim_schema`, `dr/dr_schema`), so
@@ -24,6 +25,7 @@ class SimConfig:
     """How envs are built (everything except the task and the DR level).
 
     Attributes:
+        robot: the arm + gripper (`sim_envs.robots`: panda | ur5e).
         image_size: square camera resolution in pixels.
         cameras: rendered cameras; `primary` is required, `wrist` optional.
         terminate_on_success: end the episode at the first successful step (else run to the time limit).
@@ -31,6 +33,7 @@ class SimConfig:
         controller: end-effector delta controller settings (control rate, per-step limits, workspace).
     """
 
+    robot: str = "panda"
     image_size: int = 224
     cameras: list[str] = field(default_factory=lambda: ["primary", "wrist"])
     terminate_on_success: bool = True
@@ -73,6 +76,7 @@ def make_env(task: str, *, sim: str | SimConfig = "default", dr: str | DRConfig 
     sim_cfg = load_sim_config(sim) if isinstance(sim, str) else sim
     dr_cfg = load_dr_config(dr) if isinstance(dr, str) else dr
     kwargs: dict[str, Any] = dict(
+        robot=sim_cfg.robot,
         dr_config=dr_cfg,
         image_size=sim_cfg.image_size,
         cameras=tuple(sim_cfg.cameras),

@@ -15,8 +15,8 @@ The dict layout (all numbers are plain floats/ints):
              camera_fovy_delta (deg)
     physics: friction_scale, object_mass_scale, joint_damping_scale, actuator_gain_scale
     sensor:  image_noise_std (0-255 units), proprio_noise_std, action_latency_steps
-    scene:   distractors [{slot, xy [2], yaw, rgb [3]}] (pool bodies put on the table), init_joint_delta [7]
-             (rad, added to the arm's start pose); recordings made before this group existed replay as if empty
+    scene:   distractors [{slot, xy [2], yaw, rgb [3]}] (pool bodies put on the table), init_joint_delta
+             [n_arm_joints] (rad, added to the arm's start pose); recordings made before this group existed replay as if empty
 
 The `scene` group is drawn last, and draws nothing when off, so a level without it samples the same numbers
 as before it existed. Distractors are pool bodies of the scene (`sim_envs.scene.add_distractor_pool`) put on
@@ -201,9 +201,9 @@ def _sample_distractors(rng: np.random.Generator, count: list[int], layout: Tabl
 
 
 def sample_dr_params(cfg: DRConfig, rng: np.random.Generator, *, named_geoms: list[str], n_lights: int,
-                     layout: TableLayout | None = None) -> dict[str, Any]:
+                     layout: TableLayout | None = None, n_arm_joints: int = 7) -> dict[str, Any]:
     """Draw one episode's parameters (JSON-serializable) from `cfg`. `layout` (the placed task objects) is
-    needed only when the level puts distractors on the table."""
+    needed only when the level puts distractors on the table; `n_arm_joints`: the robot's arm joints."""
     v, p, s, sc = cfg.visual, cfg.physics, cfg.sensor, cfg.scene
     visual = {
         "table_material": int(rng.integers(N_TABLE_MATERIALS)) if v.textures else 0,
@@ -228,7 +228,7 @@ def sample_dr_params(cfg: DRConfig, rng: np.random.Generator, *, named_geoms: li
         "proprio_noise_std": _uniform(rng, (0.0, s.proprio_noise_std)),
         "action_latency_steps": int(rng.integers(lat_lo, lat_hi + 1)),
     }
-    scene = {"init_joint_delta": _jitter(rng, sc.init_joint_jitter, 7)}
+    scene = {"init_joint_delta": _jitter(rng, sc.init_joint_jitter, n_arm_joints)}
     scene["distractors"] = _sample_distractors(rng, sc.distractors, layout)
     return {"level": cfg.level, "visual": visual, "physics": physics, "sensor": sensor, "scene": scene}
 
@@ -314,9 +314,12 @@ class DomainRandomizer:
             else:
                 adr = m.jnt_qposadr[m.body_jntadr[body]]
                 physics.set_free_body(name, m.qpos0[adr:adr + 3], 0.0)
-        delta = np.asarray(params.get("scene", {}).get("init_joint_delta", [0.0] * 7), float)
-        if delta.shape != (7,):
-            raise ValueError(f"dr_params scene.init_joint_delta must hold 7 numbers, got {delta.tolist()}")
+        n = len(physics.arm_qpos)
+        delta = np.asarray(params.get("scene", {}).get("init_joint_delta", [0.0] * n), float)
+        if delta.shape != (n,):
+            raise ValueError(f"dr_params scene.init_joint_delta must hold {n} numbers (one per arm joint of robot "
+                             f"{physics.robot.name!r}), got {delta.tolist()}: were these parameters recorded on "
+                             "another robot?")
         if np.any(delta):
             lo, hi = physics.arm_range[:, 0] + JOINT_MARGIN, physics.arm_range[:, 1] - JOINT_MARGIN
             q = np.clip(physics.arm_q() + delta, lo, hi)

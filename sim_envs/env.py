@@ -28,6 +28,7 @@ from vla.core.types import validate_action
 from sim_envs.controller import ControllerConfig, EEDeltaController
 from sim_envs.domain_randomization import DomainRandomizer, DRConfig, load_dr_config, sample_dr_params
 from sim_envs.robot import Physics
+from sim_envs.robots import DEFAULT_ROBOT, RobotDescription, get_robot
 from sim_envs.scene import SceneBuilder
 from sim_envs.tasks import make_task
 from sim_envs.tasks.base import Task
@@ -43,7 +44,7 @@ RESET_OPTIONS = ("dr_params", "target", "templates", "template")
 
 
 class TabletopEnv(gymnasium.Env):
-    """Franka Panda tabletop manipulation with language instructions (see module docstring)."""
+    """Tabletop manipulation with language instructions on one robot (`sim_envs.robots`; see module docstring)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
@@ -51,6 +52,7 @@ class TabletopEnv(gymnasium.Env):
         self,
         task: str | Task = "LiftCube",
         *,
+        robot: str | RobotDescription = DEFAULT_ROBOT,
         dr_level: str = "none",
         dr_config: DRConfig | None = None,
         image_size: int | tuple[int, int] = 224,
@@ -79,12 +81,13 @@ class TabletopEnv(gymnasium.Env):
         if control_hz is not None:
             cfg = ControllerConfig(**{**vars(cfg), "control_hz": float(control_hz)})
 
-        scene = SceneBuilder.tabletop()
+        self.robot = get_robot(robot)
+        scene = SceneBuilder.tabletop(self.robot)
         self.task.build(scene)
         scene.add_distractor_pool()  # parked unless a DR level puts distractors on the table
         model = scene.compile()
-        model.dof_damping[:7] *= cfg.joint_damping_scale
-        self.physics = Physics(model)
+        self.physics = Physics(model, robot=self.robot)
+        model.dof_damping[self.physics.arm_dof] *= cfg.joint_damping_scale
         self.controller = EEDeltaController(self.physics, cfg)
         free_bodies = [model.body(model.jnt_bodyid[j]).name for j in range(model.njnt) if model.jnt_type[j] == 0]
         self.randomizer = DomainRandomizer(model, object_bodies=free_bodies)
@@ -130,7 +133,8 @@ class TabletopEnv(gymnasium.Env):
         params = options.get("dr_params")
         if params is None:
             params = sample_dr_params(self.dr_config, dr_rng, named_geoms=self.task.named_geoms, n_lights=model.nlight,
-                                      layout=self.randomizer.layout(self.physics))
+                                      layout=self.randomizer.layout(self.physics),
+                                      n_arm_joints=len(self.physics.arm_qpos))
         self._dr_params = params
         self.randomizer.apply(params)
         self.randomizer.apply_state(self.physics, params)  # distractors, arm start jitter: before settling

@@ -1,21 +1,21 @@
 """Physics queries on the compiled scene (the dm_control `Physics` idea): named reads, no task logic.
 
 Tasks, the controller and the experts ask this object for the end-effector pose, finger widths and object
-poses; they never index `qpos` themselves, so a change of model layout stays in one place.
+poses; they never index `qpos` themselves, so a change of model layout stays in one place. What is specific to
+the arm (joint and actuator names, home pose, finger mapping) comes from its `RobotDescription`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sim_envs.scene import ARM_JOINTS, FINGER_JOINTS, GRIP_SITE
+from sim_envs.robots import RobotDescription, get_robot
+from sim_envs.robots.description import joint_actuators
+from sim_envs.scene import GRIP_SITE
 
-#: Nominal "gripper pointing down" orientation of the grip site in the base frame: fingers close along y.
+#: Nominal "gripper pointing down" orientation of the grip site in the base frame (every robot): fingers
+#: close along y.
 R_DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
-#: Arm configuration with the gripper 0.25 m above the table at x = 0.45, pointing down (solved by IK).
-Q_HOME = np.array([0.073, -0.185, -0.073, -2.497, -0.018, 0.743, 0.014])
-#: Finger joint travel (each finger, metres): 0 = closed, 0.04 = open.
-FINGER_OPEN = 0.04
 
 
 def mat_to_rpy(mat: np.ndarray) -> np.ndarray:
@@ -38,20 +38,29 @@ def rpy_to_mat(rpy) -> np.ndarray:
 
 
 class Physics:
-    """A compiled model and its data, with the named queries the rest of sim_envs uses."""
+    """A compiled model and its data, with the named queries the rest of sim_envs uses.
 
-    def __init__(self, model, data=None):
+    `robot`: the description the scene was built with (a registered name or a `RobotDescription`)."""
+
+    def __init__(self, model, data=None, *, robot: str | RobotDescription = "panda"):
         import mujoco
 
+        self.robot = get_robot(robot)
         self.model = model
         self.data = data if data is not None else mujoco.MjData(model)
-        self.arm_qpos = np.array([model.joint(j).qposadr[0] for j in ARM_JOINTS])
-        self.arm_dof = np.array([model.joint(j).dofadr[0] for j in ARM_JOINTS])
-        self.finger_qpos = np.array([model.joint(j).qposadr[0] for j in FINGER_JOINTS])
-        self.arm_actuators = np.arange(7)
-        self.finger_actuators = np.array([7, 8])
+        arm, fingers = self.robot.arm_joints, self.robot.finger_joints
+        self.arm_qpos = np.array([model.joint(j).qposadr[0] for j in arm])
+        self.arm_dof = np.array([model.joint(j).dofadr[0] for j in arm])
+        self.finger_qpos = np.array([model.joint(j).qposadr[0] for j in fingers])
+        self.arm_actuators = joint_actuators(self.robot, model, arm, "arm_joints")
+        self.finger_actuators = joint_actuators(self.robot, model, fingers, "finger_joints")
         self.grip_site = model.site(GRIP_SITE).id
-        self.arm_range = model.jnt_range[[model.joint(j).id for j in ARM_JOINTS]].copy()
+        self.arm_range = model.jnt_range[[model.joint(j).id for j in arm]].copy()
+        self.q_home = np.array(self.robot.q_home)
+        self._finger_closed = np.array(self.robot.finger_closed)
+        self._finger_sign = self.robot.finger_sign
+        self._finger_travel = self.robot.finger_travel
+        self.finger_body_ids = frozenset(model.body(b).id for b in self.robot.finger_bodies)
 
     # -- robot ---------------------------------------------------------------------------------------------
     def ee_pos(self) -> np.ndarray:
@@ -65,25 +74,35 @@ class Physics:
         return mat_to_rpy(self.ee_mat() @ R_DOWN.T)
 
     def finger_widths(self) -> np.ndarray:
-        return self.data.qpos[self.finger_qpos].copy()
+        """Each finger's travel from closed (m): 0 = closed."""
+        return (self.data.qpos[self.finger_qpos] - self._finger_closed) * self._finger_sign
 
     def gripper_opening(self) -> float:
         """0 = closed, 1 = fully open."""
-        return float(np.sum(self.finger_widths()) / (2 * FINGER_OPEN))
+        return float(np.sum(self.finger_widths()) / self._finger_travel)
 
     def arm_q(self) -> np.ndarray:
         return self.data.qpos[self.arm_qpos].copy()
 
     def proprio(self) -> np.ndarray:
-        """float32 (8,): grip-site xyz (m, base frame), rpy relative to pointing down (rad), two finger widths (m)."""
+        """float32 (8,): grip-site xyz (m, base frame), rpy relative to pointing down (rad), two finger widths (m).
+
+        A gripper with another number of finger joints reports them all (the proprio grows accordingly)."""
         return np.concatenate([self.ee_pos(), self.ee_rpy(), self.finger_widths()]).astype(np.float32)
 
-    def reset_robot(self, q_arm=Q_HOME, gripper: float = 1.0) -> None:
+    def reset_robot(self, q_arm=None, gripper: float = 1.0) -> None:
+        """Arm at `q_arm` (the robot's home pose by default), gripper at `gripper` (1 = open), servos holding."""
+        q_arm = self.q_home if q_arm is None else q_arm
+        fingers = self.robot.finger_targets(gripper)
         self.data.qpos[self.arm_qpos] = q_arm
         self.data.qvel[self.arm_dof] = 0.0
-        self.data.qpos[self.finger_qpos] = gripper * FINGER_OPEN
+        self.data.qpos[self.finger_qpos] = fingers
         self.data.ctrl[self.arm_actuators] = q_arm
-        self.data.ctrl[self.finger_actuators] = gripper * FINGER_OPEN
+        self.data.ctrl[self.finger_actuators] = fingers
+
+    def set_gripper(self, gripper: float) -> None:
+        """Finger servo targets for a gripper command (0 = closed, 1 = open)."""
+        self.data.ctrl[self.finger_actuators] = self.robot.finger_targets(gripper)
 
     # -- objects -------------------------------------------------------------------------------------------
     def body_pos(self, name: str) -> np.ndarray:

@@ -46,7 +46,7 @@ def test_workspace_and_per_step_limits(env):
     assert z0 - obs["proprio"][2] < cfg.max_delta_pos + 0.005
     for _ in range(12):
         obs, *_ = env.step(np.array([0, 0, -0.05, 0, 0, 0, 1], np.float32))
-    assert obs["proprio"][2] > cfg.workspace_low[2] - 0.006, "the grip site must not go below the workspace floor"
+    assert obs["proprio"][2] > env.unwrapped.controller.workspace[0][2] - 0.006, "the grip site must not go below the workspace floor"
     phys = env.unwrapped.physics
     q = phys.arm_q()
     assert np.all(q >= phys.arm_range[:, 0]) and np.all(q <= phys.arm_range[:, 1])
@@ -58,7 +58,7 @@ def test_joint_velocity_limit_caps_joint_steps(env):
     q0 = env.unwrapped.physics.arm_q()
     env.step(np.array([0.05, 0.05, 0.05, 0.3, 0.3, 0.3, 1], np.float32))
     dq = np.abs(env.unwrapped.physics.arm_q() - q0)
-    assert np.all(dq <= np.asarray(ctrl.config.velocity_limits) * ctrl.control_dt + 0.02)
+    assert np.all(dq <= np.asarray(env.unwrapped.robot.velocity_limits) * ctrl.control_dt + 0.02)
 
 
 def test_gripper_closes_and_opens(env):

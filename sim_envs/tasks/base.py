@@ -155,7 +155,7 @@ class Task(abc.ABC):
         """Whether either finger touches `geom` (any of the finger collision geoms)."""
         model, data = physics.model, physics.data
         target = model.geom(geom).id
-        fingers = {model.body("panda0_leftfinger").id, model.body("panda0_rightfinger").id}
+        fingers = physics.finger_body_ids
         for g1, g2 in zip(data.contact.geom1, data.contact.geom2):
             if g1 == target and model.geom_bodyid[g2] in fingers:
                 return True
