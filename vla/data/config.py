@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 from vla.core.types import CAMERA_NAMES
 from vla.data.augmentation import AugmentationConfig
+from vla.data.lerobot.options import LeRobotOptions, to_options
 from vla.data.oxe.registry import ZERO_ACTION_FILTERS
 
 
@@ -29,8 +30,14 @@ class DatasetEntry:
     name: Optional[str] = None
     path: Optional[str] = None
     weight: float = 1.0
+    format: str = "auto"  # auto (LeRobot when `path` has meta/info.json) | rlds | lerobot
+    lerobot: LeRobotOptions = field(default_factory=LeRobotOptions)  # feature mapping of a LeRobot dataset
 
     def __post_init__(self) -> None:
+        if self.format not in ("auto", "rlds", "lerobot"):
+            raise ValueError(f"data.datasets format={self.format!r} for {self.name or self.path}; choose auto, rlds or lerobot")
+        if not isinstance(self.lerobot, LeRobotOptions):
+            self.lerobot = to_options(self.lerobot)
         if self.name is None and self.path is None:
             raise ValueError("a data.datasets entry needs a `name` (registered dataset) or a `path` (<root>/<name>/<version>)")
         if not self.weight >= 0:

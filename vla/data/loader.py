@@ -55,7 +55,7 @@ from vla.data.augmentation import augment, center_crop, compile_kernel, resize_i
 from vla.data.collate import collate_samples, split_batch, to_numpy, to_torch
 from vla.data.config import DataConfig, to_data_config
 from vla.data.rlds_reader import decode_image
-from vla.data.sources import EpisodeSource, Source, no_steps_error, resolve_sources, sampling_probabilities
+from vla.data.sources import EpisodeSource, Source, no_steps_error, open_episodes, resolve_sources, sampling_probabilities
 
 __all__ = ["RLDSLoader", "Shard", "Source", "collate_samples", "resolve_sources", "sampling_probabilities",
            "split_batch", "to_numpy", "to_torch"]
@@ -161,7 +161,7 @@ class _Stream:
     def _episode_source(self, d: int) -> EpisodeSource:
         src = self._episodes[d]
         if src is None:
-            src = self._episodes[d] = EpisodeSource(self.sources[d], self.cfg)
+            src = self._episodes[d] = open_episodes(self.sources[d], self.cfg)
         return src
 
     def _load(self, d: int, index: int) -> dict:
@@ -255,7 +255,7 @@ class _Stream:
         rotate = bool(getattr(self.sources[d].spec, "rotate_images_180", False))
 
         def frame(data: bytes, dst: np.ndarray | None = None) -> np.ndarray:
-            img = decode_image(data)
+            img = data if isinstance(data, np.ndarray) else decode_image(data)  # video frames come decoded
             if rotate:
                 img = img[::-1, ::-1]
             img = resize_image(img, size)

@@ -35,14 +35,40 @@ class Source:
     weight: float
     statistics: DatasetStatistics
     num_episodes: int
+    format: str = "rlds"  # or "lerobot" (vla.data.lerobot)
+    options: Any = None  # format-specific mapping (LeRobotOptions)
 
 
 def resolve_sources(cfg: DataConfig) -> list[Source]:
-    """Dataset directories, specs and statistics of the configured mixture (statistics cached on disk)."""
+    """Dataset directories, specs and statistics of the configured mixture (statistics cached on disk); entries
+    that are LeRobot datasets are resolved by `vla.data.lerobot`, in their place in the mixture."""
+    from vla.data.lerobot.source import is_lerobot_entry, resolve_lerobot_source
+
+    if cfg.mixture is not None or not any(is_lerobot_entry(e) for e in cfg.datasets):
+        return _resolve_rlds(cfg, cfg.mixture if cfg.mixture is not None else cfg.datasets)
+    sources = [resolve_lerobot_source(e, cfg) if is_lerobot_entry(e) else _resolve_rlds(cfg, [e])[0] for e in cfg.datasets]
+    names = [s.name for s in sources]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"datasets {twice} appear twice in the mixture; statistics are keyed by name, so give each "
+                         "entry its own `name`")
+    return sources
+
+
+def open_episodes(source: Source, cfg: DataConfig) -> "EpisodeSource":
+    """The episode reader of a source's format."""
+    if source.format == "lerobot":
+        from vla.data.lerobot.source import LeRobotEpisodeSource
+
+        return LeRobotEpisodeSource(source, cfg)
+    return EpisodeSource(source, cfg)
+
+
+def _resolve_rlds(cfg: DataConfig, datasets: Any) -> list[Source]:
     from vla.data.oxe import resolve_datasets
     from vla.data.statistics import get_dataset_statistics
 
-    resolved = resolve_datasets(cfg.mixture if cfg.mixture is not None else cfg.datasets, data_root=cfg.data_root)
+    resolved = resolve_datasets(datasets, data_root=cfg.data_root)
     sources = []
     for r in resolved:
         missing = [c for c in cfg.cameras if not r.spec.image_keys.get(c)]
@@ -106,14 +132,18 @@ class EpisodeSource:
             image_keys & {leaf.key for leaf in self.reader.spec.leaves()})
         self._files: dict[str, Any] = {}
 
-    def load(self, index: int) -> dict[str, Any]:
+    def _read(self, index: int) -> tuple[dict[str, Any], str]:
+        """Raw episode `index` of the split and the file it came from."""
         ref = self.refs[index]
         f = self._files.get(ref.shard)
         if f is None:
             if len(self._files) >= 8:
                 self._files.pop(next(iter(self._files))).close()
             f = self._files[ref.shard] = open(ref.shard, "rb")
-        raw = self.reader.read_episode(ref, keys=self.keys, file=f)
+        return self.reader.read_episode(ref, keys=self.keys, file=f), ref.shard
+
+    def load(self, index: int) -> dict[str, Any]:
+        raw, where = self._read(index)
         std = self.spec.standardize(raw)
         stats = self.source.statistics
         action = stats.action.normalize(std["action"])
@@ -123,7 +153,7 @@ class EpisodeSource:
         missing = [c for c in self.cfg.cameras if c not in std["images"]]
         if missing:
             raise KeyError(
-                f"episode {index} of {self.source.name!r} ({ref.shard}) has no {missing} images; set data.cameras "
+                f"episode {index} of {self.source.name!r} ({where}) has no {missing} images; set data.cameras "
                 f"to cameras every episode has"
             )
         keep = self._sampled_steps(std, action)
