@@ -17,9 +17,17 @@ PROPRIO_SOURCES = ("joint_positions", "ee_pose")
 
 @dataclass
 class TopicsConfig:
-    """ROS 2 topic names (absolute). An empty string switches that input/output off."""
+    """ROS 2 topic names (absolute). An empty string switches that input/output off.
+
+    Attributes:
+        cameras: camera name (as the policy knows it) -> image topic.
+        compressed_cameras: the cameras whose topic carries sensor_msgs/CompressedImage (JPEG or PNG, what
+            image_transport publishes on `<camera topic>/compressed` and what most robots record) instead of
+            sensor_msgs/Image; decoded as the converter decodes them (robot_bridge/images.py).
+    """
 
     cameras: dict[str, str] = field(default_factory=lambda: {"primary": "/camera/primary/image_raw"})
+    compressed_cameras: list[str] = field(default_factory=list)
     joint_states: str = "/joint_states"
     ee_pose: str = "/ee_pose"
     instruction: str = "/vla/instruction"
@@ -34,6 +42,16 @@ class TopicsConfig:
     action: str = "/vla_bridge/action"
     status: str = "/diagnostics"
     heartbeat: str = "/vla_bridge/heartbeat"
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.compressed_cameras if c not in self.cameras]
+        if unknown:
+            raise ValueError(f"bridge.topics.compressed_cameras has {unknown}, which are not cameras; cameras: "
+                             f"{sorted(self.cameras)}")
+        raw = [c for c, topic in self.cameras.items() if topic.endswith("/compressed") and c not in self.compressed_cameras]
+        if raw:  # subscribed as Image, the DDS types never match and the camera stays silent ("no message yet")
+            raise ValueError(f"camera topic(s) {[self.cameras[c] for c in raw]} end in /compressed (image_transport's "
+                             f"CompressedImage); add bridge.topics.compressed_cameras=[{','.join(raw)}]")
 
 
 @dataclass

@@ -252,6 +252,11 @@ def header(stamp: float, frame_id: str = "") -> Header:
     return Header(stamp=to_time(stamp), frame_id=frame_id)
 
 
+def camera_message(topics, cam: str) -> type:
+    """The message class of camera `cam`'s topic under a `TopicsConfig`: CompressedImage or Image."""
+    return CompressedImage if cam in topics.compressed_cameras else Image
+
+
 def image_from_array(img: np.ndarray, stamp: float, frame_id: str = "") -> Image:
     """sensor_msgs/Image (rgb8) from a uint8 (H, W, 3) array."""
     img = np.ascontiguousarray(img, dtype=np.uint8)

@@ -42,6 +42,7 @@ import numpy as np
 from robot_bridge import msgs
 from robot_bridge.chunks import AsyncChunks, ChunkTimeline, Seam
 from robot_bridge.commands import CommandPublisher
+from robot_bridge.images import array_from_any
 from robot_bridge.config import LIVE_SETTINGS, BridgeConfig, is_live, settings, with_changes
 from robot_bridge.safety import SafetyFilter
 from robot_bridge.transport.base import LATCHED, RELIABLE, SENSOR, Transport
@@ -182,7 +183,7 @@ class BridgeNode:
             self._status_pub = t.publisher(topics.status, msgs.DiagnosticArray, RELIABLE)
             self._heartbeat_pub = t.publisher(topics.heartbeat, msgs.Header, RELIABLE) if topics.heartbeat else None
             for cam, topic in topics.cameras.items():
-                t.subscribe(topic, msgs.Image, SENSOR, lambda m, cam=cam: self._on_image(cam, m))
+                t.subscribe(topic, msgs.camera_message(topics, cam), SENSOR, lambda m, cam=cam: self._on_image(cam, m))
             if topics.joint_states:
                 t.subscribe(topics.joint_states, msgs.JointState, SENSOR, self._on_joints)
             if topics.ee_pose:
@@ -274,9 +275,9 @@ class BridgeNode:
         if self.malformed[what] in (1, 10, 100, 1000) or self.malformed[what] % 10000 == 0:
             logger.warning("malformed %s message (%d so far): %s", what, self.malformed[what], err)
 
-    def _on_image(self, cam: str, m: msgs.Image) -> None:
+    def _on_image(self, cam: str, m: msgs.Image | msgs.CompressedImage) -> None:
         try:
-            img = msgs.array_from_image(m)
+            img = array_from_any(m)  # raw or JPEG/PNG, decoded as the converter does
             stamp = msgs.from_time(m.header.stamp)
         except (ValueError, TypeError) as e:
             return self._bad(f"image {cam}", str(e))

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 def session_topics(topics: TopicsConfig) -> list[tuple[str, type, QoS]]:
     """The topics a session recording needs for `vla-convert` (inputs, commands, the safe action, status)."""
-    out: list[tuple[str, type, QoS]] = [(t, msgs.Image, SENSOR) for t in topics.cameras.values()]
+    out: list[tuple[str, type, QoS]] = [(t, msgs.camera_message(topics, c), SENSOR) for c, t in topics.cameras.items()]
     for topic, typ, qos in [
         (topics.joint_states, msgs.JointState, SENSOR), (topics.ee_pose, msgs.PoseStamped, SENSOR),
         (topics.instruction, msgs.String, LATCHED), (topics.estop, msgs.Bool, LATCHED),
