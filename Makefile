@@ -11,7 +11,7 @@ export MUJOCO_GL ?= egl
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install ros-venv libero-venv test test-fast demo bench clean
+.PHONY: install ros-venv libero-venv lerobot-venv test test-fast demo bench clean
 
 install: $(STAMP) $(APT_STAMP)
 
@@ -86,6 +86,32 @@ $(LIBERO_STAMP): requirements-libero.txt constraints-libero.txt
 	  echo "libero-venv: FAILED, the LIBERO tests will skip:"; cat $(LIBERO_VENV)/INSTALL_FAILED; \
 	fi
 
+# LeRobot 0.4.4, the oracle of the LeRobot dataset tests (tests/test_lerobot_*.py) and the baseline of
+# bench/lerobot_data.py, in a venv layered on .venv like .venv-ros (torch, numpy, pyarrow come from .venv). lerobot pins
+# torch < 2.11, so requirements-lerobot.txt (lerobot and what LeRobotDataset needs, fully pinned) goes in with
+# --no-deps; never torchvision: tests/lerobot_compat stands in for the corners of it LeRobot's dataset code imports.
+# ~10 s and ~60 MB from the package index. Where it fails, make goes on: the reason lands in
+# .venv-lerobot/INSTALL_FAILED and the oracle tests skip with it.
+LEROBOT_VENV := .venv-lerobot
+LEROBOT_PY := $(LEROBOT_VENV)/bin/python
+LEROBOT_STAMP := $(LEROBOT_VENV)/.installed.stamp
+
+lerobot-venv: $(LEROBOT_STAMP)
+
+$(LEROBOT_STAMP): requirements-lerobot.txt constraints-lerobot.txt | $(STAMP)
+	@rm -rf $(LEROBOT_VENV)
+	$(PY) -m venv $(LEROBOT_VENV)
+	@$(PY) -c "import site; print(f'import site; site.addsitedir({site.getsitepackages()[0]!r})')" \
+	  > $$($(LEROBOT_PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/_vla_main_venv.pth
+	@if $(LEROBOT_VENV)/bin/pip install -q --retries 2 --no-deps -c constraints-lerobot.txt -r requirements-lerobot.txt >$(LEROBOT_VENV)/install.log 2>&1 \
+	   && PYTHONPATH=tests/lerobot_compat $(LEROBOT_PY) -c "from lerobot.datasets.lerobot_dataset import LeRobotDataset" >>$(LEROBOT_VENV)/install.log 2>&1; then \
+	  touch $@; echo "lerobot-venv: LeRobot 0.4.4 installed in $(LEROBOT_VENV)"; \
+	else \
+	  { echo "pip could not install requirements-lerobot.txt into $(LEROBOT_VENV) (log: $(LEROBOT_VENV)/install.log):"; \
+	    grep -v -e "is ignored" -e "^WARNING: Retrying" $(LEROBOT_VENV)/install.log | tail -n 3; } > $(LEROBOT_VENV)/INSTALL_FAILED; \
+	  echo "lerobot-venv: FAILED, the LeRobot oracle tests will skip:"; cat $(LEROBOT_VENV)/INSTALL_FAILED; \
+	fi
+
 # Tests that render with MuJoCo in-process run apart from those that load TensorFlow (llvmpipe segfaults
 # next to TF's LLVM; see tests/conftest.py). The rendering modules are named so that their invocation does
 # not even import the other test modules (some load TF at import).
@@ -106,9 +132,11 @@ test-fast: install ros-venv
 	$(PYTEST) -m "not renders and not slow and not ros" tests
 	$(ROS_PYTEST) -m "ros and not slow" $(ROS_TESTS)
 
-# The slow LIBERO tests and bench/libero.py need .venv-libero (the tests skip, saying why, where it could not be installed).
-test: libero-venv
-bench: libero-venv
+# The slow LIBERO tests and bench/libero.py need .venv-libero, the LeRobot oracle tests and bench/lerobot_data.py
+# .venv-lerobot (the tests skip, saying why, where it could not be installed).
+test: libero-venv lerobot-venv
+test-fast: lerobot-venv
+bench: libero-venv lerobot-venv
 
 demo: install
 	$(VENV)/bin/vla-demo
@@ -117,4 +145,4 @@ bench: install
 	@for b in bench/*.py; do case $$(basename $$b) in _*|common*) continue;; esac; echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(ROS_VENV) $(LIBERO_VENV) outputs .pytest_cache
+	rm -rf $(VENV) $(ROS_VENV) $(LIBERO_VENV) $(LEROBOT_VENV) outputs .pytest_cache
