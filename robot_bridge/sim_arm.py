@@ -3,7 +3,7 @@
 It creates any gymnasium env by id after importing the module that registers it (`import_module`, e.g.
 `sim_envs`), so robot_bridge never imports the simulator package. Per episode (seed):
   deactivate the bridge (lifecycle topic) -> env.reset(seed) -> publish instruction (latched), images,
-  joint states (the env's proprio vector), end-effector pose -> once the bridge's status says it holds that
+  joint states, end-effector pose -> once the bridge's status says it holds that
   frame on every stream, activate the bridge -> on every arm command
   (TwistStamped, like MoveIt Servo) step the env with [v * dt, w * dt, latest gripper command] and publish
   the new observation at once. The current frame is also re-published at `camera_hz` with its capture stamp
@@ -12,6 +12,12 @@ An episode ends like in `vla-eval`: terminated (success) or truncated (the env's
 `info["success"]` at the end. Zero-velocity (stop) commands are steps too: time passes on a real arm.
 The env's observations are in `vla.core.gym`'s layout; they go out as topics, and the bridge node assembles
 its `Observation` from those topics as it does on a real arm.
+
+Which robot: `env_kwargs.robot` (sim_envs: panda | ur5e). What /joint_states carries (`joint_states`):
+`proprio` (default) the env's proprio vector as `proprio_<i>`, so a policy trained in simulation gets the
+observation it was trained on; `robot` the robot's own joints, by name (arm then fingers, e.g.
+`ur5e_shoulder_pan_joint`, ..., `ur5e_gripper_r_finger_joint`) with positions and velocities, as a real
+arm's driver publishes them (the env must offer `joint_state()`, as sim_envs' does).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from robot_bridge.transport.base import LATCHED, RELIABLE, SENSOR, Transport
 from vla.core.gym import INSTRUCTION_KEY, PROPRIO_KEY
 
 logger = logging.getLogger(__name__)
+JOINT_STATE_SOURCES = ("proprio", "robot")
 
 
 @dataclass
@@ -45,6 +52,8 @@ class SimArmConfig:
         seeds: one episode per seed (vla-eval's default seeds start at 1_000_000).
         camera_hz: re-publish rate of the current images / joint states (fresh stamps).
         ee_position_indices: where the end-effector xyz sits in the env's proprio ([] = no pose topic).
+        joint_states: what /joint_states carries: `proprio` (the env's proprio as proprio_<i>) or `robot` (the
+            robot's joint names, positions and velocities, like a real arm's driver).
         command_timeout_s: an episode with no arm command for this long is ended as failed.
         settle_s: pause between publishing a reset observation and activating the bridge (which also waits
             until the bridge's status reports that it holds the reset frame, when a status topic is set).
@@ -57,8 +66,13 @@ class SimArmConfig:
     seeds: list[int] = field(default_factory=lambda: [1_000_000, 1_000_001])
     camera_hz: float = 30.0
     ee_position_indices: list[int] = field(default_factory=lambda: [0, 1, 2])
+    joint_states: str = "proprio"
     command_timeout_s: float = 5.0
     settle_s: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.joint_states not in JOINT_STATE_SOURCES:
+            raise ValueError(f"sim.joint_states must be one of {list(JOINT_STATE_SOURCES)}, got {self.joint_states!r}")
 
 
 def make_env(cfg: SimArmConfig):
@@ -87,6 +101,9 @@ class SimArm:
         self.cfg, self.bridge = cfg, bridge
         self.dt = 1.0 / bridge.node.rate_hz
         self.env = env if env is not None else make_env(cfg)
+        if cfg.joint_states == "robot" and not hasattr(self.env.unwrapped, "joint_state"):
+            raise ValueError(f"sim.joint_states=robot needs an env with joint_state() (sim_envs' TabletopEnv); "
+                             f"{cfg.env_id} has none: use sim.joint_states=proprio")
         t, topics = transport, bridge.topics
         self._image_pubs = {cam: t.publisher(topic, msgs.Image, SENSOR) for cam, topic in topics.cameras.items()}
         self._joint_pub = t.publisher(topics.joint_states, msgs.JointState, SENSOR) if topics.joint_states else None
@@ -97,6 +114,7 @@ class SimArm:
         self._lock = threading.Lock()
         self._publish_lock = threading.Lock()  # one frame's topics go out together, frames in order
         self._obs: dict[str, np.ndarray] | None = None
+        self._joints: dict[str, list] | None = None  # the robot's joint state read with `_obs`
         self._obs_stamp = 0.0
         self._accepting = False
         self._gripper = 1.0
@@ -174,8 +192,13 @@ class SimArm:
                 pub(msgs.image_from_array(obs[cam], now, f"{cam}_camera"))
         proprio = np.asarray(obs[PROPRIO_KEY], np.float64)
         if self._joint_pub is not None:
-            self._joint_pub(msgs.JointState(header=msgs.header(now), name=[f"proprio_{i}" for i in range(proprio.size)],
-                                            position=proprio.tolist()))
+            joints = self._joints if self.cfg.joint_states == "robot" else None
+            if joints is not None:
+                self._joint_pub(msgs.JointState(header=msgs.header(now), name=list(joints["name"]),
+                                                position=list(joints["position"]), velocity=list(joints["velocity"])))
+            else:
+                self._joint_pub(msgs.JointState(header=msgs.header(now), name=[f"proprio_{i}" for i in range(proprio.size)],
+                                                position=proprio.tolist()))
         if self._ee_pub is not None:
             xyz = proprio[self.cfg.ee_position_indices]
             q = _quat_from_rpy(*proprio[3:6]) if proprio.size >= 6 else (0.0, 0.0, 0.0, 1.0)
@@ -183,10 +206,11 @@ class SimArm:
                                           pose=msgs.Pose(position=msgs.Point(*map(float, xyz)), orientation=msgs.Quaternion(*q))))
 
     def _set_obs(self, obs: dict[str, np.ndarray]) -> None:
+        joints = self.env.unwrapped.joint_state() if self.cfg.joint_states == "robot" else None
         with self._publish_lock:
             stamp = time.time()
             with self._lock:
-                self._obs, self._obs_stamp = obs, stamp
+                self._obs, self._obs_stamp, self._joints = obs, stamp, joints
             self._publish(obs, stamp)
 
     def _camera_loop(self) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from sim_envs.controller import ControllerConfig
 from sim_envs.domain_randomization import DRConfig, load_dr_config
+from sim_envs.robots import get_robot
 
 
 @dataclass
@@ -39,6 +40,9 @@ class SimConfig:
     terminate_on_success: bool = True
     max_episode_steps: Any = None
     controller: ControllerConfig = field(default_factory=ControllerConfig)
+
+    def __post_init__(self) -> None:
+        get_robot(self.robot)  # an unknown name fails here, listing the registered robots
 
 
 def register_configs() -> None:

@@ -196,6 +196,14 @@ class TabletopEnv(gymnasium.Env):
             raise ValueError(f"target {target} out of range: {len(self.task.candidates)} candidate(s)")
         return state
 
+    def joint_state(self) -> dict[str, list]:
+        """The robot's joints as a ROS JointState carries them: arm then finger joint names (the model's, e.g.
+        `ur5e_shoulder_pan_joint`), positions (rad / m) and velocities. For `robot_bridge.sim_arm`."""
+        p, names = self.physics, [*self.robot.arm_joints, *self.robot.finger_joints]
+        qpos = np.concatenate([p.arm_qpos, p.finger_qpos])
+        dofs = np.array([p.model.joint(n).dofadr[0] for n in names])
+        return {"name": names, "position": p.data.qpos[qpos].tolist(), "velocity": p.data.qvel[dofs].tolist()}
+
     @property
     def dr_params(self) -> dict[str, Any]:
         return self._dr_params

@@ -131,7 +131,8 @@ def check_spec(robot: RobotDescription, spec) -> None:
     for fname, kind, names in checks:
         missing = [n for n in names if getattr(spec, kind)(n) is None]
         if missing:
-            known = sorted(e.name for e in getattr(spec, f"{kind}s") if e.name)
+            plural = {"joint": "joints", "body": "bodies", "site": "sites"}[kind]
+            known = sorted(e.name for e in getattr(spec, plural) if e.name)
             raise ValueError(f"robot {robot.name!r}: {fname} names {kind}(s) {missing} that its model does not have; "
                              f"fix RobotDescription.{fname} in the robot's module (the model's {kind}s: {known[:40]})")
     if spec.body("robot_base") is None:

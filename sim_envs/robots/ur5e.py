@@ -131,7 +131,8 @@ UR5E = RobotDescription(
     velocity_limits=UR5E_VELOCITY_LIMITS,
     workspace_low=(0.25, -0.35, 0.035),
     workspace_high=(0.75, 0.35, 0.45),
-    primary_camera=CameraMount("world", (1.0, -0.3, 0.55), (0.45, 0.02, 0.05), fovy=50.0),
+    # Across the table like the Panda's (so "left" in its image is still world -y), from the other side, higher.
+    primary_camera=CameraMount("world", (0.92, -0.3, 0.52), (0.45, 0.02, 0.05), fovy=50.0),
     wrist_camera=CameraMount(HAND_BODY, (0.065, 0.0, 0.04), (0.0, 0.0, 0.28), (-1.0, 0.0, 0.0), fovy=80.0),
     gravcomp_prefix=PREFIX,
     hidden_sites=tuple(PREFIX + s for s in ("right_center",)) + tuple(
