@@ -146,15 +146,16 @@ class LeRobotWriter:
             enc.close()
         self._encoders = {}
 
-    def close(self) -> Path:
-        """Finish the open files and write the metadata; returns the dataset folder."""
+    def close(self, splits: dict[str, str] | None = None) -> Path:
+        """Finish the open files and write the metadata (`splits`: name -> "first:end" episode range, default all
+        "train"); returns the dataset folder."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         if not self.episodes:
             raise ValueError(f"no episode was written to {self.root}")
-        if self._rows or self._encoders:
-            self._flush(self.file_index if len(self.episodes) % self.per_file else self.file_index - 1)
+        if self._rows or self._encoders:  # the last, partly filled file
+            self._flush(self.file_index)
         ep_path = self.root / "meta/episodes/chunk-000/file-000.parquet"
         ep_path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(self.episodes), ep_path)
@@ -162,7 +163,9 @@ class LeRobotWriter:
         tasks = pa.table({"task_index": pa.array([self.tasks[n] for n in names], pa.int64()),
                           "__index_level_0__": pa.array(names, pa.large_string())})
         pq.write_table(tasks.replace_schema_metadata({"pandas": json.dumps(_PANDAS_TASKS)}), self.root / "meta/tasks.parquet")
-        (self.root / "meta/info.json").write_text(json.dumps(self._info(), indent=4))
+        info = self._info()
+        info["splits"] = splits or info["splits"]
+        (self.root / "meta/info.json").write_text(json.dumps(info, indent=4))
         (self.root / "meta/stats.json").write_text(json.dumps(self._stats(), indent=4))
         return self.root
 
