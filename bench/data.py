@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "data.json"
@@ -300,7 +301,7 @@ def summarize(runs: list[dict]) -> dict:
             "runs": len(runs)}
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer batches and repeats (smoke run)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the headline pipelines")
@@ -310,36 +311,34 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40, help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=4, help=argparse.SUPPRESS)
     parser.add_argument("--tf-threads", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def measure_child(args: argparse.Namespace) -> None:
+    """One measured pipeline in this (child) process; its figures go to stdout as one JSON line."""
     stats_cache = str(WORK / "statistics")
     if args.measure == "ours":
         print(json.dumps(measure_ours(args.dataset, args.workers, args.warmup, args.batches, stats_cache)))
-        return
-    if args.measure == "reference":
+    else:
         print(json.dumps(measure_reference(args.dataset, args.warmup, args.batches, stats_cache,
                                            args.workers if args.tf_threads else 0)))
-        return
 
-    from rich.console import Console
-    from rich.table import Table
 
-    console = Console()
-    n = "10" if args.quick else "40"
-    repeats = 1 if args.quick else max(1, args.repeats)
-    cores = len(os.sched_getaffinity(0))
-    load_before = os.getloadavg()
-    with console.status("writing the benchmark datasets (224x224 JPEG) with RLDSWriter"):
-        d1 = ensure_dataset("bench_1x", EPISODES_1X)
-        d4 = ensure_dataset("bench_4x", 4 * EPISODES_1X)
-    budget = str(cores)  # both pipelines get one busy thread per core: our workers, tf.data's private pool
+def measurement_plan(repeats: int, budget: str, d1: str, d4: str, quick: bool) -> list[tuple[str, list[str]]]:
+    """The headline pipelines interleaved, the order rotated each repeat (no pipeline always runs first), then
+    the 4x-dataset and one-worker runs."""
     headline = [("ours", ["--measure", "ours", "--workers", budget, "--dataset", d1]),
                 ("reference", ["--measure", "reference", "--tf-threads", "--workers", budget, "--dataset", d1]),
                 ("reference_openvla_default", ["--measure", "reference", "--dataset", d1])]
     plan = []
-    for i in range(repeats):  # interleaved, the order rotated each repeat (no pipeline always runs first)
+    for i in range(repeats):
         plan += headline[i % 3:] + headline[:i % 3]
-    plan += [("ours_4x_dataset", ["--measure", "ours", "--workers", budget, "--dataset", d4])] * (1 if args.quick else 2)
+    plan += [("ours_4x_dataset", ["--measure", "ours", "--workers", budget, "--dataset", d4])] * (1 if quick else 2)
     plan += [("ours_1_worker", ["--measure", "ours", "--workers", "1", "--dataset", d1])]
+    return plan
+
+
+def run_plan(console, plan: list[tuple[str, list[str]]], n: str) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = {name: [] for name, _ in plan}
     for name, a in plan:
         with console.status(f"measuring {name}"):
@@ -348,46 +347,58 @@ def main() -> None:
         runs[name].append(r)
         console.print(f"{name}: {r['frames_per_s']:.0f} frames/s, {r['cpu_ms_per_frame']:.2f} CPU ms/frame, "
                       f"peak PSS {r['peak_pss_bytes'] / 2**20:.0f} MiB, load {r['load_avg_1min']:.1f}")
+    return runs
 
-    med = {k: summarize(v) for k, v in runs.items()}
+
+NOTE = ("Measured on a shared 2-core machine while other jobs ran (the 1-min load average of every run is "
+        "recorded). Both headline pipelines get the same CPU budget, one busy thread per usable core: our "
+        "loader with that many worker processes (torch: 1 thread each), tf.data with its private thread "
+        "pool of that size, 1 intra-op thread and that many inter-op threads, as the reference would be "
+        "configured for this box. 'reference_openvla_default' is the same tf.data pipeline with OpenVLA's "
+        "settings unbounded (num_parallel_calls=16, AUTOTUNE, TF's default pools: ~70 threads); under "
+        "contention its many threads win it a larger share of the box, so frames/s ratios against it "
+        "measure scheduling as much as work. CPU ms per frame (user + system of all the pipeline's "
+        "processes, per delivered frame) is the load-robust measure of the work each pipeline does; on "
+        "an idle box, where a CPU-bound pipeline gets all cores, frames/s follows it. Figures are medians "
+        "over runs interleaved in rotating order. 'threads' counts every live thread (TF creates its pools "
+        "even when tf.data is bounded; idle threads cost nothing).")
+
+
+def ratios(runs: dict[str, list[dict]], med: dict[str, dict]) -> dict[str, Any]:
     ours, ref, ref_default = med["ours"], med["reference"], med["reference_openvla_default"]
-    speedup = ours["frames_per_s"] / ref["frames_per_s"]
-    speedup_default = ours["frames_per_s"] / ref_default["frames_per_s"]
-    cpu_ratio = ref["cpu_ms_per_frame"] / ours["cpu_ms_per_frame"]
-    cpu_ratio_default = ref_default["cpu_ms_per_frame"] / ours["cpu_ms_per_frame"]
     # per repeat: each ours run against the reference run next to it (same load), a spread for the median ratio
     paired = [o["frames_per_s"] / r["frames_per_s"] for o, r in zip(runs["ours"], runs["reference"])]
-    mem_ratio = med["ours_4x_dataset"]["peak_pss_bytes"] / ours["peak_pss_bytes"]
+    return {
+        "frames_per_s_vs_reference": round(ours["frames_per_s"] / ref["frames_per_s"], 3),
+        "frames_per_s_vs_reference_paired_runs": [round(x, 3) for x in paired],
+        "cpu_efficiency_vs_reference": round(ref["cpu_ms_per_frame"] / ours["cpu_ms_per_frame"], 3),
+        "frames_per_s_vs_reference_openvla_default": round(ours["frames_per_s"] / ref_default["frames_per_s"], 3),
+        "cpu_efficiency_vs_reference_openvla_default": round(ref_default["cpu_ms_per_frame"] / ours["cpu_ms_per_frame"], 3),
+        "peak_pss_4x_vs_1x": round(med["ours_4x_dataset"]["peak_pss_bytes"] / ours["peak_pss_bytes"], 3),
+    }
+
+
+def build_result(args, runs: dict[str, list[dict]], setup: dict, load_before) -> dict[str, Any]:
+    med = {k: summarize(v) for k, v in runs.items()}
+    r = ratios(runs, med)
+    speedup, mem_ratio = r["frames_per_s_vs_reference"], r.pop("peak_pss_4x_vs_1x")
     targets = [
-        {"name": f"loader frames/s vs reference tf.data pipeline, same data, same run, same CPU budget ({budget} "
-                 f"busy threads each), batch 32, 224px, augmented (median of {repeats} interleaved runs)",
-         "value": round(speedup, 3), "baseline": 1.0, "target": ">= 2.0", "met": bool(speedup >= 2.0)},
+        {"name": f"loader frames/s vs reference tf.data pipeline, same data, same run, same CPU budget "
+                 f"({setup['cpu_budget_threads']} busy threads each), batch 32, 224px, augmented (median of "
+                 f"{setup['repeats']} interleaved runs)",
+         "value": speedup, "baseline": 1.0, "target": ">= 2.0", "met": bool(speedup >= 2.0)},
         {"name": "peak memory (PSS, loader + workers) on a 4x larger dataset vs the 1x dataset",
-         "value": round(mem_ratio, 3), "baseline": 1.0, "target": "<= 1.2", "met": bool(mem_ratio <= 1.2)},
+         "value": mem_ratio, "baseline": 1.0, "target": "<= 1.2", "met": bool(mem_ratio <= 1.2)},
     ]
-    result = {
+    return {
         "benchmark": "data",
         "command": ".venv/bin/python bench/data.py" + (" --quick" if args.quick else ""),
-        "machine": {"cpus": os.cpu_count(), "cpus_usable": cores, "platform": platform.platform(),
-                    "python": platform.python_version(), "load_avg_before": [round(x, 2) for x in load_before],
+        "machine": {"cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
+                    "platform": platform.platform(), "python": platform.python_version(),
+                    "load_avg_before": [round(x, 2) for x in load_before],
                     "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
-        "note": ("Measured on a shared 2-core machine while other jobs ran (the 1-min load average of every run is "
-                 "recorded). Both headline pipelines get the same CPU budget, one busy thread per usable core: our "
-                 "loader with that many worker processes (torch: 1 thread each), tf.data with its private thread "
-                 "pool of that size, 1 intra-op thread and that many inter-op threads, as the reference would be "
-                 "configured for this box. 'reference_openvla_default' is the same tf.data pipeline with OpenVLA's "
-                 "settings unbounded (num_parallel_calls=16, AUTOTUNE, TF's default pools: ~70 threads); under "
-                 "contention its many threads win it a larger share of the box, so frames/s ratios against it "
-                 "measure scheduling as much as work. CPU ms per frame (user + system of all the pipeline's "
-                 "processes, per delivered frame) is the load-robust measure of the work each pipeline does; on "
-                 "an idle box, where a CPU-bound pipeline gets all cores, frames/s follows it. Figures are medians "
-                 "over runs interleaved in rotating order. 'threads' counts every live thread (TF creates its pools "
-                 "even when tf.data is bounded; idle threads cost nothing)."),
-        "setup": {"batch_size": BATCH, "image_size": 224, "shuffle_buffer_frames": BUFFER, "cameras": ["primary"],
-                  "cpu_budget_threads": int(budget),
-                  "dataset_1x": {"episodes": EPISODES_1X, "steps_per_episode": "~%d (+-30%%)" % STEPS, "path": d1},
-                  "dataset_4x": {"episodes": 4 * EPISODES_1X, "path": d4}, "measured_batches": int(n),
-                  "repeats": repeats},
+        "note": NOTE,
+        "setup": setup,
         "frames_per_s": {k: round(v["frames_per_s"], 1) for k, v in med.items()},
         "frames_per_s_range": {k: [round(v["frames_per_s_min"], 1), round(v["frames_per_s_max"], 1)] for k, v in med.items()},
         "cpu_ms_per_frame": {k: round(v["cpu_ms_per_frame"], 3) for k, v in med.items()},
@@ -397,34 +408,58 @@ def main() -> None:
         "first_batch_s": {k: round(v["first_batch_s"], 2) for k, v in med.items()},
         "threads": {k: v["threads"] for k, v in med.items()},
         "load_avg_1min": {k: round(v["load_avg_1min"], 2) for k, v in med.items()},
-        "ratios": {
-            "frames_per_s_vs_reference": round(speedup, 3),
-            "frames_per_s_vs_reference_paired_runs": [round(x, 3) for x in paired],
-            "cpu_efficiency_vs_reference": round(cpu_ratio, 3),
-            "frames_per_s_vs_reference_openvla_default": round(speedup_default, 3),
-            "cpu_efficiency_vs_reference_openvla_default": round(cpu_ratio_default, 3),
-        },
+        "ratios": r,
         "runs": runs,
         "targets": targets,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
 
-    table = Table(title=f"data loading: batch 32, 224x224, augmented, normalized (medians of interleaved runs)")
+
+def print_summary(console, runs: dict[str, list[dict]], result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="data loading: batch 32, 224x224, augmented, normalized (medians of interleaved runs)")
     for col in ("pipeline", "frames/s (min-max)", "CPU ms/frame", "cores used", "threads", "peak PSS (MiB)",
                 "first batch (s)", "load"):
         table.add_column(col)
-    for k, v in med.items():
+    for k, v in ((k, summarize(v)) for k, v in runs.items()):
         table.add_row(k, f"{v['frames_per_s']:.0f} ({v['frames_per_s_min']:.0f}-{v['frames_per_s_max']:.0f})",
                       f"{v['cpu_ms_per_frame']:.2f}", f"{v['cores_used']:.2f}", str(v["threads"]),
                       f"{v['peak_pss_bytes'] / 2**20:.0f}", f"{v['first_batch_s']:.1f}", f"{v['load_avg_1min']:.1f}")
     console.print(table)
-    console.print(f"CPU per frame: reference / ours = {cpu_ratio:.2f}x (OpenVLA-default reference: {cpu_ratio_default:.2f}x); "
-                  f"frames/s vs the OpenVLA-default reference: {speedup_default:.2f}x")
-    for t in targets:
+    r = result["ratios"]
+    console.print(f"CPU per frame: reference / ours = {r['cpu_efficiency_vs_reference']:.2f}x (OpenVLA-default "
+                  f"reference: {r['cpu_efficiency_vs_reference_openvla_default']:.2f}x); frames/s vs the "
+                  f"OpenVLA-default reference: {r['frames_per_s_vs_reference_openvla_default']:.2f}x")
+    for t in result["targets"]:
         console.print(f"[{'green' if t['met'] else 'red'}]{t['name']}: {t['value']} (target {t['target']}) "
                       f"{'met' if t['met'] else 'NOT met'}")
     console.print(f"wrote {RESULTS}")
+
+
+def main() -> None:
+    args = parse_args()
+    if args.measure:
+        measure_child(args)
+        return
+    from rich.console import Console
+
+    console = Console()
+    n = "10" if args.quick else "40"
+    repeats = 1 if args.quick else max(1, args.repeats)
+    load_before = os.getloadavg()
+    with console.status("writing the benchmark datasets (224x224 JPEG) with RLDSWriter"):
+        d1 = ensure_dataset("bench_1x", EPISODES_1X)
+        d4 = ensure_dataset("bench_4x", 4 * EPISODES_1X)
+    budget = str(len(os.sched_getaffinity(0)))  # one busy thread per core: our workers, tf.data's private pool
+    runs = run_plan(console, measurement_plan(repeats, budget, d1, d4, args.quick), n)
+    setup = {"batch_size": BATCH, "image_size": 224, "shuffle_buffer_frames": BUFFER, "cameras": ["primary"],
+             "cpu_budget_threads": int(budget),
+             "dataset_1x": {"episodes": EPISODES_1X, "steps_per_episode": "~%d (+-30%%)" % STEPS, "path": d1},
+             "dataset_4x": {"episodes": 4 * EPISODES_1X, "path": d4}, "measured_batches": int(n), "repeats": repeats}
+    result = build_result(args, runs, setup, load_before)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print_summary(console, runs, result)
 
 
 if __name__ == "__main__":

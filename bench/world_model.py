@@ -434,7 +434,7 @@ def _targets(parts: dict) -> list:
     ]
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--no-sim", action="store_true", help="skip the MuJoCo task")
     p.add_argument("--sim-task", default="LiftCube")
@@ -476,63 +476,49 @@ def main() -> None:
     p.add_argument("--vla-checkpoint", default="", help="trained VLA for the encoder study (default: tiny, random)")
     p.add_argument("--reuse", default="", help="comma-separated parts (square,mujoco,encoder_study) to take from the "
                    "existing results file instead of measuring them again")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     _square_heads(args)  # a bad list fails now, not after the training
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    import torch
+    return args
 
-    torch.set_num_threads(args.threads)
-    t_start = time.perf_counter()
-    load_start = _load()
+
+def write_results(args, parts: dict, t_start: float, load_start: list[float]) -> list:
+    """Write what has been measured so far (each part is saved as soon as it is done); returns the targets."""
+    from world_model.results_io import _clean
+
+    targets = _targets(parts)
+    result = {
+        "benchmark": "world_model",
+        "command": "python bench/world_model.py " + " ".join(sys.argv[1:]),
+        "note": ("Measured on a shared 2-core CPU machine while other jobs ran (see load_average: 1, 5, 15-minute "
+                 "load averages at the start and end of the run and of each part); absolute timings are noisy, "
+                 "each ratio compares two figures from the same run. Open-loop and speed figures come from the "
+                 "environment named in each target."),
+        "load_average": {"start": load_start, "now": _load()},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": args.threads},
+        "settings": vars(args),
+        "wall_s": round(time.perf_counter() - t_start, 1),
+        "targets": targets,
+        **parts,
+        "ranking_policies": RANKING_POLICIES,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(_clean(result), indent=1))
+    return targets
+
+
+def reused_parts(reuse: list[str]) -> dict:
+    """The parts named in --reuse, taken from the existing results file, and a record that they were."""
     parts: dict = {"square": None, "mujoco": None, "mujoco_error": None, "encoder_study": None}
-    reuse = [x for x in args.reuse.split(",") if x]
     if reuse:
         old = json.loads(RESULTS.read_text())
         for k in reuse:
             parts[k] = old[k]
         parts["reused_from_previous_run"] = {"parts": reuse, "previous_settings": old.get("settings"),
                                              "previous_wall_s": old.get("wall_s")}
+    return parts
 
-    def write() -> list:
-        """Write what has been measured so far (each part is saved as soon as it is done)."""
-        from world_model.results_io import _clean
 
-        targets = _targets(parts)
-        result = {
-            "benchmark": "world_model",
-            "command": "python bench/world_model.py " + " ".join(sys.argv[1:]),
-            "note": ("Measured on a shared 2-core CPU machine while other jobs ran (see load_average: 1, 5, 15-minute "
-                     "load averages at the start and end of the run and of each part); absolute timings are noisy, "
-                     "each ratio compares two figures from the same run. Open-loop and speed figures come from the "
-                     "environment named in each target."),
-            "load_average": {"start": load_start, "now": _load()},
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": args.threads},
-            "settings": vars(args),
-            "wall_s": round(time.perf_counter() - t_start, 1),
-            "targets": targets,
-            **parts,
-            "ranking_policies": RANKING_POLICIES,
-        }
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(_clean(result), indent=1))
-        return targets
-
-    with tempfile.TemporaryDirectory(prefix="wm_bench_") as tmp:
-        work = Path(tmp)
-        if "square" not in reuse:
-            parts["square"] = bench_square(args, work)
-            write()
-        if not args.no_sim and "mujoco" not in reuse:
-            try:
-                parts["mujoco"] = bench_mujoco(args, work)
-            except Exception as e:  # noqa: BLE001 - reported in the JSON, the toy figures still stand
-                logger.exception("MuJoCo part failed")
-                parts["mujoco_error"] = f"{type(e).__name__}: {e}"
-            write()
-    if args.encoder_steps and "encoder_study" not in reuse:
-        parts["encoder_study"] = bench_encoders(args)
-    targets = write()
+def print_targets(targets: list) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -543,6 +529,33 @@ def main() -> None:
         t.add_row(tg["name"], str(tg["value"]), str(tg["baseline"]), str(tg["target"]),
                   "[green]yes[/green]" if tg["met"] else "[red]NO[/red]")
     Console().print(t)
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    t_start, load_start = time.perf_counter(), _load()
+    reuse = [x for x in args.reuse.split(",") if x]
+    parts = reused_parts(reuse)
+    with tempfile.TemporaryDirectory(prefix="wm_bench_") as tmp:
+        work = Path(tmp)
+        if "square" not in reuse:
+            parts["square"] = bench_square(args, work)
+            write_results(args, parts, t_start, load_start)
+        if not args.no_sim and "mujoco" not in reuse:
+            try:
+                parts["mujoco"] = bench_mujoco(args, work)
+            except Exception as e:  # noqa: BLE001 - reported in the JSON, the toy figures still stand
+                logger.exception("MuJoCo part failed")
+                parts["mujoco_error"] = f"{type(e).__name__}: {e}"
+            write_results(args, parts, t_start, load_start)
+    if args.encoder_steps and "encoder_study" not in reuse:
+        parts["encoder_study"] = bench_encoders(args)
+    print_targets(write_results(args, parts, t_start, load_start))
 
 
 if __name__ == "__main__":
