@@ -21,6 +21,10 @@ stale window, policy timeout, safety limits) are ROS 2 parameters (`bridge.safet
 checked before they are taken; the structural ones are read-only parameters. Between ticks, `watchdog` (every quarter period in `run`) stops
 at once when a required sensor goes stale, so a dying camera is not noticed one tick late.
 
+The parts, one job each: robot_bridge/sensors.py (inputs, ages, the observation), robot_bridge/actions.py
+(the plan and the policy workers), robot_bridge/commands.py (what goes to the arm), robot_bridge/safety.py
+(the filter), robot_bridge/lifecycle.py (states); this module is the period and the state machine.
+
 Example (sim arm on loopback, see robot_bridge/sim_arm.py for the other side):
     with make_transport("dds") as t:
         node = BridgeNode(BridgeConfig(), policy, t)
@@ -29,53 +33,28 @@ Example (sim arm on loopback, see robot_bridge/sim_arm.py for the other side):
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from robot_bridge import msgs
-from robot_bridge.chunks import AsyncChunks, ChunkTimeline, Seam
+from robot_bridge.actions import ActionSource
+from robot_bridge.chunks import Seam
 from robot_bridge.commands import CommandPublisher
-from robot_bridge.images import array_from_any
 from robot_bridge.config import LIVE_SETTINGS, BridgeConfig, is_live, settings, with_changes
+from robot_bridge.lifecycle import TRANSITION_FROM, Level, Lifecycle
 from robot_bridge.safety import SafetyFilter
+from robot_bridge.sensors import Sensors
 from robot_bridge.transport.base import LATCHED, RELIABLE, SENSOR, Transport
 from vla.core.types import ContractError, Observation, Policy
 
 logger = logging.getLogger(__name__)
 
-
-class Lifecycle(str, enum.Enum):  # the primary states of a ROS 2 managed node
-    UNCONFIGURED = "unconfigured"
-    INACTIVE = "inactive"
-    ACTIVE = "active"
-    FINALIZED = "finalized"
-
-
-#: the states each transition starts from (ROS 2 managed-node state machine; cleanup also from ACTIVE here,
-#: through deactivate)
-_TRANSITION_FROM = {"configure": ("unconfigured",), "activate": ("inactive",), "deactivate": ("active",),
-                    "cleanup": ("inactive", "active"), "shutdown": ("unconfigured", "inactive", "active")}
-
-
-class Level(enum.IntEnum):  # diagnostic_msgs/DiagnosticStatus levels
-    OK = 0
-    WARN = 1
-    ERROR = 2
-    STALE = 3
-
-
-@dataclass
-class _Sample:
-    value: object
-    rx: float  # receive time on `clock`
-    stamp: float  # header stamp (sensor time)
+__all__ = ["BridgeNode", "Level", "Lifecycle", "TickReport"]
 
 
 @dataclass
@@ -108,32 +87,19 @@ class BridgeNode:
         self.state = Lifecycle.UNCONFIGURED
         self.safety = SafetyFilter(cfg.safety, self.period)
         self._lock = threading.RLock()
-        self._images: dict[str, _Sample] = {}
-        self._joints: _Sample | None = None
-        self._joint_map: dict[str, float] = {}
-        self._joint_order: list[str] = []
-        self._ee: _Sample | None = None
+        self.sensors = Sensors(cfg, clock, self._lock)
+        self.actions = ActionSource(policy, cfg.node, self.period, self._lock)
         self._instruction = cfg.node.instruction
-        self._policy_instruction: str | None = None
         self._estop = False
-        asynchronous = cfg.node.inference == "async"
-        # the rest of the current chunk, by tick
-        self._plan = ChunkTimeline(cfg.node.execute_chunk or None, cfg.node.seam_steps if asynchronous else 0)
-        self._async = AsyncChunks(self._call_policy, self.period, cfg.node.seam_steps) if asynchronous else None
-        self._seam: Seam | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
-        self._inflight: Future | None = None
         self._last_tick: float | None = None
         self._acted_stamp: float | None = None  # oldest capture stamp of the last observation acted on
-        self._new_sample = threading.Event()  # set by every sensor callback (wakes the lockstep wait)
         self._moving = False  # the last command sent was a motion (not a stop)
-        self.malformed: dict[str, int] = {}
         self.ticks = 0
         self.last_reason = ""
         self.commands: CommandPublisher | None = None
         # On a ROS 2 lifecycle node (transport=rclpy) transitions also come as lifecycle_msgs service calls,
         # and settings as ROS 2 parameters; every transition goes through that one state machine.
-        self._ros_lifecycle = transport.serve_lifecycle({name: getattr(self, "_" + name) for name in _TRANSITION_FROM})
+        self._ros_lifecycle = transport.serve_lifecycle({name: getattr(self, "_" + name) for name in TRANSITION_FROM})
         transport.serve_parameters({f"bridge.{k}": v for k, v in settings(cfg).items()},
                                    live=lambda name: is_live(name.removeprefix("bridge.")),
                                    validate=lambda ch: self.check_settings(_unprefixed(ch)),
@@ -141,6 +107,11 @@ class BridgeNode:
         if cfg.node.autostart:
             self.configure()
             self.activate()
+
+    @property
+    def malformed(self) -> dict[str, int]:
+        """Malformed messages so far, by stream (`image primary`, `joint_states`, `ee_pose`, `lifecycle`)."""
+        return self.sensors.malformed
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     def configure(self) -> None:
@@ -164,7 +135,7 @@ class BridgeNode:
         """Carry out a transition: directly, or through the ROS 2 lifecycle node's state machine, which then
         calls `_<name>`. A transition the current state does not have runs directly (it does nothing but
         log), so rcl does not log it as an error."""
-        if self._ros_lifecycle is None or self.state.value not in _TRANSITION_FROM[name]:
+        if self._ros_lifecycle is None or self.state.value not in TRANSITION_FROM[name]:
             getattr(self, "_" + name)()
             return
         if name == "cleanup" and self.state is Lifecycle.ACTIVE:
@@ -182,12 +153,13 @@ class BridgeNode:
             self.commands = CommandPublisher(self.cfg.output, topics, t, self.period, self.wall_clock)
             self._status_pub = t.publisher(topics.status, msgs.DiagnosticArray, RELIABLE)
             self._heartbeat_pub = t.publisher(topics.heartbeat, msgs.Header, RELIABLE) if topics.heartbeat else None
+            s = self.sensors
             for cam, topic in topics.cameras.items():
-                t.subscribe(topic, msgs.camera_message(topics, cam), SENSOR, lambda m, cam=cam: self._on_image(cam, m))
+                t.subscribe(topic, msgs.camera_message(topics, cam), SENSOR, lambda m, cam=cam: s.on_image(cam, m))
             if topics.joint_states:
-                t.subscribe(topics.joint_states, msgs.JointState, SENSOR, self._on_joints)
+                t.subscribe(topics.joint_states, msgs.JointState, SENSOR, s.on_joints)
             if topics.ee_pose:
-                t.subscribe(topics.ee_pose, msgs.PoseStamped, SENSOR, self._on_ee)
+                t.subscribe(topics.ee_pose, msgs.PoseStamped, SENSOR, s.on_ee)
             if topics.instruction:
                 t.subscribe(topics.instruction, msgs.String, LATCHED, self._on_instruction)
             if topics.estop:
@@ -203,8 +175,7 @@ class BridgeNode:
         with self._lock:
             if self.state is Lifecycle.INACTIVE:
                 self.safety.reset()  # ramp up from rest under the acceleration limit
-                self._plan.reset()
-                self._policy_instruction = None  # activation starts a new episode: the policy is reset
+                self.actions.new_episode()  # activation starts a new episode: the policy is reset
                 self._acted_stamp = None
                 self.state = Lifecycle.ACTIVE
                 logger.info("active")
@@ -236,9 +207,7 @@ class BridgeNode:
 
     def close(self) -> None:
         self.deactivate()
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        if self._async is not None:
-            self._async.close()
+        self.actions.close()
 
     # ---- settings (ROS 2 parameters on transport=rclpy) ------------------------------------------------------
     def check_settings(self, changes: dict[str, object]) -> str:
@@ -270,53 +239,6 @@ class BridgeNode:
         logger.info("settings changed: %s", changes)
 
     # ---- inputs (transport threads) --------------------------------------------------------------------
-    def _bad(self, what: str, err: str) -> None:
-        self.malformed[what] = self.malformed.get(what, 0) + 1
-        if self.malformed[what] in (1, 10, 100, 1000) or self.malformed[what] % 10000 == 0:
-            logger.warning("malformed %s message (%d so far): %s", what, self.malformed[what], err)
-
-    def _on_image(self, cam: str, m: msgs.Image | msgs.CompressedImage) -> None:
-        try:
-            img = array_from_any(m)  # raw or JPEG/PNG, decoded as the converter does
-            stamp = msgs.from_time(m.header.stamp)
-        except (ValueError, TypeError) as e:
-            return self._bad(f"image {cam}", str(e))
-        with self._lock:
-            self._images[cam] = _Sample(img, self.clock(), stamp)
-        self._new_sample.set()
-
-    def _on_joints(self, m: msgs.JointState) -> None:
-        """Merge joint states by name: drivers often publish the arm and the gripper in separate messages."""
-        pos = np.asarray(m.position, np.float64)
-        if pos.size == 0 or not np.all(np.isfinite(pos)) or (m.name and len(m.name) != pos.size):
-            return self._bad("joint_states", f"{len(m.name)} names, positions {pos.tolist()[:8]}")
-        names = self.cfg.output.joint_names
-        with self._lock:
-            if not m.name:  # unnamed: positional, taken as a whole
-                self._joints = _Sample(pos, self.clock(), msgs.from_time(m.header.stamp))
-                self._new_sample.set()
-                return
-            if names and not any(n in names for n in m.name):
-                return  # another group's joints (e.g. only the gripper): they do not refresh the arm
-            for n, p in zip(m.name, pos):
-                if n not in self._joint_map:
-                    self._joint_order.append(n)
-                self._joint_map[n] = float(p)
-            order = names or self._joint_order
-            if not all(n in self._joint_map for n in order):
-                return  # not every configured joint has been seen yet
-            self._joints = _Sample(np.array([self._joint_map[n] for n in order]), self.clock(), msgs.from_time(m.header.stamp))
-        self._new_sample.set()
-
-    def _on_ee(self, m: msgs.PoseStamped) -> None:
-        p, q = m.pose.position, m.pose.orientation
-        v = np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w], np.float64)
-        if not np.all(np.isfinite(v)) or abs(np.linalg.norm(v[3:]) - 1.0) > 1e-3:
-            return self._bad("ee_pose", f"pose {v.tolist()}")
-        with self._lock:
-            self._ee = _Sample(v, self.clock(), msgs.from_time(m.header.stamp))
-        self._new_sample.set()
-
     def _on_instruction(self, m: msgs.String) -> None:
         with self._lock:
             if m.data != self._instruction:
@@ -337,8 +259,8 @@ class BridgeNode:
                 self.safety.stopped()
 
     def _on_lifecycle(self, m: msgs.String) -> None:
-        if m.data not in _TRANSITION_FROM:
-            return self._bad("lifecycle", f"unknown transition {m.data!r}; allowed {sorted(_TRANSITION_FROM)}")
+        if m.data not in TRANSITION_FROM:
+            return self.sensors.bad("lifecycle", f"unknown transition {m.data!r}; allowed {sorted(TRANSITION_FROM)}")
         self._transition(m.data)
 
     def estop(self, engaged: bool) -> None:
@@ -346,55 +268,22 @@ class BridgeNode:
         self._on_estop(msgs.Bool(data=engaged))
 
     # ---- the loop --------------------------------------------------------------------------------------
-    def _fresh(self, s: _Sample | None, now: float) -> bool:
-        return s is not None and now - s.rx <= self.stale_after
-
-    def _why_stale(self, now: float) -> str:
-        req = self.cfg.node.required
-        checks: list[tuple[str, _Sample | None]] = []
-        if "cameras" in req:
-            checks += [(f"camera {c!r}", self._images.get(c)) for c in self.cfg.topics.cameras]
-        if "joint_states" in req:
-            checks.append(("joint_states", self._joints))
-        if "ee_pose" in req:
-            checks.append(("ee_pose", self._ee))
-        for name, s in checks:
-            if s is None:
-                return f"stale {name}: no message received yet"
-            if s.rx == -np.inf:
-                return f"stale {name}: no message since the clock jumped backwards"
-            if now - s.rx > self.stale_after:
-                return f"stale {name}: no message for {now - s.rx:.3f} s (limit {self.stale_after:.3f} s)"
-        return ""
-
     def _observation(self) -> Observation:
-        parts = []
-        for src in self.cfg.node.proprio:
-            s = self._joints if src == "joint_positions" else self._ee
-            if s is None:
-                raise ContractError(f"proprio source {src} has no data yet")
-            parts.append(np.asarray(s.value, np.float32))
-        stamps = [s.stamp for s in self._images.values()]
-        return Observation(images={c: s.value for c, s in self._images.items()},
-                           proprio=np.concatenate(parts) if parts else np.zeros(0, np.float32),
-                           instruction=self._instruction, timestamp=max(stamps) if stamps else 0.0)
+        return self.sensors.observation(self._instruction)
 
     def _stop(self, reason: str, *, keep_inflight: bool = False) -> None:
         """Stop this period. Any stop drops the plan; an asynchronous inference still running is dropped too
         (its observation belongs to before the stop) unless `keep_inflight`: the plan ran dry waiting for it,
         or one action was rejected."""
         if self.cfg.node.wait_for_new_observation and self.state is Lifecycle.ACTIVE:
-            frame = self._frame_stamp()  # a lockstep simulator steps on a stop too: this frame is used up
+            frame = self.sensors.frame_stamp()  # a lockstep simulator steps on a stop too: this frame is used up
             if frame is not None and (self._acted_stamp is None or frame > self._acted_stamp):
                 self._acted_stamp = frame
         self._moving = False
         self.safety.stopped()
-        self._plan.reset()  # a stop ends the open-loop execution of a chunk
-        if self._async is not None and not keep_inflight:
-            self._async.reset()
+        self.actions.stopped(keep_inflight)
         if self.commands is not None:
-            joints = self._joints.value if self._joints is not None else None
-            self.commands.stop(joints)
+            self.commands.stop(self.sensors.joint_positions())
         self.last_reason = reason
 
     def _status(self, level: Level, message: str, values: dict[str, str]) -> None:
@@ -406,88 +295,6 @@ class BridgeNode:
         if self._heartbeat_pub is not None:
             self._heartbeat_pub(msgs.header(self.wall_clock(), self.state.value))
 
-    def _call_policy(self, obs: Observation):
-        if self._policy_instruction != obs.instruction:  # a new instruction starts a new episode
-            self.policy.reset(obs.instruction)
-            self._policy_instruction = obs.instruction
-        return self.policy.act(obs)
-
-    def _next_action(self, obs: Observation) -> tuple[np.ndarray | None, str, float]:
-        """(action, reason-if-none, policy seconds). Runs the policy in a worker with a timeout."""
-        with self._lock:
-            tick = self.ticks
-            planned = self._plan.pop(tick)
-        if planned is not None:
-            return planned, "", 0.0
-        if self._inflight is not None:
-            if not self._inflight.done():
-                return None, f"policy slow: no action after {self.cfg.node.policy_timeout_periods:g} periods", 0.0
-            self._inflight = None  # a late answer belongs to an old observation: discard it
-        t0 = time.perf_counter()
-        fut = self._executor.submit(self._call_policy, obs)
-        try:
-            out = fut.result(timeout=self.cfg.node.policy_timeout_periods * self.period)
-        except TimeoutError:
-            self._inflight = fut
-            return None, f"policy slow: no action within {self.cfg.node.policy_timeout_periods * self.period * 1e3:.0f} ms", time.perf_counter() - t0
-        except Exception as e:  # remote server gone, model error, ...: stop and say so
-            return None, f"policy failed: {type(e).__name__}: {e}", time.perf_counter() - t0
-        dt = time.perf_counter() - t0
-        with self._lock:
-            try:
-                self._plan.splice(out, tick, tick, name="policy output")  # validated; the first execute_chunk actions
-            except ContractError as e:
-                return None, f"rejected: {e}", dt
-            return self._plan.pop(tick), "", dt
-
-    def _next_action_async(self, obs: Observation) -> tuple[np.ndarray | None, str, float]:
-        """(action, reason-if-none, seconds of the inference finished this period): splice a finished chunk,
-        ask for the next one when the plan would run out before it could arrive, take this period's action.
-        Under the lock: nothing here waits, and a stop from a callback (e-stop) must not interleave with it."""
-        with self._lock:
-            return self._next_planned(obs)
-
-    def _next_planned(self, obs: Observation) -> tuple[np.ndarray | None, str, float]:
-        tick, policy_s = self.ticks, 0.0
-        done = self._async.collect()
-        if done is not None:
-            out, obs_tick, policy_s = done
-            try:
-                self._seam = self._plan.splice(out, obs_tick, tick, name="policy output")
-            except ContractError as e:
-                return None, f"rejected: {e}", policy_s
-        if self._async.want(self._plan.remaining(tick)):
-            self._async.submit(obs, tick)
-        action = self._plan.pop(tick)
-        if action is not None:
-            return action, "", policy_s
-        if self._async.error:
-            return None, f"policy failed: {self._async.error}", policy_s
-        return None, (f"policy slow: no planned action for this period; the next chunk has been computing for "
-                      f"{self._async.running_for() * 1e3:.0f} ms"), policy_s
-
-    def _frame_streams(self) -> dict[str, _Sample | None]:
-        """The sensor streams one observation is made of: every camera, the joint states and the end-effector
-        pose when they are required, feed the proprio, or (pose: for the workspace check) arrive at all."""
-        node, topics = self.cfg.node, self.cfg.topics
-        streams: dict[str, _Sample | None] = {f"camera {c!r}": self._images.get(c) for c in topics.cameras}
-        if topics.joint_states and ("joint_states" in node.required or "joint_positions" in node.proprio):
-            streams["joint_states"] = self._joints
-        if topics.ee_pose and ("ee_pose" in node.required or "ee_pose" in node.proprio or self._ee is not None):
-            streams["ee_pose"] = self._ee
-        return streams
-
-    def _frame_stamp(self) -> float | None:
-        """Oldest capture stamp over the observation's streams (None while one has not delivered yet)."""
-        stamps = [s.stamp for s in self._frame_streams().values() if s is not None]
-        return min(stamps) if stamps else None
-
-    def _waiting_for(self) -> list[str]:
-        """Streams without a sample captured after the observation last acted on (lockstep)."""
-        if self._acted_stamp is None:
-            return []
-        return [name for name, s in self._frame_streams().items() if s is None or not s.stamp > self._acted_stamp]
-
     def _wait_for_new_observation(self) -> list[str]:
         """Lockstep with a simulator: wait (at most the stale-sensor window) until every stream of the
         observation (cameras, joint states, pose) has a sample captured after the observation last acted
@@ -496,13 +303,13 @@ class BridgeNode:
         deadline = time.monotonic() + self.stale_after
         while True:
             with self._lock:
-                self._new_sample.clear()
-                old = self._waiting_for()
+                self.sensors.new_sample.clear()
+                old = self.sensors.waiting_for(self._acted_stamp)
                 if not old or self.state is not Lifecycle.ACTIVE or self._estop:
                     return old
             if time.monotonic() >= deadline:
                 return old
-            self._new_sample.wait(min(0.005, max(0.0, deadline - time.monotonic())))
+            self.sensors.new_sample.wait(min(0.005, max(0.0, deadline - time.monotonic())))
 
     def tick(self) -> TickReport:
         """One control period. Never raises for bad data or a failing policy: it stops and says why."""
@@ -513,67 +320,78 @@ class BridgeNode:
         now = self.clock()
         with self._lock:
             self.ticks += 1
-            notes: list[str] = []
-            if self._last_tick is not None and now < self._last_tick:
-                for s in list(self._images.values()) + [self._joints, self._ee]:
-                    if s is not None:  # ages are meaningless across the jump: demand fresh data
-                        s.rx = -np.inf
-                notes.append(f"clock jumped backwards by {self._last_tick - now:.3f} s")
-            self._last_tick = now
-            if self.state is not Lifecycle.ACTIVE:
-                return self._report(TickReport(self.state, False, f"lifecycle {self.state.value}: output gated", Level.OK))
-            if self._estop:
-                self._stop("e-stop engaged (latched until released)")
-                return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR))
-            stale = self._why_stale(now)
-            if stale:
-                self._stop(stale + ("; " + notes[0] if notes else ""))
-                return self._report(TickReport(self.state, False, self.last_reason, Level.STALE))
-            if not self._instruction:
-                self._stop(f"waiting for an instruction on {self.cfg.topics.instruction}")
-                return self._report(TickReport(self.state, False, self.last_reason, Level.WARN))
-            if lockstep and self._waiting_for():
-                # never act on a frame already acted on (or on a half-delivered one): stop instead
-                self._stop(f"lockstep: no new frame from {', '.join(old_streams or self._waiting_for())} "
-                           f"within {waited:.3f} s")
-                return self._report(TickReport(self.state, False, self.last_reason, Level.WARN))
-            try:
-                obs = self._observation()
-                obs.validate(cameras=tuple(getattr(self.policy, "cameras", ("primary",))))
-            except ContractError as e:
-                self._stop(f"observation: {e}")
-                return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR))
-            if lockstep:
-                self._acted_stamp = self._frame_stamp()  # this frame is used up, whatever comes of it
+            gated = self._gate(now, lockstep, old_streams, waited)
+            if isinstance(gated, TickReport):
+                return gated
+            obs = gated
         # outside the lock: callbacks and e-stop stay live
-        action, why, policy_s = self._next_action(obs) if self._async is None else self._next_action_async(obs)
+        action, why, policy_s = self.actions.next(obs, self.ticks, self.cfg.node.policy_timeout_periods)
         with self._lock:
-            if self.state is not Lifecycle.ACTIVE:
-                return self._report(TickReport(self.state, False, f"lifecycle {self.state.value}: output gated", Level.OK))
-            if self._estop:
-                self._stop("e-stop engaged (latched until released)")
-                return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR, policy_s=policy_s))
-            seam, self._seam = self._seam, None
-            if action is None:
-                self._stop(why, keep_inflight=True)
-                return self._report(TickReport(self.state, False, why, Level.ERROR, policy_s=policy_s, seam=seam))
-            ee = self._ee.value[:3] if self._ee is not None and self._fresh(self._ee, self.clock()) else None
-            result = self.safety.filter(action, ee)
-            if not result.ok:
-                self._stop(result.reason, keep_inflight=True)
-                return self._report(TickReport(self.state, False, result.reason, Level.ERROR, policy_s=policy_s,
-                                               seam=seam))
-            joints = self._joints.value if self._joints is not None else None
-            try:
-                self.commands.command(result.command, joints, obs.timestamp, preview=self._preview(result.command, ee))
-            except RuntimeError as e:
-                self._stop(f"command: {e}")
-                return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR, policy_s=policy_s))
-            self.last_reason = result.reason or "running"
-            self._moving = True
-            level = Level.WARN if result.notes else Level.OK
-            return self._report(TickReport(self.state, True, self.last_reason, level, result.command, obs.timestamp,
-                                           policy_s, result.notes, seam))
+            return self._act(obs, action, why, policy_s)
+
+    def _gate(self, now: float, lockstep: bool, old_streams: list[str], waited: float) -> TickReport | Observation:
+        """Everything a period checks before it asks for an action (under the lock): the observation to act
+        on, or the report of the stop (or gated output) instead."""
+        notes: list[str] = []
+        if self._last_tick is not None and now < self._last_tick:
+            self.sensors.clock_jumped()
+            notes.append(f"clock jumped backwards by {self._last_tick - now:.3f} s")
+        self._last_tick = now
+        if self.state is not Lifecycle.ACTIVE:
+            return self._report(TickReport(self.state, False, f"lifecycle {self.state.value}: output gated", Level.OK))
+        if self._estop:
+            self._stop("e-stop engaged (latched until released)")
+            return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR))
+        stale = self.sensors.why_stale(now, self.stale_after)
+        if stale:
+            self._stop(stale + ("; " + notes[0] if notes else ""))
+            return self._report(TickReport(self.state, False, self.last_reason, Level.STALE))
+        if not self._instruction:
+            self._stop(f"waiting for an instruction on {self.cfg.topics.instruction}")
+            return self._report(TickReport(self.state, False, self.last_reason, Level.WARN))
+        if lockstep and self.sensors.waiting_for(self._acted_stamp):
+            # never act on a frame already acted on (or on a half-delivered one): stop instead
+            old = old_streams or self.sensors.waiting_for(self._acted_stamp)
+            self._stop(f"lockstep: no new frame from {', '.join(old)} within {waited:.3f} s")
+            return self._report(TickReport(self.state, False, self.last_reason, Level.WARN))
+        try:
+            obs = self._observation()
+            obs.validate(cameras=tuple(getattr(self.policy, "cameras", ("primary",))))
+        except ContractError as e:
+            self._stop(f"observation: {e}")
+            return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR))
+        if lockstep:
+            self._acted_stamp = self.sensors.frame_stamp()  # this frame is used up, whatever comes of it
+        return obs
+
+    def _act(self, obs: Observation, action: np.ndarray | None, why: str, policy_s: float) -> TickReport:
+        """The action (or why there is none) through the safety filter to the arm (under the lock)."""
+        if self.state is not Lifecycle.ACTIVE:
+            return self._report(TickReport(self.state, False, f"lifecycle {self.state.value}: output gated", Level.OK))
+        if self._estop:
+            self._stop("e-stop engaged (latched until released)")
+            return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR, policy_s=policy_s))
+        seam = self.actions.take_seam()
+        if action is None:
+            self._stop(why, keep_inflight=True)
+            return self._report(TickReport(self.state, False, why, Level.ERROR, policy_s=policy_s, seam=seam))
+        ee = self.sensors.ee_position(self.clock(), self.stale_after)
+        result = self.safety.filter(action, ee)
+        if not result.ok:
+            self._stop(result.reason, keep_inflight=True)
+            return self._report(TickReport(self.state, False, result.reason, Level.ERROR, policy_s=policy_s,
+                                           seam=seam))
+        try:
+            self.commands.command(result.command, self.sensors.joint_positions(), obs.timestamp,
+                                  preview=self._preview(result.command, ee))
+        except RuntimeError as e:
+            self._stop(f"command: {e}")
+            return self._report(TickReport(self.state, False, self.last_reason, Level.ERROR, policy_s=policy_s))
+        self.last_reason = result.reason or "running"
+        self._moving = True
+        level = Level.WARN if result.notes else Level.OK
+        return self._report(TickReport(self.state, True, self.last_reason, level, result.command, obs.timestamp,
+                                       policy_s, result.notes, seam))
 
     def _preview(self, cmd: np.ndarray, ee: np.ndarray | None) -> list[np.ndarray]:
         """The plan's next actions after `cmd` as the safety filter would pass them (a copy of it, with the
@@ -582,7 +400,7 @@ class BridgeNode:
         if n <= 0:
             return []
         safety, p, out = self.safety.reconfigured(self.safety.cfg), None if ee is None else ee + cmd[:3], []
-        for a in self._plan.upcoming(self.ticks + 1, n):
+        for a in self.actions.upcoming(self.ticks + 1, n):
             r = safety.filter(a, p)
             if not r.ok:
                 break
@@ -594,9 +412,9 @@ class BridgeNode:
         values = {"state": r.state.value, "estop": self._estop, "tick": self.ticks,
                   "policy_ms": f"{r.policy_s * 1e3:.1f}", "obs_stamp": f"{r.obs_stamp:.6f}",
                   "malformed": sum(self.malformed.values())}
-        streams = self._frame_streams()
-        if streams and all(sm is not None for sm in streams.values()):  # the newest complete frame held
-            values["frame_stamp"] = repr(min(sm.stamp for sm in streams.values()))
+        frame = self.sensors.complete_frame_stamp()
+        if frame is not None:  # the newest complete frame held
+            values["frame_stamp"] = repr(frame)
         if r.command is not None:
             values["command"] = " ".join(f"{x:.4f}" for x in r.command)
         if r.seam is not None:  # jumps: change of the planned step (m, rad) across the seam, before the filter
@@ -615,7 +433,7 @@ class BridgeNode:
         with self._lock:
             if not self._moving or self.state is not Lifecycle.ACTIVE:
                 return False
-            stale = self._why_stale(self.clock())
+            stale = self.sensors.why_stale(self.clock(), self.stale_after)
             if not stale:
                 return False
             self._stop(stale)

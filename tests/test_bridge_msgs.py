@@ -82,6 +82,7 @@ def test_dds_type_names_follow_rmw_cyclonedds():
     for ros_name, cls in m.ROS_TYPES.items():
         pkg, _, name = ros_name.split("/")
         assert cls.__idl_typename__.replace(".", "::") == f"{pkg}::msg::dds_::{name}_"
+        cls.__idl__.populate()  # lazy in cyclonedds: alone (no earlier serialization) the header is not set yet
         assert cls.__idl__.xcdrv1_head == 0x00  # final (XCDR1); appendable/mutable would be rejected by ROS 2
 
 
