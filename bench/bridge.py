@@ -49,37 +49,24 @@ import platform
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bridge_processes import (  # noqa: E402  (also keeps DDS on loopback, and puts the repository on sys.path)
+    PERIOD, ROOT, Observer, camera, measure_latency, pct, start_bridge, stop_process, wait_until)
+
+from robot_bridge import msgs  # noqa: E402
+from robot_bridge.config import BridgeConfig  # noqa: E402
+from robot_bridge.safety import SafetyConfig  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "bridge.json"
 RESULTS_ASYNC = ROOT / "bench" / "results" / "bridge_async.json"
 MOVED = ("running", "clipped")
 WARMUP = 10  # periods after the policy is first asked that are not counted (async: the first chunk)
-sys.path.insert(0, str(ROOT))
-
-from robot_bridge.transport.loopback import use_loopback  # noqa: E402
-from robot_bridge.safety import SafetyConfig  # noqa: E402
-
-use_loopback()
-
-from robot_bridge import msgs  # noqa: E402
-from robot_bridge.config import BridgeConfig  # noqa: E402
-from robot_bridge.transport.base import RELIABLE, SENSOR  # noqa: E402
-from robot_bridge.transport.dds import DdsTransport  # noqa: E402
-
-DOMAIN = 210 + os.getpid() % 20  # private DDS domain (210-229), apart from the tests
-RATE_HZ = 10.0
-PERIOD = 1.0 / RATE_HZ
-
-
-def pct(x, q) -> float:
-    return float(np.percentile(np.asarray(x), q)) if len(x) else float("nan")
 
 
 def serialization_ms() -> tuple[float, float, float]:
@@ -170,89 +157,6 @@ def fuzz_through_node(n: int = 10_000) -> tuple[int, int, int]:
     return exceed, raw_exceed, sent
 
 
-class Observer:
-    def __init__(self, cfg: BridgeConfig):
-        self.t = DdsTransport(DOMAIN)
-        self.images: list[tuple[float, float]] = []  # (stamp, received)
-        self.actions: list[tuple[float, float]] = []
-        self.twists: list[tuple[float, float, bool]] = []  # (stamp, received, zero)
-        self.t.subscribe(cfg.topics.cameras["primary"], msgs.Image, SENSOR,
-                         lambda m: self.images.append((msgs.from_time(m.header.stamp), time.time())))
-        self.t.subscribe(cfg.topics.action, msgs.JointState, RELIABLE,
-                         lambda m: self.actions.append((msgs.from_time(m.header.stamp), time.time())))
-        self.t.subscribe(cfg.topics.twist, msgs.TwistStamped, RELIABLE, self._twist)
-        self.reasons: dict[str, int] = {}
-        self.statuses: list[tuple[float, str, dict[str, str]]] | None = None  # (stamp, reason, values) when on
-        self.t.subscribe(cfg.topics.status, msgs.DiagnosticArray, RELIABLE, self._status)
-
-    def _status(self, m):
-        st = m.status[0]
-        why = st.message.split(":")[0]
-        self.reasons[why] = self.reasons.get(why, 0) + 1
-        if self.statuses is not None:
-            self.statuses.append((msgs.from_time(m.header.stamp), why,
-                                  {"message": st.message, **{kv.key: kv.value for kv in st.values}}))
-
-    def _twist(self, m):
-        tw = m.twist
-        zero = not any((tw.linear.x, tw.linear.y, tw.linear.z, tw.angular.x, tw.angular.y, tw.angular.z))
-        self.twists.append((msgs.from_time(m.header.stamp), time.time(), zero))
-
-
-def camera(seconds: float, hz: float = 30.0, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "robot_bridge.fake_sensors", "--domain", str(DOMAIN), "--hz", str(hz),
-                             "--size", "224", "--seconds", str(seconds), *extra], stdout=subprocess.PIPE, text=True)
-
-
-def wait_until(pred, timeout: float) -> bool:
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.005)
-    return False
-
-
-def start_bridge(policy_args: list[str], extra: list[str] = ()) -> subprocess.Popen:
-    """`vla-bridge` in its own process: 10 Hz, twist output, loopback DDS on the private domain."""
-    tmp = Path(tempfile.mkdtemp(prefix="bench_bridge_"))
-    return subprocess.Popen(
-        [sys.executable, "-m", "robot_bridge.cli.bridge", "loopback=true", f"domain_id={DOMAIN}", *policy_args,
-         "bridge.node.instruction=pick up the cube", f"bridge.node.rate_hz={RATE_HZ}", f"hydra.run.dir={tmp}",
-         "bridge.output.frame_id=base_link", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def stop_process(p: subprocess.Popen) -> None:
-    p.send_signal(signal.SIGINT)  # the bridge sends a stop command on the way out
-    try:
-        p.wait(15)
-    except subprocess.TimeoutExpired:
-        p.kill()
-
-
-def measure_latency(obs: "Observer", seconds: float, startup_s: float) -> dict:
-    """Wait for the first commands, then measure for `seconds`: latency, transport share, status reasons."""
-    obs.reasons.clear()  # statuses of an earlier bridge process must not count as this one being up
-    if not wait_until(lambda: len(obs.reasons) > 0 and sum(obs.reasons.values()) > 5, startup_s):
-        raise RuntimeError(f"the bridge process reported no status within {startup_s} s")
-    time.sleep(1.0)
-    obs.actions.clear()
-    obs.images.clear()
-    n_tw0 = len(obs.twists)
-    obs.reasons.clear()
-    time.sleep(seconds)
-    reasons = dict(obs.reasons)
-    lat = [(r - s) * 1e3 for s, r in obs.actions]
-    img_ms = [(r - s) * 1e3 for s, r in obs.images]
-    cmd_ms = [(r - s) * 1e3 for s, r, _ in obs.twists[n_tw0:]]
-    return {"periods": sum(reasons.values()),
-            "periods_with_a_command": reasons.get("running", 0) + reasons.get("clipped", 0),
-            "obs_to_command_ms_p50": pct(lat, 50), "obs_to_command_ms_p99": pct(lat, 99), "n": len(lat),
-            "image_one_way_ms_p50": pct(img_ms, 50), "command_one_way_ms_p50": pct(cmd_ms, 50),
-            "transport_share_p50": (pct(img_ms, 50) + pct(cmd_ms, 50)) / pct(lat, 50) if lat else float("nan"),
-            "status_reasons": reasons}
-
-
 def run_periods(obs: "Observer", inference: str, periods: int, startup_s: float = 180.0, latency_ms: float = 0) -> list:
     """vla-bridge with the chunked tiny VLA (`inference`; `latency_ms` added to every call), the camera process;
     the status of `periods` periods, counted from WARMUP periods after the policy was first asked (the first
@@ -334,43 +238,39 @@ def inference_ms(statuses: list) -> dict:
     return {"n": len(ms), "p50": pct(ms, 50), "p99": pct(ms, 99), "max": max(ms) if ms else float("nan")}
 
 
-def bench_async(obs: "Observer", periods: int, sync_periods: int, stress: int = 0, slow_ms: float = 250.0,
-                slow_periods: int = 300) -> dict:
-    """bridge_async.json: missed periods and seam jumps with inference=async (see the module docstring)."""
+def machine(load_start: tuple, stress: int = 0) -> dict:
+    """The machine and its load (other jobs share its 2 cores): recorded with every result."""
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_start": load_start,
+            "loadavg_end": os.getloadavg(), "stress_processes": stress}
+
+
+def command_line() -> str:
+    return " ".join([Path(sys.executable).name, *sys.argv])
+
+
+def measure_async(obs: "Observer", periods: int, sync_periods: int, stress: int, slow_ms: float,
+                  slow_periods: int) -> dict:
+    """The statuses of each run (async, the sync baseline, both with the slow policy), under `stress` busy
+    loops, with the machine's load."""
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(stress)]
     try:
         time.sleep(2.0 if stress else 0.0)
-        load0 = os.getloadavg()
-        t0 = time.time()
-        statuses = run_periods(obs, "async", periods)
-        sync = run_periods(obs, "sync", sync_periods)
-        slow = {mode: run_periods(obs, mode, slow_periods, latency_ms=slow_ms) for mode in ("async", "sync")} \
-            if slow_periods else {}
-        load1 = os.getloadavg()
+        load0, t0 = os.getloadavg(), time.time()
+        runs = {"async": run_periods(obs, "async", periods), "sync": run_periods(obs, "sync", sync_periods)}
+        if slow_periods:
+            runs.update({f"slow_{mode}": run_periods(obs, mode, slow_periods, latency_ms=slow_ms) for mode in ("async", "sync")})
+        return {"runs": runs, "machine": machine(load0, stress), "t0": t0}
     finally:
         for b in burners:
             b.kill()
             b.wait()
-    missed, jumps, base = missed_periods(statuses), seam_jumps(statuses), missed_periods(sync)
-    limits = SafetyConfig()
-    lin, ang = limits.max_linear_acceleration * PERIOD, limits.max_angular_acceleration * PERIOD  # m/s, rad/s per period
-    res = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
-           "seconds": round(time.time() - t0, 1),
-           "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_start": load0,
-                       "loadavg_end": load1, "stress_processes": stress},
-           "setup": ("vla-bridge with the tiny VLA preset predicting chunks of 8 (parallel decoding, random weights, "
-                     "1 torch thread), bridge.node.inference=async, seam_steps=3, 10 Hz, twist output; camera process "
-                     "224x224 at 30 Hz with a moving scene (fake_sensors --moving); direct DDS on loopback; periods counted from 10 periods after the policy was first asked"),
-           "async": {**missed, "inference_ms": inference_ms(statuses), "seams": jumps},
-           "sync_baseline": {**base, "inference_ms": inference_ms(sync)},
-           "slow_policy": {"latency_ms_added": slow_ms, "note": (
-               "the same policy answering latency_ms later (a bigger model, or one on a remote GPU): inference "
-               "longer than a period"),
-               **{mode: {**missed_periods(s), "inference_ms": inference_ms(s),
-                         **({"seams": seam_jumps(s)} if mode == "async" else {})} for mode, s in slow.items()}},
-           "limits": {"velocity_change_per_period_m_s": lin, "velocity_change_per_period_rad_s": ang}}
+
+
+def async_targets(res: dict, periods: int, slow_ms: float) -> list[dict]:
+    missed, jumps, base = res["async"], res["async"]["seams"], res["sync_baseline"]
+    lin, ang = res["limits"]["velocity_change_per_period_m_s"], res["limits"]["velocity_change_per_period_rad_s"]
     per_1000 = base["missed"] * 1000 / max(1, base["periods"])
-    res["targets"] = [
+    targets = [
         {"name": f"missed control periods over {missed['periods']} (tiny VLA, chunks of 8, async, this CPU)",
          "value": missed["missed"], "baseline": round(per_1000, 1), "target": "0",
          "met": missed["missed"] == 0 and missed["periods"] >= periods},
@@ -382,16 +282,42 @@ def bench_async(obs: "Observer", periods: int, sync_periods: int, stress: int = 
          "target": f"<= {ang:g} rad/s (max_angular_acceleration * dt)",
          "met": jumps["seams"] > 0 and jumps["jump_rad_s_max"] <= ang + 1e-6},
     ]
-    if slow:
+    if "async" in res["slow_policy"]:
         a, s = res["slow_policy"]["async"], res["slow_policy"]["sync"]
-        res["targets"].append({
+        targets.append({
             "name": f"missed control periods over {a['periods']}, policy {slow_ms:g} ms slower (async)",
             "value": a["missed"], "baseline": round(s["missed"] * a["periods"] / max(1, s["periods"]), 1),
             "target": "0", "met": a["missed"] == 0})
-        res["targets"].append({
+        targets.append({
             "name": f"largest velocity jump at a chunk seam, policy {slow_ms:g} ms slower (m/s)",
             "value": a["seams"]["jump_m_s_max"], "baseline": a["seams"]["naive_jump_m_s_max"],
             "target": f"<= {lin:g} m/s", "met": a["seams"]["seams"] > 0 and a["seams"]["jump_m_s_max"] <= lin + 1e-6})
+    return targets
+
+
+def bench_async(obs: "Observer", periods: int, sync_periods: int, stress: int = 0, slow_ms: float = 250.0,
+                slow_periods: int = 300) -> dict:
+    """bridge_async.json: missed periods and seam jumps with inference=async (see the module docstring)."""
+    m = measure_async(obs, periods, sync_periods, stress, slow_ms, slow_periods)
+    runs = m["runs"]
+    limits = SafetyConfig()
+    res = {"command": command_line(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(m["t0"])),
+           "seconds": round(time.time() - m["t0"], 1), "machine": m["machine"],
+           "setup": ("vla-bridge with the tiny VLA preset predicting chunks of 8 (parallel decoding, random weights, "
+                     "1 torch thread), bridge.node.inference=async, seam_steps=3, 10 Hz, twist output; camera process "
+                     "224x224 at 30 Hz with a moving scene (fake_sensors --moving); direct DDS on loopback; periods counted from 10 periods after the policy was first asked"),
+           "async": {**missed_periods(runs["async"]), "inference_ms": inference_ms(runs["async"]),
+                     "seams": seam_jumps(runs["async"])},
+           "sync_baseline": {**missed_periods(runs["sync"]), "inference_ms": inference_ms(runs["sync"])},
+           "slow_policy": {"latency_ms_added": slow_ms, "note": (
+               "the same policy answering latency_ms later (a bigger model, or one on a remote GPU): inference "
+               "longer than a period"),
+               **{mode: {**missed_periods(runs[f"slow_{mode}"]), "inference_ms": inference_ms(runs[f"slow_{mode}"]),
+                         **({"seams": seam_jumps(runs[f"slow_{mode}"])} if mode == "async" else {})}
+                  for mode in ("async", "sync") if f"slow_{mode}" in runs}},
+           "limits": {"velocity_change_per_period_m_s": limits.max_linear_acceleration * PERIOD,  # m/s per period
+                      "velocity_change_per_period_rad_s": limits.max_angular_acceleration * PERIOD}}
+    res["targets"] = async_targets(res, periods, slow_ms)
     return res
 
 
@@ -408,95 +334,88 @@ def print_table(title: str, targets: list[dict]) -> None:
     Console().print(table)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--latency-seconds", type=float, default=20.0)
-    ap.add_argument("--stream-seconds", type=float, default=10.0)
-    ap.add_argument("--stale-trials", type=int, default=5)
-    ap.add_argument("--tiny-vla", action="store_true")
-    ap.add_argument("--async-steps", type=int, default=1000, help="periods measured with inference=async")
-    ap.add_argument("--sync-steps", type=int, default=300, help="periods of the inference=sync baseline")
-    ap.add_argument("--only", choices=["async"], help="run only this part (its own results file)")
-    ap.add_argument("--stress", type=int, default=0, help="busy-looping processes during the async part")
-    ap.add_argument("--slow-ms", type=float, default=250.0, help="latency added to the policy in the slow-policy run")
-    ap.add_argument("--slow-steps", type=int, default=300, help="periods of each slow-policy run (0: skip it)")
-    args = ap.parse_args()
-    cfg = BridgeConfig()
-    obs = Observer(cfg)
-    res_async = bench_async(obs, args.async_steps, args.sync_steps, args.stress, args.slow_ms, args.slow_steps)
-    out = RESULTS_ASYNC.with_name(f"bridge_async_stress{args.stress}.json") if args.stress else RESULTS_ASYNC
-    out.write_text(json.dumps(res_async, indent=2))
-    print_table(f"bridge, asynchronous inference (loadavg {res_async['machine']['loadavg_start'][0]:.1f} at start)",
-                res_async["targets"])
-    print(f"wrote {out}")
-    if args.only == "async":
-        obs.t.close()
-        return
-    load0 = os.getloadavg()
-    results: dict = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
-                     "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                     "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_start": load0},
-                     "note": "measured on a shared 2-core machine under load from other jobs; DDS on loopback"}
 
-    # 1. images at 30 Hz between processes (the bridge is not running yet: only the stream is measured)
-    time.sleep(0.5)  # the async part's camera and bridge are gone: what they sent does not count here
-    for received in (obs.images, obs.actions, obs.twists):
-        received.clear()
-    cam = camera(args.stream_seconds)
-    sent = json.loads(cam.communicate(timeout=args.stream_seconds + 60)[0])["sent"]
-    time.sleep(0.3)
-    got = len(obs.images)
-    one_way = [(r - s) * 1e3 for s, r in obs.images]
-    results["image_stream"] = {"sent": sent, "received": got, "lost": sent - got, "hz": 30,
-                               "one_way_ms_p50": pct(one_way, 50), "one_way_ms_p99": pct(one_way, 99)}
-    ser, ser_mean, ser_base = serialization_ms()
-    results["serialization_ms"] = {"ours_median": ser, "ours_mean": ser_mean, "elementwise_baseline_median": ser_base}
 
-    # 2. bridge process + camera: obs-to-command latency
-    bridge = start_bridge(["policy.kind=tiny_cnn", "policy.torch_threads=1"])
-    cam = None
-    try:
-        cam = camera(args.latency_seconds + 30)
-        results["latency"] = {"policy": "tiny_cnn (small untrained torch CNN, in the bridge process, 1 torch thread)",
-                              **measure_latency(obs, args.latency_seconds, startup_s=60)}
-        # 3. stale-sensor stop latency: kill the camera, time to the first zero twist
-        trials = []
-        for i in range(args.stale_trials):
-            if i:
-                cam = camera(60)
-            t_start = time.time()
-            if not wait_until(lambda: any(r > t_start + 0.3 and not z for _, r, z in obs.twists), 30):
-                raise RuntimeError("no motion after restarting the camera")
-            time.sleep(0.2 + 0.037 * i)  # vary the phase of the kill against the control tick
-            os.kill(cam.pid, signal.SIGKILL)
-            t_kill = time.time()
-            cam.wait()
-            if not wait_until(lambda: any(r > t_kill and z for _, r, z in obs.twists), 10):
-                raise RuntimeError("the bridge did not stop after the camera died")
-            last_img = max(s for s, _ in obs.images if s <= t_kill)
-            t_stop = min(r for _, r, z in obs.twists if r > t_kill and z)
-            trials.append((t_stop - last_img) / PERIOD)
-        results["stale_stop_periods"] = {"trials": trials, "worst": max(trials), "period_s": PERIOD}
-    finally:
-        stop_process(bridge)
-        if cam is not None and cam.poll() is None:
-            cam.kill()
+class SyncBench:
+    """bridge.json: the image stream, the bridge's latency and stale-sensor stop across processes, fuzzing through
+    the node, and (--tiny-vla) the tiny VLA behind the bridge synchronously. One method per figure, then
+    `targets`; `run` does them in order (the bridge process is up only for the latency and stale-stop parts)."""
 
-    # 4. fuzzing through the node (in-process: the safety path is transport-independent)
-    exceed, raw_exceed, n_fuzz = fuzz_through_node()
-    results["fuzz"] = {"outputs": n_fuzz, "commands_beyond_limits": exceed, "raw_outputs_beyond_limits": raw_exceed}
+    def __init__(self, args: argparse.Namespace, obs: Observer):
+        self.args, self.obs = args, obs
+        self.load0 = os.getloadavg()
+        self.results: dict = {"command": command_line(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                                          "loadavg_start": self.load0},
+                              "note": "measured on a shared 2-core machine under load from other jobs; DDS on loopback"}
 
-    if args.tiny_vla:  # the project's tiny VLA (random weights) behind the same bridge, across processes
-        bridge = start_bridge(["policy.kind=tiny_vla", "policy.torch_threads=1"])
-        cam = camera(args.latency_seconds + 180)
+    def image_stream(self) -> None:
+        """Images at 30 Hz between processes (no bridge running: only the stream), and their serialization."""
+        obs, seconds = self.obs, self.args.stream_seconds
+        time.sleep(0.5)  # the async part's camera and bridge are gone: what they sent does not count here
+        for received in (obs.images, obs.actions, obs.twists):
+            received.clear()
+        cam = camera(seconds)
+        sent = json.loads(cam.communicate(timeout=seconds + 60)[0])["sent"]
+        time.sleep(0.3)
+        got = len(obs.images)
+        one_way = [(r - s) * 1e3 for s, r in obs.images]
+        self.results["image_stream"] = {"sent": sent, "received": got, "lost": sent - got, "hz": 30,
+                                        "one_way_ms_p50": pct(one_way, 50), "one_way_ms_p99": pct(one_way, 99)}
+        ser, ser_mean, ser_base = serialization_ms()
+        self.results["serialization_ms"] = {"ours_median": ser, "ours_mean": ser_mean, "elementwise_baseline_median": ser_base}
+
+    def latency_and_stale_stop(self) -> None:
+        """vla-bridge (tiny CNN) + camera: observation-to-command latency, then the stale-sensor stop trials."""
+        bridge = start_bridge(["policy.kind=tiny_cnn", "policy.torch_threads=1"])
+        cams = [camera(self.args.latency_seconds + 30)]
         try:
-            results["latency_tiny_vla"] = {"policy": "tiny_vla (vla.model tiny preset, random weights, 1 torch thread)",
-                                           **measure_latency(obs, args.latency_seconds, startup_s=180)}
+            self.results["latency"] = {"policy": "tiny_cnn (small untrained torch CNN, in the bridge process, 1 torch thread)",
+                                       **measure_latency(self.obs, self.args.latency_seconds, startup_s=60)}
+            trials = []
+            for i in range(self.args.stale_trials):
+                if i:
+                    cams.append(camera(60))
+                trials.append(self._stale_stop_trial(i, cams[-1]))
+            self.results["stale_stop_periods"] = {"trials": trials, "worst": max(trials), "period_s": PERIOD}
+        finally:
+            stop_process(bridge)
+            for cam in cams:
+                if cam.poll() is None:
+                    cam.kill()
+
+    def _stale_stop_trial(self, i: int, cam: subprocess.Popen) -> float:
+        """SIGKILL the camera once the arm moves; periods from its last image stamp to the first zero twist."""
+        twists, t_start = self.obs.twists, time.time()
+        if not wait_until(lambda: any(r > t_start + 0.3 and not z for _, r, z in twists), 30):
+            raise RuntimeError("no motion after restarting the camera")
+        time.sleep(0.2 + 0.037 * i)  # vary the phase of the kill against the control tick
+        os.kill(cam.pid, signal.SIGKILL)
+        t_kill = time.time()
+        cam.wait()
+        if not wait_until(lambda: any(r > t_kill and z for _, r, z in twists), 10):
+            raise RuntimeError("the bridge did not stop after the camera died")
+        last_img = max(s for s, _ in self.obs.images if s <= t_kill)
+        t_stop = min(r for _, r, z in twists if r > t_kill and z)
+        return (t_stop - last_img) / PERIOD
+
+    def fuzz(self) -> None:
+        """Fuzzing through the node (in-process: the safety path is transport-independent)."""
+        exceed, raw_exceed, n_fuzz = fuzz_through_node()
+        self.results["fuzz"] = {"outputs": n_fuzz, "commands_beyond_limits": exceed, "raw_outputs_beyond_limits": raw_exceed}
+
+    def tiny_vla(self) -> None:
+        """The project's tiny VLA (random weights) behind the same bridge, synchronously, and its act() here."""
+        bridge = start_bridge(["policy.kind=tiny_vla", "policy.torch_threads=1"])
+        cam = camera(self.args.latency_seconds + 180)
+        try:
+            self.results["latency_tiny_vla"] = {"policy": "tiny_vla (vla.model tiny preset, random weights, 1 torch thread)",
+                                                **measure_latency(self.obs, self.args.latency_seconds, startup_s=180)}
         finally:
             stop_process(bridge)
             cam.kill()
-        from vla.policy.builtins import tiny_vla_policy
         from vla.core.types import Observation
+        from vla.policy.builtins import tiny_vla_policy
 
         pol = tiny_vla_policy()
         o = Observation(images={c: np.zeros((224, 224, 3), np.uint8) for c in pol.cameras},
@@ -507,35 +426,80 @@ def main() -> None:
             t0 = time.perf_counter()
             pol.act(o)
             ts.append((time.perf_counter() - t0) * 1e3)
-        results["tiny_vla_act_ms_in_process"] = {"p50": pct(ts, 50), "max": max(ts), "n": len(ts)}
+        self.results["tiny_vla_act_ms_in_process"] = {"p50": pct(ts, 50), "max": max(ts), "n": len(ts)}
 
-    lat = results["latency"]
-    results["targets"] = [
-        {"name": "obs_to_command_p99_ms (tiny CNN policy, across processes)", "value": lat["obs_to_command_ms_p99"],
-         "baseline": PERIOD * 1e3, "target": "< 100 ms (one period at 10 Hz)", "met": lat["obs_to_command_ms_p99"] < 100},
-        {"name": "transport_share_of_obs_to_command_p50", "value": lat["transport_share_p50"],
-         "baseline": lat["obs_to_command_ms_p50"], "target": "recorded", "met": True},
-        {"name": "images_lost_224px_30hz", "value": results["image_stream"]["lost"],
-         "baseline": results["image_stream"]["sent"], "target": "0", "met": results["image_stream"]["lost"] == 0},
-        {"name": "image_serialization_ms (median of 300)", "value": ser, "baseline": ser_base,
-         "target": "< 0.5 ms", "met": ser < 0.5},
-        {"name": "fuzzed_commands_beyond_limits", "value": exceed, "baseline": raw_exceed,
-         "target": "0 of 10000", "met": exceed == 0},
-        {"name": "stale_sensor_stop_periods_worst", "value": results["stale_stop_periods"]["worst"],
-         "baseline": 1.0, "target": "<= 2 periods", "met": results["stale_stop_periods"]["worst"] <= 2.0},
-    ]
-    if "latency_tiny_vla" in results:
-        v = results["latency_tiny_vla"]
-        results["targets"].append({
-            "name": "obs_to_command_p99_ms (tiny VLA on this CPU, across processes)", "value": v["obs_to_command_ms_p99"],
-            "baseline": PERIOD * 1e3, "target": "< 100 ms (one period at 10 Hz)",
-            "met": bool(v["n"] and v["obs_to_command_ms_p99"] < 100 and v["periods_with_a_command"] == v["periods"])})
-    results["machine"]["loadavg_end"] = os.getloadavg()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
-    print_table(f"bridge benchmark (loadavg {load0[0]:.1f} at start; shared machine)", results["targets"])
-    print(f"wrote {RESULTS}")
-    obs.t.close()
+    def targets(self) -> list[dict]:
+        r = self.results
+        lat, ser = r["latency"], r["serialization_ms"]
+        targets = [
+            {"name": "obs_to_command_p99_ms (tiny CNN policy, across processes)", "value": lat["obs_to_command_ms_p99"],
+             "baseline": PERIOD * 1e3, "target": "< 100 ms (one period at 10 Hz)", "met": lat["obs_to_command_ms_p99"] < 100},
+            {"name": "transport_share_of_obs_to_command_p50", "value": lat["transport_share_p50"],
+             "baseline": lat["obs_to_command_ms_p50"], "target": "recorded", "met": True},
+            {"name": "images_lost_224px_30hz", "value": r["image_stream"]["lost"],
+             "baseline": r["image_stream"]["sent"], "target": "0", "met": r["image_stream"]["lost"] == 0},
+            {"name": "image_serialization_ms (median of 300)", "value": ser["ours_median"],
+             "baseline": ser["elementwise_baseline_median"], "target": "< 0.5 ms", "met": ser["ours_median"] < 0.5},
+            {"name": "fuzzed_commands_beyond_limits", "value": r["fuzz"]["commands_beyond_limits"],
+             "baseline": r["fuzz"]["raw_outputs_beyond_limits"], "target": "0 of 10000",
+             "met": r["fuzz"]["commands_beyond_limits"] == 0},
+            {"name": "stale_sensor_stop_periods_worst", "value": r["stale_stop_periods"]["worst"],
+             "baseline": 1.0, "target": "<= 2 periods", "met": r["stale_stop_periods"]["worst"] <= 2.0},
+        ]
+        if "latency_tiny_vla" in r:
+            v = r["latency_tiny_vla"]
+            targets.append({
+                "name": "obs_to_command_p99_ms (tiny VLA on this CPU, across processes)", "value": v["obs_to_command_ms_p99"],
+                "baseline": PERIOD * 1e3, "target": "< 100 ms (one period at 10 Hz)",
+                "met": bool(v["n"] and v["obs_to_command_ms_p99"] < 100 and v["periods_with_a_command"] == v["periods"])})
+        return targets
+
+    def run(self) -> dict:
+        self.image_stream()
+        self.latency_and_stale_stop()
+        self.fuzz()
+        if self.args.tiny_vla:
+            self.tiny_vla()
+        self.results["targets"] = self.targets()
+        self.results["machine"]["loadavg_end"] = os.getloadavg()
+        return self.results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--latency-seconds", type=float, default=20.0)
+    ap.add_argument("--stream-seconds", type=float, default=10.0)
+    ap.add_argument("--stale-trials", type=int, default=5)
+    ap.add_argument("--tiny-vla", action="store_true")
+    ap.add_argument("--async-steps", type=int, default=1000, help="periods measured with inference=async")
+    ap.add_argument("--sync-steps", type=int, default=300, help="periods of the inference=sync baseline")
+    ap.add_argument("--only", choices=["async"], help="run only this part (its own results file)")
+    ap.add_argument("--stress", type=int, default=0, help="busy-looping processes during the async part")
+    ap.add_argument("--slow-ms", type=float, default=250.0, help="latency added to the policy in the slow-policy run")
+    ap.add_argument("--slow-steps", type=int, default=300, help="periods of each slow-policy run (0: skip it)")
+    return ap.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    obs = Observer(BridgeConfig())
+    try:
+        res_async = bench_async(obs, args.async_steps, args.sync_steps, args.stress, args.slow_ms, args.slow_steps)
+        out = RESULTS_ASYNC.with_name(f"bridge_async_stress{args.stress}.json") if args.stress else RESULTS_ASYNC
+        out.write_text(json.dumps(res_async, indent=2))
+        print_table(f"bridge, asynchronous inference (loadavg {res_async['machine']['loadavg_start'][0]:.1f} at start)",
+                    res_async["targets"])
+        print(f"wrote {out}")
+        if args.only == "async":
+            return
+        results = SyncBench(args, obs).run()
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2))
+        print_table(f"bridge benchmark (loadavg {results['machine']['loadavg_start'][0]:.1f} at start; shared machine)",
+                    results["targets"])
+        print(f"wrote {RESULTS}")
+    finally:
+        obs.t.close()
 
 
 if __name__ == "__main__":
