@@ -17,6 +17,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,7 @@ def direction(got: list, latencies: list[float]) -> dict:
 def main() -> None:
     from robot_bridge.transport.dds import DdsTransport
 
-    load0 = os.getloadavg()
+    load0, t0 = os.getloadavg(), time.time()
     log_dir = tempfile.mkdtemp(prefix="vla-bench-ros-log-")
     peer = PeerProcess(ros_python(), DOMAIN, child_env(DOMAIN, log_dir), count=COUNT, hz=HZ, types=(IMAGE,),
                        latency=True, prefix=f"/interop_bench_{os.getpid()}", cwd=str(ROOT))
@@ -70,6 +71,8 @@ def main() -> None:
         t.close()
         peer.close()
     results = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)), "seconds": round(time.time() - t0, 1),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_start": load0,
                     "loadavg_end": os.getloadavg()},
         "setup": "ROS 2 Kilted rclpy 9.1.2 + Fast DDS 3.2 (PyPI wheels) <-> cyclonedds 11.0.1; 224x224 rgb8 Image, "
