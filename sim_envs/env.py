@@ -187,7 +187,8 @@ class TabletopEnv(gymnasium.Env):
         named candidate, or for candidate `target` (an expert acting on another object: wrong-target data)."""
         p = self.physics
         state = {"task": self.task.name, "ee_pos": p.ee_pos(), "ee_yaw": float(p.ee_rpy()[2]),
-                 "gripper_opening": p.gripper_opening(), "step": self._steps}
+                 "gripper_opening": p.gripper_opening(), "step": self._steps,
+                 "finger_half_depth": self.robot.finger_half_depth}
         if target is None or target == self.task.target:
             state.update(self.task.privileged_state(p))
         elif 0 <= target < len(self.task.candidates):

@@ -34,6 +34,9 @@ GRASP_STEPS = 4  # control steps with the gripper closing before moving on
 #: DR latency), which taught learned policies to hover there without ever closing.
 GRASP_Z_TOL = 0.008
 GRASP_XY_TOL = 0.015
+#: Half thickness (m) of the closed fingers along the push direction that the push constants were tuned with
+#: (the Panda hand's); `state["finger_half_depth"]` gives the robot's own (`RobotDescription`).
+PUSH_REFERENCE_DEPTH = 0.022
 
 
 def _wrap_quarter(angle: float) -> float:
@@ -187,7 +190,10 @@ class PushExpert(ScriptedExpert):
         along, lateral = float(rel @ u), float(rel @ n)
         behind = obj[:2] - u * self.CONTACT
         if self.phase == "push":
-            if abs(lateral) > 0.02 or along > -0.025:
+            # Slipped off the line, or the hand rides up onto the cube: its grip point came within 1.7 cm of
+            # where the fingers touch the cube's face (the fingers are thinner on some grippers).
+            depth = state.get("finger_half_depth", PUSH_REFERENCE_DEPTH)
+            if abs(lateral) > 0.02 or along > -0.025 - (depth - PUSH_REFERENCE_DEPTH):
                 self._go("retreat")
             else:
                 # Keep the fingers just behind the cube, advance up to 3 cm, steer back onto the line.

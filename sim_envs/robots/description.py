@@ -45,6 +45,8 @@ class RobotDescription:
             Proprio reports each finger's travel from closed (m, >= 0), the gripper command 0..1 maps linearly.
         finger_bodies: bodies whose geoms touch grasped objects (their contacts get condim 4 and friction
             1; `Task.fingers_touch` looks for them).
+        finger_half_depth: half the thickness (m) of the closed fingers along the grip site's x axis: how far
+            behind a face it pushes the grip site stays (the push experts' contact geometry).
         hand_body: the body the grip site is added to.
         grip_site_pos / grip_site_quat: the grip site (between the pads) in the hand body frame.
         q_home: arm configuration at reset (grip site about 0.25 m above the table, pointing down); the
@@ -67,6 +69,7 @@ class RobotDescription:
     finger_closed: tuple[float, ...]
     finger_open: tuple[float, ...]
     finger_bodies: tuple[str, ...]
+    finger_half_depth: float
     hand_body: str
     grip_site_pos: tuple[float, float, float]
     grip_site_quat: tuple[float, float, float, float]

@@ -65,6 +65,7 @@ PANDA = RobotDescription(
     finger_closed=(0.0, 0.0),
     finger_open=(0.04, 0.04),
     finger_bodies=("panda0_leftfinger", "panda0_rightfinger"),
+    finger_half_depth=0.022,  # finger collision geoms' extent along the site's x (measured: pushes 4.2 cm behind a cube's centre)
     hand_body=HAND_BODY,
     # Between the finger pads, in the hand's frame (-45 deg about z of link7): the fingers close along its y.
     grip_site_pos=(0.0, 0.0, 0.2254),

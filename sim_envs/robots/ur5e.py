@@ -122,6 +122,7 @@ UR5E = RobotDescription(
     finger_closed=(-0.0115, 0.0115),
     finger_open=(0.020833, -0.020833),
     finger_bodies=tuple(PREFIX + GRIPPER_PREFIX + b for b in ("l_finger", "l_finger_tip", "r_finger", "r_finger_tip")),
+    finger_half_depth=0.010,  # the finger boxes' half size along the gripper's x
     hand_body=HAND_BODY,
     # Between the finger pads (pad centres at z = 0.1024 of the gripper base); fingers close along its y.
     grip_site_pos=(0.0, 0.0, 0.1024),
