@@ -306,3 +306,19 @@ def test_convert_both_ways_round_trips(video_ds, tiny_rlds_dataset, tmp_path):
         assert got["language_instruction"][0] == raw["steps"]["language_instruction"][0].decode()
         img = np.stack(got["observation"]["observation.images.primary"]).astype(float)
         assert np.abs(img - raw["steps"]["observation"]["image"]).mean() < 12  # AV1 at crf 30 on 32-px noise-like frames
+
+
+def test_vla_convert_dispatches_the_dataset_formats(tiny_rlds_dataset, tmp_path):
+    import subprocess
+    import sys
+
+    run = [sys.executable, "-m", "robot_bridge.cli.convert", "hydra.run.dir=" + str(tmp_path / "hydra")]
+    r = subprocess.run(run + ["input_format=rlds", "output_format=lerobot", f"input={tiny_rlds_dataset}",
+                              f"output_dir={tmp_path}", "video=false", "rate_hz=5"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    reader = LeRobotReader(tmp_path / "tiny_sim")  # name defaults to the RLDS dataset's
+    assert reader.meta.fps == 5 and reader.meta.features["observation.images.primary"]["dtype"] == "image"
+    r = subprocess.run(run + ["input_format=lerobot", "output_format=lerobot", f"input={tmp_path / 'tiny_sim'}"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "lerobot -> rlds, rlds -> lerobot; got input_format=lerobot" in r.stdout + r.stderr
