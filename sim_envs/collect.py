@@ -370,8 +370,11 @@ def _make_writer(root_dir, name, settings: CollectSettings, first: Episode, epis
     )
 
 
-def default_dataset_name(tasks: Sequence[str], dr_level: str) -> str:
-    """A valid TFDS name from the tasks and level, e.g. 'sim_liftcube_none'."""
+def default_dataset_name(tasks: Sequence[str], dr_level: str, robot: str = "panda") -> str:
+    """A valid TFDS name from the tasks, level and robot, e.g. 'sim_liftcube_none' (the Panda) or
+    'sim_ur5e_liftcube_none': another robot's data gets its own name, so its action statistics land under
+    their own `unnorm_key`."""
     parts = [t.split("/")[-1].rsplit("-v", 1)[0].lower() for t in tasks]
     base = parts[0] if len(parts) == 1 else f"{len(parts)}tasks"
-    return "".join(c if c.isalnum() else "_" for c in f"sim_{base}_{dr_level}")
+    prefix = "sim" if robot == "panda" else f"sim_{robot}"
+    return "".join(c if c.isalnum() else "_" for c in f"{prefix}_{base}_{dr_level}")

@@ -46,7 +46,7 @@ def _app(cfg: DictConfig) -> None:
             action_noise=cfg.action_noise, grasp_miss=cfg.grasp_miss, random_takeover=cfg.random_takeover,
             every_target=cfg.every_target,
         )
-        name = cfg.name or default_dataset_name(tasks, settings.dr_level)
+        name = cfg.name or default_dataset_name(tasks, settings.dr_level, settings.sim.robot)
         summary = collect(settings, cfg.output_dir, name, episodes_per_shard=cfg.episodes_per_shard,
                           overwrite=cfg.overwrite)
     except (ValueError, FileExistsError) as e:
