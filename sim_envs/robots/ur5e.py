@@ -16,8 +16,8 @@ What changes at load time, with MjSpec:
   every link: the same drive `sim_envs.controller` gives the Panda;
 - the gripper is attached to the arm's `right_hand` mount (as robosuite does), its two finger servos are kept
   (kp 1000, 20 N) and its contact geoms get friction (robosuite sets them at run time; shipped as 0);
-- its force sensors and robosuite's cameras go; marker sites are hidden from the cameras;
-- the visual OBJ meshes (~190k triangles) are simplified by vertex clustering (`visual_mesh_cell`).
+- its force sensors and robosuite's cameras go; marker sites and collision geoms are hidden from the cameras;
+- the visual meshes (~200k triangles) are simplified by vertex clustering (`visual_mesh_cell`).
 All names get the prefix `ur5e_` (the gripper's `ur5e_gripper_`).
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim_envs.robots.assets import cluster_decimate, package_dir, read_obj, require_files, tabletop_spec
+from sim_envs.robots.assets import cluster_decimate, package_dir, read_obj, read_stl, require_files, tabletop_spec
 from sim_envs.robots.description import CameraMount, RobotDescription
 
 ROBOSUITE_VERSION = "1.5.2"
@@ -58,22 +58,30 @@ def robosuite_assets_dir() -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def _simplified_obj(path: str, cell: float) -> tuple[np.ndarray, np.ndarray]:
-    return cluster_decimate(read_obj(Path(path)), cell)
+def _simplified(path: str, cell: float) -> tuple[np.ndarray, np.ndarray]:
+    corners = read_obj(Path(path)) if path.endswith(".obj") else read_stl(Path(path))
+    return cluster_decimate(corners, cell)
 
 
 def _load_part(path: Path, visual_mesh_cell: float):
     """MjSpec of one robosuite file: mesh paths made absolute (attach resolves them against the scene's meshdir),
-    OBJ visuals simplified, actuators, sensors and cameras removed."""
+    visual meshes simplified, collision geoms moved to group 3 (robosuite leaves them in group 0, which
+    cameras draw: every link twice), actuators, sensors and cameras removed."""
     import mujoco
 
     spec = mujoco.MjSpec.from_file(str(path))
+    visual = set()
+    for geom in spec.geoms:
+        if geom.contype or geom.conaffinity:
+            geom.group = 3
+        elif geom.type == mujoco.mjtGeom.mjGEOM_MESH:
+            visual.add(geom.meshname)
     for mesh in spec.meshes:
         if not mesh.file:
             continue
         file = (path.parent / mesh.file).resolve()
-        if visual_mesh_cell > 0 and file.suffix == ".obj":
-            verts, faces = _simplified_obj(str(file), float(visual_mesh_cell))
+        if visual_mesh_cell > 0 and mesh.name in visual:
+            verts, faces = _simplified(str(file), float(visual_mesh_cell))
             mesh.file = ""
             mesh.uservert = verts.ravel().tolist()
             mesh.userface = faces.ravel().tolist()
@@ -133,7 +141,7 @@ UR5E = RobotDescription(
     workspace_low=(0.25, -0.35, 0.035),
     workspace_high=(0.75, 0.35, 0.45),
     # Across the table like the Panda's (so "left" in its image is still world -y), from the other side, higher.
-    primary_camera=CameraMount("world", (0.92, -0.3, 0.52), (0.45, 0.02, 0.05), fovy=50.0),
+    primary_camera=CameraMount("world", (0.95, -0.32, 0.62), (0.42, 0.02, 0.08), fovy=50.0),
     wrist_camera=CameraMount(HAND_BODY, (0.065, 0.0, 0.04), (0.0, 0.0, 0.28), (-1.0, 0.0, 0.0), fovy=80.0),
     gravcomp_prefix=PREFIX,
     hidden_sites=tuple(PREFIX + s for s in ("right_center",)) + tuple(
