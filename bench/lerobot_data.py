@@ -10,10 +10,11 @@ texture, so the codecs have real work), 8-D state, 7-D action.
 Both pipelines deliver shuffled batches of 32 frames (camera, state, action, task) as torch tensors, with the same
 CPU budget: 2 DataLoader worker processes (one per core; torch 1 thread each), in the same run:
 - ours: `vla.data.loader.RLDSLoader(...).batches(32)` over the dataset directory (`image_size` 256: no resize, no
-  augmentation, actions normalized with the dataset's statistics), shuffle buffer of 500 frames.
+  augmentation, actions normalized with the dataset's statistics), shuffle buffer of 500 frames; PNG frames decoded
+  by FFmpeg's decoder (PyAV), video segments decoded once per episode.
 - LeRobot: `LeRobotDataset(root, video_backend="pyav")` (torchcodec, its default, is a CUDA build on PyPI) in a
-  `DataLoader(batch_size=32, shuffle=True, num_workers=2)`: a random frame per item, the video decoded from the
-  keyframe before it.
+  `DataLoader(batch_size=32, shuffle=True, num_workers=2, persistent_workers=True)`: a random frame per item, PNG
+  decoded by PIL, the video decoded from the keyframe before the frame.
 Each measurement runs in its own subprocess; frames/s and CPU time (user + system of the process and its workers)
 after warm-up batches; memory is the peak summed PSS of the process and its workers (bench/data.py's probe). Runs
 are interleaved in rotating order, `--repeats` times; figures are medians, with each run's 1-min load average.
@@ -120,7 +121,8 @@ def batches_lerobot(root: str) -> Any:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     ds = LeRobotDataset("local/bench", root=root, video_backend="pyav")
-    loader = torch.utils.data.DataLoader(ds, batch_size=BATCH, shuffle=True, num_workers=WORKERS, drop_last=True)
+    loader = torch.utils.data.DataLoader(ds, batch_size=BATCH, shuffle=True, num_workers=WORKERS, drop_last=True,
+                                         persistent_workers=True)  # its workers live across epochs (CPU counted)
 
     def endless():
         while True:

@@ -134,10 +134,8 @@ def test_reader_gives_back_what_was_written(kind, image_ds, video_ds, tmp_path):
         assert list(steps["language_instruction"]) == [ep.instruction] * len(ep.action)
         for key, cam in zip(cams, ("primary", "wrist")):
             frames = steps["observation"][key]
-            if kind == "image":  # PNG: exact
-                from vla.data.rlds_reader import decode_image
-
-                np.testing.assert_array_equal(np.stack([decode_image(b) for b in frames]), ep.images[cam])
+            if kind == "image":  # PNG (decoded by FFmpeg's decoder): exact
+                np.testing.assert_array_equal(np.stack([b.to_array() for b in frames]), ep.images[cam])
                 continue
             got = np.stack(frames).astype(np.float64)
             err = np.abs(got - ep.images[cam]).mean(axis=(1, 2, 3))

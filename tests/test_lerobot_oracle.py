@@ -12,7 +12,6 @@ from vla.data.config import DataConfig, DatasetEntry
 from vla.data.lerobot.reader import LeRobotReader
 from vla.data.lerobot.writer import LeRobotWriter
 from vla.data.loader import RLDSLoader
-from vla.data.rlds_reader import decode_image
 
 pytestmark = pytest.mark.skipif(bool(unavailable_reason()), reason=unavailable_reason() or "LeRobot available")
 
@@ -88,7 +87,7 @@ def _read_all(root, cameras):
         out["task"] += list(steps["language_instruction"])
         for c in cameras:
             frames = steps["observation"][c]
-            out[c].append(np.stack([f if isinstance(f, np.ndarray) else decode_image(f) for f in frames]))
+            out[c].append(np.stack([f if isinstance(f, np.ndarray) else f.to_array() for f in frames]))
     return {k: (np.concatenate(v) if k != "task" else np.asarray(v)) for k, v in out.items()}
 
 

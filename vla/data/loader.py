@@ -255,7 +255,10 @@ class _Stream:
         rotate = bool(getattr(self.sources[d].spec, "rotate_images_180", False))
 
         def frame(data: bytes, dst: np.ndarray | None = None) -> np.ndarray:
-            img = data if isinstance(data, np.ndarray) else decode_image(data)  # video frames come decoded
+            if isinstance(data, np.ndarray):  # video frames come decoded
+                img = data
+            else:  # LeRobot PNG frames decode themselves (vla.data.lerobot.video.PNGFrame)
+                img = data.to_array() if hasattr(data, "to_array") else decode_image(data)
             if rotate:
                 img = img[::-1, ::-1]
             img = resize_image(img, size)

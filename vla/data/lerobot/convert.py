@@ -30,7 +30,6 @@ def lerobot_to_rlds(source: str | Path, output_dir: str | Path, name: str, *, op
     from vla.core.episode import Episode, EpisodeMetadata
     from vla.data.lerobot.reader import LeRobotReader
     from vla.data.lerobot.spec import lerobot_spec
-    from vla.data.rlds_reader import decode_image
     from vla.data.augmentation import resize_image
     from vla.data.rlds_writer import RLDSWriter
 
@@ -49,7 +48,7 @@ def lerobot_to_rlds(source: str | Path, output_dir: str | Path, name: str, *, op
         for pos, info in enumerate(reader.episodes):
             raw = reader.read_episode(pos, cameras=[spec.image_keys[c] for c in cameras], image_size=size)
             std = spec.standardize(raw)
-            images = {c: np.stack([resize_image(f if isinstance(f, np.ndarray) else decode_image(f), size)
+            images = {c: np.stack([resize_image(f if isinstance(f, np.ndarray) else f.to_array(), size)
                                    for f in std["images"][c]]) for c in cameras}
             text = std["instruction"] or instruction
             if not text:

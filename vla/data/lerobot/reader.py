@@ -4,7 +4,7 @@
     ep = reader.read_episode(0)              # {"steps": {"observation": {...}, "action": (T, D), ...}, ...}
     ep["steps"]["observation"]["observation.images.front"]   # T PNG bytes (image feature) or T uint8 arrays (video)
 
-Image features stay encoded (PNG bytes, decoded by the loader after its shuffle buffer, like RLDS JPEGs); video
+Image features stay encoded (`PNGFrame`: PNG bytes the loader decodes after its shuffle buffer, like RLDS JPEGs); video
 features are decoded per episode in one sequential pass (`video.decode_frames`), resized to `image_size` there
 so the buffer holds training-size frames.
 """
@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from vla.data.lerobot.meta import EpisodeInfo, LeRobotFormatError, LeRobotMeta
-from vla.data.lerobot.video import decode_frames
+from vla.data.lerobot.video import PNGFrame, decode_frames
 
 #: Columns LeRobot adds to every frame (not features of the robot).
 INDEX_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
@@ -126,7 +126,7 @@ class LeRobotReader:
                     raise LeRobotFormatError(f"{ep.data_file}: a frame of {key!r} (episode {ep.index}) has no bytes and "
                                              f"its path {p!r} is not a file under {self.root}; re-download the dataset")
                 b = f.read_bytes()
-            out.append(b)
+            out.append(PNGFrame(b))
         return out
 
 

@@ -84,6 +84,31 @@ def _resize(img: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return resize_image(img, size)
 
 
+class PNGFrame(bytes):
+    """The PNG bytes of an `image` feature frame, decoded by FFmpeg's PNG decoder (PyAV): the same pixels as PIL,
+    in about half its CPU time. The loader holds these encoded and calls `to_array()` after its shuffle buffer."""
+
+    __slots__ = ()
+
+    def to_array(self) -> np.ndarray:
+        return decode_png(self)
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """PNG bytes -> uint8 (H, W, 3) (grey and RGBA converted as PIL's convert("RGB") does)."""
+    av = _av()
+    ctx = av.codec.CodecContext.create("png", "r")  # one per image: the decoder keeps state between packets
+    ctx.thread_count = 1
+    try:
+        frames = ctx.decode(av.Packet(bytes(data)))
+    except Exception as e:
+        raise LeRobotFormatError(f"a PNG frame does not decode ({type(e).__name__}: {e}); the parquet file holding it "
+                                 "is damaged: re-download the dataset") from e
+    if len(frames) != 1:
+        raise LeRobotFormatError(f"a PNG frame decoded to {len(frames)} images; the parquet file is damaged")
+    return frames[0].to_ndarray(format="rgb24")
+
+
 class VideoEncoder:
     """Appends frames to one mp4 (one stream, frame i at i / fps): the v3.0 layout puts episodes one after
     another in a file, each found by its [from_timestamp, to_timestamp)."""
