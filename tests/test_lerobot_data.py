@@ -196,7 +196,7 @@ def test_split_slices_and_camera_override(image_ds, stats_dir):
 
 # ------------------------------------------------------------------------------------------------- errors
 def test_clear_errors_for_bad_datasets(image_ds, video_ds, tmp_path, stats_dir):
-    with pytest.raises(LeRobotFormatError, match=r"meta/info.json does not exist.*huggingface-cli download"):
+    with pytest.raises(LeRobotFormatError, match=r"meta/info.json does not exist.*hf download"):
         resolve_sources(_cfg(tmp_path, stats_dir, datasets=[DatasetEntry(path=str(tmp_path), format="lerobot")]))
     old = tmp_path / "old"
     shutil.copytree(image_ds, old)
@@ -320,3 +320,28 @@ def test_vla_convert_dispatches_the_dataset_formats(tiny_rlds_dataset, tmp_path)
     r = subprocess.run(run + ["input_format=lerobot", "output_format=lerobot", f"input={tmp_path / 'tiny_sim'}"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "lerobot -> rlds, rlds -> lerobot; got input_format=lerobot" in r.stdout + r.stderr
+
+
+def test_vla_train_fine_tunes_on_a_lerobot_directory(video_ds, tmp_path):
+    """The tiny VLA trains a few steps on a LeRobot (AV1 video) dataset and saves a policy carrying its statistics."""
+    from vla.core.types import Observation
+    from vla.model.policy import VLAPolicy, statistics_keys
+    from vla.train import run
+
+    small = {"image_size": 28, "dino": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "mlp_dim": 64},
+             "siglip": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "mlp_dim": 64},
+             "llm": {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 4, "intermediate_size": 128}}
+    final = run({"model": small, "output_dir": str(tmp_path / "run"),
+                 "trainer": {"steps": 3, "batch_size": 4, "save_every": 3, "val_every": 3, "val_batches": 1,
+                             "log_every": 1, "progress": False, "num_threads": 1},
+                 "data": {"datasets": [{"path": str(video_ds)}], "num_workers": 0, "shuffle_buffer": 16, "chunk_size": 4,
+                          "statistics_cache": str(tmp_path / "stats"), "image_augmentation": False}})
+    assert statistics_keys(final) == ["pick_video"]  # the folder name is the unnorm_key
+    saved = json.loads((final / "dataset_statistics.json").read_text())["pick_video"]
+    actions = np.concatenate([ep.action for ep in _episodes()])
+    np.testing.assert_allclose(saved["action"]["q99"], np.quantile(actions.astype(np.float64), 0.99, axis=0), rtol=1e-6)
+    policy = VLAPolicy.from_pretrained(final, unnorm_key="pick_video")
+    ep = _episodes()[0]
+    action = policy.act(Observation(images={"primary": ep.images["primary"][0]}, proprio=ep.state[0],
+                                    instruction=ep.instruction))
+    assert action.shape == (7,) and np.isfinite(action).all()

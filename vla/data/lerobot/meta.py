@@ -51,7 +51,7 @@ class LeRobotMeta:
                     if (self.root / "dataset_info.json").is_file() else
                     " Give the dataset's root (the folder holding meta/, data/ and videos/), e.g. "
                     "~/.cache/huggingface/lerobot/<user>/<name>; a Hub dataset must be downloaded first "
-                    "(`huggingface-cli download --repo-type dataset <user>/<name> --local-dir <dir>`).")
+                    "(`hf download <user>/<name> --repo-type dataset --local-dir <dir>`).")
             raise LeRobotFormatError(f"{info_path} does not exist: {self.root} is not a LeRobot dataset.{hint}")
         try:
             self.info: dict[str, Any] = json.loads(info_path.read_text())
