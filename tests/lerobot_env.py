@@ -59,3 +59,65 @@ def smooth_frames(episode: int, length: int, h: int, w: int, camera: int = 0) ->
         out[t, ..., 1] = 128 + 100 * np.cos(yy / h * 2.5 - phase)
         out[t, ..., 2] = (40 * episode + 17 * t + 60 * camera) % 200 + 20
     return out
+
+
+def _stats(x: np.ndarray, image: bool = False) -> dict:
+    """LeRobot's per-episode stats of one feature (images: per channel in [0, 1], shaped (3, 1, 1))."""
+    x = np.asarray(x, np.float64)
+    x = x.reshape(-1, 3) / 255.0 if image else x.reshape(len(x), -1)
+    shape = (3, 1, 1) if image else (-1,)
+    return {"min": x.min(0).reshape(shape).tolist(), "max": x.max(0).reshape(shape).tolist(),
+            "mean": x.mean(0).reshape(shape).tolist(), "std": x.std(0).reshape(shape).tolist(), "count": [len(x)]}
+
+
+def write_v21(root: Path, episodes: list, fps: float) -> None:
+    """`Episode`s (cameras `primary`, `wrist`) in the v2.1 layout, as LeRobot 0.2-0.3 wrote it: one parquet and one
+    H.264 mp4 per camera per episode, meta/{info.json, episodes.jsonl, episodes_stats.jsonl, tasks.jsonl}."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vla.data.lerobot.video import VideoEncoder
+
+    tasks = sorted({e.instruction for e in episodes})
+    h, w = episodes[0].images["primary"].shape[1:3]
+    p = episodes[0].state.shape[1]
+    (root / "meta").mkdir(parents=True)
+    (root / "data/chunk-000").mkdir(parents=True)
+    start, eps, stats = 0, [], []
+    for i, ep in enumerate(episodes):
+        t = len(ep.action)
+        cols = {"observation.state": ep.state, "action": ep.action, "timestamp": (np.arange(t) / fps).astype(np.float32),
+                "frame_index": np.arange(t), "episode_index": np.full(t, i), "index": np.arange(start, start + t),
+                "task_index": np.full(t, tasks.index(ep.instruction))}
+        pq.write_table(pa.table({k: pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1]) if v.ndim == 2
+                                 else pa.array(v) for k, v in cols.items()}), root / f"data/chunk-000/episode_{i:06d}.parquet")
+        ep_stats = {k: _stats(v) for k, v in cols.items()}
+        for cam in ("primary", "wrist"):
+            enc = VideoEncoder(root / f"videos/chunk-000/observation.images.{cam}/episode_{i:06d}.mp4", fps, (h, w),
+                               codec="h264")
+            enc.add(ep.images[cam])
+            enc.close()
+            ep_stats[f"observation.images.{cam}"] = _stats(ep.images[cam], image=True)
+        eps.append({"episode_index": i, "tasks": [ep.instruction], "length": t})
+        stats.append({"episode_index": i, "stats": ep_stats})
+        start += t
+    for name, rows in (("episodes", eps), ("episodes_stats", stats),
+                       ("tasks", [{"task_index": i, "task": t} for i, t in enumerate(tasks)])):
+        (root / f"meta/{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    video = {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channels"],
+             "info": {"video.fps": fps, "video.codec": "h264", "video.pix_fmt": "yuv420p", "has_audio": False}}
+    feats = {"observation.images.primary": video, "observation.images.wrist": video,
+             "observation.state": {"dtype": "float32", "shape": [p], "names": None},
+             "action": {"dtype": "float32", "shape": [7], "names": ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]},
+             **{k: {"dtype": d, "shape": [1], "names": None} for k, d in (
+                 ("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"), ("index", "int64"),
+                 ("task_index", "int64"))}}
+    (root / "meta/info.json").write_text(json.dumps({
+        "codebase_version": "v2.1", "robot_type": "panda", "total_episodes": len(episodes), "total_frames": start,
+        "total_tasks": len(tasks), "total_videos": 2 * len(episodes), "total_chunks": 1, "chunks_size": 1000,
+        "fps": fps, "splits": {"train": f"0:{len(episodes)}"},
+        "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
+        "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4", "features": feats},
+        indent=4))

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from lerobot_env import smooth_frames
+from lerobot_env import smooth_frames, write_v21
 from vla.core.episode import Episode, EpisodeMetadata
 from vla.data.augmentation import resize_image
 from vla.data.config import DataConfig, DatasetEntry, WindowConfig
@@ -73,48 +73,6 @@ def _take(it, n):
     return out
 
 
-def write_v21(root, episodes: list[Episode]) -> None:
-    """The v2.1 layout (one parquet and one mp4 per camera per episode, jsonl metadata), as LeRobot 0.2-0.3 wrote it."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from vla.data.lerobot.video import VideoEncoder
-
-    tasks = sorted({e.instruction for e in episodes})
-    (root / "meta").mkdir(parents=True)
-    start = 0
-    with open(root / "meta/episodes.jsonl", "w") as f:
-        for i, ep in enumerate(episodes):
-            t = len(ep.action)
-            f.write(json.dumps({"episode_index": i, "tasks": [ep.instruction], "length": t}) + "\n")
-            pq.write_table(pa.table({
-                "observation.state": pa.FixedSizeListArray.from_arrays(pa.array(ep.state.reshape(-1)), 8),
-                "action": pa.FixedSizeListArray.from_arrays(pa.array(ep.action.reshape(-1)), 7),
-                "timestamp": pa.array((np.arange(t) / FPS).astype(np.float32)),
-                "frame_index": pa.array(np.arange(t)), "episode_index": pa.array(np.full(t, i)),
-                "index": pa.array(np.arange(start, start + t)),
-                "task_index": pa.array(np.full(t, tasks.index(ep.instruction)))}),
-                (root / f"data/chunk-000/episode_{i:06d}.parquet", (root / "data/chunk-000").mkdir(parents=True, exist_ok=True))[0])
-            for cam in ("primary", "wrist"):
-                enc = VideoEncoder(root / f"videos/chunk-000/observation.images.{cam}/episode_{i:06d}.mp4", FPS, (H, W),
-                                   codec="h264")
-                enc.add(ep.images[cam])
-                enc.close()
-            start += t
-    (root / "meta/tasks.jsonl").write_text("".join(json.dumps({"task_index": i, "task": t}) + "\n" for i, t in enumerate(tasks)))
-    video = {"dtype": "video", "shape": [H, W, 3], "names": ["height", "width", "channels"]}
-    feats = {"observation.images.primary": video, "observation.images.wrist": video,
-             "observation.state": {"dtype": "float32", "shape": [8]},
-             "action": {"dtype": "float32", "shape": [7], "names": ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]},
-             **{k: {"dtype": d, "shape": [1]} for k, d in (("timestamp", "float32"), ("frame_index", "int64"),
-                                                         ("episode_index", "int64"), ("index", "int64"), ("task_index", "int64"))}}
-    (root / "meta/info.json").write_text(json.dumps({
-        "codebase_version": "v2.1", "robot_type": "panda", "total_episodes": len(episodes), "fps": FPS,
-        "chunks_size": 1000, "splits": {"train": f"0:{len(episodes)}"},
-        "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
-        "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4", "features": feats}))
-
-
 # ------------------------------------------------------------------------------------------------ reading
 @pytest.mark.parametrize("kind", ["image", "video", "v2.1"])
 def test_reader_gives_back_what_was_written(kind, image_ds, video_ds, tmp_path):
@@ -122,7 +80,7 @@ def test_reader_gives_back_what_was_written(kind, image_ds, video_ds, tmp_path):
     root = {"image": image_ds, "video": video_ds}.get(kind)
     if root is None:
         root = tmp_path / "v21"
-        write_v21(root, episodes)
+        write_v21(root, episodes, fps=FPS)
     reader = LeRobotReader(root)
     assert reader.meta.version == ("v2.1" if kind == "v2.1" else "v3.0") and len(reader) == len(episodes)
     cams = ["observation.images.primary", "observation.images.wrist"]

@@ -175,3 +175,38 @@ def test_lerobot_loads_a_converted_rlds_dataset(tiny_rlds_dataset, tmp_path):
     np.testing.assert_array_equal(v["action"], np.concatenate([r["steps"]["action"] for r in raws]))
     np.testing.assert_array_equal(v["observation.images.primary"],
                                   np.concatenate([r["steps"]["observation"]["image"] for r in raws]))
+
+
+#: LeRobot's own v2.1 -> v3.0 conversion of a local dataset, then LeRobotDataset reads the result (READ's dump).
+CONVERT_V21 = r'''
+import sys
+from pathlib import Path
+from lerobot.datasets.v30.convert_dataset_v21_to_v30 import convert_dataset
+convert_dataset(Path(sys.argv[1]).name, root=str(Path(sys.argv[1]).parent), push_to_hub=False, force_conversion=True)
+'''
+
+
+def test_v21_reads_as_lerobots_own_conversion_does(tmp_path):
+    """Our v2.1 reading agrees with LeRobot's: its converter turns the v2.1 dataset into v3.0 (the v2.1 copy kept as
+    <name>_old), LeRobotDataset reads that, and both match what we read from the v2.1 original."""
+    import json
+
+    from lerobot_env import write_v21
+
+    episodes = _episodes()
+    root = tmp_path / "ds" / "pick_v21"
+    write_v21(root, episodes, fps=FPS)
+    cams = ["observation.images.primary", "observation.images.wrist"]
+    ours_v21 = _read_all(root, cams)  # before LeRobot moves it
+    npz = tmp_path / "v.npz"
+    meta = json.loads(run_lerobot(CONVERT_V21 + READ, str(root), str(npz), tmp=tmp_path).strip().splitlines()[-1])
+    assert meta["episodes"] == 3 and meta["video"] == cams
+    assert LeRobotReader(root).meta.version == "v3.0" and LeRobotReader(root.parent / "pick_v21_old").meta.version == "v2.1"
+    v = np.load(npz)
+    ours_v30 = _read_all(root, cams)
+    for got in (ours_v21, ours_v30):
+        np.testing.assert_array_equal(got["action"], v["action"])
+        np.testing.assert_array_equal(got["state"], v["state"])
+        assert list(got["task"]) == list(v["task"])
+        for key in cams:
+            np.testing.assert_array_equal(got[key], v[key])  # same frames (LeRobot remuxes, it does not re-encode)
