@@ -1,5 +1,5 @@
-"""MuJoCo tabletop manipulation for VLA policies: Franka Panda tasks with language, domain randomization,
-scripted experts, gymnasium registration.
+"""MuJoCo tabletop manipulation for VLA policies: tasks with language on a Franka Panda or a UR5e
+(`sim_envs.robots`, `robot=`), domain randomization, scripted experts, gymnasium registration.
 
     import gymnasium, sim_envs
     env = gymnasium.make("vla_sim/LiftCube-v0", dr_level="none", image_size=224)

@@ -2,8 +2,8 @@
 
 Tasks, the controller, domain randomization, the experts, collection and evaluation read the robot only
 through this object (via `sim_envs.robot.Physics`), so an arm that provides one runs all of them unchanged.
-A description names parts of its MJCF model (joints, bodies, sites); `check_model` verifies every name
-against the compiled model and says which field is wrong and how to fix it.
+A description names parts of its MJCF model (joints, bodies, sites); `check_spec` verifies every name
+against the model before anything is added to it and says which field is wrong and how to fix it.
 
 Conventions every robot follows (what the tasks and experts assume):
 - the robot's base frame is the world frame (x forward, y left, z up, table top at z = 0), its root body is
