@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -161,12 +162,6 @@ def run_child(pipeline: str, kind: str, root: Path, warmup: int, n: int) -> dict
 
 
 # --------------------------------------------------------------------------------------------- driver
-def _median(xs: list[float]) -> float:
-    xs = sorted(xs)
-    m = len(xs) // 2
-    return xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
-
-
 def run_plan(roots: dict[str, Path], repeats: int, warmup: int, n: int) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = {f"{p}_{k}": [] for k in KINDS for p in PIPELINES}
     for rep in range(repeats):
@@ -181,7 +176,7 @@ def run_plan(roots: dict[str, Path], repeats: int, warmup: int, n: int) -> dict[
 
 
 def build_result(args: argparse.Namespace, runs: dict[str, list[dict]], roots: dict[str, Path], load_before) -> dict:
-    med = {k: {m: _median([r[m] for r in v]) for m in ("frames_per_s", "cpu_ms_per_frame", "peak_pss_mb", "first_batch_s")}
+    med = {k: {m: statistics.median([r[m] for r in v]) for m in ("frames_per_s", "cpu_ms_per_frame", "peak_pss_mb", "first_batch_s")}
            for k, v in runs.items()}
     targets = []
     for kind in KINDS:
