@@ -203,6 +203,30 @@ def test_joint_position_actions_are_refused_with_the_way_out(image_ds, tmp_path,
     np.testing.assert_allclose(steps["action"][0], [-1.0, 1.0, 0, 0, 0, np.pi / 2, 0.5], atol=1e-6)  # tip (1,0) -> (0,1)
 
 
+def test_gripper_outside_the_contract_is_refused_and_rescaled_by_the_hook(tmp_path, stats_dir):
+    root = tmp_path / "pm1"
+    with LeRobotWriter(root, fps=FPS, cameras={"primary": (H, W)}, state_dim=8, video=False) as w:
+        for ep in _episodes():
+            w.write(Episode(images={"primary": ep.images["primary"]}, state=ep.state, action=ep.action,
+                            instruction=ep.instruction, metadata=ep.metadata))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for f in (root / "data").rglob("*.parquet"):  # the gripper as -1 open / +1 closed, as LIBERO's raw data has it
+        t = pq.read_table(f)
+        a = np.stack(t.column("action").to_pylist()).astype(np.float32)
+        a[:, 6] = 1 - 2 * a[:, 6]
+        pq.write_table(t.set_column(t.schema.get_field_index("action"), "action",
+                                    pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), 7)), f)
+    with pytest.raises(ActionSpaceError, match=r"gripper .* ranges -1..1.*rescale_gripper"):
+        resolve_sources(_cfg(root, stats_dir, cameras=["primary"]))
+    entry = DatasetEntry(path=str(root), lerobot={"action_transform": "vla.data.lerobot.spec:rescale_gripper",
+                                                  "action_transform_args": {"closed": 1, "open": -1}})
+    samples = list(RLDSLoader(_cfg(root, stats_dir, cameras=["primary"], datasets=[entry]), train=False))
+    np.testing.assert_array_equal(np.stack([s["action"][6] for s in samples]),
+                                  np.concatenate([ep.action[:, 6] for ep in _episodes()]))
+
+
 def test_transform_hook_through_the_loader(tmp_path, stats_dir):
     """A 7-joint-target dataset (6 arm joints + gripper) trains through the kinematics hook."""
     rng = np.random.default_rng(1)

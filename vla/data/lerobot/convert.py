@@ -29,7 +29,7 @@ def lerobot_to_rlds(source: str | Path, output_dir: str | Path, name: str, *, op
     (dataset dir, episodes). `instruction` fills episodes whose task is empty."""
     from vla.core.episode import Episode, EpisodeMetadata
     from vla.data.lerobot.reader import LeRobotReader
-    from vla.data.lerobot.spec import lerobot_spec
+    from vla.data.lerobot.spec import check_gripper, lerobot_spec
     from vla.data.augmentation import resize_image
     from vla.data.rlds_writer import RLDSWriter
 
@@ -48,6 +48,7 @@ def lerobot_to_rlds(source: str | Path, output_dir: str | Path, name: str, *, op
         for pos, info in enumerate(reader.episodes):
             raw = reader.read_episode(pos, cameras=[spec.image_keys[c] for c in cameras], image_size=size)
             std = spec.standardize(raw)
+            check_gripper(float(std["action"][:, -1].min()), float(std["action"][:, -1].max()), meta.root)
             images = {c: np.stack([resize_image(f if isinstance(f, np.ndarray) else f.to_array(), size)
                                    for f in std["images"][c]]) for c in cameras}
             text = std["instruction"] or instruction

@@ -22,7 +22,7 @@ import numpy as np
 from vla.data.lerobot.meta import LeRobotFormatError, LeRobotMeta, is_lerobot_dir
 from vla.data.lerobot.options import to_options
 from vla.data.lerobot.reader import LeRobotReader
-from vla.data.lerobot.spec import lerobot_spec
+from vla.data.lerobot.spec import check_gripper, lerobot_spec
 from vla.data.sources import EpisodeSource, Source
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ def resolve_lerobot_source(entry: Any, cfg: Any) -> Source:
     if n == 0:
         raise ValueError(f"dataset {name!r} has no episodes in split {cfg.split!r} ({meta.root})")
     stats = lerobot_statistics(meta, spec, options, cache_dir=cfg.statistics_cache)
+    check_gripper(float(stats.action.min[-1]), float(stats.action.max[-1]), meta.root)
     return Source(name, meta.root, spec, float(entry.weight), stats, n, format="lerobot", options=options)
 
 

@@ -52,6 +52,30 @@ def match_cameras(meta: LeRobotMeta, wanted: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def check_gripper(low: float, high: float, root: Any) -> None:
+    """The standardized gripper must be absolute in [0, 1] (1 = open): say how to map another range."""
+    if low < -1e-6 or high > 1 + 1e-6:
+        raise ActionSpaceError(
+            f"{root}: the gripper (last action dim) ranges {low:.3g}..{high:.3g}; our contract is absolute in [0, 1] "
+            "with 1 = open. Map it with lerobot.action_transform=vla.data.lerobot.spec:rescale_gripper and "
+            "lerobot.action_transform_args={closed: <value when closed>, open: <value when open>} (e.g. {closed: 1, "
+            "open: -1} for +1 close / -1 open), or with your own transform")
+
+
+def rescale_gripper(closed: float, open: float) -> Callable[[dict], dict]:  # noqa: A002 - the YAML key
+    """A transform hook for 7-D deltas whose gripper has another range: `closed`..`open` -> 0..1 (clipped)."""
+    if closed == open:
+        raise ValueError("rescale_gripper needs closed != open")
+
+    def transform(steps: dict) -> dict:
+        action = np.array(steps["action"], np.float32)
+        action[:, -1] = np.clip((action[:, -1] - closed) / (open - closed), 0.0, 1.0)
+        steps["action"] = action
+        return steps
+
+    return transform
+
+
 def load_transform(options: LeRobotOptions) -> Callable[[dict], dict] | None:
     """The configured `action_transform` ("module:function", or a factory called with `action_transform_args`)."""
     if not options.action_transform:
