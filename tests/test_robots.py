@@ -180,3 +180,10 @@ def test_sim_arm_publishes_the_robots_joint_names(joint_states):
         arm.env.close()
     with pytest.raises(ValueError, match="joint_states must be one of"):
         SimArmConfig(joint_states="names")
+
+
+def test_another_robots_dataset_gets_its_own_name():
+    from sim_envs.collect import default_dataset_name
+
+    assert default_dataset_name(["LiftCube"], "low") == "sim_liftcube_low"  # the Panda's names are unchanged
+    assert default_dataset_name(["vla_sim/LiftCube-v0"], "low", "ur5e") == "sim_ur5e_liftcube_low"
