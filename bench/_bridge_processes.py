@@ -3,11 +3,13 @@ the topics between them. All DDS traffic stays on loopback on a private domain i
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -116,3 +118,32 @@ def measure_latency(obs: "Observer", seconds: float, startup_s: float) -> dict:
             "image_one_way_ms_p50": pct(img_ms, 50), "command_one_way_ms_p50": pct(cmd_ms, 50),
             "transport_share_p50": (pct(img_ms, 50) + pct(cmd_ms, 50)) / pct(lat, 50) if lat else float("nan"),
             "status_reasons": reasons}
+
+
+#: sleeps 10 ms at a time and prints each wake-up at least 50 ms late: [wall time, seconds late]
+_PROBE = ("import json, time\nwhile True:\n    t = time.monotonic()\n    time.sleep(0.01)\n"
+          "    late = time.monotonic() - t - 0.01\n    if late > 0.05:\n"
+          "        print(json.dumps([time.time(), late]), flush=True)\n")
+
+
+class StallProbe:
+    """A process of its own that only sleeps: when it wakes late, the machine stalled (no core for anyone),
+    not the bridge. Lets the benchmark tell periods lost to the node from periods lost to the shared CPU."""
+
+    def __init__(self):
+        self.stalls: list[tuple[float, float]] = []  # (wake-up wall time, seconds late)
+        self._p = subprocess.Popen([sys.executable, "-c", _PROBE], stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self._p.stdout:
+            w, late = json.loads(line)
+            self.stalls.append((w, late))
+
+    def overlapping(self, t0: float, t1: float) -> float:
+        """The longest stall (s) overlapping the wall-time interval [t0, t1] (0 if none)."""
+        return max((late for w, late in self.stalls if w - late - 0.01 < t1 and w > t0), default=0.0)
+
+    def close(self) -> None:
+        self._p.kill()
+        self._p.wait()

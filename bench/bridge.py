@@ -28,6 +28,8 @@ the joints moving: with random weights, successive chunks then disagree, so seam
 - missed control periods (target 0 of 1,000): periods that stopped instead of commanding the policy's
   action, plus periods skipped because a period overran (a gap between two status stamps of k periods
   holds k - 1 periods without a command). Baseline: the same policy with `inference=sync`, per 1,000.
+  A process that only sleeps (10 ms at a time) runs alongside: skipped periods in a gap during which it
+  also woke >= 50 ms late are counted as `skipped_in_machine_stalls` (the shared CPU stalled, not the node).
 - velocity jump at a chunk seam, before the safety filter (target: within the filter's per-period limit on
   the change of the commanded velocity, max_linear_acceleration * dt = 0.25 m/s at 10 Hz, and likewise for
   rotation): the change of the planned step from the last action executed to the first after the seam,
@@ -57,7 +59,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bridge_processes import (  # noqa: E402  (also keeps DDS on loopback, and puts the repository on sys.path)
-    PERIOD, ROOT, Observer, camera, measure_latency, pct, start_bridge, stop_process, wait_until)
+    PERIOD, ROOT, Observer, StallProbe, camera, measure_latency, pct, start_bridge, stop_process, wait_until)
 
 from robot_bridge import msgs  # noqa: E402
 from robot_bridge.config import BridgeConfig  # noqa: E402
@@ -181,8 +183,10 @@ def run_periods(obs: "Observer", inference: str, periods: int, startup_s: float 
     return sorted(out, key=lambda s: int(s[2]["tick"]))
 
 
-def missed_periods(statuses: list) -> dict:
-    """Periods without the policy's command: stops, and periods skipped by overruns (status stamp gaps)."""
+def missed_periods(statuses: list, probe: StallProbe | None = None) -> dict:
+    """Periods without the policy's command: stops, and periods skipped by overruns (status stamp gaps); with
+    `probe`, how many of the skipped periods fell in a gap during which an idle process on the same machine
+    also woke >= 50 ms late (the shared CPU stalled, not the node)."""
     stops = [r for _, r, _ in statuses if r not in MOVED]
     stamps = np.array([s for s, _, _ in statuses])
     gaps = np.diff(stamps) / PERIOD
@@ -193,6 +197,11 @@ def missed_periods(statuses: list) -> dict:
     for r in stops:
         reasons[r] = reasons.get(r, 0) + 1
     stop_messages = [f"tick {v['tick']}: {v['message']}" for _, r, v in statuses if r not in MOVED][:10]
+    machine_stalls = {}
+    if probe is not None:
+        stalled = [(i, probe.overlapping(stamps[i], stamps[i + 1])) for i, g in enumerate(gaps) if round(g) > 1]
+        machine_stalls = {"skipped_in_machine_stalls": int(sum(round(gaps[i]) - 1 for i, late in stalled if late)),
+                          "longest_machine_stall_ms": 1e3 * max((late for _, late in stalled), default=0.0)}
     return {"periods": len(statuses), "wall_periods": int(round((stamps[-1] - stamps[0]) / PERIOD)) + 1,
             "stopped": len(stops), "skipped_by_overrun": skipped,
             "unreported": unreported, "missed": len(stops) + skipped + unreported, "stop_reasons": reasons,
@@ -200,7 +209,7 @@ def missed_periods(statuses: list) -> dict:
             "overruns": [f"tick {statuses[i + 1][2]['tick']}: {g * PERIOD * 1e3:.0f} ms after the previous"
                          for i, g in enumerate(gaps) if round(g) > 1][:10],
             "period_ms_p50": float(np.median(gaps) * PERIOD * 1e3), "period_ms_p99": pct(gaps * PERIOD * 1e3, 99),
-            "period_ms_max": float(gaps.max() * PERIOD * 1e3)}
+            "period_ms_max": float(gaps.max() * PERIOD * 1e3), **machine_stalls}
 
 
 def seam_jumps(statuses: list) -> dict:
@@ -253,14 +262,16 @@ def measure_async(obs: "Observer", periods: int, sync_periods: int, stress: int,
     """The statuses of each run (async, the sync baseline, both with the slow policy), under `stress` busy
     loops, with the machine's load."""
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(stress)]
+    probe = StallProbe()
     try:
         time.sleep(2.0 if stress else 0.0)
         load0, t0 = os.getloadavg(), time.time()
         runs = {"async": run_periods(obs, "async", periods), "sync": run_periods(obs, "sync", sync_periods)}
         if slow_periods:
             runs.update({f"slow_{mode}": run_periods(obs, mode, slow_periods, latency_ms=slow_ms) for mode in ("async", "sync")})
-        return {"runs": runs, "machine": machine(load0, stress), "t0": t0}
+        return {"runs": runs, "machine": machine(load0, stress), "t0": t0, "probe": probe}
     finally:
+        probe.close()
         for b in burners:
             b.kill()
             b.wait()
@@ -299,20 +310,20 @@ def bench_async(obs: "Observer", periods: int, sync_periods: int, stress: int = 
                 slow_periods: int = 300) -> dict:
     """bridge_async.json: missed periods and seam jumps with inference=async (see the module docstring)."""
     m = measure_async(obs, periods, sync_periods, stress, slow_ms, slow_periods)
-    runs = m["runs"]
+    runs, probe = m["runs"], m["probe"]
     limits = SafetyConfig()
     res = {"command": command_line(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(m["t0"])),
            "seconds": round(time.time() - m["t0"], 1), "machine": m["machine"],
            "setup": ("vla-bridge with the tiny VLA preset predicting chunks of 8 (parallel decoding, random weights, "
                      "1 torch thread), bridge.node.inference=async, seam_steps=3, 10 Hz, twist output; camera process "
                      "224x224 at 30 Hz with a moving scene (fake_sensors --moving); direct DDS on loopback; periods counted from 10 periods after the policy was first asked"),
-           "async": {**missed_periods(runs["async"]), "inference_ms": inference_ms(runs["async"]),
+           "async": {**missed_periods(runs["async"], probe), "inference_ms": inference_ms(runs["async"]),
                      "seams": seam_jumps(runs["async"])},
-           "sync_baseline": {**missed_periods(runs["sync"]), "inference_ms": inference_ms(runs["sync"])},
+           "sync_baseline": {**missed_periods(runs["sync"], probe), "inference_ms": inference_ms(runs["sync"])},
            "slow_policy": {"latency_ms_added": slow_ms, "note": (
                "the same policy answering latency_ms later (a bigger model, or one on a remote GPU): inference "
                "longer than a period"),
-               **{mode: {**missed_periods(runs[f"slow_{mode}"]), "inference_ms": inference_ms(runs[f"slow_{mode}"]),
+               **{mode: {**missed_periods(runs[f"slow_{mode}"], probe), "inference_ms": inference_ms(runs[f"slow_{mode}"]),
                          **({"seams": seam_jumps(runs[f"slow_{mode}"])} if mode == "async" else {})}
                   for mode in ("async", "sync") if f"slow_{mode}" in runs}},
            "limits": {"velocity_change_per_period_m_s": limits.max_linear_acceleration * PERIOD,  # m/s per period
