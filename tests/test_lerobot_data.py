@@ -174,6 +174,22 @@ def test_clear_errors_for_bad_datasets(image_ds, video_ds, tmp_path, stats_dir):
     mp4.write_bytes(b"\x00" * 64 + mp4.read_bytes()[2000:])
     with pytest.raises(LeRobotFormatError, match=r"cannot decode .*file-001.mp4.*re-encode"):
         LeRobotReader(broken).read_episode(3, cameras=["observation.images.wrist"])
+    # v2.1: a video shorter than its episode, and a data file that disagrees with the episode index
+    from vla.data.lerobot.video import VideoEncoder
+
+    v21 = tmp_path / "v21"
+    write_v21(v21, _episodes(), fps=FPS)
+    short = v21 / "videos/chunk-000/observation.images.primary/episode_000001.mp4"
+    enc = VideoEncoder(short, FPS, (H, W), codec="h264")
+    enc.add(_episodes()[1].images["primary"][:5])
+    enc.close()
+    with pytest.raises(LeRobotFormatError, match=r"episode_000001.mp4: no frame at 4 of 9 timestamps \(first: t=0.5000 s\)"):
+        LeRobotReader(v21).read_episode(1, cameras=["observation.images.primary"])
+    lines = (v21 / "meta/episodes.jsonl").read_text().splitlines()
+    lines[2] = lines[2].replace('"length": 6', '"length": 7')
+    (v21 / "meta/episodes.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(LeRobotFormatError, match=r"episode_000002.parquet: episode 2 has 6 frames, the episode index says 7"):
+        LeRobotReader(v21).read_episode(2)
 
 
 def _so101_like(root, tmp_path):
