@@ -75,6 +75,9 @@ class VLAConfig(PreTrainedConfig):
         film_queries: with `vision_film`, how many instruction vectors the pool makes (one learned query each);
             the towers run once per vector and their tokens are concatenated, so each pass can look for one of
             the things a sentence names ("the X cube" and "the Y plate"). 1 = OpenVLA-sized prefix.
+        film_detector: with `vision_film` and `conv_keypoints`, one more keypoint per pass: the spatial softmax of
+            the dot product between a projection of the instruction vector and the last conv maps, i.e. where
+            the image matches the words (vla.model.vision.ConvKeypointBackbone).
     """
 
     model_type = "vla"
@@ -109,6 +112,7 @@ class VLAConfig(PreTrainedConfig):
     vision_film: bool = False
     film_text_layers: int = 0
     film_queries: int = 1
+    film_detector: bool = False
     vision_backbone: str = "dinosiglip"
     conv_channels: int = 32
     num_keypoints: int = 32
@@ -154,6 +158,8 @@ class VLAConfig(PreTrainedConfig):
             raise ValueError(f"film_text_layers={self.film_text_layers} needs vision_film=True and a count >= 0")
         if self.film_queries < 1 or (self.film_queries > 1 and not self.vision_film):
             raise ValueError(f"film_queries={self.film_queries} needs vision_film=True and a count >= 1")
+        if self.film_detector and not (self.vision_film and self.vision_backbone == "conv_keypoints"):
+            raise ValueError("film_detector=True needs vision_film=True and vision_backbone='conv_keypoints'")
         if self.action_token_end_id - self.n_action_bins < 0:
             raise ValueError(f"action_token_end_id={self.action_token_end_id} leaves no room for "
                              f"{self.n_action_bins} action bins")
@@ -179,7 +185,7 @@ class VLAConfig(PreTrainedConfig):
     def num_patches(self) -> int:
         """Vision tokens per image: ViT patches, or keypoints of the conv backbone (times `film_queries`)."""
         if self.vision_backbone == "conv_keypoints":
-            return self.num_keypoints * self.film_queries
+            return (self.num_keypoints + int(self.film_detector)) * self.film_queries
         patch = self.dino_config.patch_size
         patch = patch if isinstance(patch, int) else patch[0]
         return (self.image_size // patch) ** 2 * self.film_queries

@@ -58,9 +58,10 @@ class InstructionPooler(nn.Module):
 
 
 class FiLMGenerator(nn.Module):
-    """Instruction vector (B, D) -> a (gamma, beta) pair (B, width) for each modulated block, in order."""
+    """Instruction vector (B, D) -> a (gamma, beta) pair (B, width) for each modulated block, in order; with
+    `detector_width`, also a vector (B, detector_width) to match against the last feature maps (`detector`)."""
 
-    def __init__(self, dim: int, widths: list[int]) -> None:
+    def __init__(self, dim: int, widths: list[int], detector_width: int = 0) -> None:
         super().__init__()
         self.widths = list(widths)
         self.hidden = nn.Sequential(nn.Linear(dim, dim), nn.GELU())
@@ -68,6 +69,11 @@ class FiLMGenerator(nn.Module):
         self.out.zero_init = True  # identity modulation at initialization (VLAPreTrainedModel._init_weights)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        self.detect = nn.Linear(dim, detector_width) if detector_width else None
+
+    def detector(self, instruction: torch.Tensor) -> torch.Tensor:
+        """What the words look like in the last feature maps' channels (B, detector_width)."""
+        return self.detect(self.hidden(instruction))
 
     def forward(self, instruction: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         params = self.out(self.hidden(instruction))  # (B, 2 * sum(widths))

@@ -77,7 +77,8 @@ class VLAForActionPrediction(VLAPreTrainedModel):
     def __init__(self, config: VLAConfig) -> None:
         super().__init__(config)
         if config.vision_backbone == "conv_keypoints":
-            self.vision_backbone = ConvKeypointBackbone(config.conv_channels, config.num_keypoints, config.keypoint_dim)
+            self.vision_backbone = ConvKeypointBackbone(config.conv_channels, config.num_keypoints, config.keypoint_dim,
+                                                        detector=config.film_detector)
         else:
             self.vision_backbone = FusedVisionBackbone(config.dino_config, config.siglip_config)
         self.projector = FusedMLPProjector(config.vision_dim, config.text_config.hidden_size)
@@ -94,7 +95,9 @@ class VLAForActionPrediction(VLAPreTrainedModel):
         self.instruction_pooler = (InstructionPooler(d, context_layers=config.film_text_layers,
                                                    max_positions=config.llm_max_length, queries=config.film_queries)
                                    if config.vision_film else None)
-        self.film = FiLMGenerator(d, self.vision_backbone.film_widths) if config.vision_film else None
+        self.film = (FiLMGenerator(d, self.vision_backbone.film_widths,
+                                   detector_width=config.conv_channels if config.film_detector else 0)
+                     if config.vision_film else None)
         # several instruction-conditioned passes: a learned embedding tells their tokens apart
         self.film_pass_embedding = (nn.Parameter(torch.randn(config.film_queries, config.vision_dim) * 0.02)
                                     if config.film_queries > 1 else None)
@@ -127,7 +130,7 @@ class VLAForActionPrediction(VLAPreTrainedModel):
                              f"{self.config.image_size} (the processor resizes images)")
         dtype = self.projector.fc1.weight.dtype
         px = pixel_values.to(dtype).reshape(b * n_img, 6, h, w)
-        film, q = None, 1
+        film, q, detector = None, 1, None
         if self.film is not None:
             if instruction is None:
                 raise ValueError("this model conditions its vision towers on the instruction (vision_film=True); "
@@ -137,7 +140,11 @@ class VLAForActionPrediction(VLAPreTrainedModel):
                      bt.reshape(b, q, -1).repeat_interleave(n_img, 0).reshape(b * n_img * q, -1))
                     for g, bt in self.film(instruction.to(dtype).reshape(b * q, -1))]
             px = px.repeat_interleave(q, 0)  # (B * n_img * Q, 6, H, W), the order of the FiLM pairs
-        patches = self.vision_backbone(px, film)  # (B * n_img * Q, N, Dv)
+            if self.config.film_detector:
+                detector = self.film.detector(instruction.to(dtype).reshape(b * q, -1))
+                detector = detector.reshape(b, q, -1).repeat_interleave(n_img, 0).reshape(b * n_img * q, -1)
+        patches = (self.vision_backbone(px, film, detector) if detector is not None
+                   else self.vision_backbone(px, film))  # (B * n_img * Q, N, Dv)
         if self.film_pass_embedding is not None:
             patches = patches.reshape(b * n_img, q, *patches.shape[1:]) + self.film_pass_embedding[None, :, None].to(patches.dtype)
         patches = patches.reshape(b * n_img, -1, patches.shape[-1])  # a pass's tokens follow the previous pass's

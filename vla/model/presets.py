@@ -108,7 +108,7 @@ def to_vla_config(mc: ModelConfig, tokenizer=None, norm_stats: dict | None = Non
         proprio_dim=mc.proprio_dim, decoding=mc.decoding, action_chunk=mc.action_chunk,
         action_head=mc.action_head, action_queries=mc.action_queries,
         vision_film=mc.vision_film, film_text_layers=mc.film_text_layers,
-        film_queries=mc.film_queries,
+        film_queries=mc.film_queries, film_detector=mc.film_detector,
         vision_backbone=mc.vision_backbone, conv_channels=mc.conv_channels,
         num_keypoints=mc.num_keypoints, keypoint_dim=mc.keypoint_dim)
     config._attn_implementation = mc.attn_implementation

@@ -71,6 +71,7 @@ class ModelConfig:
     vision_film: bool = False  # instruction-conditioned vision towers (VLAConfig.vision_film, vla.model.film)
     film_text_layers: int = 0  # vision_film: prompt encoder layers before the pool (word order); 0 = bag of words
     film_queries: int = 1  # vision_film: pooled instruction vectors, one conditioned vision pass each (tokens x this)
+    film_detector: bool = False  # vision_film + conv_keypoints: one more keypoint per pass, where the words match the maps
     vision_backbone: str = "dinosiglip"  # or conv_keypoints (vla.model.vision.ConvKeypointBackbone, tiny models)
     conv_channels: int = 32  # conv_keypoints: channels of each conv block
     num_keypoints: int = 32  # conv_keypoints: tokens per image
@@ -96,6 +97,9 @@ class ModelConfig:
         if self.film_queries < 1 or (self.film_queries > 1 and not self.vision_film):
             problems.append(f"film_queries={self.film_queries} needs vision_film=true and a count >= 1 (one "
                             "instruction-conditioned vision pass per query)")
+        if self.film_detector and not (self.vision_film and self.vision_backbone == "conv_keypoints"):
+            problems.append("film_detector=true needs vision_film=true and vision_backbone=conv_keypoints (it matches "
+                            "the instruction against the conv feature maps)")
         if self.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
             problems.append(f"attn_implementation={self.attn_implementation!r}, allowed sdpa, eager, flash_attention_2")
         if problems:

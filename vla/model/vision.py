@@ -67,7 +67,7 @@ class ConvKeypointBackbone(nn.Module):
     conv block, so the keypoints can follow the object the words name.
     """
 
-    def __init__(self, channels: int, keypoints: int, dim: int) -> None:
+    def __init__(self, channels: int, keypoints: int, dim: int, detector: bool = False) -> None:
         super().__init__()
         self.convs = nn.ModuleList([
             nn.Conv2d(3, channels, 5, stride=2, padding=2),
@@ -78,6 +78,8 @@ class ConvKeypointBackbone(nn.Module):
         self.log_temperature = nn.Parameter(torch.zeros(keypoints))
         self.coords = nn.Linear(2, dim)
         self.keypoint_embedding = nn.Parameter(torch.randn(keypoints, dim) * 0.02)
+        # film_detector: one more keypoint, where the instruction's vector matches the last maps (its own embedding)
+        self.detector_embedding = nn.Parameter(torch.randn(1, dim) * 0.02) if detector else None
         self.channels = channels
         for layer in [*self.convs, self.keypoint_conv, self.coords]:
             layer.torch_init = True  # PyTorch's fan-in init (VLAPreTrainedModel._init_weights)
@@ -86,18 +88,32 @@ class ConvKeypointBackbone(nn.Module):
     def film_widths(self) -> list[int]:
         return [self.channels] * len(self.convs)
 
-    def forward(self, pixel_values: torch.Tensor, film: list | None = None) -> torch.Tensor:
+    def forward(self, pixel_values: torch.Tensor, film: list | None = None,
+                detector: torch.Tensor | None = None) -> torch.Tensor:
+        """`detector` (B, channels), with `film_detector`: the instruction's vector; its dot product with the last
+        maps is one more keypoint's map (B, K + 1, D out)."""
         h = pixel_values[:, :3]
         for i, conv in enumerate(self.convs):
             h = modulate_maps(torch.relu(conv(h)), film[i] if film else None)
         maps = self.keypoint_conv(h)  # (B, K, H', W')
+        tokens = self.coords(self._expected_xy(maps * self.log_temperature.exp()[None, :, None, None]))
+        tokens = tokens + self.keypoint_embedding.to(tokens.dtype)  # (B, K, D)
+        if self.detector_embedding is None:
+            return tokens
+        if detector is None:
+            raise ValueError("this backbone has film_detector=True: pass the instruction's detector vector")
+        match = torch.einsum("bc,bchw->bhw", detector.to(h.dtype), h)[:, None] / self.channels**0.5  # (B, 1, H', W')
+        found = self.coords(self._expected_xy(match)) + self.detector_embedding.to(tokens.dtype)
+        return torch.cat([tokens, found], 1)
+
+    @staticmethod
+    def _expected_xy(maps: torch.Tensor) -> torch.Tensor:
+        """Spatial softmax: maps (B, K, H, W) -> each map's expected (x, y) in [-1, 1] (B, K, 2)."""
         b, k, hh, ww = maps.shape
-        attention = torch.softmax((maps * self.log_temperature.exp()[None, :, None, None]).reshape(b, k, -1), -1)
-        attention = attention.reshape(b, k, hh, ww)
+        attention = torch.softmax(maps.reshape(b, k, -1), -1).reshape(b, k, hh, ww)
         ys = torch.linspace(-1, 1, hh, device=maps.device, dtype=maps.dtype)
         xs = torch.linspace(-1, 1, ww, device=maps.device, dtype=maps.dtype)
-        xy = torch.stack([(attention.sum(2) * xs).sum(-1), (attention.sum(3) * ys).sum(-1)], -1)  # (B, K, 2)
-        return self.coords(xy) + self.keypoint_embedding.to(xy.dtype)  # (B, K, D)
+        return torch.stack([(attention.sum(2) * xs).sum(-1), (attention.sum(3) * ys).sum(-1)], -1)
 
 
 class FusedMLPProjector(nn.Module):
