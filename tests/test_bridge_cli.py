@@ -77,11 +77,9 @@ def test_rclpy_transport_says_what_to_install():
         make_transport("rclpy")
 
 
-def _ignore_sigint() -> None:
-    """What a child of a non-interactive shell's background job (`make test &`, nohup) starts with."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+#: exec the command with SIGINT ignored, as a child of a non-interactive shell's background job (`make test &`,
+#: nohup) starts (an ignored signal stays ignored across exec; no preexec_fn in a threaded pytest process)
+_SIGINT_IGNORED = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"
 
 
 @pytest.mark.parametrize("how", ["SIGINT, inherited ignored", "SIGTERM"])
@@ -98,10 +96,11 @@ def test_bridge_stops_on_sigint_and_sigterm_whatever_it_inherited(tmp_path, how)
 
     log = tmp_path / "bridge.log"
     sig = signal.SIGTERM if how == "SIGTERM" else signal.SIGINT
-    bridge = subprocess.Popen([sys.executable, "-m", "robot_bridge.cli.bridge", "loopback=true",
-                               f"domain_id={130 + os.getpid() % 70}", "policy.kind=random",
-                               f"hydra.run.dir={tmp_path / 'run'}"], stdout=log.open("w"), stderr=subprocess.STDOUT,
-                              env=dict(os.environ, **LOOPBACK_ENV), preexec_fn=_ignore_sigint)
+    cmd = [sys.executable, "-m", "robot_bridge.cli.bridge", "loopback=true", f"domain_id={130 + os.getpid() % 70}",
+           "policy.kind=random", f"hydra.run.dir={tmp_path / 'run'}"]
+    if sig == signal.SIGINT:
+        cmd = [sys.executable, "-c", _SIGINT_IGNORED, *cmd]
+    bridge = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=dict(os.environ, **LOOPBACK_ENV))
     try:
         deadline = time.monotonic() + 120
         while "bridge running" not in log.read_text():
