@@ -189,6 +189,7 @@ class PushExpert(ScriptedExpert):
         rel = ee[:2] - obj[:2]
         along, lateral = float(rel @ u), float(rel @ n)
         behind = obj[:2] - u * self.CONTACT
+        yaw = self._push_yaw(state, u)
         if self.phase == "push":
             # Slipped off the line, or the hand rides up onto the cube: its grip point came within 1.7 cm of
             # where the fingers touch the cube's face (the fingers are thinner on some grippers).
@@ -198,26 +199,37 @@ class PushExpert(ScriptedExpert):
             else:
                 # Keep the fingers just behind the cube, advance up to 3 cm, steer back onto the line.
                 xy = obj[:2] - u * (CUBE_HALF + 0.012) + u * min(float(np.linalg.norm(d)), 0.03) - n * lateral
-                return np.array([*xy, self.PUSH_Z]), 0.0, CLOSED
+                return np.array([*xy, self.PUSH_Z]), yaw, CLOSED
         if self.phase == "retreat":
             if ee[2] > self.PUSH_Z + HOVER * 0.8:
                 self._go("approach")
             else:
-                return np.array([ee[0] - u[0] * 0.01, ee[1] - u[1] * 0.01, self.PUSH_Z + HOVER]), 0.0, CLOSED
+                return np.array([ee[0] - u[0] * 0.01, ee[1] - u[1] * 0.01, self.PUSH_Z + HOVER]), yaw, CLOSED
         if self.phase in ("start", "approach"):
             self.phase = "approach"
-            if np.linalg.norm(ee[:2] - behind) < 0.01:
+            turned = yaw == 0.0 or abs(_wrap(yaw - state["ee_yaw"])) < 0.1
+            if np.linalg.norm(ee[:2] - behind) < 0.01 and turned:
                 self._go("descend")
             else:
                 # Stay high while far away so the fingers never sweep the cube.
                 z = self.PUSH_Z + HOVER if np.linalg.norm(ee[:2] - behind) > 0.02 else ee[2]
-                return np.array([*behind, max(z, ee[2])]), 0.0, CLOSED
+                return np.array([*behind, max(z, ee[2])]), yaw, CLOSED
         if self.phase == "descend":
             target = np.array([*behind, self.PUSH_Z])
             if self._near(state, target, 0.01):
                 self._go("push")
-            return target, 0.0, CLOSED
-        return np.array([*behind, self.PUSH_Z]), 0.0, CLOSED
+            return target, yaw, CLOSED
+        return np.array([*behind, self.PUSH_Z]), yaw, CLOSED
+
+    @staticmethod
+    def _push_yaw(state, u: np.ndarray) -> float:
+        """Gripper yaw while pushing along `u`. Fingers thicker than the cube's half width (the Panda hand's,
+        4.4 cm) push with either face: yaw 0. Thinner ones (the Rethink gripper's 2 cm) would push a side
+        push with one finger's narrow side, a point contact that turns the cube off the line, so the hand turns
+        to push with the face across both fingers (its x axis along `u`, either way round)."""
+        if state.get("finger_half_depth", PUSH_REFERENCE_DEPTH) >= CUBE_HALF:
+            return 0.0
+        return _grasp_yaw(state["ee_yaw"], float(np.arctan2(u[1], u[0])), np.pi)
 
 
 class PlaceExpert(ScriptedExpert):
