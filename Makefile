@@ -115,7 +115,7 @@ $(LEROBOT_STAMP): requirements-lerobot.txt constraints-lerobot.txt | $(STAMP)
 # Tests that render with MuJoCo in-process run apart from those that load TensorFlow (llvmpipe segfaults
 # next to TF's LLVM; see tests/conftest.py). The rendering modules are named so that their invocation does
 # not even import the other test modules (some load TF at import).
-RENDER_TESTS := $(addprefix tests/,test_sim_envs.py test_sim_controller.py test_sim_dr.py test_sim_experts.py test_sim_vector.py test_sim_perturbations.py test_sim_language_tasks.py)
+RENDER_TESTS := $(addprefix tests/,test_sim_envs.py test_sim_controller.py test_sim_dr.py test_sim_experts.py test_sim_vector.py test_sim_perturbations.py test_sim_language_tasks.py test_robots.py)
 PYTEST := $(PY) -m pytest -n 2 --timeout 900
 # Tests marked `ros` need rclpy in the pytest process: they run under .venv-ros (where it failed to install, under
 # .venv, where they skip and say why). Other bridge tests start genuine rclpy peers from .venv-ros themselves.

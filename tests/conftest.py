@@ -76,7 +76,7 @@ def tiny_rlds_dataset(tmp_path_factory) -> Path:
 # so no xdist worker ever holds both.
 RENDERING_MODULES = {
     "test_sim_envs.py", "test_sim_controller.py", "test_sim_dr.py", "test_sim_experts.py",
-    "test_sim_vector.py", "test_sim_perturbations.py", "test_sim_language_tasks.py",
+    "test_sim_vector.py", "test_sim_perturbations.py", "test_sim_language_tasks.py", "test_robots.py",
 }  # keep in step with the Makefile's RENDER_TESTS
 
 
