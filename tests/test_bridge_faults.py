@@ -203,9 +203,15 @@ def test_rclpy_node_shows_in_the_ros2_graph_with_the_bridge_topics_types_and_qos
     h = Harness("rclpy")
     try:
         g = h.t_obs.node
-        h.wait_for(lambda: "vla_bridge" in g.get_node_names() and g.get_subscriptions_info_by_topic("/vla/estop"))
+
         def ours(infos):
             return [i for i in infos if i.node_name == "vla_bridge"]
+
+        # discovery fills the graph one endpoint at a time (under load seconds apart): wait for all three
+        h.wait_for(lambda: "vla_bridge" in g.get_node_names()
+                   and ours(g.get_publishers_info_by_topic("/servo_node/delta_twist_cmds"))
+                   and ours(g.get_subscriptions_info_by_topic("/camera/primary/image_raw"))
+                   and ours(g.get_subscriptions_info_by_topic("/vla/estop")), timeout=30.0)
 
         (twist,) = ours(g.get_publishers_info_by_topic("/servo_node/delta_twist_cmds"))
         assert twist.topic_type == "geometry_msgs/msg/TwistStamped"
