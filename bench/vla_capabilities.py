@@ -146,8 +146,9 @@ def _collect_child(settings, root: str, name: str, queue) -> None:
     queue.put(collect(settings, root_dir=root, name=name, overwrite=True).to_json())
 
 
-def collect_datasets(args, sim, data_root: Path) -> dict[str, dict[str, Any]]:
-    """name -> CollectSummary json, one dataset per task x level (each collected in a spawned child process)."""
+def collect_datasets(args, sim, data_root: Path, name_of=dataset_name) -> dict[str, dict[str, Any]]:
+    """name -> CollectSummary json, one dataset per task x level (each collected in a spawned child process);
+    `name_of(task, level)` names each dataset (its `unnorm_key`)."""
     from sim_envs.collect import CollectSettings
 
     out = {}
@@ -157,7 +158,7 @@ def collect_datasets(args, sim, data_root: Path) -> dict[str, dict[str, Any]]:
             settings = CollectSettings(tasks=[task], sim=sim, dr=level, episodes=args.episodes, workers=args.collect_workers,
                                        seed_start=args.seed, action_noise=args.action_noise,
                                        every_target=args.every_target)
-            name, queue = dataset_name(task, level), ctx.Queue()
+            name, queue = name_of(task, level), ctx.Queue()
             proc = ctx.Process(target=_collect_child, args=(settings, str(data_root), name, queue))
             proc.start()
             summary = queue.get()
