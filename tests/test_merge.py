@@ -138,3 +138,39 @@ def test_truncated_base_shard_is_named_and_leaves_no_partial_output(lora_run, tm
     with pytest.raises(MergeError, match=f"{shard.name} is truncated"):
         merge_adapter(root / "adapter", tmp_path / "merged", base_dir=base)
     assert not (tmp_path / "merged" / shard.name).exists(), "a truncated shard must not appear as a finished file"
+
+
+def test_conv_lora_merges_to_the_adapters_outputs(tmp_path):
+    """`all-linear-conv` adapts the conv vision backbone too (peft's all-linear would freeze it); the streamed merge
+    turns each conv adapter (A: r x in x k x k, B: out x r x 1 x 1) into the kernel delta peft applies."""
+    from torch import nn
+
+    from vla.model.modeling_vla import VLAForActionPrediction
+    from vla.model.presets import build_model
+    from vla.train.config import FinetuneMode, LoraSettings
+    from vla.train.lora import prepare_for_mode
+    from vla.train.merge import merge_adapter
+    from vla.train.setup import save_model_dir
+
+    model, processor = build_model("tiny", seed=0, **{**SMALL, "vision_backbone": "conv_keypoints"})
+    model.config.norm_stats = {"robot_a": _stats(1.0)}
+    model.save_pretrained(tmp_path / "base")
+    processor.save_pretrained(tmp_path / "base")
+    peft_model = prepare_for_mode(model, FinetuneMode.lora, LoraSettings(rank=2, alpha=4, target_modules="all-linear-conv"))
+    convs = [n for n, m in peft_model.named_modules() if isinstance(m, nn.Conv2d) and n.endswith("lora_A.default")]
+    assert convs, "no conv layer was adapted"
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    save_model_dir(peft_model, processor, peft_model.state_dict(), tmp_path / "adapter",
+                   statistics={"robot_b": _stats(2.0)}, lora=True, base_dir=tmp_path / "base")
+    out = merge_adapter(tmp_path / "adapter", tmp_path / "merged")
+    batch = _batch(processor)
+    with torch.no_grad():
+        want = peft_model.eval()(**batch).logits
+        got = VLAForActionPrediction.from_pretrained(str(out)).eval()(**batch).logits
+        base = VLAForActionPrediction.from_pretrained(str(tmp_path / "base")).eval()(**batch).logits
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (got - want).abs().max()
+    assert not torch.allclose(base, want, atol=1e-3), "the adapter changed nothing; the test would be vacuous"

@@ -14,6 +14,11 @@ from vla.train.config import FinetuneMode, LoraSettings
 
 logger = logging.getLogger(__name__)
 
+#: `trainer.lora.target_modules` value that adapts every Linear and Conv2d layer but the LM head. OpenVLA's
+#: "all-linear" reaches every layer of its ViT towers; on a convolutional vision backbone (the tiny
+#: `conv_keypoints`) it would leave the whole vision frozen, so a new camera could not be adapted to.
+ALL_LINEAR_CONV = "all-linear-conv"
+
 #: Module-name prefixes of the parts a mode freezes or trains (VLAForActionPrediction's attributes).
 VISION_PREFIXES = ("vision_backbone.",)
 PROJECTOR_PREFIXES = ("projector.",)
@@ -27,10 +32,18 @@ def apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
         r=settings.rank,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
-        target_modules=settings.target_modules,
+        target_modules=resolve_target_modules(model, settings.target_modules),
         init_lora_weights=settings.init,
     )
     return get_peft_model(model, cfg)
+
+
+def resolve_target_modules(model: nn.Module, target: str) -> str | list[str]:
+    """peft's `target_modules` for a setting: `all-linear-conv` becomes the list of Linear and Conv2d layers."""
+    if target != ALL_LINEAR_CONV:
+        return target
+    return sorted(n for n, m in model.named_modules()
+                  if isinstance(m, (nn.Linear, nn.Conv2d)) and n.rsplit(".", 1)[-1] != "lm_head")
 
 
 def _set_trainable(model: nn.Module, predicate) -> None:

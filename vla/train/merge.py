@@ -155,6 +155,16 @@ def _merge_shard(src: Path, dst: Path, remaining: dict, scale: float, fan_in_fan
     tmp.replace(dst)
 
 
+def lora_delta(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """B @ A of one adapted layer: Linear (out, r) @ (r, in); Conv2d as peft builds it, A (r, in, k, k) and a 1x1
+    B (out, r, 1, 1), whose product is the (out, in, k, k) kernel delta."""
+    if a.dim() == 4:
+        if b.shape[2:] != (1, 1):
+            raise MergeError(f"conv LoRA with a {tuple(b.shape[2:])} kernel in B cannot be merged (peft makes it 1x1)")
+        return torch.einsum("or,rikl->oikl", b[:, :, 0, 0].float(), a.float())
+    return b.float() @ a.float()  # (out, r) @ (r, in) -> (out, in)
+
+
 def _stream(fin, tmp: Path, head: bytes, raw: bytes, entries: list, base: int, src: Path, remaining: dict,
             scale: float, fan_in_fan_out: bool) -> None:
     """Copy one shard's header and tensors from `fin` to `tmp`, adding the LoRA deltas to the targeted weights."""
@@ -178,7 +188,7 @@ def _stream(fin, tmp: Path, head: bytes, raw: bytes, entries: list, base: int, s
                 w = torch.frombuffer(data, dtype=dtype).reshape(info["shape"])
                 del data
                 a, b = remaining.pop(key)
-                delta = (b.float() @ a.float()) * scale  # (out, r) @ (r, in) -> (out, in)
+                delta = lora_delta(a, b) * scale
                 if fan_in_fan_out:
                     delta = delta.T
                 if delta.shape != w.shape:
