@@ -8,8 +8,10 @@ directory: config.json, model.safetensors, tokenizer, the Panda datasets' statis
 with the Rethink gripper, `sim.robot=ur5e`: 6 joints, another gripper, cameras and workspace) N scripted
 demonstrations are collected for each N (own dataset each, so own statistics under their own `unnorm_key`), and
 three arms are trained with the SAME steps, batch and data:
-  - lora    - `trainer=lora init_from=<base>`: OpenVLA's recipe (all linear layers, gaussian init, constant lr
-              5e-4) with the rank scaled to the tiny model's width (see --lora-rank);
+  - lora    - `trainer=lora init_from=<base>`: OpenVLA's recipe (gaussian init, constant lr 5e-4) on every layer:
+              `all-linear-conv`, since on the tiny model's conv vision peft's `all-linear` leaves the vision
+              frozen where OpenVLA's reaches every layer of its ViTs; rank scaled to the width (--lora-rank);
+  - lora_linear - the same with peft's `all-linear` (vision frozen): what adapting the vision is worth;
   - full    - `init_from=<base>`, every parameter trained (the tiny recipe's cosine schedule, lr 3e-4);
   - scratch - the same architecture and tokenizer with freshly initialized weights, trained as `full`.
 Each checkpoint is evaluated on the same --eval-seeds held-out initial states of the new robot. Then, on the
@@ -43,7 +45,7 @@ from bench.vla_capabilities import collect_datasets, train  # noqa: E402  (one h
 
 logger = logging.getLogger("bench.transfer")
 
-METHODS = ("lora", "full", "scratch")
+METHODS = ("lora", "lora_linear", "full", "scratch")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,7 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="OpenVLA's r=32 on a 4096-wide Llama; the tiny model is 128 wide, where r=32 would train 24%% "
                         "of the weights: r=4 trains 3%%")
     p.add_argument("--lora-alpha", type=int, default=16)
-    p.add_argument("--lora-target", default="all-linear")
+    p.add_argument("--lora-target", default="all-linear-conv", help="target modules of the `lora` arm")
+    p.add_argument("--no-reuse", dest="reuse", action="store_false",
+                   help="retrain every point (default: reuse the points of --out measured with the same recipe)")
     p.add_argument("--action-noise", type=float, default=0.01, help="DART noise (m) of the demonstrations")
     p.add_argument("--image-size", type=int, default=84)
     p.add_argument("--sim-cameras", nargs="+", default=["primary", "wrist"])
@@ -132,9 +136,10 @@ def run_overrides(args, method: str, n: int, dataset_dir: str, work: Path, init:
               f"trainer.steps={args.steps}", f"trainer.batch_size={args.batch_size}", "trainer.num_threads=1",
               "trainer.val_every=0", "trainer.val_fraction=0", "trainer.save_every=0", "trainer.keep_last=1",
               "trainer.tensorboard=false", "data.image_augmentation=false"]
-    if method == "lora":
+    if method in ("lora", "lora_linear"):
+        target = args.lora_target if method == "lora" else "all-linear"
         return ["trainer=lora", *common, f"trainer.lr={args.lora_lr}", f"trainer.lora.rank={args.lora_rank}",
-                f"trainer.lora.alpha={args.lora_alpha}", f"trainer.lora.target_modules={args.lora_target}",
+                f"trainer.lora.alpha={args.lora_alpha}", f"trainer.lora.target_modules={target}",
                 *args.train_override]
     return [*common, f"trainer.lr={args.lr}", "trainer.mode=full", *args.train_override]
 
@@ -253,7 +258,7 @@ def point(runs: list[dict], method: str, n: int) -> dict | None:
 
 def build_targets(result: dict[str, Any], args) -> list[dict[str, Any]]:
     runs, n = result.get("runs", []), args.check_n
-    lora, full, scratch = (point(runs, m, n) for m in METHODS)
+    lora, full, scratch = (point(runs, m, n) for m in ("lora", "full", "scratch"))
     out = []
 
     def add(name, value, baseline, target, goal, **extra):
@@ -327,8 +332,25 @@ def jobs(args, data: dict[int, dict], work: Path, scratch_dir: Path, sims: dict)
             for n in order for m in args.methods]
 
 
-def run_all(args, job_list: list[dict], result: dict, t_start: float) -> None:
-    result["runs"] = []
+def reusable(args, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The points of a previous --out measured the same way (base, robot, task, steps, seeds, the method's recipe):
+    a 60-90 min study can be extended (another N, another arm) or resumed without retraining what it has."""
+    if not (args.reuse and args.out.is_file()):
+        return []
+    prev = json.loads(args.out.read_text())
+    same = all(prev.get(k) == result.get(k) for k in ("robot", "task", "level", "steps", "batch_size", "eval", "quick")) \
+        and prev.get("base", {}).get("dir") == result["base"]["dir"]
+    if not same:
+        return []
+    return [r for r in prev.get("runs", []) if prev.get("recipes", {}).get(r["method"]) == result["recipes"].get(r["method"])]
+
+
+def run_all(args, job_list: list[dict], result: dict, t_start: float, previous: list[dict]) -> None:
+    reused = {(r["method"], r["n"]): r for r in previous}
+    result["runs"] = [reused[(j["method"], j["n"])] for j in job_list if (j["method"], j["n"]) in reused]
+    job_list = [j for j in job_list if (j["method"], j["n"]) not in reused]
+    if reused:
+        logger.info("reusing %d point(s) of %s measured with the same recipe", len(result["runs"]), args.out)
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
         futures = {pool.submit(train_and_evaluate, j): j for j in job_list}
@@ -371,6 +393,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "jobs": args.jobs, "load_avg_before": [round(x, 2) for x in os.getloadavg()]},
         "stages_s": {}}
+    previous = reusable(args, result)  # before this run's first write replaces --out
     for stage_name, fn in (("collect", lambda: collect_all(args, SimConfig(**sims["new"]), work / "data")),
                            ("scratch_init", lambda: scratch_init(args.base, work / "scratch_init", args.seed))):
         t0 = time.perf_counter()
@@ -383,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
             scratch_dir = out
         write(result, args, t_start)
     t0 = time.perf_counter()
-    run_all(args, jobs(args, data, work, scratch_dir, sims), result, t_start)
+    run_all(args, jobs(args, data, work, scratch_dir, sims), result, t_start, previous)
     result["stages_s"]["train_and_evaluate"] = round(time.perf_counter() - t0, 1)
     lora_run = point(result["runs"], "lora", args.check_n)
     if lora_run is not None:
