@@ -142,7 +142,9 @@ def test_truncated_base_shard_is_named_and_leaves_no_partial_output(lora_run, tm
 
 def test_conv_lora_merges_to_the_adapters_outputs(tmp_path):
     """`all-linear-conv` adapts the conv vision backbone too (peft's all-linear would freeze it); the streamed merge
-    turns each conv adapter (A: r x in x k x k, B: out x r x 1 x 1) into the kernel delta peft applies."""
+    turns each conv adapter (A: r x in x k x k, B: out x r x 1 x 1) into the kernel delta peft applies. Layers torch
+    uses without calling them (the instruction pooler's attention and its eval fast path) get no adapter, so the
+    adapter model in eval mode acts exactly like its merge."""
     from torch import nn
 
     from vla.model.modeling_vla import VLAForActionPrediction
@@ -152,7 +154,9 @@ def test_conv_lora_merges_to_the_adapters_outputs(tmp_path):
     from vla.train.merge import merge_adapter
     from vla.train.setup import save_model_dir
 
-    model, processor = build_model("tiny", seed=0, **{**SMALL, "vision_backbone": "conv_keypoints"})
+    model, processor = build_model("tiny", seed=0, **{**SMALL, "vision_backbone": "conv_keypoints", "vision_film": True,
+                                                   "film_text_layers": 1})
+    assert any(isinstance(m, nn.TransformerEncoderLayer) for m in model.modules()), "needs the instruction pooler"
     model.config.norm_stats = {"robot_a": _stats(1.0)}
     model.save_pretrained(tmp_path / "base")
     processor.save_pretrained(tmp_path / "base")

@@ -38,12 +38,27 @@ def apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
     return get_peft_model(model, cfg)
 
 
+#: torch modules that use their Linear children's weights without calling them: MultiheadAttention reads
+#: `out_proj.weight` inside `F.multi_head_attention_forward`, and Transformer{Encoder,Decoder}Layer's inference
+#: fast path hands `linear1`/`linear2` weights straight to a fused kernel. A LoRA adapter there never trains (MHA)
+#: or trains but is skipped at inference (the eval fast path), so the adapter model would act unlike its merge.
+BYPASSED_BY = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+
+
 def resolve_target_modules(model: nn.Module, target: str) -> str | list[str]:
-    """peft's `target_modules` for a setting: `all-linear-conv` becomes the list of Linear and Conv2d layers."""
-    if target != ALL_LINEAR_CONV:
+    """peft's `target_modules` for a setting. `all-linear` (peft's meaning: every Linear but the LM head) and
+    `all-linear-conv` (Conv2d too) become explicit lists without the layers `BYPASSED_BY` skips; any other value
+    (a module name regex or list) goes to peft as given."""
+    if target not in ("all-linear", ALL_LINEAR_CONV):
         return target
-    return sorted(n for n, m in model.named_modules()
-                  if isinstance(m, (nn.Linear, nn.Conv2d)) and n.rsplit(".", 1)[-1] != "lm_head")
+    kinds = (nn.Linear, nn.Conv2d) if target == ALL_LINEAR_CONV else (nn.Linear,)
+    bypassed = {f"{owner}.{child}" for owner, m in model.named_modules() if isinstance(m, BYPASSED_BY)
+                for child, _ in m.named_modules() if child}
+    layers = {n for n, m in model.named_modules() if isinstance(m, kinds) and n.rsplit(".", 1)[-1] != "lm_head"}
+    if layers & bypassed:
+        logger.info("LoRA %s: leaving out %d layer(s) that torch attention/transformer modules use without calling "
+                    "them (e.g. %s)", target, len(layers & bypassed), sorted(layers & bypassed)[0])
+    return sorted(layers - bypassed)
 
 
 def _set_trainable(model: nn.Module, predicate) -> None:
