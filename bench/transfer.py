@@ -78,7 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--execute-steps", type=int, default=4)
     p.add_argument("--jobs", type=int, default=2, help="trainings at a time (one torch thread each)")
     p.add_argument("--collect-workers", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="collection seed start and the first training seed")
+    p.add_argument("--train-seeds", type=int, default=2,
+                   help="training seeds per point (pooled over the same held-out states): one tiny run is noisy")
     p.add_argument("--train-override", action="append", default=[], metavar="KEY=VALUE",
                    help="further vla-train override for every run (repeatable)")
     p.add_argument("--quick", action="store_true", help="smoke run: N in {4, 8}, 30 steps, 4 seeds")
@@ -130,9 +132,14 @@ def scratch_init(base: Path, out: Path, seed: int) -> Path:
     return out
 
 
-def run_overrides(args, method: str, n: int, dataset_dir: str, work: Path, init: Path) -> list[str]:
+def run_dir(work: Path, method: str, n: int, seed: int, first_seed: int) -> Path:
+    return work / "runs" / (f"{method}_n{n}" if seed == first_seed else f"{method}_n{n}_s{seed}")
+
+
+def run_overrides(args, method: str, n: int, dataset_dir: str, work: Path, init: Path, seed: int | None = None) -> list[str]:
+    seed = args.seed if seed is None else seed
     common = [f"data.datasets=[{{path: {dataset_dir}, weight: 1.0}}]", f"data.statistics_cache={work / 'statistics'}",
-              f"output_dir={work / 'runs' / f'{method}_n{n}' / 'train'}", f"seed={args.seed}", f"init_from={init}",
+              f"output_dir={run_dir(work, method, n, seed, args.seed) / 'train'}", f"seed={seed}", f"init_from={init}",
               f"trainer.steps={args.steps}", f"trainer.batch_size={args.batch_size}", "trainer.num_threads=1",
               "trainer.val_every=0", "trainer.val_fraction=0", "trainer.save_every=0", "trainer.keep_last=1",
               "trainer.tensorboard=false", "data.image_augmentation=false"]
@@ -153,7 +160,8 @@ def train_and_evaluate(job: dict[str, Any]) -> dict[str, Any]:
     run_dir = Path(job["run_dir"])
     final, info = train(job["overrides"], run_dir, job["batch_size"])
     results = evaluate(final, job["unnorm_key"], job["task"], job["level"], job["seeds"], job["sim"], job["eval"])
-    return {"method": job["method"], "n": job["n"], "checkpoint": str(final), "training": info, **rate(results)}
+    return {"method": job["method"], "n": job["n"], "train_seed": job["train_seed"], "checkpoint": str(final),
+            "training": info, **rate(results)}
 
 
 def evaluate(checkpoint: Path, unnorm_key: str, task: str, level: str, seeds: int, sim: dict, eval_kw: dict,
@@ -253,7 +261,20 @@ def panda_no_forgetting(args, checks: dict, panda_task: str, panda_key: str, sim
 
 # ----------------------------------------------------------------------------------------- results
 def point(runs: list[dict], method: str, n: int) -> dict | None:
-    return next((r for r in runs if r["method"] == method and r["n"] == n), None)
+    """One (method, N) point pooled over its training seeds (each on the same held-out states)."""
+    from vla.core.intervals import wilson_interval
+
+    mine = [r for r in runs if r["method"] == method and r["n"] == n]
+    if not mine:
+        return None
+    k, e = sum(r["successes"] for r in mine), sum(r["episodes"] for r in mine)
+    return {"method": method, "n": n, "successes": k, "episodes": e, "success": k / e, "ci95": list(wilson_interval(k, e)),
+            "per_seed": {r.get("train_seed", 0): r["successes"] for r in mine}}
+
+
+def points(result: dict[str, Any]) -> list[dict]:
+    runs = result.get("runs", [])
+    return [point(runs, m, n) for m in METHODS for n in sorted({r["n"] for r in runs if r["method"] == m})]
 
 
 def build_targets(result: dict[str, Any], args) -> list[dict[str, Any]]:
@@ -293,7 +314,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in METHODS:
-        pts = sorted((r for r in result.get("runs", []) if r["method"] == method), key=lambda r: r["n"])
+        pts = [p for p in points(result) if p["method"] == method]
         if not pts:
             continue
         xs, ys = [r["n"] for r in pts], [r["success"] for r in pts]
@@ -304,7 +325,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel(f"demonstrations on the new robot ({result['robot']}, {result['task']})")
-    ax.set_ylabel(f"success, {result['eval']['seeds']} held-out states (Wilson 95%)")
+    ax.set_ylabel(f"success (training seeds x {result['eval']['seeds']} states, Wilson 95%)")
     ax.set_title("Adapting the multi-task Panda VLA to a new arm")
     ax.legend()
     fig.tight_layout()
@@ -316,6 +337,7 @@ def write(result: dict[str, Any], args, t_start: float) -> None:
     result["wall_s"] = round(time.perf_counter() - t_start, 1)
     result["machine"]["load_avg_now"] = [round(x, 2) for x in os.getloadavg()]
     result["targets"] = build_targets(result, args)
+    result["points"] = points(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))
     if result.get("runs"):
@@ -323,13 +345,19 @@ def write(result: dict[str, Any], args, t_start: float) -> None:
 
 
 # ----------------------------------------------------------------------------------------- main
-def jobs(args, data: dict[int, dict], work: Path, scratch_dir: Path, sims: dict) -> list[dict[str, Any]]:
+def jobs(args, data: dict[int, dict], work: Path, scratch_dirs: dict[int, Path], sims: dict) -> list[dict[str, Any]]:
     order = sorted(args.ns, key=lambda n: (n != args.check_n, n))
-    return [{"method": m, "n": n, "run_dir": str(work / "runs" / f"{m}_n{n}"), "unnorm_key": data[n]["name"],
-             "overrides": run_overrides(args, m, n, data[n]["dataset_dir"], work, scratch_dir if m == "scratch" else args.base),
-             "batch_size": args.batch_size, "task": args.task, "level": args.level, "seeds": args.eval_seeds,
-             "sim": sims["new"], "eval": {"num_envs": args.num_envs, "execute_steps": args.execute_steps}}
-            for n in order for m in args.methods]
+    return [{"method": m, "n": n, "train_seed": s, "run_dir": str(run_dir(work, m, n, s, args.seed)),
+             "unnorm_key": data[n]["name"], "batch_size": args.batch_size, "task": args.task, "level": args.level,
+             "overrides": run_overrides(args, m, n, data[n]["dataset_dir"], work,
+                                        scratch_dirs[s] if m == "scratch" else args.base, seed=s),
+             "seeds": args.eval_seeds, "sim": sims["new"],
+             "eval": {"num_envs": args.num_envs, "execute_steps": args.execute_steps}}
+            for s in train_seeds(args) for n in order for m in args.methods]
+
+
+def train_seeds(args) -> list[int]:
+    return list(range(args.seed, args.seed + args.train_seeds))
 
 
 def reusable(args, result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -346,9 +374,10 @@ def reusable(args, result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_all(args, job_list: list[dict], result: dict, t_start: float, previous: list[dict]) -> None:
-    reused = {(r["method"], r["n"]): r for r in previous}
-    result["runs"] = [reused[(j["method"], j["n"])] for j in job_list if (j["method"], j["n"]) in reused]
-    job_list = [j for j in job_list if (j["method"], j["n"]) not in reused]
+    key = lambda r: (r["method"], r["n"], r.get("train_seed", args.seed))  # noqa: E731
+    reused = {key(r): r for r in previous}
+    result["runs"] = list(reused.values())  # points of other arms or N measured the same way are kept too
+    job_list = [j for j in job_list if key(j) not in reused]
     if reused:
         logger.info("reusing %d point(s) of %s measured with the same recipe", len(result["runs"]), args.out)
     ctx = mp.get_context("spawn")
@@ -385,6 +414,7 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "transfer", "command": ".venv/bin/python bench/transfer.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "quick": args.quick, "date": time.strftime("%Y-%m-%d"), "robot": args.robot, "task": args.task,
         "level": args.level, "ns": args.ns, "steps": args.steps, "batch_size": args.batch_size,
+        "train_seeds": train_seeds(args),
         "recipes": {m: run_overrides(args, m, 0, "<data>", work, Path("<init>")) for m in args.methods},
         "base": {"dir": str(args.base), "statistics_keys": sorted(base_cfg.get("norm_stats") or {}),
                  "film_text_layers": base_cfg.get("film_text_layers"), "vision_backbone": base_cfg.get("vision_backbone")},
@@ -395,7 +425,8 @@ def main(argv: list[str] | None = None) -> None:
         "stages_s": {}}
     previous = reusable(args, result)  # before this run's first write replaces --out
     for stage_name, fn in (("collect", lambda: collect_all(args, SimConfig(**sims["new"]), work / "data")),
-                           ("scratch_init", lambda: scratch_init(args.base, work / "scratch_init", args.seed))):
+                           ("scratch_init", lambda: {s: scratch_init(args.base, work / (
+                               "scratch_init" if s == args.seed else f"scratch_init_s{s}"), s) for s in train_seeds(args)})):
         t0 = time.perf_counter()
         out = fn()
         result["stages_s"][stage_name] = round(time.perf_counter() - t0, 1)
@@ -403,12 +434,13 @@ def main(argv: list[str] | None = None) -> None:
             data = out
             result["collection"] = {n: {k: v for k, v in d.items() if k != "task"} for n, d in data.items()}
         else:
-            scratch_dir = out
+            scratch_dirs = out
         write(result, args, t_start)
     t0 = time.perf_counter()
-    run_all(args, jobs(args, data, work, scratch_dir, sims), result, t_start, previous)
+    run_all(args, jobs(args, data, work, scratch_dirs, sims), result, t_start, previous)
     result["stages_s"]["train_and_evaluate"] = round(time.perf_counter() - t0, 1)
-    lora_run = point(result["runs"], "lora", args.check_n)
+    lora_run = next((r for r in result["runs"] if r["method"] == "lora" and r["n"] == args.check_n
+                     and r.get("train_seed", args.seed) == args.seed), None)
     if lora_run is not None:
         t0 = time.perf_counter()
         panda_task = next(t for t in ("LiftOrPushCube", "LiftNamedCube", "PlaceSideCubeOnPlate", "PlaceCubeOnNamedPlate")
