@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
         "quick": args.quick, "date": time.strftime("%Y-%m-%d"), "robot": args.robot, "task": args.task,
         "level": args.level, "ns": args.ns, "steps": args.steps, "batch_size": args.batch_size,
         "train_seeds": train_seeds(args),
-        "recipes": {m: run_overrides(args, m, 0, "<data>", work, Path("<init>")) for m in args.methods},
+        "recipes": {m: run_overrides(args, m, 0, "<data>", work, Path("<init>")) for m in METHODS},
         "base": {"dir": str(args.base), "statistics_keys": sorted(base_cfg.get("norm_stats") or {}),
                  "film_text_layers": base_cfg.get("film_text_layers"), "vision_backbone": base_cfg.get("vision_backbone")},
         "eval": {"seeds": args.eval_seeds, "num_envs": args.num_envs, "execute_steps": args.execute_steps,
