@@ -70,7 +70,7 @@ def part_lora(args) -> None:
               "status": "failed"}
     argv = [f"init_from={args.base}", "trainer=lora", "data=sim_pick",
             f"data.datasets=[{{path: {args.data}, weight: 1.0}}]", f"data.statistics_cache={args.work}/stats",
-            "data.shuffle_buffer=500", f"data.num_workers={4 if args.device == 'cuda' else 2}",
+            "data.shuffle_buffer=500", f"data.num_workers={args.workers}", f"data.num_streams={args.workers}",
             f"trainer.steps={args.steps}",
             f"trainer.batch_size={args.batch}", "trainer.save_every=0", "trainer.val_every=0", "trainer.val_batches=2",
             f"trainer.log_every={args.log_every}", "trainer.progress=false", "trainer.tensorboard=false",
@@ -175,7 +175,8 @@ def part_larger(args) -> None:
             f"data.statistics_cache={args.work}/stats", f"output_dir={train_dir}", "trainer.resume=never",
             f"trainer.steps={args.steps}", f"trainer.max_train_seconds={args.seconds}", "trainer.save_every=0",
             "trainer.val_every=0", "trainer.progress=false", "trainer.tensorboard=false", "trainer.log_every=200",
-            f"trainer.device={args.device}", f"data.num_workers={6 if args.device == 'cuda' else 2}", *recipe, *overrides]
+            f"trainer.device={args.device}", f"data.num_workers={args.workers}",
+            f"data.num_streams={args.workers}", *recipe, *overrides]
     record = {"what": "a larger tiny preset trained on the lent GPU, then the language protocol",
               "command": "vla-train " + " ".join(argv), "status": "failed"}
     t0 = time.perf_counter()
@@ -207,6 +208,7 @@ def main() -> None:
         p.add_argument("--work", type=Path, required=True)
         p.add_argument("--device", default="cuda")
         p.add_argument("--batch", type=int, default=16)
+        p.add_argument("--workers", type=int, default=4, help="loader processes (data.num_streams follows)")
         p.add_argument("--data", type=Path)
         p.add_argument("--base", type=Path)
         p.add_argument("--policy", type=Path)

@@ -2,7 +2,10 @@
 # The lent-GPU figures of issues 18 and 19 in one device run (docs/train.md "On a GPU"). Run from the repo root
 # on the device machine, with the carried folders prepared here:
 #   .gpu/repo.tar.gz  `git archive HEAD` (the committed tree: other sessions' uncommitted edits stay home)
-#   .gpu/data/        the UR5e dataset (vla-collect ... sim.robot=ur5e), its statistics, the part-3 dataset
+#   .gpu/data/        the UR5e dataset (vla-collect ... sim.robot=ur5e), its statistics; the part-3 dataset only
+#                     if the 64 MiB carry allows (part 3 is skipped without it)
+#   .gpu/franka_assets.tar.gz  the Panda's MJCF + meshes out of gymnasium-robotics 1.4.2 (its 26 MB wheel does not
+#                     fit the carry; sim_envs finds the folder with find_spec and never imports the package)
 #   .whl/             wheels the device image lacks or has in another version (transformers 5.23.0, peft, hydra,
 #                     mujoco 4, gymnasium, ...)          .gl/  libEGL & co. (docs of the device tool)
 # Parts, each under its own `timeout`, each leaving its JSON in $OUT as soon as it has it:
@@ -34,8 +37,9 @@ for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
   export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || { echo "wheel install failed"; exit 1; }
-mkdir -p /tmp/repo && tar xzf .gpu/repo.tar.gz -C /tmp/repo
-export PYTHONPATH=/tmp/repo:/tmp/site MUJOCO_GL=egl PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+mkdir -p /tmp/repo /tmp/assets
+tar xzf .gpu/repo.tar.gz -C /tmp/repo && tar xzf .gpu/franka_assets.tar.gz -C /tmp/assets
+export PYTHONPATH=/tmp/repo:/tmp/site:/tmp/assets MUJOCO_GL=egl PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 cd /tmp/repo
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; free -g | head -2; df -h /tmp | tail -1
   python3 -c "import torch, transformers, peft, mujoco, hydra; print('torch', torch.__version__, 'transformers',
@@ -53,11 +57,11 @@ rm -rf /tmp/lora
 part 2 150 python3 bench/gpu_session.py protocol --policy /tmp/w/base_7b --stats "$DATA/stats_ur5e.json" \
   --work /tmp/proto --task LiftNamedCube --seeds 2 --conditions swap --out "$OUT/protocol.json"
 L=$(left)
-if [ "$L" -ge 150 ]; then
+if [ "$L" -ge 150 ] && [ -d "$DATA/vcap_placesidecubeonplate_low" ]; then
   part 3 "$L" python3 bench/gpu_session.py larger --data "$DATA/vcap_placesidecubeonplate_low/1.0.0" \
     --work /tmp/larger --seconds $((L - 110)) --steps 100000 --task PlaceSideCubeOnPlate --seeds 5 \
     --conditions swap blind --out "$OUT/larger.json"
 else
-  echo "== 3 skipped: $L s left (needs 150)" | tee -a "$OUT/parts.log"
+  echo "== 3 skipped: $L s left (needs 150), or no $DATA/vcap_placesidecubeonplate_low" | tee -a "$OUT/parts.log"
 fi
 echo "session done after $(( $(date +%s) - T0 )) s"
