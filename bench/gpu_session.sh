@@ -13,6 +13,7 @@
 #   1b  bench/gpu_session.py lora              real vla-train LoRA on the UR5e data: samples/s, peak GPU memory
 #   2   bench/gpu_session.py protocol          vla-eval protocol=language with the 7B in bf16: s/episode, s/step
 #   3   bench/gpu_session.py larger            a larger tiny preset trained there + the protocol (time left only)
+# SKIP_MERGE=1: part 1a only writes the 7B base (one LoRA step, no vla-merge) when its figures are in already.
 # BUDGET (seconds, default 530) bounds the whole script so that it returns before the run's own limit.
 set -u
 T0=$(date +%s)
@@ -48,7 +49,12 @@ transformers.__version__, 'peft', peft.__version__, 'mujoco', mujoco.__version__
 cat "$OUT/machine.txt"
 echo "setup done after $(( $(date +%s) - T0 )) s"
 
-part 1a 200 python3 bench/train.py --gpu-7b --work /tmp/w
+if [ -n "${SKIP_MERGE:-}" ]; then  # 1a measured already: only write the 7B base that parts 1b and 2 use
+  part 1a 150 python3 -c "import sys; from pathlib import Path; sys.path.insert(0, 'bench'); from train import \
+bench_lora_step; print(bench_lora_step('openvla_7b', 'cuda', 16, save_base=Path('/tmp/w/base_7b'), tokenizer='tiny'))"
+else
+  part 1a 200 python3 bench/train.py --gpu-7b --work /tmp/w
+fi
 cp bench/results/train.json "$OUT/train.json"
 rm -rf /tmp/w/merged_7b  # 15 GB of disk the next parts need
 part 1b 160 python3 bench/gpu_session.py lora --base /tmp/w/base_7b --data "$DATA/sim_ur5e_liftcube_low/1.0.0" \
