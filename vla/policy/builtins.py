@@ -14,8 +14,9 @@ from vla.policy.registry import PolicyContext, PolicyOptions, PolicySpecError, r
 from vla.policy.wrappers import PolicyWrapper
 
 
-@register_policy("vla", options=("path", "unnorm_key", "device", "dtype", "center_crop", "unknown_words"),
-                 summary="a checkpoint directory (vla-train / vla-import output); a bare directory means the same")
+@register_policy("vla", options=("path", "unnorm_key", "device", "dtype", "center_crop", "unknown_words", "base"),
+                 summary="a checkpoint directory (vla-train / vla-import output); a bare directory means the same; "
+                         "a LoRA adapter directory runs on its base (base=<dir>, default: the one it records)")
 def _vla(opts: PolicyOptions, ctx: PolicyContext) -> Policy:
     from vla.data.statistics import UNKNOWN_WORDS
 
@@ -27,9 +28,42 @@ def _vla(opts: PolicyOptions, ctx: PolicyContext) -> Policy:
     from vla.model.policy import VLAPolicy  # torch + transformers only when a checkpoint is asked for
 
     path = opts.require("path", "checkpoint directory")
-    return VLAPolicy.from_pretrained(path, unnorm_key=opts.str("unnorm_key") or ctx.unnorm_key,
-                                     device=opts.str("device", ctx.device), dtype=opts.str("dtype"),
-                                     center_crop=opts.bool("center_crop", False), unknown_words=unknown_words)
+    kwargs = {"unnorm_key": opts.str("unnorm_key") or ctx.unnorm_key, "device": opts.str("device", ctx.device),
+              "dtype": opts.str("dtype"), "center_crop": opts.bool("center_crop", False), "unknown_words": unknown_words}
+    if _is_adapter_dir(path):
+        return _adapter_policy(path, opts.str("base"), **kwargs)
+    return VLAPolicy.from_pretrained(path, **kwargs)
+
+
+def _is_adapter_dir(path: str) -> bool:
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    return (p / "adapter_config.json").is_file() and not (p / "config.json").is_file()
+
+
+def _adapter_policy(path: str, base: str | None, *, unnorm_key, device, dtype, center_crop, unknown_words) -> Policy:
+    """A LoRA adapter (vla-train trainer=lora) attached to its base, un-normalizing with the adapter's statistics;
+    refused on a base other than the one it was trained on (vla.train.compat)."""
+    import json
+    from pathlib import Path
+
+    from peft import PeftModel
+
+    from vla.model.policy import VLAPolicy, load_checkpoint
+    from vla.train.compat import check_adapter_base
+
+    adapter = Path(path).expanduser()
+    base_dir = Path(base or json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path") or "")
+    if not (base_dir / "config.json").is_file():
+        raise PolicySpecError(f"LoRA adapter {str(adapter)!r}: its base {str(base_dir)!r} is not a checkpoint directory; "
+                              "give it: vla:path=<adapter>,base=<base checkpoint dir> (or merge it: vla-merge)")
+    check_adapter_base(adapter, base_dir)
+    model, processor = load_checkpoint(base_dir, device=device, dtype=dtype)
+    model = PeftModel.from_pretrained(model, str(adapter)).get_base_model().eval()  # LoRA layers injected in place
+    stats = json.loads((adapter / "dataset_statistics.json").read_text())
+    return VLAPolicy(model.to(device), processor, unnorm_key=unnorm_key, norm_stats=stats, center_crop=center_crop,
+                     unknown_words=unknown_words)
 
 
 @register_policy("random", options=("scale", "rot_scale"),

@@ -89,6 +89,9 @@ class TrainerConfig:
     #: by the mean weight). The gripper changes on one or two steps per episode, so its share of a plain L1 is
     #: tiny and tiny models learn to never close or open in time (docs/history.md, L4).
     gripper_loss_weight: float = 1.0
+    #: init_from=<base>: refuse data recorded at another control rate than the base's (vla/train/compat.py);
+    #: false adapts the base to a new rate on purpose.
+    check_control_rate: bool = True
     precision: Precision = Precision.auto
     gradient_checkpointing: Optional[bool] = None  # None: on when training on a GPU
     parallelism: Parallelism = Parallelism.auto

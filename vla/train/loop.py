@@ -39,6 +39,7 @@ from vla.train.distributed import (
     unwrap,
     wrap_model,
 )
+from vla.train.compat import check_adapter_base, check_data_fits_base
 from vla.train.lora import count_parameters, freeze_unused_parameters, prepare_for_mode
 from vla.train.metrics import ActionTokenDecoder, MetricSink, Smoothed, output_metrics
 from vla.train.optim import build_optimizer, build_scheduler
@@ -83,8 +84,12 @@ class Trainer:
 
         self.data = build_data(cfg.data, model_config=model.config, processor=self.processor, seed=cfg.seed,
                                val_fraction=t.val_fraction, shard=Shard(ctx.rank, ctx.world_size, self.micro))
+        if self.base_dir is not None:  # action size, control rate and unnorm_key must fit the base
+            check_data_fits_base(self.base_dir, model.config, self.data.norm_stats, self.data.control_hz,
+                                 check_rate=t.check_control_rate)
         # The checkpoint carries the statistics of the data it was trained on, under their unnorm_keys, so a
-        # model fine-tuned on a new robot un-normalizes with that robot's statistics (the base's stay in the base).
+        # model fine-tuned on a new robot un-normalizes with that robot's statistics (the base's stay in the base),
+        # and (control_hz.json beside it) the control rate of each dataset, which a fine-tune from it is checked against.
         model.config.norm_stats = self._statistics_dict()
         self.decoder = ActionTokenDecoder.from_config(model.config)
         self.parallel_decoding = model.config.decoding == "parallel"
@@ -99,6 +104,7 @@ class Trainer:
 
         model = prepare_for_mode(model, t.mode, t.lora)
         if resume_from is not None and lora:
+            check_adapter_base(resume_from / "adapter", self.base_dir)
             load_adapter_weights(model, resume_from / "adapter")
         grad_ckpt = t.gradient_checkpointing if t.gradient_checkpointing is not None else ctx.device.type == "cuda"
         if grad_ckpt:
@@ -346,7 +352,8 @@ class Trainer:
     def _write_model(self, d: Path, msd: dict) -> None:
         lora = self.cfg.trainer.mode == FinetuneMode.lora
         save_model_dir(unwrap(self.model), self.processor, msd, d / ("adapter" if lora else "model"),
-                       statistics=self._statistics_dict(), lora=lora, base_dir=self.base_dir)
+                       statistics=self._statistics_dict(), lora=lora, base_dir=self.base_dir,
+                       control_hz=self.data.control_hz)
 
     def _stop_on_nan(self, loss: float) -> None:
         """Save the state that produced the non-finite loss (before the update) and stop."""

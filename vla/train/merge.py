@@ -26,7 +26,7 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 STATISTICS_FILE = "dataset_statistics.json"
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 #: files of a checkpoint directory that are not weights or config and travel with the merged model.
-_SKIP_COPY = {ADAPTER_CONFIG, ADAPTER_WEIGHTS, "config.json", "README.md", *_WEIGHT_FILES}
+_SKIP_COPY = {ADAPTER_CONFIG, ADAPTER_WEIGHTS, "config.json", "README.md", "base_identity.json", *_WEIGHT_FILES}
 
 
 class MergeError(ValueError):
@@ -227,6 +227,12 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, *, base_dir: 
         )
     if (output_dir / "config.json").exists():
         raise MergeError(f"{output_dir} already holds a checkpoint; choose an empty output directory")
+    from vla.train.compat import BaseMismatchError, check_adapter_base
+
+    try:
+        check_adapter_base(adapter_dir, base_dir)
+    except BaseMismatchError as e:
+        raise MergeError(str(e)) from e
     fan_in_fan_out = bool(cfg.get("fan_in_fan_out", False))
     shards, index = _base_shards(base_dir)
     disk_keys = set(index["weight_map"]) if index is not None else _keys_of(base_dir / shards[0])

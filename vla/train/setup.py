@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from vla.model.schema import ModelConfig
+from vla.train.compat import CONTROL_HZ_FILE, write_base_identity
 from vla.train.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def build_model(init_from: str, model_cfg: ModelConfig, *, load_dtype: torch.dty
 
 
 def save_model_dir(model: torch.nn.Module, processor: Any, state_dict: dict, out: Path, *, statistics: dict,
-                   lora: bool, base_dir: Path | None) -> None:
+                   lora: bool, base_dir: Path | None, control_hz: dict | None = None) -> None:
     """A directory `VLAPolicy.from_pretrained` (full) or `vla-merge` (LoRA adapter) reads back.
 
     `state_dict` is the full (gathered) state dict of `model`; for LoRA peft keeps the adapter weights only.
@@ -76,10 +77,13 @@ def save_model_dir(model: torch.nn.Module, processor: Any, state_dict: dict, out
     if lora:
         model.peft_config["default"].base_model_name_or_path = str(Path(base_dir).resolve())
         model.save_pretrained(str(out), state_dict=state_dict, save_embedding_layers=False)
+        write_base_identity(out, Path(base_dir))  # vla-merge / resume refuse this adapter on another base
     else:
         model.save_pretrained(str(out), state_dict=state_dict)
     processor.save_pretrained(out)
     (out / STATISTICS_FILE).write_text(json.dumps(statistics, indent=2))
+    if control_hz is not None:  # the training data's rates, by unnorm_key (vla/train/compat.py); vla-merge copies it
+        (out / CONTROL_HZ_FILE).write_text(json.dumps(control_hz, indent=2))
 
 
 def load_adapter_weights(model: torch.nn.Module, adapter_dir: Path) -> None:
@@ -106,6 +110,7 @@ class DataBundle:
     num_train_episodes: int
     num_val_episodes: int
     config: Any = None  # the DataConfig actually read (shaped for the model)
+    control_hz: dict[str, float | None] = field(default_factory=dict)  # unnorm_key -> its spec's control rate
 
 
 def split_names(split: str, val_fraction: float) -> tuple[str, str | None]:
@@ -156,7 +161,8 @@ def build_data(cfg: Any, *, model_config: Any, processor: Any, seed: int, val_fr
             cfg = replace(cfg, split=cfg.split.split("[")[0])
             train = RLDSLoader(cfg, train=True, shard=shard, **model_ready)
     unnorm_key = next(iter(norm_stats))
-    return DataBundle(unnorm_key, norm_stats, train, make_val, train.num_episodes, n_val, cfg)
+    control_hz = {src.name: getattr(src.spec, "control_hz", None) for src in train.sources}
+    return DataBundle(unnorm_key, norm_stats, train, make_val, train.num_episodes, n_val, cfg, control_hz)
 
 
 def shape_for_model(cfg: Any, model_config: Any) -> Any:
