@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vla.core.types import Observation, Policy
+for _module in ("cyclonedds", "rosbags", "mujoco", "peft"):  # the bridge's DDS, rosbag2, the simulator, LoRA
+    pytest.importorskip(_module)
+
+from vla.core.types import Observation, Policy  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 # The tiny model of the other training tests: build, train and merge each take seconds.
@@ -93,7 +96,7 @@ def test_bridge_record_convert_lora_eval_merge_on_the_ur5e(tmp_path):
 
     # 2. the new robot: scripted episodes through the bridge's simulated UR5e, recorded to rosbag2
     bag = tmp_path / "bag"
-    domain = 210 + os.getpid() % 20  # private DDS domain, apart from the other bridge tests' 130-209
+    domain = 1 + os.getpid() % 19  # private DDS domain (1-19), apart from the other bridge tests' domains (20-229)
     stage("vla-bridge bridge=sim (UR5e, 3 episodes, recorded)", "robot_bridge.cli.bridge", "bridge=sim",
           f"domain_id={domain}", "policy.kind=callable", "policy.target=test_finetune_new_robot:scripted_reach",
           "sim.env_kwargs.robot=ur5e", "sim.env_kwargs.image_size=64",
@@ -144,17 +147,15 @@ def test_bridge_record_convert_lora_eval_merge_on_the_ur5e(tmp_path):
 
 
 def _merged_acts_as_adapter(base: Path, adapter: Path, merged: Path, data: Path) -> None:
-    from peft import PeftModel
-
+    """The adapter on its base (the `vla:path=<adapter dir>` policy, as vla-eval loads it) and the merged model
+    act alike on recorded UR5e observations; the bare base does not."""
     from vla.data.rlds_reader import RLDSReader
     from vla.model.policy import VLAPolicy, load_checkpoint
+    from vla.policy import make_policy
 
-    model, processor = load_checkpoint(base)
-    peft_model = PeftModel.from_pretrained(model, str(adapter)).eval()  # the base with the adapter attached
-    stats = json.loads((adapter / "dataset_statistics.json").read_text())  # the new robot's, under NEW_KEY
-    adapter_policy = VLAPolicy(peft_model.get_base_model(), processor, norm_stats=stats, unnorm_key=NEW_KEY)
+    adapter_policy = make_policy(f"vla:path={adapter}")[1]
     merged_policy = VLAPolicy.from_pretrained(merged)
-    assert merged_policy.unnorm_key == NEW_KEY
+    assert adapter_policy.unnorm_key == merged_policy.unnorm_key == NEW_KEY
     ep = next(iter(RLDSReader(data).episodes(decode_images=True)))
     steps = ep["steps"]
     obs = [Observation(images={"primary": steps["observation"]["image"][k], "wrist": steps["observation"]["wrist_image"][k]},
@@ -162,7 +163,9 @@ def _merged_acts_as_adapter(base: Path, adapter: Path, merged: Path, data: Path)
            for k in range(0, EPISODE_STEPS, 3)]
     want, got = np.stack(adapter_policy.act_batch(obs)), np.stack(merged_policy.act_batch(obs))
     np.testing.assert_allclose(got, want, atol=1e-5)
-    base_policy = VLAPolicy(load_checkpoint(base)[0], processor, norm_stats=stats, unnorm_key=NEW_KEY)
+    stats = json.loads((adapter / "dataset_statistics.json").read_text())
+    model, processor = load_checkpoint(base)
+    base_policy = VLAPolicy(model, processor, norm_stats=stats, unnorm_key=NEW_KEY)
     assert not np.allclose(np.stack(base_policy.act_batch(obs)), want, atol=1e-5), "the adapter changed nothing"
 
 
