@@ -4,7 +4,6 @@ the fix (vla/train/compat.py): action dimension, control rate, a colliding unnor
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
             "cache": root / "stats_cache"}
     # robot_b's recordings written under the base's dataset name: same unnorm_key, other statistics
     data["robot_b_as_a"] = write_dataset(root / "rlds_b", "robot_a", episodes=6, action_scale=20.0)
+    # robot_b's recordings as a LeRobot dataset at 5 Hz (its info.json fps is the control rate)
+    from vla.data.lerobot.convert import rlds_to_lerobot
+
+    data["robot_b_5hz"] = rlds_to_lerobot(data["robot_b"], root / "lerobot" / "robot_b_5hz", fps=5, video=False)[0]
     quick = {"save_every": 0, "val_every": 0}
     base = run(config(data, root / "base", steps=2, **quick))
     other = run({**config(data, root / "other", steps=2, **quick), "seed": 1})
@@ -32,10 +35,11 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return {**data, "base": base, "other": other, "adapter": root / "lora" / "final_adapter", "root": root}
 
 
-def _finetune(runs: dict, out: Path, base: Path, dataset: str = "robot_b", **data_entry):
+def _finetune(runs: dict, out: Path, base: Path, dataset: str = "robot_b", trainer: dict | None = None, **data_entry):
     from vla.train import run
 
-    cfg = {**config(runs, out, dataset=dataset, steps=1, save_every=0, val_every=0), "init_from": str(base)}
+    cfg = {**config(runs, out, dataset=dataset, steps=1, save_every=0, val_every=0, **(trainer or {})),
+           "init_from": str(base)}
     cfg["data"]["datasets"] = [{"path": str(runs[dataset]), **data_entry}]
     return run(cfg)
 
@@ -62,25 +66,32 @@ def test_colliding_unnorm_key_is_refused_and_renaming_the_dataset_fixes_it(runs,
 
 
 def test_other_control_rate_is_refused_unless_asked_for(runs, tmp_path):
-    from vla.train import run
     from vla.train.compat import BaseMismatchError
 
-    base_5hz = tmp_path / "base_5hz"  # a base whose training data was recorded at 5 Hz
-    shutil.copytree(runs["base"], base_5hz)
-    (base_5hz / "control_hz.json").write_text(json.dumps({"robot_a": 5.0}))
-    with pytest.raises(BaseMismatchError, match=r"'robot_b' \(data.datasets\) was recorded at 10 Hz; the base .* 5 Hz data"
-                                                r".*vla-convert rate_hz=5.*trainer.check_control_rate=false"):
-        _finetune(runs, tmp_path / "a", base_5hz)
-    cfg = {**config(runs, tmp_path / "b", dataset="robot_b", steps=1, save_every=0, val_every=0,
-                    check_control_rate=False), "init_from": str(base_5hz)}
-    assert json.loads((run(cfg) / "control_hz.json").read_text()) == {"robot_b": 10.0}
+    with pytest.raises(BaseMismatchError, match=r"'robot_b_5hz' \(data.datasets\) was recorded at 5 Hz; the base .* "
+                                                r"10 Hz data.*vla-convert rate_hz=10.*trainer.check_control_rate=false"):
+        _finetune(runs, tmp_path / "a", runs["base"], dataset="robot_b_5hz")
+    final = _finetune(runs, tmp_path / "b", runs["base"], dataset="robot_b_5hz", trainer={"check_control_rate": False})
+    assert json.loads((final / "control_hz.json").read_text()) == {"robot_b_5hz": 5.0}
 
 
-def test_other_action_dimension_is_refused(runs):
+def drop_gripper(steps: dict) -> dict:
+    """A user's action transform that gets the action space wrong: 6-D actions (no gripper)."""
+    steps["action"] = np.asarray(steps["action"])[:, :6]
+    return steps
+
+
+def test_other_action_dimension_is_refused(runs, tmp_path):
+    """Our data layer already holds every dataset to the 7-D action (a wrong action transform fails while loading,
+    naming the dataset and the shape); the base check backs it up for any data that gets past it."""
     from vla.core.statistics import ArrayStatistics, DatasetStatistics
     from vla.model.policy import load_checkpoint
     from vla.train.compat import BaseMismatchError, check_data_fits_base
+    from vla.train.errors import DataError
 
+    with pytest.raises(DataError, match=r"robot_b_5hz: standardized action must be \(T, 7\), got \(\d+, 6\)"):
+        _finetune(runs, tmp_path, runs["base"], dataset="robot_b_5hz", trainer={"check_control_rate": False},
+                  lerobot={"action_transform": "test_finetune_checks:drop_gripper"})
     base_config = load_checkpoint(runs["base"])[0].config
     rng = np.random.default_rng(0)
     six_d = DatasetStatistics(ArrayStatistics.compute(rng.normal(size=(40, 6))), num_transitions=40, num_trajectories=4)
