@@ -136,7 +136,8 @@ def test_bridge_record_convert_lora_eval_merge_on_the_ur5e(tmp_path):
           f"sim.max_episode_steps={EPISODE_STEPS}", "num_envs=1", f"output_dir={tmp_path / 'eval'}")
     (info_path,) = (tmp_path / "eval").glob("*/*/eval_info.json")
     info = json.loads(info_path.read_text())
-    assert info["aggregated"]["n_episodes"] == 2
+    assert info["aggregated"]["n_episodes"] == 2 and info["config"]["sim"]["robot"] == "ur5e"
+    assert all(e["error"] is None and e["steps"] > 0 for e in info["per_episode"]), info["per_episode"]
     assert json.loads((info_path.parents[1] / "summary.json").read_text())  # and the run's summary
 
     # 5. merged into a standalone checkpoint that acts as the adapter does
