@@ -4,6 +4,7 @@ the fix (vla/train/compat.py): action dimension, control rate, a colliding unnor
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +108,12 @@ def test_adapter_on_another_base_is_refused_naming_both(runs, tmp_path):
                                          rf"'{runs['other'].resolve()}'.*pass base={runs['base'].resolve()}"):
         merge_adapter(runs["adapter"], tmp_path / "m", base_dir=runs["other"])
     assert not (tmp_path / "m" / "config.json").exists()
-    out = merge_adapter(runs["adapter"], tmp_path / "ok", base_dir=runs["base"])  # its own base merges
+    own_finetune = runs["root"] / "lora" / "final"  # the base merged with this very adapter: not its base either
+    with pytest.raises(MergeError, match=rf"not on '{own_finetune.resolve()}'"):
+        merge_adapter(runs["adapter"], tmp_path / "m2", base_dir=own_finetune)
+    moved = tmp_path / "moved_base"  # its own base merges, also from another place
+    shutil.copytree(runs["base"], moved)
+    out = merge_adapter(runs["adapter"], tmp_path / "ok", base_dir=moved)
     assert not (out / "base_identity.json").exists()  # a merged model is standalone
 
 

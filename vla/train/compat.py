@@ -28,7 +28,7 @@ CONTROL_HZ_FILE = "control_hz.json"  # an adapter's training data rates (its con
 # Config fields that describe the training data or the save, not the network the adapter was trained on.
 _NOT_IDENTITY = {"norm_stats", "transformers_version", "_name_or_path", "torch_dtype", "dtype",
                  "architectures", "auto_map"}
-_SAMPLE_BYTES = 1 << 16  # bytes read at the start and end of each weight file's tensor data
+_SAMPLE_BYTES = 256  # bytes read at the start and at the end of every tensor
 
 
 class BaseMismatchError(ValueError):
@@ -113,29 +113,42 @@ def _check_control_rate(base_dir: Path, control_hz: Mapping[str, float | None]) 
 # --- adapters and their base ----------------------------------------------------------------------------------
 def base_identity(base_dir: Path) -> dict[str, Any]:
     """What identifies a base: its architecture config and a fingerprint of its weight files (each file's
-    safetensors header - names, shapes, dtypes, offsets - and its first and last 64 KiB of tensor data), cheap
-    even for a 7B checkpoint and different for any two trainings."""
+    safetensors header - names, shapes, dtypes, offsets - and the first and last bytes of every tensor). Cheap
+    even for a 7B checkpoint, and it tells apart any two trainings and a base from its own merged fine-tune
+    (a merge or an update changes every element of the tensors it touches)."""
     base_dir = Path(base_dir)
     config = json.loads((base_dir / "config.json").read_text())
     arch = {k: v for k, v in sorted(config.items()) if k not in _NOT_IDENTITY}
     h = hashlib.sha256(json.dumps(arch, sort_keys=True).encode())
     complete = True
     for path in sorted(base_dir.glob("*.safetensors")):
-        with path.open("rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            header = f.read(n)
-            h.update(path.name.encode() + header)
-            h.update(f.read(_SAMPLE_BYTES))
-            try:
-                end = 8 + n + max((t["data_offsets"][1] for k, t in json.loads(header).items() if k != "__metadata__"),
-                                  default=0)
-            except (ValueError, KeyError, TypeError):
-                end = -1
-            complete = complete and path.stat().st_size == end  # a cut-short copy: the merge names it
-            f.seek(max(8 + n, end - _SAMPLE_BYTES))
-            h.update(f.read(_SAMPLE_BYTES))
+        complete = _fingerprint_file(path, h) and complete
     return {"path": str(base_dir.resolve()), "fingerprint": h.hexdigest(), "complete": complete,
             "architecture": {k: arch.get(k) for k in ("model_type", "action_dim", "action_chunk", "action_head")}}
+
+
+def _fingerprint_file(path: Path, h: Any) -> bool:
+    """Add `path`'s header and a sample of every tensor to `h`; False when the file is shorter than its header
+    says (a cut-short copy: the merge or the loader names it)."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        raw = f.read(n)
+        h.update(path.name.encode() + raw)
+        try:
+            spans = sorted(tuple(t["data_offsets"]) for k, t in json.loads(raw).items() if k != "__metadata__")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return False
+        start = 8 + n
+        if spans and start + spans[-1][1] != size:
+            return False
+        for begin, end in spans:
+            f.seek(start + begin)
+            h.update(f.read(min(_SAMPLE_BYTES, end - begin)))
+            if end - begin > _SAMPLE_BYTES:
+                f.seek(start + end - _SAMPLE_BYTES)
+                h.update(f.read(_SAMPLE_BYTES))
+    return True
 
 
 def write_base_identity(adapter_dir: Path, base_dir: Path) -> None:
