@@ -421,7 +421,8 @@ def convert(cfg: ConvertConfig) -> tuple[Path, int]:
                     state_dim = ep.state.shape[1]
                     writer = RLDSWriter(cfg.output_dir, cfg.name, cameras=tuple(cfg.topics.cameras),
                                         image_size=tuple(cfg.image_size), state_dim=state_dim, version=cfg.version,
-                                        overwrite=cfg.overwrite, description="Converted from rosbag2 by vla-convert")
+                                        overwrite=cfg.overwrite, control_hz=cfg.rate_hz,
+                                        description="Converted from rosbag2 by vla-convert")
                 if ep.state.shape[1] != state_dim:
                     raise ValueError(f"{bag}: state has {ep.state.shape[1]} dims, earlier bags {state_dim}")
                 writer.write(ep)

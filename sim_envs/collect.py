@@ -365,7 +365,7 @@ def _make_writer(root_dir, name, settings: CollectSettings, first: Episode, epis
     return RLDSWriter(
         root_dir, name, cameras=tuple(settings.sim.cameras), image_size=(h, w), state_dim=first.state.shape[1],
         episodes_per_shard=episodes_per_shard, overwrite=overwrite, executed_action=settings.records_executed_action,
-        description=f"Scripted-expert demonstrations from sim_envs ({', '.join(settings.tasks)}, DR level "
+        control_hz=settings.sim.controller.control_hz, description=f"Scripted-expert demonstrations from sim_envs ({', '.join(settings.tasks)}, DR level "
                     f"{settings.dr_level}), written by vla-collect.",
     )
 

@@ -28,6 +28,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     from vla.data.lerobot.convert import rlds_to_lerobot
 
     data["robot_b_5hz"] = rlds_to_lerobot(data["robot_b"], root / "lerobot" / "robot_b_5hz", fps=5, video=False)[0]
+    # and as our own RLDS (vla-collect / vla-convert write the rate beside the TFDS files)
+    data["robot_b_rlds_5hz"] = write_dataset(root / "rlds", "robot_b_rlds_5hz", episodes=6, action_scale=20.0,
+                                             control_hz=5.0)
     quick = {"save_every": 0, "val_every": 0}
     base = run(config(data, root / "base", steps=2, **quick))
     other = run({**config(data, root / "other", steps=2, **quick), "seed": 1})
@@ -74,6 +77,9 @@ def test_other_control_rate_is_refused_unless_asked_for(runs, tmp_path):
         _finetune(runs, tmp_path / "a", runs["base"], dataset="robot_b_5hz")
     final = _finetune(runs, tmp_path / "b", runs["base"], dataset="robot_b_5hz", trainer={"check_control_rate": False})
     assert json.loads((final / "control_hz.json").read_text()) == {"robot_b_5hz": 5.0}
+    # our own RLDS data carries its rate too (RLDSWriter control_hz -> control_hz.json -> spec_for_directory)
+    with pytest.raises(BaseMismatchError, match=r"'robot_b_rlds_5hz' \(data.datasets\) was recorded at 5 Hz"):
+        _finetune(runs, tmp_path / "c", runs["base"], dataset="robot_b_rlds_5hz")
 
 
 def drop_gripper(steps: dict) -> dict:
@@ -90,7 +96,7 @@ def test_other_action_dimension_is_refused(runs, tmp_path):
     from vla.train.compat import BaseMismatchError, check_data_fits_base
     from vla.train.errors import DataError
 
-    with pytest.raises(DataError, match=r"robot_b_5hz: standardized action must be \(T, 7\), got \(\d+, 6\)"):
+    with pytest.raises(DataError, match=r"robot_b_5hz: standardized action must be \(T, 7\).*got \(\d+, 6\).*lerobot.action_transform"):
         _finetune(runs, tmp_path, runs["base"], dataset="robot_b_5hz", trainer={"check_control_rate": False},
                   lerobot={"action_transform": "test_finetune_checks:drop_gripper"})
     base_config = load_checkpoint(runs["base"])[0].config

@@ -27,11 +27,13 @@ SMALL = {
 }
 
 
-def write_dataset(root: Path, name: str, *, episodes: int = 10, steps: int = 8, action_scale: float = 1.0) -> Path:
+def write_dataset(root: Path, name: str, *, episodes: int = 10, steps: int = 8, action_scale: float = 1.0,
+                  control_hz: float | None = None) -> Path:
     from vla.data.rlds_writer import RLDSWriter
     from vla.data.synthetic import make_episode
 
-    with RLDSWriter(root, name, cameras=("primary",), image_size=(32, 32), state_dim=8, episodes_per_shard=4) as w:
+    with RLDSWriter(root, name, cameras=("primary",), image_size=(32, 32), state_dim=8, episodes_per_shard=4,
+                    control_hz=control_hz) as w:
         for i in range(episodes):
             ep = make_episode(i, num_steps=steps, image_size=(32, 32), cameras=("primary",), seed=len(name))
             ep.action[:, :6] *= action_scale

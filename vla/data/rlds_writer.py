@@ -17,6 +17,7 @@ TensorFlow is imported when the writer is created (collection processes only; tr
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -58,6 +59,8 @@ class RLDSWriter:
             sets, which their registered transform inverts back).
         extra_state: further float32 observation features, name -> size, each episode giving them in
             `extra_state` (e.g. LIBERO's `joint_state`, 7).
+        control_hz: the rate the actions were recorded at, kept beside the TFDS files (`control_hz.json`) so
+            that training can refuse to fine-tune a base on data of another rate (`vla.train.compat`).
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class RLDSWriter:
         executed_action: bool = False,
         action_gripper: str = "absolute",
         extra_state: dict[str, int] | None = None,
+        control_hz: float | None = None,
     ) -> None:
         unknown = [c for c in cameras if c not in CAMERA_TO_FEATURE]
         if unknown or "primary" not in cameras:
@@ -97,6 +101,7 @@ class RLDSWriter:
                 f"{self.dataset_dir} already holds a dataset; pass overwrite=True to replace it or choose another name/version"
             )
         self.dataset_dir.mkdir(parents=True, exist_ok=True)
+        write_control_rate(self.dataset_dir, control_hz)
         if overwrite:
             for old in self.dataset_dir.glob(f"{name}-*.tfrecord-*"):
                 old.unlink()
@@ -223,3 +228,24 @@ class RLDSWriter:
                 f"episode {episode.metadata.episode_id!r} state has {episode.state.shape[1]} dims, the writer expects "
                 f"state_dim={self.state_dim}"
             )
+
+
+CONTROL_HZ_FILE = "control_hz.json"  # beside dataset_info.json: TFDS's DatasetInfo proto has no field for it
+
+
+def write_control_rate(dataset_dir: Path, control_hz: float | None) -> None:
+    """Record (or, with None, forget) the control rate of the dataset in `dataset_dir`."""
+    path = Path(dataset_dir) / CONTROL_HZ_FILE
+    if control_hz is None:
+        path.unlink(missing_ok=True)
+        return
+    if not control_hz > 0:
+        raise ValueError(f"control_hz must be > 0 (the rate the actions were recorded at), got {control_hz}")
+    path.write_text(json.dumps({"control_hz": float(control_hz)}) + "\n")
+
+
+def read_control_rate(dataset_dir: str | os.PathLike) -> float | None:
+    """The control rate a writer recorded for the dataset in `dataset_dir`, None when it recorded none."""
+    path = Path(dataset_dir) / CONTROL_HZ_FILE
+    return float(json.loads(path.read_text())["control_hz"]) if path.is_file() else None
+

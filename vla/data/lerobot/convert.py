@@ -57,7 +57,7 @@ def lerobot_to_rlds(source: str | Path, output_dir: str | Path, name: str, *, op
                                  "instruction='...' (vla-convert) for episodes without")
             if writer is None:
                 writer = RLDSWriter(output_dir, name, cameras=cameras, image_size=size, state_dim=std["proprio"].shape[1],
-                                    version=version, overwrite=overwrite,
+                                    version=version, overwrite=overwrite, control_hz=meta.fps,
                                     description=f"{name}: converted from the LeRobot {meta.version} dataset {meta.root}")
             writer.write(Episode(images=images, state=std["proprio"], action=std["action"], instruction=text,
                                  metadata=EpisodeMetadata(episode_id=f"{name}_{info.index}", task=text)))

@@ -152,7 +152,11 @@ class DatasetSpec:
         action = np.asarray(traj["action"], dtype=np.float32)
         t = action.shape[0]
         if action.ndim != 2 or action.shape[1] != ACTION_DIM:
-            raise ContractError(f"{self.name}: standardized action must be (T, 7), got {action.shape}")
+            raise ContractError(
+                f"{self.name}: standardized action must be (T, 7) (xyz and rpy deltas, gripper), got {action.shape}. "
+                "Map the robot's actions to that layout in the dataset's transform: for a LeRobot dataset "
+                "lerobot.action_space / lerobot.action_transform (docs/data.md), for an RLDS dataset its "
+                "DatasetSpec.transform (docs/oxe.md)")
         obs = traj.get("observation", {})
         frames = {}
         for cam in self.cameras if images else ():
@@ -325,7 +329,11 @@ def spec_for_directory(dataset_dir: str | os.PathLike, name: str | None = None) 
         if candidate and candidate in _REGISTRY:
             return get_dataset_spec(candidate)
     if _is_vla_episodes_layout(dataset_dir):
-        return dataclasses.replace(get_dataset_spec("vla_episodes"), name=name or info_name or dataset_dir.parent.name)
+        from vla.data.rlds_writer import read_control_rate
+
+        generic = get_dataset_spec("vla_episodes")
+        return dataclasses.replace(generic, name=name or info_name or dataset_dir.parent.name,
+                                   control_hz=read_control_rate(dataset_dir) or generic.control_hz)
     # Unknown and not our layout: the KeyError lists close names.
     return get_dataset_spec(name or info_name or dataset_dir.parent.name)
 
