@@ -198,8 +198,8 @@ def _run_language(cfg: DictConfig, out_dir: Path, tasks, levels, seeds, context,
         raise ValueError(f"protocol=language runs at one DR level, got levels={levels}; pick one with dr=<level>")
     if _as_list(cfg.tasks) == ["all"]:
         tasks = language_tasks()
-    blind = {}
-    for spec in _as_list(cfg.policy):
+    blind = {}  # a second copy of each policy (fixed instruction): built only when asked for (a 7B is 15 GB)
+    for spec in _as_list(cfg.policy) if "blind" in list(cfg.language.conditions) else ():
         parsed = parse_policy_spec(OmegaConf.to_object(spec) if OmegaConf.is_config(spec) else str(spec))
         options = {**parsed.options, "instruction": cfg.language.blind_instruction, "name": parsed.name}
         blind[parsed.name] = policy_source(replace(parsed, options=options), context)[1]
