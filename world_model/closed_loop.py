@@ -140,6 +140,18 @@ def _field(r, name):
     return r[name] if isinstance(r, dict) else getattr(r, name)
 
 
+def video_record(name: str, seed: int, sim: SimRollout, trajs: Sequence[ImaginedTrajectory]) -> dict:
+    """One recorded episode for the visualizer: the sim's frames and each member's imagined frames, every camera.
+
+    {"policy", "seed", "sim": {camera: (T+1, H, W, 3)}, "model": member 0's frames (the same layout),
+    "members": [frames of each member] (one entry per member, member 0 included), "sim_success",
+    "model_success" (member 0), "member_success": [bool per member], "sim_steps"}."""
+    return {"policy": name, "seed": int(seed), "sim": sim.frames, "model": trajs[0].frames,
+            "members": [t.frames for t in trajs], "sim_success": bool(sim.success),
+            "model_success": bool(trajs[0].success), "member_success": [bool(t.success) for t in trajs],
+            "sim_steps": int(sim.steps)}
+
+
 @dataclass
 class Timing:
     """Wall time and steps of each side (policy included), for the steps/s a comparison reports."""
@@ -174,8 +186,7 @@ class EpisodeRunner:
         sim = self._sim(name, policy, i, state)
         trajs = [self._imagine(m, policy, state) for m in self.members]
         if i < self.record:
-            self.videos.append({"policy": name, "seed": state.seed, "sim": sim.frames, "model": trajs[0].frames,
-                                "sim_success": sim.success, "model_success": trajs[0].success})
+            self.videos.append(video_record(name, state.seed, sim, trajs))
         return sim, trajs
 
     def _sim(self, name: str, policy: Policy, i: int, state: InitialState) -> SimRollout:
