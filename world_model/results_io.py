@@ -23,8 +23,13 @@ def _clean(x):
     return x
 
 
+_VIDEO_FIELDS = ("policy", "seed", "sim_success", "model_success", "member_success", "sim_steps")
+
+
 def save_results(results: dict, path: str | Path) -> Path:
-    """Write results as JSON (NaN/inf -> null); `closed_loop.videos` go to `<stem>_videos.npz`."""
+    """Write results as JSON (NaN/inf -> null); `closed_loop.videos` go to `<stem>_videos.npz` (every camera of
+    the sim, of "model" and of each further ensemble member: keys `v<i>_sim_<cam>`, `v<i>_model_<cam>`,
+    `v<i>_m<k>_<cam>`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     res = dict(results)
@@ -35,7 +40,12 @@ def save_results(results: dict, path: str | Path) -> Path:
             for side in ("sim", "model"):
                 for cam, frames in v[side].items():
                     arrays[f"v{i}_{side}_{cam}"] = frames
-            index.append({k: v[k] for k in ("policy", "seed", "sim_success", "model_success")} | {"cameras": sorted(v["sim"])})
+            # Member 0 is "model"; the others go under their index, so a single model's file is unchanged.
+            for k, member in enumerate(v.get("members", [])[1:], 1):
+                for cam, frames in member.items():
+                    arrays[f"v{i}_m{k}_{cam}"] = frames
+            index.append({k: v[k] for k in _VIDEO_FIELDS if k in v} | {"cameras": sorted(v["sim"]),
+                                                                         "num_members": max(len(v.get("members", [])), 1)})
         np.savez_compressed(path.with_name(path.stem + "_videos.npz"), **arrays)
         res["closed_loop"] = dict(cl, videos=index, videos_file=path.stem + "_videos.npz")
     tmp = path.with_suffix(".tmp")
@@ -44,8 +54,12 @@ def save_results(results: dict, path: str | Path) -> Path:
     return path
 
 
+def _frames(data, video: int, key: str, cameras: list[str]) -> dict[str, np.ndarray]:
+    return {c: data[f"v{video}_{key}_{c}"] for c in cameras}
+
+
 def load_results(path: str | Path) -> dict:
-    """Inverse of `save_results` (videos re-attached as arrays when the .npz exists)."""
+    """Inverse of `save_results` (videos re-attached as arrays when the .npz exists, "members" included)."""
     path = Path(path)
     res = json.loads(path.read_text())
     cl = res.get("closed_loop")
@@ -53,7 +67,9 @@ def load_results(path: str | Path) -> dict:
         data = np.load(path.parent / cl["videos_file"])
         vids = []
         for i, v in enumerate(cl["videos"]):
-            vids.append(dict(v, sim={c: data[f"v{i}_sim_{c}"] for c in v["cameras"]},
-                             model={c: data[f"v{i}_model_{c}"] for c in v["cameras"]}))
+            model = _frames(data, i, "model", v["cameras"])
+            vids.append(dict(v, sim=_frames(data, i, "sim", v["cameras"]), model=model,
+                             members=[model] + [_frames(data, i, f"m{k}", v["cameras"])
+                                                for k in range(1, v.get("num_members", 1))]))
         res["closed_loop"] = dict(cl, videos=vids)
     return res

@@ -2,9 +2,10 @@
 
 Sections: open-loop rows (true / imagined / error, with the step where imagination starts marked and the
 horizon stated); error over horizon against copy-last-frame and the decoder-only ceiling (and shuffled
-actions); a counterfactual sweep from one start frame (+-x, +-y, +-z, gripper); sim vs imagined videos side
-by side tagged success / failure; the model-vs-sim success scatter with its correlations; and any warnings
-(e.g. a horizon longer than the training episodes).
+actions); a counterfactual sweep from one start frame (+-x, +-y, +-z, gripper); sim vs imagined videos per
+camera, each ensemble member beside the sim, tagged success / failure with the step where they diverge
+(`viz.judge`); the model-vs-sim success scatter with its correlations and the policy ranking with 95%
+intervals; and any warnings (e.g. a horizon longer than the training episodes).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from world_model.imagine import open_loop
 from world_model.evaluate import choose_starts
 from world_model.metrics import psnr
 from world_model.model import WorldModel
-from world_model.viz.images import error_map, gif_b64, grid, png_b64, svg_inline, upscale
+from world_model.viz.images import error_map, grid, png_b64, svg_inline, upscale
+from world_model.viz.judge import JUDGE_CSS, VIDEOS_NOTE, ranking_plot, rollout_videos_html
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +36,8 @@ table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;paddin
 .row{display:flex;align-items:stretch;gap:8px;margin:6px 0}.labels{display:flex;flex-direction:column;
 justify-content:space-around;font-size:12px;color:#444;text-align:right;min-width:64px}
 .row img{max-width:calc(100% - 80px);height:auto}img.sweep{max-width:100%;height:auto}
-.badge{display:inline-block;padding:1px 8px;border-radius:8px;font-size:12px;color:#fff}
-.ok{background:#2a9d4b}.fail{background:#c0392b}.vid{display:inline-block;margin:8px 12px 8px 0;vertical-align:top}
-img.pix{image-rendering:pixelated}
-"""
+.plots{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.plots figure{margin:0}
+""" + JUDGE_CSS
 
 
 def _rollout_rows(model: WorldModel, episodes: list[WMEpisode], horizon: int, num_rows: int, seed: int) -> list[dict]:
@@ -168,16 +168,6 @@ def scatter_plot(closed: dict) -> str:
     return svg_inline(fig)
 
 
-def _side_by_side(sim: np.ndarray, imag: np.ndarray, height: int = 128) -> np.ndarray:
-    from world_model.data import resize_frames
-
-    n = max(len(sim), len(imag))
-    pad = lambda v: np.concatenate([v, np.repeat(v[-1:], n - len(v), 0)]) if len(v) < n else v  # noqa: E731
-    a, b = resize_frames(pad(sim), height), resize_frames(pad(imag), height)
-    sep = np.full((n, height, 4, 3), 255, np.uint8)
-    return np.concatenate([a, sep, b], 2)
-
-
 def build_report(model: WorldModel, episodes: list[WMEpisode], output: str | Path, *, eval_results: dict | None = None,
                  horizon: int = 8, num_rows: int = 3, seed: int = 0, title: str = "World-model report",
                  checkpoint: str = "") -> Path:
@@ -229,17 +219,10 @@ def build_report(model: WorldModel, episodes: list[WMEpisode], output: str | Pat
 
     closed = (eval_results or {}).get("closed_loop")
     if closed:
-        parts.append("<h2>Sim vs imagined</h2><p class='note'>Same initial state and policy; left: sim, right: the "
-                     "world model (the policy acts on the decoded frames).</p>")
-        for v in closed.get("videos", []):
-            cam = model.cameras[0]
-            if cam not in v["sim"] or cam not in v["model"]:
-                continue
-            tag = lambda ok: f"<span class='badge {'ok' if ok else 'fail'}'>{'success' if ok else 'failure'}</span>"  # noqa: E731
-            parts.append(f"<div class='vid'><div>{html.escape(v['policy'])}, seed {v['seed']}: sim {tag(v['sim_success'])}"
-                         f" model {tag(v['model_success'])}</div><img class='video' alt='sim vs imagined' "
-                         f"src='{gif_b64(_side_by_side(v['sim'][cam], v['model'][cam]))}'></div>")
-        parts.append("<h2>Policy success: model vs sim</h2>" + scatter_plot(closed))
+        parts.append(f"<h2>Sim vs imagined</h2><p class='note'>{VIDEOS_NOTE}</p>"
+                     f"<div id='videos'>{rollout_videos_html(closed, model.cameras)}</div>")
+        parts.append("<h2>Policy success: model vs sim</h2><div class='plots'><figure id='scatter'>"
+                     f"{scatter_plot(closed)}</figure><figure id='ranking'>{ranking_plot(closed)}</figure></div>")
         members = closed.get("members", 1)
         each = lambda p: (f"<td>{' / '.join(f'{v:.2f}' for v in p['member_success'])}</td>"  # noqa: E731
                           if members > 1 else "")
