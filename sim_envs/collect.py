@@ -75,6 +75,14 @@ class CollectSettings:
             Such episodes nearly always fail, so this needs `keep_failed=True`: a world model trained on
             demonstrations alone has never seen what random actions do and can imagine them succeeding.
             0 = off.
+        object_state: also record the xyz of the task's movable objects per step (`TabletopEnv.object_state`) as
+            the observation feature `object_state` (float32, 3 per object): privileged state a world model can
+            learn to predict and judge success from (`world_model.state_features=[object_state]`). Policies never
+            read it. All tasks of one collection must then have the same number of objects.
+        policy: on-policy rollouts: this policy (a spec of `vla.policy`'s registry, e.g. `vla:path=runs/a/final`)
+            drives the arm instead of the expert, whose action for every visited state stays the label (DAgger's
+            relabelling) and whose executed actions are recorded in `executed_action`. World models learn from
+            such rollouts what a learned policy's mistakes lead to. "" = off (the expert acts).
         every_target: paired language data: each initial scene (seed) is collected once per candidate the
             scene offers (`env.reset(options={"target": j})`: the same image, another object named, another
             action), so `episodes` counts scenes and a task with K candidates yields K episodes per scene. With
@@ -93,6 +101,8 @@ class CollectSettings:
     grasp_miss: float = 0.0
     random_takeover: float = 0.0
     every_target: bool = False
+    object_state: bool = False
+    policy: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
@@ -122,7 +132,7 @@ class CollectSettings:
     def records_executed_action(self) -> bool:
         """Whether episodes carry `executed_action` (what the arm did differs from the expert's label); the
         writer's features and every episode must agree on it."""
-        return self.action_noise > 0 or self.random_takeover > 0
+        return self.action_noise > 0 or self.random_takeover > 0 or bool(self.policy)
 
 
 @dataclass(frozen=True)
@@ -186,6 +196,20 @@ def _env_and_expert(job: _Job):
     return _ENVS[key]
 
 
+def _driver(job: _Job):
+    """The policy of `settings.policy`, built once per worker process (None: the expert drives)."""
+    spec = job.settings.policy
+    if not spec:
+        return None
+    key = ("policy", spec, job.task)
+    if key not in _ENVS:
+        from sim_envs.baselines import policy_context
+        from vla.policy import make_policy
+
+        _ENVS[key] = make_policy(spec, policy_context([job.task]))[1]
+    return _ENVS[key]
+
+
 def run_expert_episode(job: _Job) -> ExpertEpisode:
     """Roll out the task's expert from `job.seed`; exceptions become a failed episode with the reason."""
     t0 = time.perf_counter()
@@ -199,6 +223,7 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
     dr_params = dict(info.get("dr_params", {}))
     images: dict[str, list[np.ndarray]] = {c: [] for c in settings.sim.cameras}
     states: list[np.ndarray] = []
+    objects: list[np.ndarray] = []
     actions: list[np.ndarray] = []
     executed_actions: list[np.ndarray] = []
     rewards: list[float] = []  # 1 after every step that leaves the task solved (sparse success reward)
@@ -216,6 +241,16 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
         takeover_at = int(takeover_rng.integers(0, max(1, limit // 3)))
         bounds = env.action_space
         random_policy = RandomPolicy(bounds.low[:-1], bounds.high[:-1], seed=int(takeover_rng.integers(2**31)))
+    driver, queue = None, None
+    try:
+        driver = _driver(job)
+        if driver is not None:
+            from vla.policy import ActionQueue
+
+            driver.reset(instruction)
+            queue = ActionQueue()
+    except Exception as e:  # noqa: BLE001
+        return ExpertEpisode(job.task, job.seed, False, 0, {}, "", error=f"policy {settings.policy!r}: {type(e).__name__}: {e}")
     try:
         expert.reset(instruction)
         while True:
@@ -223,9 +258,14 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
             for c in settings.sim.cameras:
                 images[c].append(np.asarray(obs[c], np.uint8))
             states.append(np.asarray(obs["proprio"], np.float32))
+            objects.append(np.asarray(info["object_state"], np.float32))
             actions.append(action)
             executed = action
-            if random_policy is not None and len(actions) > takeover_at:
+            if driver is not None:
+                if queue.empty:
+                    queue.push(driver.act(observation_from_gym(obs, info, instruction=instruction)))
+                executed = queue.pop()
+            elif random_policy is not None and len(actions) > takeover_at:
                 executed = random_policy.act(None)
             elif settings.action_noise > 0:
                 executed = action.copy()
@@ -253,6 +293,7 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
             reward=np.asarray(rewards + [0.0] * (len(actions) - len(rewards)), np.float32),
             # What the arm did, for dynamics models (the world model); `action` stays the expert's label.
             executed_action=np.stack(executed_actions) if settings.records_executed_action else None,
+            extra_state={"object_state": np.stack(objects)} if settings.object_state else None,
         )
     return ExpertEpisode(job.task, job.seed, success, len(actions), dr_params, instruction, error, episode,
                          time.perf_counter() - t0)
@@ -365,6 +406,7 @@ def _make_writer(root_dir, name, settings: CollectSettings, first: Episode, epis
     return RLDSWriter(
         root_dir, name, cameras=tuple(settings.sim.cameras), image_size=(h, w), state_dim=first.state.shape[1],
         episodes_per_shard=episodes_per_shard, overwrite=overwrite, executed_action=settings.records_executed_action,
+        extra_state={"object_state": first.extra_state["object_state"].shape[1]} if settings.object_state else None,
         control_hz=settings.sim.controller.control_hz, description=f"Scripted-expert demonstrations from sim_envs ({', '.join(settings.tasks)}, DR level "
                     f"{settings.dr_level}), written by vla-collect.",
     )

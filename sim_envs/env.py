@@ -29,7 +29,7 @@ from sim_envs.controller import ControllerConfig, EEDeltaController
 from sim_envs.domain_randomization import DomainRandomizer, DRConfig, load_dr_config, sample_dr_params
 from sim_envs.robot import Physics
 from sim_envs.robots import DEFAULT_ROBOT, RobotDescription, get_robot
-from sim_envs.scene import SceneBuilder
+from sim_envs.scene import DISTRACTOR_PREFIX, SceneBuilder
 from sim_envs.tasks import make_task
 from sim_envs.tasks.base import Task
 
@@ -91,6 +91,8 @@ class TabletopEnv(gymnasium.Env):
         self.controller = EEDeltaController(self.physics, cfg)
         free_bodies = [model.body(model.jnt_bodyid[j]).name for j in range(model.njnt) if model.jnt_type[j] == 0]
         self.randomizer = DomainRandomizer(model, object_bodies=free_bodies)
+        #: The task's movable objects (not the DR distractor pool), in model order: `object_state`'s layout.
+        self.object_names = [b for b in free_bodies if not b.startswith(DISTRACTOR_PREFIX)]
         self._renderer = None
 
         h, w = self.image_size
@@ -152,6 +154,7 @@ class TabletopEnv(gymnasium.Env):
         info = {
             **self._language_info(),
             "success": self.task.success(self.physics),
+            "object_state": self.object_state(),
             "seed": self._episode_seed,
             "dr_params": params,
             "task": self.task.name,
@@ -168,7 +171,7 @@ class TabletopEnv(gymnasium.Env):
         success = self.task.success(self.physics)
         self._wrong_target = self._wrong_target or bool(self.task.wrong_target(self.physics))
         terminated = bool(success and self.terminate_on_success)
-        info = {**self._language_info(), "success": success}
+        info = {**self._language_info(), "success": success, "object_state": self.object_state()}
         return self._observation(), float(success), terminated, False, info
 
     def render(self):
@@ -196,6 +199,13 @@ class TabletopEnv(gymnasium.Env):
         else:
             raise ValueError(f"target {target} out of range: {len(self.task.candidates)} candidate(s)")
         return state
+
+    def object_state(self) -> np.ndarray:
+        """float32 (3 K,): the xyz (m, world frame) of the task's K movable objects (`object_names`), in `info`
+        after every reset and step. Privileged (a camera does not measure it): what a world model can predict and
+        judge success from (`vla-collect object_state=true` records it as the observation feature
+        `object_state`)."""
+        return np.concatenate([self.physics.body_pos(b) for b in self.object_names] or [np.zeros(0)]).astype(np.float32)
 
     def joint_state(self) -> dict[str, list]:
         """The robot's joints as a ROS JointState carries them: arm then finger joint names (the model's, e.g.

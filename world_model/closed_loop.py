@@ -20,14 +20,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from vla.core.gym import observation_from_gym
 from vla.core.types import Observation, Policy
 from vla.policy import ActionQueue
-from world_model.imagine import ImaginedTrajectory, imagine
+from world_model.imagine import ImaginedTrajectory, imagine_batch
 from world_model.metrics import correlations
 from world_model.model import WorldModel
 
@@ -39,6 +39,17 @@ class InitialState:
     seed: int
     dr_params: dict
     observation: Observation
+    # Privileged per-step state the env reports in `info` (e.g. `object_state`): what a world model with
+    # `state_features` needs to start from.
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+#: `info` entries kept as an initial state's `features` (see `TabletopEnv.object_state`).
+STATE_INFO_KEYS = ("object_state",)
+
+
+def _features(info: dict) -> dict[str, np.ndarray]:
+    return {k: np.asarray(info[k], np.float32) for k in STATE_INFO_KEYS if k in info}
 
 
 @dataclass
@@ -70,7 +81,7 @@ def initial_states(env, seeds: list[int], cameras) -> list[InitialState]:
     for s in seeds:
         obs, info = env.reset(seed=int(s))
         out.append(InitialState(seed=int(s), dr_params=info.get("dr_params", {}),
-                                observation=observation_from_gym(obs, info, cameras=cameras)))
+                                observation=observation_from_gym(obs, info, cameras=cameras), features=_features(info)))
     return out
 
 
@@ -80,7 +91,7 @@ def replayed_states(env, results: Sequence, cameras) -> list[InitialState]:
     for r in results:
         obs, info = env.reset(seed=int(_field(r, "seed")), options={"dr_params": _field(r, "dr_params")})
         out.append(InitialState(int(_field(r, "seed")), dict(_field(r, "dr_params")),
-                                observation_from_gym(obs, info, cameras=cameras)))
+                                observation_from_gym(obs, info, cameras=cameras), _features(info)))
     return out
 
 
@@ -115,7 +126,16 @@ def episode_agreement(policies: dict) -> dict:
     model = np.concatenate([np.asarray(r["model"], bool) for r in policies.values()])
     return {"episodes": int(len(sim)), "agreement": float(np.mean(sim == model)) if len(sim) else float("nan"),
             "model_false_successes": int(np.sum(model & ~sim)), "model_false_failures": int(np.sum(~model & sim)),
-            "sim_successes": int(sim.sum()), "model_successes": int(model.sum())}
+            "sim_successes": int(sim.sum()), "model_successes": int(model.sum()), **error_rates(sim, model)}
+
+
+def error_rates(sim, model) -> dict[str, float]:
+    """The model's false-success rate on the episodes that fail in sim, and its false-failure rate on those that
+    succeed (NaN where the sim has none of that kind): the hallucinated successes dWorldEval warns about."""
+    sim, model = np.asarray(sim, bool), np.asarray(model, bool)
+    fail, ok = ~sim, sim
+    return {"false_success_rate": float(np.mean(model[fail])) if fail.any() else float("nan"),
+            "false_failure_rate": float(np.mean(~model[ok])) if ok.any() else float("nan")}
 
 
 def ensemble_members(model: WorldModel | Sequence[WorldModel]) -> list[WorldModel]:
@@ -167,27 +187,37 @@ class Timing:
 
 
 class EpisodeRunner:
-    """Plays one policy from one initial state in the sim and in every member of the model.
+    """Plays one policy from every initial state in the sim and in every member of the model.
 
-    With `sim_results` the sim outcome is taken from them (the sim runs only for the first `record` states,
-    whose frames become videos). Accumulates `timing` and, for the first `record` states, `videos`.
+    The model side imagines `batch` initial states at once (`imagine_batch`: one dynamics / decoder batch and
+    one `act_batch` call per step). With `sim_results` the sim outcome is taken from them (the sim runs only
+    for the first `record` states, whose frames become videos). Accumulates `timing` and `videos`.
     """
 
     def __init__(self, members: list[WorldModel], env, *, max_steps: int, record: int,
-                 sim_results: Mapping[str, Sequence] | None = None) -> None:
+                 sim_results: Mapping[str, Sequence] | None = None, batch: int = 32) -> None:
         self.members, self.env, self.max_steps, self.record = members, env, max_steps, record
         self.cameras = members[0].cameras
         self.sim_results = sim_results
+        self.batch = max(1, int(batch))
         self.timing = Timing()
         self.videos: list[dict] = []
 
-    def run(self, name: str, policy: Policy, i: int, state: InitialState) -> tuple[SimRollout, list[ImaginedTrajectory]]:
-        """The `i`-th episode of policy `name`: its sim rollout and each member's imagined trajectory."""
-        sim = self._sim(name, policy, i, state)
-        trajs = [self._imagine(m, policy, state) for m in self.members]
-        if i < self.record:
-            self.videos.append(video_record(name, state.seed, sim, trajs))
-        return sim, trajs
+    def run(self, name: str, policy: Policy, states: Sequence[InitialState],
+            progress=None) -> list[tuple[SimRollout, list[ImaginedTrajectory]]]:
+        """Policy `name` from each state: (its sim rollout, each member's imagined trajectory) per state."""
+        sims = []
+        for i, st in enumerate(states):
+            sims.append(self._sim(name, policy, i, st))
+            if progress is not None:
+                progress.update(0.5)
+        per_member = [self._imagine(m, policy, states) for m in self.members]
+        if progress is not None:
+            progress.update(0.5 * len(states))
+        out = [(sim, [trajs[i] for trajs in per_member]) for i, sim in enumerate(sims)]
+        for i, (sim, trajs) in enumerate(out[: self.record]):
+            self.videos.append(video_record(name, states[i].seed, sim, trajs))
+        return out
 
     def _sim(self, name: str, policy: Policy, i: int, state: InitialState) -> SimRollout:
         frames: dict = {}
@@ -204,12 +234,28 @@ class EpisodeRunner:
             raise ValueError(f"sim_results[{name!r}] is not in the same seed order as the first policy's")
         return SimRollout(success=bool(_field(r, "success")), steps=int(_field(r, "steps")), frames=frames)
 
-    def _imagine(self, member: WorldModel, policy: Policy, state: InitialState) -> ImaginedTrajectory:
-        t0 = time.perf_counter()
-        traj = imagine(member, policy, state.observation, state.observation.instruction, self.max_steps)
-        self.timing.model_s += time.perf_counter() - t0
-        self.timing.model_steps += len(traj)
-        return traj
+    def _imagine(self, member: WorldModel, policy: Policy, states: Sequence[InitialState]) -> list[ImaginedTrajectory]:
+        out: list[ImaginedTrajectory] = []
+        for lo in range(0, len(states), self.batch):
+            chunk = states[lo : lo + self.batch]
+            t0 = time.perf_counter()
+            trajs = imagine_batch(member, policy, [st.observation for st in chunk], self.max_steps,
+                                  features=[st.features for st in chunk], record=lo < self.record)
+            self.timing.model_s += time.perf_counter() - t0
+            self.timing.model_steps += len(chunk) * self.max_steps
+            out.extend(_truncated(t) for t in trajs)
+        return out
+
+
+def _truncated(t: ImaginedTrajectory) -> ImaginedTrajectory:
+    """A batched row cut at its first success, as a sim episode ends there (what `imagine` returns at batch 1)."""
+    if t.success_step < 0:
+        return t
+    n = t.success_step + 1
+    return replace(t, frames={c: v[: n + 1] for c, v in t.frames.items()}, proprio=t.proprio[: n + 1],
+                   actions=t.actions[:n], success_prob=t.success_prob[:n], reward=t.reward[:n],
+                   latents=t.latents[: n + 1] if len(t.latents) else t.latents,
+                   action_in_range=None if t.action_in_range is None else t.action_in_range[:n])
 
 
 @dataclass
@@ -234,6 +280,7 @@ class PolicyOutcome:
         # is extrapolation to that extent (see WorldModel.actions_in_range).
         out = {"sim_success": float(np.mean(self.sim)), "model_success": float(np.mean(votes)), "sim": self.sim,
                "model": [v > 0.5 for v in votes], "actions_out_of_range": self.outside / max(self.imagined, 1)}
+        out.update(error_rates(self.sim, out["model"]))
         if ensemble:
             out["votes"] = votes
             out["member_success"] = np.mean(self.members, axis=0).tolist()
@@ -265,7 +312,7 @@ def agreement_summary(results: dict[str, dict], members: int, *, bootstrap: int,
 def compare_policies(model: WorldModel | Sequence[WorldModel], env_id: str, policies: dict[str, Policy], *,
                      num_initial_states: int = 8, max_steps: int = 30, seed: int = 1000, env_kwargs: dict | None = None,
                      bootstrap: int = 1000, record: int = 2, progress: bool = True,
-                     sim_results: dict | None = None) -> dict:
+                     sim_results: dict | None = None, batch: int = 32) -> dict:
     """Success of each policy in sim and in the model from the same initial states, plus agreement metrics.
 
     Returns {"policies": {name: {"sim_success", "model_success", "sim": [bool], "model": [bool],
@@ -277,7 +324,7 @@ def compare_policies(model: WorldModel | Sequence[WorldModel], env_id: str, poli
     `EpisodeResult`s of `sim_envs.evaluation.evaluate_policies`, which already replays identical initial
     states for every policy) reuses those sim outcomes: the model then starts from the same seeds and DR
     parameters, and the sim is only re-run for the recorded videos. The first `num_initial_states` episodes
-    are used (0: all).
+    are used (0: all). The model imagines `batch` initial states at once (`imagine_batch`).
 
     With several models (an ensemble, see `ensemble_members`), "model_success" is the members' mean success
     rate, "model" the per-episode majority (more than half the members), and each policy also gets
@@ -299,14 +346,13 @@ def compare_policies(model: WorldModel | Sequence[WorldModel], env_id: str, poli
         states = replayed_states(env, list(sim_results[next(iter(policies))])[: num_initial_states or None], cameras)
     else:
         states = initial_states(env, [seed + i for i in range(num_initial_states)], cameras)
-    runner = EpisodeRunner(members, env, max_steps=max_steps, record=record, sim_results=sim_results)
+    runner = EpisodeRunner(members, env, max_steps=max_steps, record=record, sim_results=sim_results, batch=batch)
     results = {}
     bar = tqdm(total=len(policies) * len(states), desc="closed loop (sim + model)", disable=not progress)
     for name, policy in policies.items():
         outcome = PolicyOutcome()
-        for i, st in enumerate(states):
-            outcome.add(*runner.run(name, policy, i, st))
-            bar.update(1)
+        for sim, trajs in runner.run(name, policy, states, bar):
+            outcome.add(sim, trajs)
         results[name] = outcome.result(ensemble=len(members) > 1)
         logger.info("%s: sim %.2f, model %.2f", name, results[name]["sim_success"], results[name]["model_success"])
     bar.close()

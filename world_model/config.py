@@ -50,14 +50,23 @@ class WorldModelConfig:
     # Success: `features` (a head on the dynamics' features of the step, which include its action) or `state`
     # (a classifier of the predicted next state alone: world_model/success_head.py).
     success_head: str = "features"
+    # Per-step observation features modelled with the proprio (e.g. [object_state]: the task objects' xyz that
+    # `vla-collect object_state=true` records). The dynamics predicts them like the proprio; policies never see
+    # them (imagined observations carry the robot's proprio only). Privileged sim state, so a model with them
+    # starts imagining from a sim state (`closed_loop` reads them from the env's `info`), not from a camera alone.
+    state_features: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.decoder not in ("shuffle", "conv"):
             raise ValueError(f"world_model.decoder={self.decoder!r}: choose shuffle or conv")
         if self.dynamics not in ("transformer", "conv"):
             raise ValueError(f"world_model.dynamics={self.dynamics!r}: choose transformer or conv")
-        if self.success_head not in ("features", "state"):
-            raise ValueError(f"world_model.success_head={self.success_head!r}: choose features or state")
+        if self.success_head not in ("features", "state", "lowdim"):
+            raise ValueError(f"world_model.success_head={self.success_head!r}: choose features, state or lowdim")
+        if self.success_head == "lowdim" and not self.state_features:
+            raise ValueError("world_model.success_head=lowdim judges success from the predicted proprio and "
+                             "state_features alone: set world_model.state_features=[object_state] (data from "
+                             "vla-collect object_state=true), or choose success_head=state")
         if self.proprio_conditioning not in ("map", "field"):
             raise ValueError(f"world_model.proprio_conditioning={self.proprio_conditioning!r}: choose map or field")
         if not self.cameras:

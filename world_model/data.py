@@ -34,6 +34,9 @@ class WMEpisode:
     instruction: str
     metadata: EpisodeMetadata
     source_size: tuple[int, int] = (0, 0)  # (H, W) of the frames on disk
+    # Observation features appended to `proprio` (WorldModelConfig.state_features), name -> size, in order: the
+    # robot's own proprio is proprio[:, :P - sum(sizes)].
+    feature_dims: dict[str, int] = field(default_factory=dict)
     latents: np.ndarray | None = field(default=None, repr=False)  # (T, N, D) normalized, filled by the model
     latents_key: object = field(default=None, repr=False, compare=False)  # which model filled them
     norm_proprio: np.ndarray | None = field(default=None, repr=False)  # (T, P) in [-1, 1], filled by the model
@@ -60,7 +63,26 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     return y.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
 
 
-def from_episode(ep: Episode, cameras: Sequence[str], size: int) -> WMEpisode:
+def _missing_feature(name: str, where: str, have: Sequence[str]) -> DataMismatchError:
+    return DataMismatchError(
+        f"{where} has no observation feature {name!r} (it has {sorted(have)}), which world_model.state_features "
+        f"asks for; collect the data with `vla-collect ... {name}=true` (object_state) or drop it from state_features")
+
+
+def with_features(state: np.ndarray, extras: dict[str, np.ndarray], features: Sequence[str],
+                  where: str) -> tuple[np.ndarray, dict[str, int]]:
+    """(proprio with the named per-step features appended, their sizes): the state the world model predicts."""
+    parts, dims = [np.asarray(state, np.float32).reshape(len(state), -1)], {}
+    for name in features:
+        if name not in extras:
+            raise _missing_feature(name, where, list(extras))
+        v = np.asarray(extras[name], np.float32).reshape(len(state), -1)
+        parts.append(v)
+        dims[name] = int(v.shape[1])
+    return np.concatenate(parts, 1), dims
+
+
+def from_episode(ep: Episode, cameras: Sequence[str], size: int, state_features: Sequence[str] = ()) -> WMEpisode:
     """Convert an in-memory `Episode` (e.g. fresh from a collector) to a `WMEpisode`."""
     missing = [c for c in cameras if c not in ep.images]
     if missing:
@@ -70,10 +92,14 @@ def from_episode(ep: Episode, cameras: Sequence[str], size: int) -> WMEpisode:
         )
     reward = np.asarray(ep.reward, np.float32)
     success = (reward > 0).astype(np.float32)
+    proprio, dims = with_features(ep.state, ep.extra_state or {}, state_features,
+                                  f"episode {ep.metadata.episode_id!r}")
+    action = ep.executed_action if ep.executed_action is not None else ep.action
     return WMEpisode(
         frames={c: resize_frames(ep.images[c], size) for c in cameras},
-        proprio=np.asarray(ep.state, np.float32), action=np.asarray(ep.action, np.float32), success=success,
+        proprio=proprio, action=np.asarray(action, np.float32), success=success,
         instruction=ep.instruction, metadata=ep.metadata, source_size=tuple(ep.images[cameras[0]].shape[1:3]),
+        feature_dims=dims,
     )
 
 
@@ -84,7 +110,7 @@ def _text(v) -> str:
 
 
 def read_rlds(dataset_dir: str | Path, cameras: Sequence[str], size: int, *, split: str = "train",
-              max_episodes: int = 0) -> list[WMEpisode]:
+              max_episodes: int = 0, state_features: Sequence[str] = ()) -> list[WMEpisode]:
     """Read an RLDS dataset written by `RLDSWriter` (or any flat-style one) into `WMEpisode`s."""
     from vla.data.rlds_reader import RLDSReader
 
@@ -115,13 +141,14 @@ def read_rlds(dataset_dir: str | Path, cameras: Sequence[str], size: int, *, spl
         if not np.any(reward > 0) and meta.success:
             reward[-1] = 1.0
         state = np.asarray(obs.get("state", np.zeros((t, 0))), np.float32).reshape(t, -1)
+        state, dims = with_features(state, obs, state_features, str(dataset_dir))
         out.append(WMEpisode(
             frames={c: resize_frames(f, size) for c, f in frames.items()},
             # A dynamics model needs what the arm did: DART-perturbed demonstrations label `action` with the expert's
             # clean action and record the executed one as `executed_action`.
             proprio=state, action=np.asarray(steps.get("executed_action", steps["action"]), np.float32), success=(reward > 0).astype(np.float32),
             instruction=_text(steps["language_instruction"][0]) if t else "", metadata=meta,
-            source_size=tuple(frames[cameras[0]].shape[1:3]),
+            source_size=tuple(frames[cameras[0]].shape[1:3]), feature_dims=dims,
         ))
         if max_episodes and len(out) >= max_episodes:
             break
@@ -132,16 +159,21 @@ def read_rlds(dataset_dir: str | Path, cameras: Sequence[str], size: int, *, spl
 
 
 def load_episodes(sources: Iterable, cameras: Sequence[str], size: int, *, split: str = "train",
-                  max_episodes: int = 0) -> list[WMEpisode]:
-    """Episodes from dataset directories and/or `Episode` objects, at the model's resolution."""
+                  max_episodes: int = 0, state_features: Sequence[str] = ()) -> list[WMEpisode]:
+    """Episodes from dataset directories and/or `Episode` objects, at the model's resolution; `state_features`
+    (observation feature names) are appended to each step's proprio."""
     out: list[WMEpisode] = []
     for src in sources:
         if isinstance(src, Episode):
-            out.append(from_episode(src, cameras, size))
+            out.append(from_episode(src, cameras, size, state_features))
         elif isinstance(src, WMEpisode):
+            if list(src.feature_dims) != list(state_features):
+                raise DataMismatchError(f"episode {src.metadata.episode_id!r} carries state features "
+                                        f"{list(src.feature_dims)}, expected {list(state_features)}")
             out.append(src)
         else:
-            out.extend(read_rlds(src, cameras, size, split=split, max_episodes=max_episodes))
+            out.extend(read_rlds(src, cameras, size, split=split, max_episodes=max_episodes,
+                                 state_features=state_features))
         if max_episodes and len(out) >= max_episodes:
             return out[:max_episodes]
     return out

@@ -133,5 +133,5 @@ class FastStep:
         with torch.no_grad():
             dyn = self.dynamics if state.latents.shape[0] == 1 else self.dynamics_eager
             new_state, out = self.model.step(state, action, dynamics=dyn)
-            arr = self.decode(out.latents, out.norm_proprio).numpy()
+            arr = self.decode(out.latents, out.norm_proprio).cpu().numpy()
         return new_state, out, {c: arr[:, i] for i, c in enumerate(self.model.cameras)}

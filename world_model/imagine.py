@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,31 +55,58 @@ class ImaginedTrajectory:
         return int(self.actions.shape[0])
 
 
-def state_from_observation(model: WorldModel, observation: Observation) -> RolloutState:
-    """A context for the first step of an episode: the observation, repeated over the history."""
-    missing = [c for c in model.cameras if c not in observation.images]
-    if missing:
-        raise ContractError(f"observation lacks cameras {missing}; the world model was trained on {model.cameras}")
-    size = tuple(observation.images[model.cameras[0]].shape[:2])
-    if size != model.source_image_size:
-        raise ContractError(
-            f"observation images are {size}, the world model was trained on {model.source_image_size} images; "
-            "render at that size or retrain the model"
-        )
-    if observation.proprio.shape[0] != model.proprio_dim:
-        raise ContractError(f"observation proprio has {observation.proprio.shape[0]} dims, the model expects {model.proprio_dim}")
-    frames = to_model_frames({c: observation.images[c] for c in model.cameras}, model.config.image_size)
-    z = model.encode(frames)  # (1, N, D)
+def state_from_observation(model: WorldModel, observation: Observation,
+                           features: dict[str, np.ndarray] | None = None) -> RolloutState:
+    """A context for the first step of an episode: the observation, repeated over the history.
+
+    `features`: the model's state features at that step (name -> values, e.g. the sim's `info["object_state"]`),
+    required when the model has any (`WorldModel.feature_dims`)."""
+    return states_from_observations(model, [observation], [features or {}])
+
+
+def states_from_observations(model: WorldModel, observations: Sequence[Observation],
+                             features: Sequence[dict] | None = None) -> RolloutState:
+    """`state_from_observation` for a batch of first observations (one encoder batch)."""
+    for observation in observations:
+        missing = [c for c in model.cameras if c not in observation.images]
+        if missing:
+            raise ContractError(f"observation lacks cameras {missing}; the world model was trained on {model.cameras}")
+        size = tuple(observation.images[model.cameras[0]].shape[:2])
+        if size != model.source_image_size:
+            raise ContractError(
+                f"observation images are {size}, the world model was trained on {model.source_image_size} images; "
+                "render at that size or retrain the model"
+            )
+        if observation.proprio.shape[0] != model.robot_proprio_dim:
+            raise ContractError(f"observation proprio has {observation.proprio.shape[0]} dims, the model expects "
+                                f"{model.robot_proprio_dim}")
+    features = list(features) if features is not None else [{} for _ in observations]
+    rows = []
+    for obs, feats in zip(observations, features):
+        parts = [np.asarray(obs.proprio, np.float32)]
+        for name, dim in model.feature_dims.items():
+            if name not in (feats or {}):
+                raise ContractError(
+                    f"this world model also predicts {name!r} ({dim} values), so its first state needs it: pass "
+                    f"features={{{name!r}: ...}} (closed_loop reads the sim's info[{name!r}]); it has {sorted(feats or {})}")
+            v = np.asarray(feats[name], np.float32).reshape(-1)
+            if v.shape[0] != dim:
+                raise ContractError(f"state feature {name!r} has {v.shape[0]} values, the model expects {dim}")
+            parts.append(v)
+        rows.append(np.concatenate(parts))
+    frames = to_model_frames({c: np.stack([o.images[c] for o in observations]) for c in model.cameras},
+                             model.config.image_size)
+    z = model.encode(frames)  # (B, N, D)
     h = model.config.history
-    p = torch.from_numpy(model.norm_proprio(observation.proprio[None]))  # (1, P)
-    return RolloutState(latents=z[None].repeat(1, h, 1, 1), proprio=p[None].repeat(1, h, 1),
-                        action=torch.zeros(1, h, 7), pad=h - 1)
+    p = torch.from_numpy(model.norm_proprio(np.stack(rows))).to(z.device)  # (B, P)
+    return RolloutState(latents=z[:, None].repeat(1, h, 1, 1), proprio=p[:, None].repeat(1, h, 1),
+                        action=torch.zeros(len(observations), h, 7, device=z.device), pad=h - 1)
 
 
-def _start(model: WorldModel, start, instruction: str):
+def _start(model: WorldModel, start, instruction: str, features: dict | None = None):
     """(state, first Observation) for an Observation, an (episode, step) pair or an episode (step 0)."""
     if isinstance(start, Observation):
-        return state_from_observation(model, start), start
+        return state_from_observation(model, start, features), start
     ep, t = (start, 0) if isinstance(start, WMEpisode) else start
     if not isinstance(ep, WMEpisode):
         raise TypeError(f"start must be an Observation, a WMEpisode or (WMEpisode, step), got {type(start).__name__}")
@@ -95,7 +123,8 @@ def _start(model: WorldModel, start, instruction: str):
     state = model.start_state(ep, t)
     size = model.source_image_size
     imgs = model.decode(state.latents[:, -1], size=size, proprio=state.proprio[:, -1])
-    obs = Observation(images={c: imgs[c][0] for c in model.cameras}, proprio=ep.proprio[t], instruction=instruction)
+    obs = Observation(images={c: imgs[c][0] for c in model.cameras}, proprio=ep.proprio[t, : model.robot_proprio_dim],
+                      instruction=instruction)
     return state, obs
 
 
@@ -111,79 +140,133 @@ def fast_step(model: WorldModel, size: tuple[int, int]):
     return cache[key]
 
 
-def _ask(policy: Policy, obs: Observation, queue: ActionQueue, t: int) -> None:
-    """Queue the policy's next action or chunk; any failure becomes a `PolicyError` naming the imagined step."""
-    try:
-        queue.push(policy.act(obs), name=f"{type(policy).__name__} action at imagined step {t}")
-    except ContractError as e:
-        raise PolicyError(str(e)) from e
-    except Exception as e:  # noqa: BLE001 - any policy failure is reported with context
-        raise PolicyError(f"policy {type(policy).__name__} raised {type(e).__name__} at imagined step {t}: {e}") from e
-
-
 def imagine(model: WorldModel, policy: Policy, start, instruction: str, horizon: int, *,
-            success_threshold: float = 0.5, stop_on_success: bool = True, fast: bool = True) -> ImaginedTrajectory:
+            success_threshold: float = 0.5, stop_on_success: bool = True, fast: bool = True,
+            features: dict[str, np.ndarray] | None = None) -> ImaginedTrajectory:
     """Roll `policy` out for up to `horizon` steps inside `model` from `start`.
 
     Args:
         start: a `vla.Observation` (e.g. the sim's first observation), a `WMEpisode` (its step 0) or
             `(WMEpisode, t)` (the history up to step t comes from the episode).
+        features: with an Observation start, the model's state features at that step (`state_features`).
     Returns an `ImaginedTrajectory`; `warnings` says when the horizon exceeds the training episodes.
     Raises `PolicyError` naming the step when the policy raises or returns an invalid action.
     `fast` runs each step through `world_model.fast_step.FastStep` (same result up to float rounding).
     """
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
+    state, obs = _start(model, start, instruction, features)
+    return rollout(model, policy, state, [obs], instruction, horizon, success_threshold=success_threshold,
+                   stop_on_success=stop_on_success, fast=fast)[0]
+
+
+def imagine_batch(model: WorldModel, policy: Policy, observations: Sequence[Observation], horizon: int, *,
+                  features: Sequence[dict] | None = None, success_threshold: float = 0.5, fast: bool = True,
+                  record: bool = True) -> list[ImaginedTrajectory]:
+    """`imagine` from B first observations at once: one dynamics and decoder batch per step, one `act_batch`
+    call of the policy per step. The instruction is each observation's own (`Observation.instruction`).
+    Rows run to `horizon` (a row's success is its first step over the threshold), as a vectorized sim keeps
+    stepping finished envs. `record=False` keeps no frames or latents (the ranking needs only the verdicts)."""
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    if not observations:
+        return []
+    state = states_from_observations(model, observations, features)
+    instructions = {o.instruction for o in observations}
+    return rollout(model, policy, state, list(observations), instructions.pop() if len(instructions) == 1 else "",
+                   horizon, success_threshold=success_threshold, stop_on_success=False, fast=fast, record=record)
+
+
+def rollout(model: WorldModel, policy: Policy, state: RolloutState, first: list[Observation], instruction: str,
+            horizon: int, *, success_threshold: float = 0.5, stop_on_success: bool = True, fast: bool = True,
+            record: bool = True) -> list[ImaginedTrajectory]:
+    """The imagination loop of `imagine` / `imagine_batch` over a batch of B contexts (`first`: each row's
+    first observation). Chunks execute open-loop; `stop_on_success` (B = 1) ends at the first success."""
+    b = len(first)
     warnings = []
     if model.max_episode_length and horizon > model.max_episode_length:
         msg = (f"horizon {horizon} is longer than the longest training episode ({model.max_episode_length} steps): "
                "predictions past it are extrapolation")
         warnings.append(msg)
         logger.warning(msg)
-    state, obs = _start(model, start, instruction)
     size = model.source_image_size
-    frames = {c: [obs.images[c]] for c in model.cameras}
-    proprio, actions, probs, rewards, latents = [obs.proprio], [], [], [], [state.latents[0, -1].numpy()]
+    rp = model.robot_proprio_dim
+    frames = {c: [np.stack([o.images[c] for o in first])] for c in model.cameras} if record else {}
+    latents = [state.latents[:, -1].float().cpu().numpy()] if record else []
+    proprio = [np.stack([np.concatenate([o.proprio, _features_of(model, state, i)]) for i, o in enumerate(first)])]
+    actions, probs, rewards = [], [], []
     try:
         policy.reset(instruction)
     except Exception as e:  # noqa: BLE001 - any policy failure is reported with context
         raise PolicyError(f"policy {type(policy).__name__}.reset raised {type(e).__name__}: {e}") from e
-    queue = ActionQueue()  # chunks execute open-loop, as in the sim runner
-    success_step = -1
-    stepper = fast_step(model, size) if fast else None
+    queues = [ActionQueue() for _ in range(b)]  # chunks execute open-loop, as in the sim runner
+    success_step = np.full(b, -1)
+    stepper = fast_step(model, size) if fast and model.device.type == "cpu" else None
+    obs = list(first)
     for t in range(horizon):
-        if queue.empty:
-            _ask(policy, obs, queue, t)
-        a = queue.pop()
+        _ask_batch(policy, obs, queues, t)
+        a = np.stack([q.pop() for q in queues]).astype(np.float32)
         if stepper is not None:
-            state, out, imgs = stepper(state, a[None])
+            state, out, imgs = stepper(state, a)
         else:
-            state, out = model.step(state, a[None])
+            state, out = model.step(state, a)
             imgs = model.decode(out.latents, size=size, proprio=out.norm_proprio)
-        for c in model.cameras:
-            frames[c].append(imgs[c][0])
-        p = out.proprio[0]
+        if record:
+            for c in model.cameras:
+                frames[c].append(imgs[c])
+            latents.append(out.latents.float().cpu().numpy())
         actions.append(a)
-        probs.append(float(out.success_prob[0]))
-        rewards.append(float(out.reward[0]))
-        proprio.append(p)
-        latents.append(out.latents[0].numpy())
-        if probs[-1] >= success_threshold and success_step < 0:
-            success_step = t
-            if stop_on_success:
-                break
-        obs = Observation(images={c: imgs[c][0] for c in model.cameras}, proprio=p, instruction=instruction)
-    in_range = model.actions_in_range(np.stack(actions))
-    if not in_range.all():
-        warnings.append(f"{int((~in_range).sum())} of {len(in_range)} actions (first at step {int(np.argmin(in_range))}) lie "
-                        "outside the range of the actions the model was trained on: what it imagines after them is "
-                        "extrapolation")
-    return ImaginedTrajectory(
-        frames={c: np.stack(v) for c, v in frames.items()}, proprio=np.stack(proprio).astype(np.float32),
-        actions=np.stack(actions), success_prob=np.asarray(probs, np.float32), reward=np.asarray(rewards, np.float32),
-        success=success_step >= 0, success_step=success_step, latents=np.stack(latents), warnings=warnings,
-        action_in_range=in_range,
-    )
+        probs.append(out.success_prob.astype(np.float32))
+        rewards.append(out.reward.astype(np.float32))
+        proprio.append(out.proprio)
+        newly = (probs[-1] >= success_threshold) & (success_step < 0)
+        success_step[newly] = t
+        if stop_on_success and np.all(success_step >= 0):
+            break
+        obs = [Observation(images={c: imgs[c][i] for c in model.cameras}, proprio=out.proprio[i, :rp],
+                           instruction=first[i].instruction or instruction) for i in range(b)]
+    acts, pr = np.stack(actions, 1), np.stack(proprio, 1).astype(np.float32)  # (B, T, 7), (B, T + 1, P)
+    out_trajs = []
+    for i in range(b):
+        in_range = model.actions_in_range(acts[i])
+        w = list(warnings)
+        if not in_range.all():
+            w.append(f"{int((~in_range).sum())} of {len(in_range)} actions (first at step {int(np.argmin(in_range))}) "
+                     "lie outside the range of the actions the model was trained on: what it imagines after them is "
+                     "extrapolation")
+        out_trajs.append(ImaginedTrajectory(
+            frames={c: np.stack([f[i] for f in v]) for c, v in frames.items()}, proprio=pr[i], actions=acts[i],
+            success_prob=np.stack(probs, 1)[i], reward=np.stack(rewards, 1)[i], success=bool(success_step[i] >= 0),
+            success_step=int(success_step[i]), latents=np.stack([z[i] for z in latents]) if record else np.zeros((0,)),
+            warnings=w, action_in_range=in_range))
+    return out_trajs
+
+
+def _features_of(model: WorldModel, state: RolloutState, i: int) -> np.ndarray:
+    """Row i's state features at the context's last step, raw units (empty without state features)."""
+    if not model.feature_dims:
+        return np.zeros(0, np.float32)
+    p = model.unnorm_proprio(state.proprio[i, -1].float().cpu().numpy()[None])[0]
+    return p[model.robot_proprio_dim:]
+
+
+def _ask_batch(policy: Policy, obs: list[Observation], queues: list[ActionQueue], t: int) -> None:
+    """Refill the empty queues with one `act_batch` call; failures become a `PolicyError` naming the step."""
+    need = [i for i, q in enumerate(queues) if q.empty]
+    if not need:
+        return
+    name = f"{type(policy).__name__} action at imagined step {t}"
+    try:
+        acts = policy.act_batch([obs[i] for i in need]) if len(need) > 1 else [policy.act(obs[need[0]])]
+        if len(acts) != len(need):
+            raise ContractError(f"{type(policy).__name__}.act_batch returned {len(acts)} actions for {len(need)} "
+                                "observations")
+        for i, a in zip(need, acts):
+            queues[i].push(a, name=name)
+    except ContractError as e:
+        raise PolicyError(str(e)) from e
+    except Exception as e:  # noqa: BLE001 - any policy failure is reported with context
+        raise PolicyError(f"policy {type(policy).__name__} raised {type(e).__name__} at imagined step {t}: {e}") from e
 
 
 @torch.no_grad()

@@ -61,10 +61,16 @@ class StepOutput:
 class WorldModel(torch.nn.Module):
     def __init__(self, config: WorldModelConfig, *, proprio_dim: int, statistics: DatasetStatistics,
                  source_image_size: tuple[int, int], train_rollout_steps: int = 0, max_episode_length: int = 0,
-                 success_pos_weight: float = 1.0):
+                 success_pos_weight: float = 1.0, feature_dims: dict[str, int] | None = None):
         super().__init__()
         self.config = config
-        self.proprio_dim = int(proprio_dim)
+        self.proprio_dim = int(proprio_dim)  # the modelled state: the robot's proprio, then `feature_dims`
+        self.feature_dims = {str(k): int(v) for k, v in (feature_dims or {}).items()}
+        if list(self.feature_dims) != list(config.state_features):
+            raise ValueError(f"feature sizes {self.feature_dims} do not match world_model.state_features "
+                             f"{list(config.state_features)}")
+        if sum(self.feature_dims.values()) > self.proprio_dim:
+            raise ValueError(f"state features {self.feature_dims} exceed the state size {self.proprio_dim}")
         self.statistics = statistics
         self.source_image_size = tuple(int(v) for v in source_image_size)
         self.train_rollout_steps = int(train_rollout_steps)
@@ -79,8 +85,10 @@ class WorldModel(torch.nn.Module):
                                             proprio_dim=self.proprio_dim if config.proprio_decoder else 0,
                                             grid=config.latent_grid, proprio_conditioning=config.proprio_conditioning)
         num_tokens = len(config.cameras) * config.tokens_per_camera
-        state_success = (StateSuccessHead(num_tokens, config.token_dim, self.proprio_dim)
-                         if config.success_head == "state" else None)
+        state_success = None
+        if config.success_head in ("state", "lowdim"):
+            state_success = StateSuccessHead(num_tokens if config.success_head == "state" else 0, config.token_dim,
+                                             self.proprio_dim)
         if config.dynamics == "conv":
             self.dynamics = ConvDynamics(len(config.cameras), config.latent_channels, config.latent_grid, config.patch,
                                          self.proprio_dim, config.history, channels=config.conv_channels,
@@ -99,6 +107,24 @@ class WorldModel(torch.nn.Module):
     @property
     def cameras(self) -> list[str]:
         return list(self.config.cameras)
+
+    @property
+    def robot_proprio_dim(self) -> int:
+        """Size of the robot's proprio, the part of the modelled state a policy observes."""
+        return self.proprio_dim - sum(self.feature_dims.values())
+
+    @property
+    def device(self) -> torch.device:
+        return self.latent_mean.device
+
+    def feature_slice(self, name: str) -> slice:
+        """Where state feature `name` lies in the modelled state (raw or normalized proprio vectors)."""
+        start = self.robot_proprio_dim
+        for k, d in self.feature_dims.items():
+            if k == name:
+                return slice(start, start + d)
+            start += d
+        raise KeyError(f"{name!r} is not a state feature of this model (it has {list(self.feature_dims)})")
 
     def _to_tokens(self, maps: torch.Tensor) -> torch.Tensor:
         """(B, cams, C, g, g) latent maps -> (B, cams * (g/p)^2, C*p*p) normalized tokens."""
@@ -121,6 +147,7 @@ class WorldModel(torch.nn.Module):
         maps = []
         for c in self.cameras:
             x = torch.from_numpy(np.ascontiguousarray(frames[c])).permute(0, 3, 1, 2).float() / 255.0
+            x = x.to(self.device)
             maps.append(torch.cat([self.autoencoder.encode(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]))
         return self._to_tokens(torch.stack(maps, 1))
 
@@ -133,18 +160,18 @@ class WorldModel(torch.nn.Module):
         cameras go through the decoder in one batch (one call per imagined step, not one per camera)."""
         maps = self._to_maps(tokens)  # (B, K, C, g, g)
         b, k = maps.shape[:2]
-        cam = torch.arange(k).repeat(b)
+        cam = torch.arange(k, device=maps.device).repeat(b)
         prop = None
         if self.autoencoder.proprio_map is not None or self.autoencoder.proprio_field is not None:
             if proprio is None:
                 raise ValueError("this world model's decoder is conditioned on proprio: pass decode(..., proprio=...)")
             prop = torch.as_tensor(np.asarray(proprio, np.float32) if not torch.is_tensor(proprio) else proprio).float()
-            prop = prop.reshape(b, -1).repeat_interleave(k, 0)
+            prop = prop.to(maps.device).reshape(b, -1).repeat_interleave(k, 0)
         img = self.autoencoder.decode(maps.flatten(0, 1), cam, prop)  # (B*K, 3, S, S)
         if size is not None and tuple(size) != tuple(img.shape[-2:]):
             img = torch.nn.functional.interpolate(img, size=tuple(size), mode="bilinear", align_corners=False)
         img = img.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).reshape(b, k, *img.shape[-2:], 3)
-        arr = img.numpy()
+        arr = img.cpu().numpy()
         return {c: arr[:, i] for i, c in enumerate(self.cameras)}
 
     # -- data ----------------------------------------------------------------------------------------------
@@ -159,6 +186,10 @@ class WorldModel(torch.nn.Module):
                 f"episode {name!r} has {tuple(ep.source_size)} images, the checkpoint was trained on "
                 f"{self.source_image_size} images; collect data at that size or retrain on this data (wm-train)"
             )
+        if dict(ep.feature_dims) != self.feature_dims:
+            raise DataMismatchError(
+                f"episode {name!r} carries state features {dict(ep.feature_dims)}, the checkpoint models "
+                f"{self.feature_dims}; load episodes with state_features={list(self.feature_dims)}")
         if ep.proprio.shape[1] != self.proprio_dim:
             raise DataMismatchError(
                 f"episode {name!r} has proprio of size {ep.proprio.shape[1]}, the checkpoint expects {self.proprio_dim}"
@@ -202,7 +233,7 @@ class WorldModel(torch.nn.Module):
         for ep in episodes:
             self.check_episode(ep)
             if ep.latents is None or ep.latents_key != key:
-                ep.latents = self.encode(ep.frames).numpy()
+                ep.latents = self.encode(ep.frames).cpu().numpy()
                 ep.latents_key = key
             ep.norm_proprio = self.norm_proprio(ep.proprio)
             ep.norm_action = self.norm_action(ep.action)
@@ -230,7 +261,7 @@ class WorldModel(torch.nn.Module):
         `dynamics` (normalized latents, proprio, actions of the context) -> (next latents, next proprio, success
         logit, reward) of the last step replaces the eager `self.dynamics` (`world_model.fast_step` passes its
         traced graph)."""
-        a = torch.from_numpy(self.norm_action(np.asarray(action, np.float32).reshape(-1, 7)))
+        a = torch.from_numpy(self.norm_action(np.asarray(action, np.float32).reshape(-1, 7))).to(state.action.device)
         act = state.action.clone()
         act[:, -1] = a
         if state.pad and state.pad == act.shape[1] - 1:
@@ -248,13 +279,13 @@ class WorldModel(torch.nn.Module):
             pad=max(state.pad - 1, 0),
         )
         return new_state, StepOutput(
-            latents=z, proprio=self.unnorm_proprio(p.numpy()), norm_proprio=p,
-            success_prob=self.success_probability(logit), reward=reward.numpy(),
+            latents=z, proprio=self.unnorm_proprio(p.float().cpu().numpy()), norm_proprio=p,
+            success_prob=self.success_probability(logit), reward=reward.float().cpu().numpy(),
         )
 
     def success_probability(self, logit: torch.Tensor) -> np.ndarray:
         """Calibrated success probability from the head's logit (undoes the positive weighting of training)."""
-        return torch.sigmoid(logit - math.log(self.success_pos_weight)).numpy()
+        return torch.sigmoid(logit.float() - math.log(self.success_pos_weight)).cpu().numpy()
 
     # -- save / load ---------------------------------------------------------------------------------------
     def metadata(self) -> dict:
@@ -266,6 +297,7 @@ class WorldModel(torch.nn.Module):
             "train_rollout_steps": self.train_rollout_steps,
             "max_episode_length": self.max_episode_length,
             "success_pos_weight": self.success_pos_weight,
+            "feature_dims": self.feature_dims,
             "format": 2,
         }
 
@@ -298,7 +330,8 @@ class WorldModel(torch.nn.Module):
                     source_image_size=tuple(meta["source_image_size"]),
                     train_rollout_steps=meta.get("train_rollout_steps", 0),
                     max_episode_length=meta.get("max_episode_length", 0),
-                    success_pos_weight=meta.get("success_pos_weight", 1.0))
+                    success_pos_weight=meta.get("success_pos_weight", 1.0),
+                    feature_dims=meta.get("feature_dims", {}))
         model.load_state_dict(load_file(str(d / WEIGHTS)))
         model.eval()
         return model

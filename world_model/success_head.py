@@ -16,13 +16,18 @@ from torch import nn
 
 
 class StateSuccessHead(nn.Module):
-    """(latents (..., N, D), proprio (..., P)) -> success logit (...)."""
+    """(latents (..., N, D), proprio (..., P)) -> success logit (...).
+
+    With `num_tokens=0` (`success_head=lowdim`) it reads the proprio alone, which then includes the predicted
+    object state (`state_features`): success judged from where the model says the objects are, the quantity
+    the task's own success check reads, instead of from pixels' latents."""
 
     def __init__(self, num_tokens: int, token_dim: int, proprio_dim: int, hidden: int = 256):
         super().__init__()
+        self.use_latents = num_tokens > 0
         self.net = nn.Sequential(nn.Linear(num_tokens * token_dim + proprio_dim, hidden), nn.SiLU(),
                                  nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))
 
     def forward(self, latents: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([latents.flatten(-2), proprio], -1)
+        x = torch.cat([latents.flatten(-2), proprio], -1) if self.use_latents else proprio
         return self.net(x)[..., 0]

@@ -69,13 +69,15 @@ def load_split(checkpoint_dir: str | os.PathLike) -> dict:
     raise FileNotFoundError(f"no {SPLIT} in {d}; pass explicit dataset_dirs")
 
 
-def validation_episodes(checkpoint_dir: str | os.PathLike, cameras: list[str], image_size: int) -> list[WMEpisode]:
+def validation_episodes(checkpoint_dir: str | os.PathLike, cameras: list[str], image_size: int,
+                        state_features=()) -> list[WMEpisode]:
     """The episodes a checkpoint held out for validation, read from the datasets it was trained on."""
     split = load_split(checkpoint_dir)
     if not split["dataset_dirs"]:
         raise ValueError(f"{checkpoint_dir} was trained on in-memory episodes; pass dataset_dirs=[...]")
     wanted = set(split["val_episode_ids"])
-    return [e for e in load_episodes(split["dataset_dirs"], cameras, image_size) if e.metadata.episode_id in wanted]
+    return [e for e in load_episodes(split["dataset_dirs"], cameras, image_size, state_features=state_features)
+            if e.metadata.episode_id in wanted]
 
 
 def _frames_batch(episodes: list[WMEpisode], cameras: list[str], n: int, rng: np.random.Generator, norm_proprio=None,
@@ -158,7 +160,8 @@ class TrainingData:
         sources = episodes if episodes is not None else list(cfg.data.dataset_dirs)
         if not sources:
             raise ValueError("no training data: set data.dataset_dirs=[<root>/<name>/<version>] (e.g. from vla-collect)")
-        eps = load_episodes(sources, mc.cameras, mc.image_size, split=cfg.data.split, max_episodes=cfg.data.max_episodes)
+        eps = load_episodes(sources, mc.cameras, mc.image_size, split=cfg.data.split, max_episodes=cfg.data.max_episodes,
+                            state_features=mc.state_features)
         short = [e.metadata.episode_id for e in eps if len(e) < 2]
         if short:
             raise ValueError(f"episodes {short[:5]} have fewer than 2 steps; a world model needs transitions")
@@ -208,7 +211,7 @@ class WorldModelTrainer:
         train = self.data.train
         self.model = WorldModel(mc, proprio_dim=self.data.proprio_dim, statistics=compute_statistics(train),
                                 source_image_size=self.data.source_size, train_rollout_steps=tc.rollout_steps,
-                                max_episode_length=max(len(e) for e in train))
+                                max_episode_length=max(len(e) for e in train), feature_dims=train[0].feature_dims)
         self.ae_opt = torch.optim.AdamW(self.model.autoencoder.parameters(), lr=tc.ae_lr, weight_decay=tc.weight_decay)
         self.dyn_opt = torch.optim.AdamW(self.model.dynamics.parameters(), lr=tc.dyn_lr, weight_decay=tc.weight_decay)
         self.rng, self.gen = np.random.default_rng(tc.seed), torch.Generator().manual_seed(tc.seed)

@@ -44,7 +44,7 @@ def _app(cfg: DictConfig) -> None:
             tasks=tasks, sim=sim_config_from(cfg.sim), dr=dr_config_from(cfg.dr), episodes=cfg.episodes,
             seed_start=cfg.seed_start, workers=cfg.workers, keep_failed=cfg.keep_failed,
             action_noise=cfg.action_noise, grasp_miss=cfg.grasp_miss, random_takeover=cfg.random_takeover,
-            every_target=cfg.every_target,
+            every_target=cfg.every_target, object_state=cfg.object_state, policy=cfg.policy,
         )
         name = cfg.name or default_dataset_name(tasks, settings.dr_level, settings.sim.robot)
         summary = collect(settings, cfg.output_dir, name, episodes_per_shard=cfg.episodes_per_shard,

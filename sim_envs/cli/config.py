@@ -34,6 +34,8 @@ class CollectConfig:
     grasp_miss: float = 0.0  # failure data: the expert aims this far (m) beside the object (with keep_failed=true)
     random_takeover: float = 0.0  # world-model data: P(random actions take over an episode) (with keep_failed=true)
     every_target: bool = False  # paired language data: each scene once per candidate target (episodes = scenes)
+    object_state: bool = False  # world-model data: record the task objects' xyz per step (observation/object_state)
+    policy: str = ""  # on-policy rollouts: a policy spec (vla:path=DIR) drives, the expert labels (keep_failed=true)
     sim: Any = None  # filled by the `sim` config group (sim=default|fast; sim.image_size=..., ...)
     output_dir: str = "outputs/data"  # the dataset lands in <output_dir>/<name>/1.0.0
     name: Optional[str] = None  # None: sim_<task>_<dr>

@@ -53,10 +53,12 @@ def run_eval(cfg: WMEvalConfig, *, progress: bool = True) -> dict:
     model = WorldModel.load(cfg.checkpoint)
     results: dict = {"checkpoint": cfg.checkpoint}
     if cfg.dataset_dirs:
-        episodes = load_episodes(cfg.dataset_dirs, model.cameras, model.config.image_size, max_episodes=cfg.max_episodes)
+        episodes = load_episodes(cfg.dataset_dirs, model.cameras, model.config.image_size, max_episodes=cfg.max_episodes,
+                                 state_features=list(model.feature_dims))
         source = "dataset_dirs"
     else:
-        episodes = validation_episodes(cfg.checkpoint, model.cameras, model.config.image_size)[: cfg.max_episodes or None]
+        episodes = validation_episodes(cfg.checkpoint, model.cameras, model.config.image_size,
+                                       list(model.feature_dims))[: cfg.max_episodes or None]
         source = "validation split of the checkpoint"
     if not episodes:
         raise ValueError("no held-out episodes to evaluate; pass dataset_dirs=[...]")
