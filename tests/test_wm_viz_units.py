@@ -73,6 +73,26 @@ def test_an_episode_ending_earlier_in_one_rollout_is_a_divergence():
     assert divergence_step(model, sim) == 5  # and the other way round
 
 
+def test_a_model_lost_from_the_first_step_diverges_at_step_1():
+    """Frames that show less of the scene than a flat grey one: the relative drift test alone would pass them."""
+    sim = {"primary": _scene([1, 2, 3, 4, 5, 6])}
+    rng = np.random.default_rng(0)
+    junk = rng.integers(60, 200, sim["primary"].shape).astype(np.uint8)
+    junk[0] = sim["primary"][0]
+    d = divergence(sim, {"primary": junk})
+    assert d.step == 1 and "a flat frame's" in d.reason
+    assert divergence(sim, {"primary": _noisy(sim["primary"], 2.0)}).step is None
+
+
+def test_different_verdicts_on_equally_long_rollouts_diverge_at_the_last_step():
+    sim = {"primary": _scene([1, 2, 3, 4, 5])}
+    model = {"primary": _noisy(sim["primary"], 2.0)}
+    assert divergence_step(sim, model, successes=(True, True)) is None
+    d = divergence(sim, model, successes=(True, False))
+    assert d.step == 4 and "the sim judges the task solved at step 4" in d.reason
+    assert "imagined rollout judges" in divergence(sim, model, successes=(False, True)).reason
+
+
 def test_imagined_frames_at_another_size_are_compared_at_the_sim_size():
     sim = {"primary": _scene([1, 2, 3, 4, 5], size=32)}
     model = {"primary": _scene([1, 2, 3, 4, 5], size=16)}

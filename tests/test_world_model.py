@@ -285,10 +285,44 @@ def test_report_in_headless_chromium(workdir, model, browser, eval_json):
         assert i["w"] > 0 and i["std"] > 2.0, f"blank image {i}"
     svgs = page.evaluate("() => Array.from(document.querySelectorAll('svg')).map(s => "
                          "[s.getBoundingClientRect().width, s.querySelectorAll('path,use').length])")
-    assert len(svgs) == 2, "expected the error-over-horizon plot and the success scatter"
+    assert len(svgs) == 3, "expected the error-over-horizon plot, the success scatter and the ranking chart"
     for width, n in svgs:
         assert width > 100 and n > 10
+    from world_model.results_io import load_results
+
+    _assert_judge_rendered(page, "body", load_results(eval_json)["closed_loop"], members=1)
     page.close()
+
+
+_JUDGE_JS = """
+(root) => ({
+  ranking: Array.from(document.querySelectorAll(root + ' #ranking svg')).map(s => s.getBoundingClientRect().width),
+  videos: Array.from(document.querySelectorAll(root + ' img.video')).map(i => [i.dataset.camera,
+          i.getBoundingClientRect().width, i.getBoundingClientRect().height, i.naturalWidth]),
+  captions: Array.from(document.querySelectorAll(root + ' .divergence')).map(d => d.innerText),
+})
+"""
+
+
+def _assert_judge_rendered(page, root: str, closed: dict, members: int) -> list[str]:
+    """The ranking chart, one rendered GIF per camera per recorded episode (`members` imagined panels beside the
+    sim) and each member's divergence caption, under `root`; returns the captions."""
+    import re
+
+    got = page.evaluate(_JUDGE_JS, root)
+    assert len(got["ranking"]) == 1 and got["ranking"][0] > 100, "ranking chart missing or not rendered"
+    videos = closed["videos"]
+    cams = sorted(videos[0]["sim"])
+    assert len(videos) > 0 and len(got["videos"]) == len(videos) * len(cams), got["videos"]
+    assert sorted({v[0] for v in got["videos"]}) == cams
+    size = videos[0]["sim"][cams[0]].shape[1] * (128 // videos[0]["sim"][cams[0]].shape[1])
+    for cam, width, height, natural in got["videos"]:
+        assert width > 0 and height > 0, f"{cam} video not rendered"
+        assert natural == (members + 1) * size + members * 4, "expected sim plus each member side by side"
+    assert len(got["captions"]) == len(videos) * members
+    for c in got["captions"]:
+        assert re.search(r"(diverges at step \d+|no divergence) \(", c), c
+    return got["captions"]
 
 
 def test_closed_loop_reuses_sim_runner_results(model):
@@ -370,10 +404,14 @@ def test_demo_stage_trains_evaluates_and_reports(workdir):
     assert out["timings"]["total"] > 0
 
 
-def test_interactive_page_key_press_advances(model, episodes, browser):
+def test_interactive_page_key_press_advances(model, episodes, browser, eval_json):
     from world_model.viz.server import Session, serve
 
-    server = serve(Session(model, episodes[:3], VisualServoPolicy(), "servo"), port=0)
+    from world_model.results_io import load_results
+
+    closed = load_results(eval_json)["closed_loop"]
+    server = serve(Session(model, episodes[:3], VisualServoPolicy(), "servo", eval_results={"closed_loop": closed}),
+                   port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -391,8 +429,44 @@ def test_interactive_page_key_press_advances(model, episodes, browser):
         page.click("#policy")
         page.wait_for_selector("#status[data-step='5']")
         assert "success prob" in page.inner_text("#status")
+        page.wait_for_selector("#judge[data-loaded='yes']")  # wm-viz serve=true eval_json=...: the judge section
+        _assert_judge_rendered(page, "#judge", closed, members=1)
         assert errors == [] and page.inner_text("#err") == ""
         page.close()
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_report_shows_each_ensemble_member_in_headless_chromium(workdir, browser, eval_json):
+    """An ensemble's recorded episodes: sim | member 0 | member 1 per camera, each member's own divergence. Member
+    1 here replays the sim's frames (a perfect model), so it must not diverge; the ranking shows both members."""
+    import copy
+
+    from world_model.results_io import load_results, save_results
+    from world_model.viz.judge import JUDGE_CSS, judge_html
+
+    closed = copy.deepcopy(load_results(eval_json)["closed_loop"])
+    for v in closed["videos"]:
+        v["members"] = [v["model"], v["sim"]]
+        v["member_success"] = [v["model_success"], v["sim_success"]]
+    for p in closed["policies"].values():
+        p["member_model"] = [p["model"], p["sim"]]
+        p["member_success"] = [float(np.mean(m)) for m in p["member_model"]]
+        p["model_success"] = float(np.mean(p["member_success"]))
+    closed["members"] = 2
+    path = save_results({"closed_loop": closed}, workdir["root"] / "ens_viz" / "metrics.json")
+    closed = load_results(path)["closed_loop"]  # the members' frames survive the results file
+    out = workdir["root"] / "ens_viz" / "judge.html"
+    out.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><style>{JUDGE_CSS}</style></head><body>"
+                   f"{judge_html(closed)}</body></html>")
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(out.resolve().as_uri())
+    captions = _assert_judge_rendered(page, "body", closed, members=2)
+    assert all(c.startswith("member 1: no divergence") for c in captions[1::2]), captions
+    assert all(c.startswith("member 0: ") for c in captions[::2])
+    assert "<!-- members -->" in page.inner_html("#ranking")  # the legend entry of the members' dots
+    assert errors == []
+    page.close()

@@ -44,8 +44,8 @@ def save_results(results: dict, path: str | Path) -> Path:
             for k, member in enumerate(v.get("members", [])[1:], 1):
                 for cam, frames in member.items():
                     arrays[f"v{i}_m{k}_{cam}"] = frames
-            index.append({k: v[k] for k in _VIDEO_FIELDS if k in v} | {"cameras": sorted(v["sim"]),
-                                                                         "num_members": max(len(v.get("members", [])), 1)})
+            index.append({k: v[k] for k in _VIDEO_FIELDS if k in v}
+                         | {"cameras": sorted(v["sim"]), "num_members": max(len(v.get("members", [])), 1)})
         np.savez_compressed(path.with_name(path.stem + "_videos.npz"), **arrays)
         res["closed_loop"] = dict(cl, videos=index, videos_file=path.stem + "_videos.npz")
     tmp = path.with_suffix(".tmp")

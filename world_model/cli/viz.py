@@ -3,6 +3,7 @@
     wm-viz checkpoint=outputs/wm                                            # -> outputs/wm_viz/report.html
     wm-viz checkpoint=outputs/wm eval_json=outputs/wm_eval/metrics.json     # + sim-vs-model videos and scatter
     wm-viz checkpoint=outputs/wm serve=true port=8765 policy=servo          # interactive, Ctrl-C to stop
+    wm-viz checkpoint=outputs/wm serve=true eval_json=outputs/wm_eval/metrics.json  # + ranking and videos
 
 Episodes: `dataset_dirs`, else the checkpoint's validation episodes. The report opens from disk, no network.
 """
@@ -41,16 +42,18 @@ def _episodes(cfg: WMVizConfig, model):
 
 def run_viz(cfg: WMVizConfig):
     from world_model.model import WorldModel
+    from world_model.results_io import load_results
 
     model = WorldModel.load(cfg.checkpoint)
     episodes = _episodes(cfg, model)
+    results = load_results(cfg.eval_json) if cfg.eval_json else None
     if cfg.serve:
         from vla.policy import make_policy
         from world_model.policies import policy_context
         from world_model.viz.server import Session, serve
 
         name, policy = make_policy(cfg.policy, policy_context(cfg.seed)) if cfg.policy else ("", None)
-        server = serve(Session(model, episodes, policy, name), cfg.host, cfg.port)
+        server = serve(Session(model, episodes, policy, name, eval_results=results), cfg.host, cfg.port)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
@@ -58,10 +61,8 @@ def run_viz(cfg: WMVizConfig):
         finally:
             server.server_close()
         return None
-    from world_model.results_io import load_results
     from world_model.viz.report import build_report
 
-    results = load_results(cfg.eval_json) if cfg.eval_json else None
     return build_report(model, episodes, cfg.output, eval_results=results, horizon=cfg.horizon, num_rows=cfg.num_rows,
                         seed=cfg.seed, checkpoint=cfg.checkpoint)
 

@@ -96,7 +96,8 @@ def _badge(ok: bool) -> str:
 
 def video_divergences(video: dict) -> list[Divergence]:
     """Each member's divergence from the sim for one recorded episode."""
-    return [divergence(video["sim"], m) for m in members_of(video)]
+    return [divergence(video["sim"], m, successes=(video["sim_success"], ok))
+            for m, ok in zip(members_of(video), _member_success(video))]
 
 
 def rollout_videos_html(closed: dict, cameras: Sequence[str] | None = None) -> str:
@@ -203,9 +204,9 @@ JUDGE_CSS = """
 
 VIDEOS_NOTE = ("Same initial state and policy, every camera a row: left the sim, then the world model (each member "
                "of an ensemble); the policy acts on the decoded frames. A red border marks the step from which the "
-               "imagined rollout departs from the sim: its mean pixel error stays above twice that of the first "
-               "imagined step (and above 0.01) for two steps, or one rollout ends before the other. A greyed panel "
-               "has ended.")
+               "imagined rollout departs from the sim: for two steps its mean pixel error stays above twice that of "
+               "the first imagined step (and above 0.01) or above a flat frame's; else where one rollout ends before "
+               "the other, or at the last step when only one judged the task solved. A greyed panel has ended.")
 
 
 def judge_html(closed: dict, cameras: Sequence[str] | None = None) -> str:

@@ -5,10 +5,14 @@ space: toggle the gripper), with the sliders ("step with sliders"), or let a pol
 chunk runs over successive policy steps, as in `imagine`, until a manual step drops what is left of it).
 Every step returns the decoded frames of all cameras and the predicted success probability.
 
-    wm-viz checkpoint=outputs/wm serve=true port=8765 [policy=vla:path=outputs/train/final]
+With a `wm-eval` result (`eval_json=`), the page also shows the policy judge, as the static report does
+(`viz.judge`): the ranking chart and sim vs imagined rollouts per camera with the divergence step marked.
 
-API (JSON): GET /api/info; POST /api/start {"episode": i, "t": t}; POST /api/step {"action": [7 floats]}
-or {"policy": true}. Errors come back as {"error": "..."} with HTTP 400.
+    wm-viz checkpoint=outputs/wm serve=true port=8765 [policy=vla:path=outputs/train/final] [eval_json=...]
+
+API (JSON): GET /api/info; GET /api/judge ({"html": fragment, "" without a result}); POST /api/start
+{"episode": i, "t": t}; POST /api/step {"action": [7 floats]} or {"policy": true}. Errors come back as
+{"error": "..."} with HTTP 400.
 """
 
 from __future__ import annotations
@@ -33,8 +37,11 @@ logger = logging.getLogger(__name__)
 class Session:
     """The rollout state behind the page (guarded by a lock: the server is threaded)."""
 
-    def __init__(self, model: WorldModel, episodes: list[WMEpisode], policy: Policy | None = None, policy_name: str = ""):
+    def __init__(self, model: WorldModel, episodes: list[WMEpisode], policy: Policy | None = None,
+                 policy_name: str = "", eval_results: dict | None = None):
         self.model, self.episodes, self.policy, self.policy_name = model, episodes, policy, policy_name
+        self.closed_loop = (eval_results or {}).get("closed_loop")
+        self._judge: str | None = None
         model.prepare(episodes)
         self.lock = threading.Lock()
         self.state = None
@@ -50,6 +57,16 @@ class Session:
                              for i, e in enumerate(self.episodes)],
                 "cameras": self.model.cameras, "policy": self.policy_name, "action_scale": self.action_scale,
                 "history": self.model.config.history}
+
+    def judge(self) -> dict:
+        """The ranking chart and sim-vs-imagined videos of the `wm-eval` result (built once, on first request)."""
+        with self.lock:
+            if self._judge is None:
+                from world_model.viz.judge import JUDGE_CSS, judge_html
+
+                self._judge = (f"<style>{JUDGE_CSS}</style>{judge_html(self.closed_loop, self.model.cameras)}"
+                               if self.closed_loop else "")
+            return {"html": self._judge}
 
     def _frames(self, imgs: dict[str, np.ndarray]) -> dict[str, str]:
         return {c: png_b64(upscale(imgs[c][0], max(1, 192 // imgs[c].shape[1]))) for c in self.model.cameras}
@@ -117,6 +134,8 @@ def make_handler(session: Session):
                 self._send(200, _page(), "text/html; charset=utf-8")
             elif self.path == "/api/info":
                 self._json(200, session.info())
+            elif self.path == "/api/judge":
+                self._json(200, session.judge())
             elif self.path == "/favicon.ico":
                 self._send(204, b"", "image/x-icon")
             else:
