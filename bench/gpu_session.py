@@ -11,6 +11,8 @@ as soon as it has it (a part that fails or runs out of time leaves the others' f
         per step from the protocol's own episodes.jsonl (wall_s, steps of each episode)
     python bench/gpu_session.py larger --data D --work W --seconds 120 --out larger.json
         a wider/deeper tiny preset trained for a wall-clock budget, then the language protocol on its task
+    python bench/gpu_session.py wm_speed --policy WM_CHECKPOINT --work W --steps 50 --out wm_speed.json
+        a world model's imagined steps/s at batch 1, 32 and 256 (issue 22)
 
 The same code runs on the CPU with the tiny preset (`--device cpu`) as the pre-flight check.
 """
@@ -199,10 +201,51 @@ def part_larger(args) -> None:
     _write(args.out, record)
 
 
+def part_wm_speed(args) -> None:
+    """Issue 22's GPU figure: imagined steps/s of a world-model checkpoint at batch 1, 32 and 256 (dynamics +
+    decoding every camera to the data's image size; random actions within the training range; policy
+    excluded), float32, with CUDA synchronized around the timed steps."""
+    import numpy as np
+    import torch
+
+    # bench/world_model.py would shadow the package when this script runs from bench/
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+    from world_model.model import RolloutState, WorldModel
+
+    model = WorldModel.load(args.policy).to(args.device).eval()
+    h, n = model.config.history, len(model.cameras) * model.config.tokens_per_camera
+    st = model.statistics.action
+    record = {"what": "world-model imagined steps/s on the lent GPU (dynamics + decode of every camera)",
+              "checkpoint": str(args.policy), "config": model.metadata()["config"], "device": args.device, "rows": []}
+    if torch.cuda.is_available():
+        record["device_name"] = torch.cuda.get_device_name()
+    rng = np.random.default_rng(0)
+    for batch in (1, 32, 256):
+        state = RolloutState(torch.zeros(batch, h, n, model.config.token_dim, device=args.device),
+                             torch.zeros(batch, h, model.proprio_dim, device=args.device),
+                             torch.zeros(batch, h, 7, device=args.device))
+        acts = rng.uniform(np.asarray(st.q01), np.asarray(st.q99), (args.steps + 5, batch, 7)).astype(np.float32)
+        with torch.inference_mode():
+            for i, a in enumerate(acts):
+                if i == 5:
+                    if args.device.startswith("cuda"):
+                        torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                state, out = model.step(state, a)
+                model.decode(out.latents, size=model.source_image_size, proprio=out.norm_proprio)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        record["rows"].append({"batch": batch, "steps": args.steps,
+                               "imagined_steps_per_s": round(batch * args.steps / dt, 1),
+                               "ms_per_batched_step": round(1000 * dt / args.steps, 2)})
+        _write(args.out, record)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="part", required=True)
-    for name in ("lora", "protocol", "larger"):
+    for name in ("lora", "protocol", "larger", "wm_speed"):
         p = sub.add_parser(name)
         p.add_argument("--out", type=Path, required=True)
         p.add_argument("--work", type=Path, required=True)
@@ -221,7 +264,7 @@ def main() -> None:
         p.add_argument("--seconds", type=float, default=120)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    {"lora": part_lora, "protocol": part_protocol, "larger": part_larger}[args.part](args)
+    {"lora": part_lora, "protocol": part_protocol, "larger": part_larger, "wm_speed": part_wm_speed}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@
 #   1b  bench/gpu_session.py lora              real vla-train LoRA on the UR5e data: samples/s, peak GPU memory
 #   2   bench/gpu_session.py protocol          vla-eval protocol=language with the 7B in bf16: s/episode, s/step
 #   3   bench/gpu_session.py larger            a larger tiny preset trained there + the protocol (time left only)
+#   wm  bench/gpu_session.py wm_speed        issue 22: a world model's imagined steps/s (.gpu/wm = its checkpoint)
+# PARTS (default "1a 1b 2 3"): the parts to run, e.g. PARTS="wm 3".
 # SKIP_MERGE=1: part 1a only writes the 7B base (one LoRA step, no vla-merge) when its figures are in already.
 # BUDGET (seconds, default 530) bounds the whole script so that it returns before the run's own limit.
 set -u
@@ -49,21 +51,27 @@ transformers.__version__, 'peft', peft.__version__, 'mujoco', mujoco.__version__
 cat "$OUT/machine.txt"
 echo "setup done after $(( $(date +%s) - T0 )) s"
 
-if [ -n "${SKIP_MERGE:-}" ]; then  # 1a measured already: only write the 7B base that parts 1b and 2 use
+want() { case " ${PARTS:-1a 1b 2 3} " in *" $1 "*) return 0;; esac; return 1; }
+if want wm; then  # issue 22: a world model's imagined steps/s at batch 1 / 32 / 256 (.gpu/wm: its checkpoint)
+  part wm 120 python3 bench/gpu_session.py wm_speed --policy "$HERE/.gpu/wm" --work /tmp/wm --steps 50 \
+    --out "$OUT/wm_speed.json"
+fi
+if ! want 1a; then :
+elif [ -n "${SKIP_MERGE:-}" ]; then  # 1a measured already: only write the 7B base that parts 1b and 2 use
   part 1a 150 python3 -c "import sys; from pathlib import Path; sys.path.insert(0, 'bench'); from train import \
 bench_lora_step; print(bench_lora_step('openvla_7b', 'cuda', 16, save_base=Path('/tmp/w/base_7b'), tokenizer='tiny'))"
 else
   part 1a 200 python3 bench/train.py --gpu-7b --work /tmp/w
 fi
-cp bench/results/train.json "$OUT/train.json"
+want 1a && cp bench/results/train.json "$OUT/train.json"
 rm -rf /tmp/w/merged_7b  # 15 GB of disk the next parts need
-part 1b 160 python3 bench/gpu_session.py lora --base /tmp/w/base_7b --data "$DATA/sim_ur5e_liftcube_low/1.0.0" \
+want 1b && part 1b 160 python3 bench/gpu_session.py lora --base /tmp/w/base_7b --data "$DATA/sim_ur5e_liftcube_low/1.0.0" \
   --work /tmp/lora --steps 20 --log-every 5 --out "$OUT/lora.json"
 rm -rf /tmp/lora
-part 2 150 python3 bench/gpu_session.py protocol --policy /tmp/w/base_7b --stats "$DATA/stats_ur5e.json" \
+want 2 && part 2 150 python3 bench/gpu_session.py protocol --policy /tmp/w/base_7b --stats "$DATA/stats_ur5e.json" \
   --work /tmp/proto --task LiftNamedCube --seeds 2 --conditions swap --out "$OUT/protocol.json"
 L=$(left)
-if [ "$L" -ge 150 ] && [ -d "$DATA/vcap_placesidecubeonplate_low" ]; then
+if want 3 && [ "$L" -ge 150 ] && [ -d "$DATA/vcap_placesidecubeonplate_low" ]; then
   part 3 "$L" python3 bench/gpu_session.py larger --data "$DATA/vcap_placesidecubeonplate_low/1.0.0" \
     --work /tmp/larger --seconds $((L - 110)) --steps 100000 --task PlaceSideCubeOnPlate --seeds 5 \
     --conditions swap blind --out "$OUT/larger.json"
