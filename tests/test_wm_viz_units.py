@@ -178,6 +178,8 @@ def test_videos_html_has_one_image_per_camera_and_each_members_divergence():
     assert page.count("class='divergence'") == 3  # two members, then one model
     assert "member 1: <b>diverges at step 3</b>" in page and "imagined: <b>diverges at step 3</b>" in page
     assert "ranking" in judge_html(_closed(ensemble=False) | closed)
+    unrecorded = {"policy": "x", "seed": 1, "sim": {}, "model": {}, "sim_success": False, "model_success": False}
+    assert rollout_videos_html({"videos": [unrecorded, _video(1)]}).count("<img") == 2
 
 
 def test_results_round_trip_keeps_every_member_and_camera(tmp_path):

@@ -104,7 +104,7 @@ def rollout_videos_html(closed: dict, cameras: Sequence[str] | None = None) -> s
     """Every recorded episode: badges, each member's divergence step, and one GIF per camera (rows)."""
     parts = []
     for v in closed.get("videos", []):
-        if not isinstance(v.get("sim"), dict):  # the .npz of the videos was not found
+        if not isinstance(v.get("sim"), dict) or not v["sim"]:  # the videos' .npz was not found / nothing recorded
             continue
         mems, oks = members_of(v), _member_success(v)
         divs = video_divergences(v)
