@@ -338,7 +338,7 @@ class VLAForActionPrediction(VLAPreTrainedModel):
         k, dim = self.config.action_chunk, self.config.action_dim
         if self.config.decoding == "parallel":
             _, normalized = self.predict_parallel(input_ids, pixel_values, attention_mask, proprio)
-            return normalized.double().numpy()
+            return normalized.double().cpu().numpy()  # the L1 head returns a tensor on the model's device
         input_ids, attention_mask = self.ensure_prompt_suffix(input_ids, attention_mask)
         ids = self.generate_action_tokens(input_ids, pixel_values, attention_mask, proprio, use_cache=use_cache)
         return self.action_tokenizer.decode(ids.cpu().numpy()).reshape(ids.shape[0], k, dim)
