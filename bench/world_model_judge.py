@@ -148,7 +148,7 @@ def main() -> None:
          "met": bool(mmrv <= 0.05)},
         {"name": f"{key}: false-success rate on sim-failed episodes, pooled over policies",
          "value": ep["false_success_rate"], "baseline": None, "target": 0.1,
-         "met": bool(ep["false_success_rate"] <= 0.1)},
+         "met": bool(ep["false_success_rate"] is not None and ep["false_success_rate"] <= 0.1)},
     ]
     entry = {
         "command": "python bench/world_model_judge.py " + " ".join(sys.argv[1:]), "env": env_id,

@@ -131,11 +131,11 @@ def episode_agreement(policies: dict) -> dict:
 
 def error_rates(sim, model) -> dict[str, float]:
     """The model's false-success rate on the episodes that fail in sim, and its false-failure rate on those that
-    succeed (NaN where the sim has none of that kind): the hallucinated successes dWorldEval warns about."""
+    succeed (None where the sim has none of that kind): the hallucinated successes dWorldEval warns about."""
     sim, model = np.asarray(sim, bool), np.asarray(model, bool)
     fail, ok = ~sim, sim
-    return {"false_success_rate": float(np.mean(model[fail])) if fail.any() else float("nan"),
-            "false_failure_rate": float(np.mean(~model[ok])) if ok.any() else float("nan")}
+    return {"false_success_rate": float(np.mean(model[fail])) if fail.any() else None,
+            "false_failure_rate": float(np.mean(~model[ok])) if ok.any() else None}
 
 
 def ensemble_members(model: WorldModel | Sequence[WorldModel]) -> list[WorldModel]:

@@ -33,8 +33,9 @@ def _episodes(cfg: WMVizConfig, model):
     from world_model.train import validation_episodes
 
     if cfg.dataset_dirs:
-        return load_episodes(cfg.dataset_dirs, model.cameras, model.config.image_size, max_episodes=32)
-    eps = validation_episodes(cfg.checkpoint, model.cameras, model.config.image_size)
+        return load_episodes(cfg.dataset_dirs, model.cameras, model.config.image_size, max_episodes=32,
+                             state_features=list(model.feature_dims))
+    eps = validation_episodes(cfg.checkpoint, model.cameras, model.config.image_size, list(model.feature_dims))
     if not eps:
         raise ValueError("the checkpoint's validation split is empty; pass dataset_dirs=[...]")
     return eps
