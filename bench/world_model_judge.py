@@ -14,6 +14,8 @@ a policy's imagined success is the members' mean). Imagination runs all initial 
     imagined and sim success;
   - per policy and pooled: the false-success rate on episodes that fail in sim and the false-failure rate on
     episodes that succeed;
+  - `--decoder-ceiling`: each policy's sim success when it sees its frames through the world model's autoencoder
+    (no dynamics): where it matches the sim, a gap between imagined and sim success comes from the dynamics;
   - `--speed`: imagined steps/s with 32 initial states at once (dynamics + decoding every camera, policy
     excluded) against the vectorized simulator's steps/s (gymnasium AsyncVectorEnv, the same cameras and image
     size, one worker per core), both on this machine's cores.
@@ -103,6 +105,8 @@ def main() -> None:
     p.add_argument("--speed", action="store_true", help="also measure batched imagination vs the vectorized sim")
     p.add_argument("--threads", type=int, default=2, help="torch threads (the machine's cores)")
     p.add_argument("--record", type=int, default=2, help="episodes per policy kept as videos (--videos)")
+    p.add_argument("--decoder-ceiling", action="store_true",
+                   help="also run each policy in the sim seeing its frames through the (first) model's autoencoder")
     p.add_argument("--videos", default="", help="save the closed-loop result with videos here (wm-viz eval_json=)")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args()
@@ -134,6 +138,18 @@ def main() -> None:
                               num_initial_states=args.initial_states, max_steps=args.max_steps, seed=args.seed,
                               env_kwargs=env_kwargs, record=args.record, progress=True, bootstrap=1000,
                               batch=args.batch)
+    if args.decoder_ceiling:
+        from world_model.closed_loop import initial_states, make_env, run_in_sim
+        from world_model.policies import AutoencodedView
+
+        env = make_env(env_id, **env_kwargs)
+        states = initial_states(env, closed["seeds"], members[0].cameras)
+        for name, pol in policies.items():
+            if name != "random":  # its actions ignore the frames
+                view = AutoencodedView(members[0], pol)
+                ok = [run_in_sim(env, view, st, args.max_steps, members[0].cameras).success for st in states]
+                closed["policies"][name]["sim_autoencoded"] = float(np.mean(ok))
+        env.close()
     if args.videos:
         from world_model.results_io import save_results
 
@@ -158,7 +174,8 @@ def main() -> None:
         "max_steps": args.max_steps,
         "policies": {n: {k: v for k, v in r.items()} for n, r in closed["policies"].items()},
         "agreement": ag, "episode_agreement": ep, "timing": closed["timing"],
-        **({k: closed[k] for k in ("members", "member_agreement", "member_disagreement") if k in closed}),
+        **({k: closed[k] for k in ("members", "member_agreement", "member_episode_agreement", "member_disagreement")
+            if k in closed}),
     }
     if args.speed:
         sim_sps = sim_speed(env_id, {**env_kwargs, "image_size": members[0].source_image_size},
@@ -189,11 +206,12 @@ def report(key: str, closed: dict, targets: list[dict], out: Path) -> None:
     from rich.table import Table
 
     t = Table(title=f"{key}: success over {len(closed['seeds'])} shared initial states ({out})")
-    for col in ("policy", "sim", "imagined", "false success", "false failure", "actions outside training range"):
+    for col in ("policy", "sim", "sim, frames through the autoencoder", "imagined", "false success", "false failure",
+                "actions outside training range"):
         t.add_column(col)
     fmt = lambda v: "-" if v is None or v != v else f"{v:.2f}"  # noqa: E731
     for n, r in sorted(closed["policies"].items(), key=lambda kv: kv[1]["sim_success"]):
-        t.add_row(n, fmt(r["sim_success"]), fmt(r["model_success"]), fmt(r["false_success_rate"]),
+        t.add_row(n, fmt(r["sim_success"]), fmt(r.get("sim_autoencoded")), fmt(r["model_success"]), fmt(r["false_success_rate"]),
                   fmt(r["false_failure_rate"]), f"{100 * r['actions_out_of_range']:.0f}%")
     Console().print(t)
     for tg in targets:

@@ -77,7 +77,7 @@ def collect_stage(cfg: DemoConfig, out: Path) -> list[TaskData]:
         settings = CollectSettings(
             tasks=[task_id], sim=cfg.sim_config(), dr=cfg.dr_level, episodes=cfg.episodes,
             workers=cfg.collect_workers, seed_start=cfg.seed, action_noise=cfg.collect_action_noise,
-            every_target=cfg.every_target,
+            every_target=cfg.every_target, object_state=cfg.with_world_model,  # what the world model judges from
         )
         summary = collect(settings, root_dir=out / "data", name=f"demo_{short.lower()}_{cfg.dr_level}", overwrite=True)
         dataset_dir = Path(summary.dataset_dir)

@@ -32,3 +32,35 @@ def _servo(opts: PolicyOptions, ctx: PolicyContext) -> Policy:
 def policy_context(seed: int = 0) -> PolicyContext:
     """The context wm-eval, wm-viz and the benches build policies with (`random` gets `RANDOM_BOUNDS`)."""
     return PolicyContext(seed=seed, action_bounds=RANDOM_BOUNDS)
+
+
+class AutoencodedView(Policy):
+    """`policy` seeing every camera frame through `model`'s autoencoder (encode -> decode, no dynamics).
+
+    Run in the sim, it measures the decoder ceiling of a closed-loop comparison: where its success matches the
+    policy's own, the frames the model draws are good enough for that policy, and any gap between imagined and
+    sim success comes from the dynamics."""
+
+    def __init__(self, model, policy: Policy) -> None:
+        self.model, self.policy = model, policy
+        self.chunk_size = getattr(policy, "chunk_size", 1)
+        self.cameras = getattr(policy, "cameras", None)
+
+    def reset(self, instruction: str) -> None:
+        self.policy.reset(instruction)
+
+    def act(self, observation) -> np.ndarray:
+        import torch
+
+        from vla.core.types import Observation
+        from world_model.model import to_model_frames
+
+        m = self.model
+        tokens = m.encode(to_model_frames({c: observation.images[c] for c in m.cameras}, m.config.image_size))
+        prop = np.asarray(observation.proprio, np.float32)[None]
+        if m.feature_dims:  # a proprio-conditioned decoder of a model with state features: pad them (unused)
+            prop = np.concatenate([prop, np.zeros((1, m.proprio_dim - prop.shape[1]), np.float32)], 1)
+        imgs = m.decode(tokens, size=m.source_image_size, proprio=torch.from_numpy(m.norm_proprio(prop)))
+        images = {**observation.images, **{c: imgs[c][0] for c in m.cameras}}
+        return self.policy.act(Observation(images=images, proprio=observation.proprio,
+                                           instruction=observation.instruction))
