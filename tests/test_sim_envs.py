@@ -162,3 +162,19 @@ def test_import_leaves_mujoco_gl_to_the_entry_points_and_registers_the_policy_ki
             "assert 'MUJOCO_GL' not in os.environ, os.environ['MUJOCO_GL']; "
             "assert {'expert', 'no_vision'} <= set(registered_policies())")
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_env_reports_the_task_objects_state_and_not_the_distractors():
+    import gymnasium
+
+    import sim_envs  # noqa: F401
+
+    env = gymnasium.make("vla_sim/LiftCube-v0", dr_level="high", image_size=32, cameras=["primary"])
+    _, info = env.reset(seed=4)
+    inner = env.unwrapped
+    assert inner.object_names == ["cube"]  # DR high parks distractors on the table: they are not task objects
+    np.testing.assert_allclose(info["object_state"], inner.physics.body_pos("cube"), atol=1e-6)
+    for _ in range(3):
+        _, _, _, _, info = env.step(np.array([0, 0, 0.02, 0, 0, 0, 1], np.float32))
+    np.testing.assert_allclose(info["object_state"], inner.physics.body_pos("cube"), atol=1e-6)
+    env.close()

@@ -79,4 +79,5 @@ def test_episode_agreement_counts_false_successes_and_failures():
            "b": {"sim": [False, False], "model": [True, False]}}
     out = episode_agreement(res)
     assert out == {"episodes": 5, "agreement": 0.6, "model_false_successes": 1, "model_false_failures": 1,
-                   "sim_successes": 2, "model_successes": 2}
+                   "sim_successes": 2, "model_successes": 2,
+                   "false_success_rate": pytest.approx(1 / 3), "false_failure_rate": 0.5}  # of 3 sim failures, 2 successes
