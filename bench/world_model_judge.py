@@ -93,7 +93,35 @@ def model_speed(model, batch: int, steps: int, threads: int) -> float:
     return batch * steps / (time.perf_counter() - t0)
 
 
-def main() -> None:
+def measure_speed(args, env_id: str, env_kwargs: dict, model) -> dict:
+    """Batched imagination vs the vectorized sim, both on `args.threads` cores."""
+    import torch
+
+    sim_sps = sim_speed(env_id, {**env_kwargs, "image_size": model.source_image_size}, num_envs=args.threads, steps=60)
+    wm_sps = {b: model_speed(model, b, steps=20 if b > 1 else 60, threads=args.threads) for b in (1, args.batch)}
+    torch.set_num_threads(args.threads)
+    print(f"speed: vectorized sim {sim_sps:.1f} steps/s, imagined {wm_sps}", flush=True)
+    return {"vectorized_sim_steps_per_s": sim_sps, "sim_envs": args.threads, "threads": args.threads,
+            "imagined_steps_per_s": {str(b): v for b, v in wm_sps.items()},
+            "load_average": [round(v, 2) for v in os.getloadavg()]}
+
+
+def decoder_ceiling(closed: dict, policies: dict, env_id: str, env_kwargs: dict, model, max_steps: int) -> None:
+    """Each policy's sim success seeing its frames through `model`'s autoencoder (`sim_autoencoded`)."""
+    from world_model.closed_loop import initial_states, make_env, run_in_sim
+    from world_model.policies import AutoencodedView
+
+    env = make_env(env_id, **env_kwargs)
+    states = initial_states(env, closed["seeds"], model.cameras)
+    for name, pol in policies.items():
+        if name != "random":  # its actions ignore the frames
+            view = AutoencodedView(model, pol)
+            ok = [run_in_sim(env, view, st, max_steps, model.cameras).success for st in states]
+            closed["policies"][name]["sim_autoencoded"] = float(np.mean(ok))
+    env.close()
+
+
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="LiftCube")
     p.add_argument("--robot", default="panda")
@@ -113,7 +141,11 @@ def main() -> None:
                    help="also run each policy in the sim seeing its frames through the (first) model's autoencoder")
     p.add_argument("--videos", default="", help="save the closed-loop result with videos here (wm-viz eval_json=)")
     p.add_argument("--out", default=str(RESULTS))
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
 
     from vla.cli.hydra_app import default_headless_gl
 
@@ -138,32 +170,14 @@ def main() -> None:
         policies[name] = make_policy(spec, context)[1]
     env_kwargs = {"image_size": args.image_size, "cameras": list(members[0].cameras), "dr_level": args.dr_level,
                   "robot": args.robot}
-    speed = {}
-    if args.speed:  # first, on a quiet process: before this process renders anything
-        sim_sps = sim_speed(env_id, {**env_kwargs, "image_size": members[0].source_image_size},
-                            num_envs=args.threads, steps=60)
-        wm_sps = {b: model_speed(members[0], b, steps=20 if b > 1 else 60, threads=args.threads) for b in (1, args.batch)}
-        torch.set_num_threads(args.threads)
-        speed = {"vectorized_sim_steps_per_s": sim_sps, "sim_envs": args.threads, "threads": args.threads,
-                 "imagined_steps_per_s": {str(b): v for b, v in wm_sps.items()},
-                 "load_average": [round(v, 2) for v in os.getloadavg()]}
-        print(f"speed: vectorized sim {sim_sps:.1f} steps/s, imagined {wm_sps}", flush=True)
+    # first, on a quiet process: before this process renders anything
+    speed = measure_speed(args, env_id, env_kwargs, members[0]) if args.speed else {}
     closed = compare_policies(members if len(members) > 1 else members[0], env_id, policies,
                               num_initial_states=args.initial_states, max_steps=args.max_steps, seed=args.seed,
                               env_kwargs=env_kwargs, record=args.record, progress=True, bootstrap=1000,
                               batch=args.batch)
     if args.decoder_ceiling:
-        from world_model.closed_loop import initial_states, make_env, run_in_sim
-        from world_model.policies import AutoencodedView
-
-        env = make_env(env_id, **env_kwargs)
-        states = initial_states(env, closed["seeds"], members[0].cameras)
-        for name, pol in policies.items():
-            if name != "random":  # its actions ignore the frames
-                view = AutoencodedView(members[0], pol)
-                ok = [run_in_sim(env, view, st, args.max_steps, members[0].cameras).success for st in states]
-                closed["policies"][name]["sim_autoencoded"] = float(np.mean(ok))
-        env.close()
+        decoder_ceiling(closed, policies, env_id, env_kwargs, members[0], args.max_steps)
     if args.videos:
         from world_model.results_io import save_results
 
