@@ -95,6 +95,9 @@ class DemoConfig:
         world_model_budget_s: seconds the world-model stage plans for (training takes ~60% of it).
         world_model_initial_states: evaluation initial states rehearsed in the world model per policy.
         world_model_max_steps: steps of each imagined rollout.
+        world_model_episodes: episodes of the first task collected for the world model alone, random actions
+            taking over a share of them (`random_takeover`, kept failed): what random actions do to the arm and
+            the cubes, which the demonstrations never show (0: train on the demonstrations only).
         bridge_episodes: episodes driven through the bridge.
         budget_s: wall-time target for the whole demo (reported, not enforced).
         seed: seed of collection (episode i of every task uses seed + i), training and the random baseline.
@@ -137,6 +140,7 @@ class DemoConfig:
     world_model_budget_s: float = 240.0
     world_model_initial_states: int = 8
     world_model_max_steps: int = 50
+    world_model_episodes: int = 40
     bridge_episodes: int = 3
     budget_s: float = 1800.0
     seed: int = 0
@@ -156,6 +160,8 @@ class DemoConfig:
                 problems.append(f"task_weights must be >= 0 with a positive sum, got {weights}")
         if self.episodes < 2:
             problems.append(f"episodes must be >= 2 (training needs a validation split), got {self.episodes}")
+        if self.world_model_episodes < 0:
+            problems.append(f"world_model_episodes must be >= 0, got {self.world_model_episodes}")
         for name in ("eval_episodes", "language_seeds", "robustness_episodes"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -45,7 +45,8 @@ from vla.cli.hydra_app import ConfigHint, default_headless_gl
 logger = logging.getLogger("vla-demo")
 
 #: Sub-directories of `output_dir` the demo writes (and clears when it starts again).
-STAGE_DIRS = ("data", "ground", "train", "eval", "language", "robustness", "world_model", "bridge")
+STAGE_DIRS = ("data", "ground", "train", "eval", "language", "robustness", "world_model", "world_model_data",
+              "bridge")
 
 
 def _register() -> None:
@@ -122,11 +123,33 @@ def train_stage(cfg: DemoConfig, out: Path, data: list[TaskData], init_from: Pat
     return Path(run(compose_train_config(overrides)))
 
 
+#: Share of the world model's own episodes that random actions take over (the rest: DART-noised demonstrations).
+WORLD_MODEL_TAKEOVER = 0.6
+
+
+def world_model_data(cfg: DemoConfig, out: Path, first: TaskData) -> list[Path]:
+    """`world_model_episodes` more episodes of the first task for the world model alone, most of them taken over
+    by random actions and kept although they fail: without them the model had seen only demonstrations and
+    imagined the random policy lifting the cube (history.md W10). Seeds follow the demonstrations'."""
+    from sim_envs.collect import CollectSettings, collect
+
+    if cfg.world_model_episodes == 0:
+        return []
+    settings = CollectSettings(
+        tasks=[first.task], sim=cfg.sim_config(), dr=cfg.dr_level, episodes=cfg.world_model_episodes,
+        workers=cfg.collect_workers, seed_start=cfg.seed + cfg.episodes, action_noise=cfg.collect_action_noise,
+        object_state=True, keep_failed=True, random_takeover=WORLD_MODEL_TAKEOVER,
+    )
+    summary = collect(settings, root_dir=out / "world_model_data", name="demo_world_model", overwrite=True)
+    return [Path(summary.dataset_dir)]
+
+
 def world_model_stage(cfg: DemoConfig, out: Path, first: TaskData, checkpoint: Path, results: dict) -> dict[str, Any]:
     from demo.world_model_stage import run_world_model_stage
 
     return run_world_model_stage(
-        dataset_dir=first.dataset_dir, checkpoint=checkpoint, env_id=first.task, unnorm_key=first.unnorm_key,
+        dataset_dir=first.dataset_dir, extra_dataset_dirs=world_model_data(cfg, out, first),
+        checkpoint=checkpoint, env_id=first.task, unnorm_key=first.unnorm_key,
         env_kwargs={"dr_level": cfg.dr_level, "image_size": cfg.image_size, "cameras": list(cfg.cameras)},
         sim_results={n: [r for r in res if r.task == first.task] for n, res in results.items()},
         out_dir=out / "world_model", budget_s=cfg.world_model_budget_s,

@@ -47,6 +47,7 @@ def _child(args: dict[str, Any], result_path: str) -> None:
     policies = {name: make_policy(spec, context)[1] for name, spec in args["policies"].items()}
     out = rehearse(args["dataset_dir"], policies, args["out_dir"], budget_s=args["budget_s"], env_id=args["env_id"],
                    env_kwargs=args["env_kwargs"], sim_results=args["sim_results"],
+                   extra_dataset_dirs=args["extra_dataset_dirs"],
                    num_initial_states=args["num_initial_states"], max_steps=args["max_steps"])
     Path(result_path).write_text(json.dumps(out, default=str))
 
@@ -65,15 +66,18 @@ def run_world_model_stage(
     seed: int = 0,
     torch_threads: int = 1,
     unnorm_key: str | None = None,
+    extra_dataset_dirs: Sequence[Path] = (),
 ) -> dict[str, Any]:
-    """Train the world model on the demo's episodes and compare policies in imagination vs sim.
+    """Train the world model on the demo's episodes (and `extra_dataset_dirs`, data for the world model alone)
+    and compare policies in imagination vs sim.
 
     `unnorm_key`: which of the checkpoint's statistics un-normalize the VLA's actions (the key of
     `dataset_dir`; needed when the checkpoint was trained on a mixture)."""
     vla = {"kind": "vla", "path": str(checkpoint), **({"unnorm_key": unnorm_key} if unnorm_key else {})}
     specs = {"tiny_vla": vla, "no_vision": "no_vision", "random": "random"}
     args = {
-        "dataset_dir": str(dataset_dir), "out_dir": str(out_dir), "budget_s": budget_s, "env_id": env_id,
+        "dataset_dir": str(dataset_dir), "extra_dataset_dirs": [str(d) for d in extra_dataset_dirs],
+        "out_dir": str(out_dir), "budget_s": budget_s, "env_id": env_id,
         "env_kwargs": env_kwargs, "policies": specs, "seed": seed, "torch_threads": torch_threads, "num_initial_states": num_initial_states,
         "max_steps": max_steps,
         "sim_results": {n: [r.to_json() for r in res] for n, res in sim_results.items() if n in specs},

@@ -91,7 +91,8 @@ class TabletopEnv(gymnasium.Env):
         self.controller = EEDeltaController(self.physics, cfg)
         free_bodies = [model.body(model.jnt_bodyid[j]).name for j in range(model.njnt) if model.jnt_type[j] == 0]
         self.randomizer = DomainRandomizer(model, object_bodies=free_bodies)
-        #: The task's movable objects (not the DR distractor pool), in model order: `object_state`'s layout.
+        #: The task's movable objects (not the DR distractor pool), in model order (`object_order` puts the
+        #: named ones first: `object_state`'s layout).
         self.object_names = [b for b in free_bodies if not b.startswith(DISTRACTOR_PREFIX)]
         self._renderer = None
 
@@ -200,12 +201,20 @@ class TabletopEnv(gymnasium.Env):
             raise ValueError(f"target {target} out of range: {len(self.task.candidates)} candidate(s)")
         return state
 
+    def object_order(self) -> list[str]:
+        """`object_names` with the bodies the instruction's named candidate acts on first (`candidate_bodies`
+        of referring tasks; the model order otherwise): `object_state`'s layout in this episode."""
+        bodies = getattr(self.task, "candidate_bodies", None)
+        named = [b for b in (bodies(self.task.target) if bodies else ()) if b in self.object_names]
+        return named + [b for b in self.object_names if b not in named]
+
     def object_state(self) -> np.ndarray:
-        """float32 (3 K,): the xyz (m, world frame) of the task's K movable objects (`object_names`), in `info`
-        after every reset and step. Privileged (a camera does not measure it): what a world model can predict and
-        judge success from (`vla-collect object_state=true` records it as the observation feature
-        `object_state`)."""
-        return np.concatenate([self.physics.body_pos(b) for b in self.object_names] or [np.zeros(0)]).astype(np.float32)
+        """float32 (3 K,): the xyz (m, world frame) of the task's K movable objects in `object_order()` (the
+        named object first), in `info` after every reset and step. Privileged (a camera does not measure it):
+        what a world model can predict and judge success from (`vla-collect object_state=true` records it as
+        the observation feature `object_state`). Named first, because the success of "lift the red cube" is
+        the first object's height whichever slot the red cube has, which a small success head can learn."""
+        return np.concatenate([self.physics.body_pos(b) for b in self.object_order()] or [np.zeros(0)]).astype(np.float32)
 
     def joint_state(self) -> dict[str, list]:
         """The robot's joints as a ROS JointState carries them: arm then finger joint names (the model's, e.g.

@@ -38,6 +38,8 @@ def test_config_rejects_bad_values_naming_them():
         DemoConfig(tasks=[])
     with pytest.raises(ValueError, match="language_seeds must be >= 1"):
         DemoConfig(language_seeds=0)
+    with pytest.raises(ValueError, match="world_model_episodes must be >= 0"):
+        DemoConfig(world_model_episodes=-1)
 
 
 def test_default_tasks_are_the_language_tasks_mixed_with_equal_weights():

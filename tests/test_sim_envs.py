@@ -178,3 +178,24 @@ def test_env_reports_the_task_objects_state_and_not_the_distractors():
         _, _, _, _, info = env.step(np.array([0, 0, 0.02, 0, 0, 0, 1], np.float32))
     np.testing.assert_allclose(info["object_state"], inner.physics.body_pos("cube"), atol=1e-6)
     env.close()
+
+
+def test_object_state_puts_the_named_object_first():
+    import gymnasium
+
+    import sim_envs  # noqa: F401
+
+    env = gymnasium.make("vla_sim/LiftNamedCube-v0", dr_level="low", image_size=32, cameras=["primary"])
+    inner = env.unwrapped
+    firsts = set()
+    for target in range(3):  # the same scene, each cube named in turn
+        _, info = env.reset(seed=11, options={"target": target})
+        named = inner.task.candidate_bodies(target)[0]
+        assert inner.object_order()[0] == named and sorted(inner.object_order()) == sorted(inner.object_names)
+        np.testing.assert_allclose(info["object_state"][:3], inner.physics.body_pos(named), atol=1e-6)
+        np.testing.assert_allclose(np.sort(info["object_state"]),
+                                   np.sort(np.concatenate([inner.physics.body_pos(b) for b in inner.object_names])),
+                                   atol=1e-6)
+        firsts.add(named)
+    assert len(firsts) == 3
+    env.close()
