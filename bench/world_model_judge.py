@@ -136,6 +136,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=32, help="initial states imagined at once")
     p.add_argument("--speed", action="store_true", help="also measure batched imagination vs the vectorized sim")
     p.add_argument("--threads", type=int, default=2, help="torch threads (the machine's cores)")
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                   help="imagination arithmetic (WorldModel.set_imagination_precision); bfloat16 ~2x faster on CPUs "
+                        "with bfloat16 instructions")
     p.add_argument("--record", type=int, default=2, help="episodes per policy kept as videos (--videos)")
     p.add_argument("--decoder-ceiling", action="store_true",
                    help="also run each policy in the sim seeing its frames through the (first) model's autoencoder")
@@ -162,7 +165,7 @@ def main() -> None:
     t_start = time.perf_counter()
     load0 = [round(v, 2) for v in os.getloadavg()]
     env_id = sim_envs.task_id(args.task)
-    members = [WorldModel.load(d) for d in args.world_model]
+    members = [WorldModel.load(d).set_imagination_precision(args.precision) for d in args.world_model]
     context = policy_context([env_id], datasets=args.dataset or None, seed=0)
     policies = {}
     for text in args.policy:

@@ -345,3 +345,29 @@ def test_chunks_run_open_loop_in_imagination_and_on_the_interactive_page():
     page.step(action=[0, 0, 0, 0, 0, 0, 1])
     xs.append(page.step(use_policy=True)["action"][0])
     assert xs == [0.01, 0.02, 0.02] and page.policy.calls == 2
+
+
+def test_bfloat16_imagination_stays_close_to_float32_and_keeps_a_float32_state():
+    from world_model.fast_step import FastStep
+    from world_model.imagine import fast_step
+
+    m = _model(dynamics="conv")
+    for p in m.dynamics.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    h, n, d = m.config.history, m.dynamics.num_tokens, m.config.token_dim
+    state = RolloutState(torch.randn(4, h, n, d), torch.randn(4, h, 4) * 0.3, torch.zeros(4, h, 7), pad=h - 1)
+    action = np.tile(np.array([[0.02, -0.01, 0.03, 0, 0, 0, 1.0]], np.float32), (4, 1))
+    ref_state, ref_out, ref_frames = FastStep(m, size=(48, 48))(state, action)
+    new_state, out, frames = FastStep(m, size=(48, 48), precision="bfloat16")(state, action)
+    assert new_state.latents.dtype == new_state.proprio.dtype == torch.float32
+    # bfloat16 keeps ~3 significant digits: latents of a few units move by hundredths, frames by a few levels
+    torch.testing.assert_close(new_state.latents, ref_state.latents, atol=0.1, rtol=0.02)
+    np.testing.assert_allclose(out.success_prob, ref_out.success_prob, atol=0.02)
+    assert np.abs(frames["primary"].astype(int) - ref_frames["primary"].astype(int)).max() <= 12
+    assert not np.array_equal(new_state.latents.numpy(), ref_state.latents.numpy())  # it did run in bfloat16
+    # the model's setting selects it for imagine / imagine_batch / compare_policies
+    assert fast_step(m, (48, 48)).dynamics_eager.bfloat16 is False
+    m.set_imagination_precision("bfloat16")
+    assert fast_step(m, (48, 48)).dynamics_eager.bfloat16 is True
+    with pytest.raises(ValueError, match="one of \\['float32', 'bfloat16'\\], got 'fp8'"):
+        m.set_imagination_precision("fp8")

@@ -10,7 +10,9 @@ PyTorch operations, so per-operation overhead and generic kernels cost as much a
     uint8 conversion runs in the contiguous layout;
   - optionally (`decoder_dtype=torch.bfloat16`) the decoder runs in bfloat16, which CPUs with AVX512-BF16
     execute ~3x faster for these convolutions; frames then differ from float32 decoding by at most a few
-    levels out of 255 (measured in docs/world_model.md). Off by default.
+    levels out of 255 (measured in docs/world_model.md). Off by default;
+  - optionally (`precision="bfloat16"`, what `WorldModel.set_imagination_precision` selects) the dynamics
+    also runs under bfloat16 autocast, its outputs cast back to float32 so the rollout state stays float32.
 The float32 result equals `WorldModel.step` + `WorldModel.decode` up to float rounding (at most 1 level per
 pixel; tests/test_world_model_units.py checks it). `imagine` uses it unless `fast=False`.
 
@@ -41,17 +43,23 @@ def resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
     return F.interpolate(eye, size=n_out, mode="linear", align_corners=False)[:, 0].t().contiguous()
 
 
+#: What `FastStep(precision=...)` and `WorldModel.set_imagination_precision` accept.
+PRECISIONS = ("float32", "bfloat16")
+
+
 class _Dynamics(nn.Module):
     """Normalized (latents (B,H,N,D), proprio (B,H,P), action (B,H,7)) -> next latent, next proprio, success
-    logit and reward of the last step."""
+    logit and reward of the last step (float32; computed under bfloat16 autocast with `bfloat16=True`)."""
 
-    def __init__(self, model: WorldModel):
+    def __init__(self, model: WorldModel, bfloat16: bool = False):
         super().__init__()
         self.dynamics = model.dynamics
+        self.bfloat16 = bfloat16
 
     def forward(self, latents: torch.Tensor, proprio: torch.Tensor, action: torch.Tensor):
-        out = self.dynamics(latents, proprio, action, last_only=True)
-        return out["latents"][:, -1], out["proprio"][:, -1], out["success_logit"][:, -1], out["reward"][:, -1]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
+            out = self.dynamics(latents, proprio, action, last_only=True)
+        return tuple(out[k][:, -1].float() for k in ("latents", "proprio", "success_logit", "reward"))
 
 
 class _Decode(nn.Module):
@@ -107,18 +115,22 @@ class FastStep:
             use the eager module). Default: for the transformer dynamics only.
         decoder_dtype: torch.bfloat16 decodes with a bfloat16 copy of the decoder (faster on CPUs with
             bfloat16 instructions; frames differ by a few levels, measured in docs/world_model.md).
+        precision: "bfloat16" = decoder_dtype bfloat16 and the dynamics under bfloat16 autocast (not traced).
     """
 
     def __init__(self, model: WorldModel, size: tuple[int, int] | None = None, *, trace: bool | None = None,
-                 decoder_dtype: torch.dtype = torch.float32):
+                 decoder_dtype: torch.dtype = torch.float32, precision: str = "float32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        bf16 = precision == "bfloat16"
         self.model = model.eval()
         self.size = tuple(model.source_image_size) if size is None else tuple(size)
-        self.dynamics_eager = _Dynamics(model).eval()
-        self.decode = _Decode(model, self.size, decoder_dtype).eval()
+        self.dynamics_eager = _Dynamics(model, bfloat16=bf16).eval()
+        self.decode = _Decode(model, self.size, torch.bfloat16 if bf16 else decoder_dtype).eval()
         self.dynamics = self.dynamics_eager
         self.traced = False
         if trace is None:  # measured: tracing halves the transformer's step; the conv dynamics gains nothing
-            trace = model.config.dynamics == "transformer"
+            trace = model.config.dynamics == "transformer" and not bf16
         if trace:
             h, n, d = model.config.history, model.dynamics.num_tokens, model.config.token_dim
             example = (torch.zeros(1, h, n, d), torch.zeros(1, h, model.proprio_dim), torch.zeros(1, h, 7))

@@ -129,14 +129,16 @@ def _start(model: WorldModel, start, instruction: str, features: dict | None = N
 
 
 def fast_step(model: WorldModel, size: tuple[int, int]):
-    """The model's `FastStep` for frames of `size`, built once per model and rebuilt when its weights change."""
+    """The model's `FastStep` for frames of `size` in its `imagination_precision`, built once per model and
+    rebuilt when its weights or that precision change."""
     from world_model.fast_step import FastStep
 
-    key = (tuple(size), sum(p._version for p in model.parameters()))
+    precision = getattr(model, "imagination_precision", "float32")
+    key = (tuple(size), precision, sum(p._version for p in model.parameters()))
     cache = model.__dict__.setdefault("_fast_steps", {})
     if key not in cache:
         cache.clear()
-        cache[key] = FastStep(model, size=tuple(size))
+        cache[key] = FastStep(model, size=tuple(size), precision=precision)
     return cache[key]
 
 

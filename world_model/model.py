@@ -79,6 +79,9 @@ class WorldModel(torch.nn.Module):
         # logit by log(weight) wherever the outcome is uncertain; `success_probability` takes it back out, so
         # 0.5 means even odds (without it, drifting imagined states crossed 0.5 far too easily).
         self.success_pos_weight = float(success_pos_weight)
+        #: The arithmetic of imagination on a CPU (`world_model.fast_step`): "float32", or "bfloat16" (dynamics and
+        #: decoder, ~2x faster on CPUs with bfloat16 instructions; set it with `set_imagination_precision`).
+        self.imagination_precision = "float32"
         self.autoencoder = FrameAutoencoder(config.enc_channels, config.latent_channels, len(config.cameras),
                                             decoder=config.decoder, dec_channels=config.dec_channels,
                                             dec_blocks=config.dec_blocks,
@@ -282,6 +285,18 @@ class WorldModel(torch.nn.Module):
             latents=z, proprio=self.unnorm_proprio(p.float().cpu().numpy()), norm_proprio=p,
             success_prob=self.success_probability(logit), reward=reward.float().cpu().numpy(),
         )
+
+    def set_imagination_precision(self, precision: str) -> "WorldModel":
+        """Imagine in "float32" (default) or "bfloat16" (`imagine`, `imagine_batch`, `compare_policies` on a CPU):
+        bfloat16 runs the dynamics under autocast and decodes with a bfloat16 copy of the decoder, keeping the
+        rollout state in float32. Measured: bench/results/world_model_speed.json (speed), docs/world_model.md
+        (how far verdicts move). Training is unaffected."""
+        from world_model.fast_step import PRECISIONS
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"imagination precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        self.imagination_precision = precision
+        return self
 
     def success_probability(self, logit: torch.Tensor) -> np.ndarray:
         """Calibrated success probability from the head's logit (undoes the positive weighting of training)."""
