@@ -95,9 +95,9 @@ class DemoConfig:
         world_model_budget_s: seconds the world-model stage plans for (training takes ~60% of it).
         world_model_initial_states: evaluation initial states rehearsed in the world model per policy.
         world_model_max_steps: steps of each imagined rollout.
-        world_model_episodes: episodes of the first task collected for the world model alone, random actions
-            taking over a share of them (`random_takeover`, kept failed): what random actions do to the arm and
-            the cubes, which the demonstrations never show (0: train on the demonstrations only).
+        world_model_episodes: failed episodes of the first task collected for the world model alone (random
+            actions, an expert lifting a cube the instruction did not name, missed grasps: `demo.main.
+            WORLD_MODEL_DATA`), which the demonstrations never show (0: train on the demonstrations only).
         bridge_episodes: episodes driven through the bridge.
         budget_s: wall-time target for the whole demo (reported, not enforced).
         seed: seed of collection (episode i of every task uses seed + i), training and the random baseline.
@@ -140,7 +140,7 @@ class DemoConfig:
     world_model_budget_s: float = 240.0
     world_model_initial_states: int = 8
     world_model_max_steps: int = 50
-    world_model_episodes: int = 40
+    world_model_episodes: int = 48
     bridge_episodes: int = 3
     budget_s: float = 1800.0
     seed: int = 0

@@ -123,14 +123,17 @@ def train_stage(cfg: DemoConfig, out: Path, data: list[TaskData], init_from: Pat
     return Path(run(compose_train_config(overrides)))
 
 
-#: Share of the world model's own episodes that random actions take over (the rest: DART-noised demonstrations).
-WORLD_MODEL_TAKEOVER = 0.6
+#: The world model's own episodes (`world_model_episodes`): random actions take over 40% of them, an expert acting
+#: on a cube the instruction did not name drives half, and the named cube's expert aims 3 cm beside it (a miss)
+#: in the rest. All fail; the successes come from the demonstrations.
+WORLD_MODEL_DATA = {"random_takeover": 0.4, "wrong_target": 0.5, "grasp_miss": 0.03}
 
 
 def world_model_data(cfg: DemoConfig, out: Path, first: TaskData) -> list[Path]:
-    """`world_model_episodes` more episodes of the first task for the world model alone, most of them taken over
-    by random actions and kept although they fail: without them the model had seen only demonstrations and
-    imagined the random policy lifting the cube (history.md W10). Seeds follow the demonstrations'."""
+    """`world_model_episodes` failed episodes of the first task for the world model alone: random actions,
+    wrong targets and missed grasps (`WORLD_MODEL_DATA`). Without them the model had seen only successful
+    demonstrations and imagined random (0.88) and no-vision (1.00) lifting the named cube where the sim has 0
+    (history.md W10). Seeds follow the demonstrations'."""
     from sim_envs.collect import CollectSettings, collect
 
     if cfg.world_model_episodes == 0:
@@ -138,7 +141,7 @@ def world_model_data(cfg: DemoConfig, out: Path, first: TaskData) -> list[Path]:
     settings = CollectSettings(
         tasks=[first.task], sim=cfg.sim_config(), dr=cfg.dr_level, episodes=cfg.world_model_episodes,
         workers=cfg.collect_workers, seed_start=cfg.seed + cfg.episodes, action_noise=cfg.collect_action_noise,
-        object_state=True, keep_failed=True, random_takeover=WORLD_MODEL_TAKEOVER,
+        object_state=True, keep_failed=True, **WORLD_MODEL_DATA,
     )
     summary = collect(settings, root_dir=out / "world_model_data", name="demo_world_model", overwrite=True)
     return [Path(summary.dataset_dir)]

@@ -39,6 +39,8 @@ NOISE_STREAM = 0xDA47
 MISS_STREAM = 0x3155
 #: The same for the random takeover (`random_takeover`: whether, when, and the random actions).
 TAKEOVER_STREAM = 0x7A4E
+#: The same for wrong-target episodes (`wrong_target`: whether, and which other candidate).
+WRONG_TARGET_STREAM = 0x3A06
 
 
 @dataclass
@@ -75,6 +77,12 @@ class CollectSettings:
             Such episodes nearly always fail, so this needs `keep_failed=True`: a world model trained on
             demonstrations alone has never seen what random actions do and can imagine them succeeding.
             0 = off.
+        wrong_target: wrong-target data for world models and success detectors: the probability (per episode,
+            drawn from its seed) that the expert carries out another candidate of the scene (also drawn from the
+            seed) while the instruction names the target; the named target's expert action stays the label
+            and the executed actions are recorded. The arm then lifts or places an object the instruction did not
+            name: what a policy that ignores the words does (LIBERO-PRO's failure). Needs `keep_failed=True`;
+            single-candidate tasks have no other candidate and are unaffected. 0 = off.
         object_state: also record the xyz of the task's movable objects per step (`TabletopEnv.object_state`) as
             the observation feature `object_state` (float32, 3 per object): privileged state a world model can
             learn to predict and judge success from (`world_model.state_features=[object_state]`). Policies never
@@ -100,6 +108,7 @@ class CollectSettings:
     action_noise: float = 0.0
     grasp_miss: float = 0.0
     random_takeover: float = 0.0
+    wrong_target: float = 0.0
     every_target: bool = False
     object_state: bool = False
     policy: str = ""
@@ -120,6 +129,11 @@ class CollectSettings:
             raise ValueError(f"grasp_miss must be in [0, 0.2] m (an aim offset beside the object), got {self.grasp_miss}")
         if not 0.0 <= self.random_takeover <= 1.0:
             raise ValueError(f"random_takeover is a probability per episode, in [0, 1]; got {self.random_takeover}")
+        if not 0.0 <= self.wrong_target <= 1.0:
+            raise ValueError(f"wrong_target is a probability per episode, in [0, 1]; got {self.wrong_target}")
+        if self.wrong_target > 0 and not self.keep_failed:
+            raise ValueError("wrong_target > 0 records episodes in which the expert acts on an object the instruction "
+                             "did not name, which fail; set keep_failed=true to write them (labelled success=False)")
         if self.random_takeover > 0 and not self.keep_failed:
             raise ValueError("random_takeover > 0 records episodes that random actions drive, which nearly all fail; "
                              "set keep_failed=true to write them (they are labelled success=False)")
@@ -132,7 +146,7 @@ class CollectSettings:
     def records_executed_action(self) -> bool:
         """Whether episodes carry `executed_action` (what the arm did differs from the expert's label); the
         writer's features and every episode must agree on it."""
-        return self.action_noise > 0 or self.random_takeover > 0 or bool(self.policy)
+        return self.action_noise > 0 or self.random_takeover > 0 or self.wrong_target > 0 or bool(self.policy)
 
 
 @dataclass(frozen=True)
@@ -210,6 +224,20 @@ def _driver(job: _Job):
     return _ENVS[key]
 
 
+def _wrong_target_expert(env, info: dict, probability: float, seed: int):
+    """With `probability` (drawn from the episode seed), an expert bound to another candidate of the scene than
+    the named one (None: the episode is not a wrong-target one, or the scene has a single candidate)."""
+    rng = np.random.default_rng([seed, WRONG_TARGET_STREAM])
+    n, named = int(info.get("num_targets", 1)), int(info.get("target", 0))
+    if not (rng.random() < probability and n > 1):
+        return None
+    from sim_envs.experts import make_expert_for_task
+
+    other = (named + int(rng.integers(1, n))) % n
+    base = env.unwrapped
+    return make_expert_for_task(base.task.name, lambda: base.privileged_state(target=other))
+
+
 def run_expert_episode(job: _Job) -> ExpertEpisode:
     """Roll out the task's expert from `job.seed`; exceptions become a failed episode with the reason."""
     t0 = time.perf_counter()
@@ -241,6 +269,7 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
         takeover_at = int(takeover_rng.integers(0, max(1, limit // 3)))
         bounds = env.action_space
         random_policy = RandomPolicy(bounds.low[:-1], bounds.high[:-1], seed=int(takeover_rng.integers(2**31)))
+    wrong = _wrong_target_expert(env, info, settings.wrong_target, job.seed)
     driver, queue = None, None
     try:
         driver = _driver(job)
@@ -253,6 +282,8 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
         return ExpertEpisode(job.task, job.seed, False, 0, {}, "", error=f"policy {settings.policy!r}: {type(e).__name__}: {e}")
     try:
         expert.reset(instruction)
+        if wrong is not None:
+            wrong.reset(instruction)
         while True:
             action = validate_action(expert.act(observation_from_gym(obs, info)), allow_chunk=False, name="expert action")
             for c in settings.sim.cameras:
@@ -267,6 +298,8 @@ def run_expert_episode(job: _Job) -> ExpertEpisode:
                 executed = queue.pop()
             elif random_policy is not None and len(actions) > takeover_at:
                 executed = random_policy.act(None)
+            elif wrong is not None:
+                executed = validate_action(wrong.act(None), allow_chunk=False, name="wrong-target expert action")
             elif settings.action_noise > 0:
                 executed = action.copy()
                 executed[:3] += noise_rng.normal(0.0, settings.action_noise, 3).astype(np.float32)

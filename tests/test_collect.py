@@ -278,6 +278,31 @@ def test_random_takeover_hands_the_arm_to_random_actions_and_keeps_expert_labels
         CollectSettings(random_takeover=1.5, keep_failed=True)
 
 
+def _wrong_target(seed: int) -> dict:
+    """A LiftNamedCube expert episode with wrong_target=1: which cube rose, which was named."""
+    import sim_envs  # noqa: F401 - registers the tasks
+    from sim_envs.collect import _Job, _env_and_expert, run_expert_episode
+
+    settings = CollectSettings(tasks=["vla_sim/LiftNamedCube-v0"], sim=SimConfig(image_size=32, cameras=["primary"]),
+                               dr="low", keep_failed=True, wrong_target=1.0, object_state=True)
+    r = run_expert_episode(_Job("vla_sim/LiftNamedCube-v0", seed, settings))
+    env = _env_and_expert(_Job("vla_sim/LiftNamedCube-v0", seed, settings))[0].unwrapped
+    objects = r.episode.extra_state["object_state"]  # named cube first
+    rise = objects[-1, 2::3] - objects[0, 2::3]
+    return {"success": r.success, "rise": rise, "wrong": bool(env._wrong_target),
+            "differs": bool(np.any(r.episode.executed_action != r.episode.action))}
+
+
+def test_wrong_target_episodes_lift_a_cube_the_instruction_did_not_name():
+    out = _fresh(_wrong_target, 4)
+    assert not out["success"] and out["wrong"] and out["differs"]
+    assert out["rise"][0] < 0.01 and out["rise"][1:].max() > 0.05  # another cube rose, the named one stayed
+    with pytest.raises(ValueError, match="keep_failed=true"):
+        CollectSettings(wrong_target=0.5)
+    with pytest.raises(ValueError, match="probability"):
+        CollectSettings(wrong_target=-0.1, keep_failed=True)
+
+
 def _rewards(seed: int, terminate: bool) -> np.ndarray:
     import sim_envs  # noqa: F401 - registers the tasks
     from sim_envs.collect import _Job, run_expert_episode

@@ -43,7 +43,7 @@ def _app(cfg: DictConfig) -> None:
         settings = CollectSettings(
             tasks=tasks, sim=sim_config_from(cfg.sim), dr=dr_config_from(cfg.dr), episodes=cfg.episodes,
             seed_start=cfg.seed_start, workers=cfg.workers, keep_failed=cfg.keep_failed,
-            action_noise=cfg.action_noise, grasp_miss=cfg.grasp_miss, random_takeover=cfg.random_takeover,
+            action_noise=cfg.action_noise, grasp_miss=cfg.grasp_miss, random_takeover=cfg.random_takeover, wrong_target=cfg.wrong_target,
             every_target=cfg.every_target, object_state=cfg.object_state, policy=cfg.policy,
         )
         name = cfg.name or default_dataset_name(tasks, settings.dr_level, settings.sim.robot)

@@ -33,6 +33,7 @@ class CollectConfig:
     action_noise: float = 0.0  # DART-style: std (m) of noise on the executed translation; labels stay clean
     grasp_miss: float = 0.0  # failure data: the expert aims this far (m) beside the object (with keep_failed=true)
     random_takeover: float = 0.0  # world-model data: P(random actions take over an episode) (with keep_failed=true)
+    wrong_target: float = 0.0  # world-model data: P(the expert acts on another candidate than the named one) (with keep_failed=true)
     every_target: bool = False  # paired language data: each scene once per candidate target (episodes = scenes)
     object_state: bool = False  # world-model data: record the task objects' xyz per step (observation/object_state)
     policy: str = ""  # on-policy rollouts: a policy spec (vla:path=DIR) drives, the expert labels (keep_failed=true)
