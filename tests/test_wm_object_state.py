@@ -87,6 +87,20 @@ def test_lowdim_success_head_reads_the_predicted_state_alone():
         WorldModelConfig(**MICRO, success_head="lowdim")
 
 
+def test_objects_success_head_reads_the_objects_state_and_not_the_robot():
+    m = _model("objects")
+    head = m.dynamics.state_success
+    z, p = torch.randn(2, 8, m.config.token_dim), torch.randn(2, 5)
+    other_robot = p.clone()
+    other_robot[:, :2] = torch.randn(2, 2) * 10  # the robot's proprio moves, the objects stay: same verdict
+    torch.testing.assert_close(head(z, p), head(z, other_robot))
+    other_objects = p.clone()
+    other_objects[:, 2:] += 1.0
+    assert not torch.allclose(head(z, p), head(z, other_objects))
+    with pytest.raises(ValueError, match="success_head=objects judges success"):
+        WorldModelConfig(**MICRO, success_head="objects")
+
+
 class _Servo(Policy):
     """Acts on what it sees (mean image brightness) and its proprio: a batch must give each row its own action."""
 

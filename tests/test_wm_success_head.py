@@ -66,5 +66,5 @@ def test_checkpoints_without_the_option_load_with_the_features_head(tmp_path):
 
 
 def test_wrong_value_is_a_clear_error():
-    with pytest.raises(ValueError, match="success_head='pixels'.*features, state or lowdim"):
+    with pytest.raises(ValueError, match="success_head='pixels'.*features, state, lowdim or objects"):
         WorldModelConfig(success_head="pixels")

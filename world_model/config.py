@@ -47,8 +47,9 @@ class WorldModelConfig:
     dynamics: str = "transformer"
     conv_channels: int = 64
     conv_blocks: int = 3
-    # Success: `features` (a head on the dynamics' features of the step, which include its action) or `state`
-    # (a classifier of the predicted next state alone: world_model/success_head.py).
+    # Success: `features` (a head on the dynamics' features of the step, which include its action), `state`
+    # (a classifier of the predicted next state alone: world_model/success_head.py), `lowdim` (of the predicted
+    # proprio and state features) or `objects` (of the predicted state features alone, e.g. the objects' xyz).
     success_head: str = "features"
     # Per-step observation features modelled with the proprio (e.g. [object_state]: the task objects' xyz that
     # `vla-collect object_state=true` records). The dynamics predicts them like the proprio; policies never see
@@ -61,11 +62,11 @@ class WorldModelConfig:
             raise ValueError(f"world_model.decoder={self.decoder!r}: choose shuffle or conv")
         if self.dynamics not in ("transformer", "conv"):
             raise ValueError(f"world_model.dynamics={self.dynamics!r}: choose transformer or conv")
-        if self.success_head not in ("features", "state", "lowdim"):
-            raise ValueError(f"world_model.success_head={self.success_head!r}: choose features, state or lowdim")
-        if self.success_head == "lowdim" and not self.state_features:
-            raise ValueError("world_model.success_head=lowdim judges success from the predicted proprio and "
-                             "state_features alone: set world_model.state_features=[object_state] (data from "
+        if self.success_head not in ("features", "state", "lowdim", "objects"):
+            raise ValueError(f"world_model.success_head={self.success_head!r}: choose features, state, lowdim or objects")
+        if self.success_head in ("lowdim", "objects") and not self.state_features:
+            raise ValueError(f"world_model.success_head={self.success_head} judges success from the predicted "
+                             "state_features: set world_model.state_features=[object_state] (data from "
                              "vla-collect object_state=true), or choose success_head=state")
         if self.proprio_conditioning not in ("map", "field"):
             raise ValueError(f"world_model.proprio_conditioning={self.proprio_conditioning!r}: choose map or field")

@@ -92,6 +92,9 @@ class WorldModel(torch.nn.Module):
         if config.success_head in ("state", "lowdim"):
             state_success = StateSuccessHead(num_tokens if config.success_head == "state" else 0, config.token_dim,
                                              self.proprio_dim)
+        elif config.success_head == "objects":  # the state features alone (they follow the robot's proprio)
+            features = sum(self.feature_dims.values())
+            state_success = StateSuccessHead(0, config.token_dim, features, start=self.proprio_dim - features)
         if config.dynamics == "conv":
             self.dynamics = ConvDynamics(len(config.cameras), config.latent_channels, config.latent_grid, config.patch,
                                          self.proprio_dim, config.history, channels=config.conv_channels,
