@@ -137,7 +137,7 @@ class DemoConfig:
     robustness_episodes: int = 10
     with_world_model: bool = True
     with_bridge: bool = True
-    world_model_budget_s: float = 240.0
+    world_model_budget_s: float = 900.0
     world_model_initial_states: int = 8
     world_model_max_steps: int = 50
     world_model_episodes: int = 48

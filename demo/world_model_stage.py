@@ -124,7 +124,7 @@ def rehearse(dataset_dir: str | Path, policies: dict[str, Policy], out_dir: str 
     """Train a world model on `dataset_dir`, evaluate it open loop and (with `env_id`) closed loop.
 
     `overrides`: `WorldModelConfig` fields over the `model` preset (configs/world_model/<model>.yaml); by default,
-    when the data records `object_state`, the model predicts it and judges success from it (`lowdim`).
+    when the data records `object_state`, the model predicts it and judges success from it (`objects`).
     `extra_dataset_dirs`: more RLDS datasets the world model (not the policy) trains on, e.g. the failed
     grasps of `vla-collect grasp_miss=... keep_failed=true`.
     Returns {"checkpoint", "report", "metrics", "targets", "timings", "open_loop", "closed_loop"}; targets
@@ -152,10 +152,15 @@ def rehearse(dataset_dir: str | Path, policies: dict[str, Policy], out_dir: str 
     if overrides is None and has_object_state(dataset_dir):
         # The objects' predicted xyz decide success (the task's own quantity), not pixels: a success head on
         # latents imagined the random policy succeeding (docs/history.md D3, W10).
-        overrides = {"state_features": ["object_state"], "success_head": "lowdim", "dynamics": "conv"}
-    cfg = WMTrainConfig(world_model=WorldModelConfig(**{**base, **(overrides or {})}),
+        # `objects`: from the objects' state alone; with `lowdim` the arm's height stood in for the named cube's.
+        overrides = {"state_features": ["object_state"], "success_head": "objects", "dynamics": "conv"}
+    wm_cfg = WorldModelConfig(**{**base, **(overrides or {})})
+    cfg = WMTrainConfig(world_model=wm_cfg,
                         trainer=WMTrainerConfig(ae_steps=ae_steps, dyn_steps=dyn_steps, val_every=10**9,
-                                                ckpt_every=max(100, dyn_steps // 4)),
+                                                ckpt_every=max(100, dyn_steps // 4),
+                                                # a judge from state: its predicted state is scored over the
+                                                # rollout too (the issue-22 judge recipe, docs/world_model.md)
+                                                rollout_heads=bool(wm_cfg.state_features)),
                         output_dir=str(out / "checkpoint"))
     dirs = [str(dataset_dir), *(str(d) for d in extra_dataset_dirs or [])]
     cfg.data.dataset_dirs = dirs

@@ -11,8 +11,12 @@ PyTorch operations, so per-operation overhead and generic kernels cost as much a
   - optionally (`decoder_dtype=torch.bfloat16`) the decoder runs in bfloat16, which CPUs with AVX512-BF16
     execute ~3x faster for these convolutions; frames then differ from float32 decoding by at most a few
     levels out of 255 (measured in docs/world_model.md). Off by default;
-  - optionally (`precision="bfloat16"`, what `WorldModel.set_imagination_precision` selects) the dynamics
-    also runs under bfloat16 autocast, its outputs cast back to float32 so the rollout state stays float32.
+  - optionally (`precision="bfloat16"`, what `WorldModel.set_imagination_precision` selects) a bfloat16 copy of
+    the dynamics runs too (a copy, not autocast, which re-casts every weight on every call: a fifth of the
+    step), its outputs cast back to float32 so the rollout state stays float32, and the resize runs in
+    bfloat16 before the uint8 conversion; both copies are channels-last (oneDNN's bfloat16 convolutions skip a
+    layout copy per layer). Measured on the judge's model, 2 cores with AVX512-BF16/AMX: 2.7x float32 at batch
+    32 (bench/results/world_model_speed.json, "batched").
 The float32 result equals `WorldModel.step` + `WorldModel.decode` up to float rounding (at most 1 level per
 pixel; tests/test_world_model_units.py checks it). `imagine` uses it unless `fast=False`.
 
@@ -49,16 +53,18 @@ PRECISIONS = ("float32", "bfloat16")
 
 class _Dynamics(nn.Module):
     """Normalized (latents (B,H,N,D), proprio (B,H,P), action (B,H,7)) -> next latent, next proprio, success
-    logit and reward of the last step (float32; computed under bfloat16 autocast with `bfloat16=True`)."""
+    logit and reward of the last step (float32; computed by a bfloat16 copy of the dynamics with `bfloat16=True`)."""
 
     def __init__(self, model: WorldModel, bfloat16: bool = False):
         super().__init__()
-        self.dynamics = model.dynamics
         self.bfloat16 = bfloat16
+        self.dtype = torch.bfloat16 if bfloat16 else torch.float32
+        self.dynamics = model.dynamics
+        if bfloat16:  # channels-last: oneDNN's bfloat16 convolutions then skip a layout copy per layer (measured)
+            self.dynamics = copy.deepcopy(model.dynamics).to(self.dtype, memory_format=torch.channels_last)
 
     def forward(self, latents: torch.Tensor, proprio: torch.Tensor, action: torch.Tensor):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
-            out = self.dynamics(latents, proprio, action, last_only=True)
+        out = self.dynamics(latents.to(self.dtype), proprio.to(self.dtype), action.to(self.dtype), last_only=True)
         return tuple(out[k][:, -1].float() for k in ("latents", "proprio", "success_logit", "reward"))
 
 
@@ -70,14 +76,17 @@ class _Decode(nn.Module):
         super().__init__()
         s = model.config.image_size
         self.k, self.c, self.g, self.p = len(model.cameras), model.config.latent_channels, model.config.latent_grid, model.config.patch
-        self.autoencoder = model.autoencoder if dtype == torch.float32 else copy.deepcopy(model.autoencoder).to(dtype)
+        self.autoencoder = model.autoencoder
+        if dtype != torch.float32:  # a copy in `dtype`, channels-last as the dynamics' copy
+            self.autoencoder = copy.deepcopy(model.autoencoder).to(dtype, memory_format=torch.channels_last)
         self.dtype = dtype
         self.conditioned = model.autoencoder.proprio_map is not None or model.autoencoder.proprio_field is not None
         self.resize = tuple(size) != (s, s)
         self.register_buffer("mean", model.latent_mean[:, None, None].clone())
         self.register_buffer("std", model.latent_std[:, None, None].clone())
-        self.register_buffer("rows", resize_matrix(s, int(size[0])))  # (H', S)
-        self.register_buffer("cols_t", resize_matrix(s, int(size[1])).t().contiguous())  # (S, W')
+        # 255 * rows: the resize also scales to pixel levels (one pass less over the frames)
+        self.register_buffer("rows", (255.0 * resize_matrix(s, int(size[0]))).to(dtype))  # (H', S)
+        self.register_buffer("cols_t", resize_matrix(s, int(size[1])).t().contiguous().to(dtype))  # (S, W')
         self.register_buffer("cams", torch.arange(self.k))
 
     def forward(self, tokens: torch.Tensor, proprio: torch.Tensor):
@@ -86,11 +95,11 @@ class _Decode(nn.Module):
         x = tokens.reshape(b, k, g // p, g // p, c, p, p).permute(0, 1, 4, 2, 5, 3, 6).reshape(b * k, c, g, g)
         x = x * self.std + self.mean  # = WorldModel._to_maps
         prop = proprio.repeat_interleave(k, 0).to(self.dtype) if self.conditioned else None
-        img = self.autoencoder.decode(x.to(self.dtype), self.cams.repeat(b), prop).float()  # (B*K, 3, S, S)
-        if self.resize:
-            img = self.rows @ img @ self.cols_t  # (B*K, 3, H', W')
-        # Scale and round in the contiguous CHW layout, then move the (4x smaller) uint8 array to HWC.
-        img = img.mul(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        img = self.autoencoder.decode(x.to(self.dtype), self.cams.repeat(b), prop)  # (B*K, 3, S, S)
+        # to levels 0-255 (in the decoder's dtype: bfloat16 steps are 1 level at the top of the range)
+        img = self.rows @ img @ self.cols_t if self.resize else img * 255.0  # (B*K, 3, H', W')
+        # Round in the contiguous CHW layout, then move the (smaller) uint8 array to HWC.
+        img = img.add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
         return img.reshape(b, k, img.shape[1], img.shape[2], 3)
 
 
