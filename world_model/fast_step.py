@@ -15,7 +15,7 @@ PyTorch operations, so per-operation overhead and generic kernels cost as much a
     the dynamics runs too (a copy, not autocast, which re-casts every weight on every call: a fifth of the
     step), its outputs cast back to float32 so the rollout state stays float32, and the resize runs in
     bfloat16 before the uint8 conversion; both copies are channels-last (oneDNN's bfloat16 convolutions skip a
-    layout copy per layer). Measured on the judge's model, 2 cores with AVX512-BF16/AMX: 2.7x float32 at batch
+    layout copy per layer). Measured on the judge's model, 2 cores with AVX512-BF16/AMX: 2.5x float32 at batch
     32 (bench/results/world_model_speed.json, "batched").
 The float32 result equals `WorldModel.step` + `WorldModel.decode` up to float rounding (at most 1 level per
 pixel; tests/test_world_model_units.py checks it). `imagine` uses it unless `fast=False`.
