@@ -92,7 +92,8 @@ class DemoConfig:
         robustness_episodes: held-out seeds per task at each of DR `none` and `high` (tiny VLA only).
         with_world_model: run the world-model stage.
         with_bridge: run the sim-in-the-loop stage through the ROS 2 bridge (DDS on loopback).
-        world_model_budget_s: seconds the world-model stage plans for (training takes ~60% of it).
+        world_model_budget_s: seconds of world-model training at one thread (its step counts: demo.
+            world_model_stage.train_config); it trains in the background while the VLA trains.
         world_model_initial_states: evaluation initial states rehearsed in the world model per policy.
         world_model_max_steps: steps of each imagined rollout.
         world_model_episodes: failed episodes of the first task collected for the world model alone (random
@@ -137,7 +138,7 @@ class DemoConfig:
     robustness_episodes: int = 10
     with_world_model: bool = True
     with_bridge: bool = True
-    world_model_budget_s: float = 900.0
+    world_model_budget_s: float = 520.0
     world_model_initial_states: int = 8
     world_model_max_steps: int = 50
     world_model_episodes: int = 48

@@ -147,11 +147,28 @@ def world_model_data(cfg: DemoConfig, out: Path, first: TaskData) -> list[Path]:
     return [Path(summary.dataset_dir)]
 
 
-def world_model_stage(cfg: DemoConfig, out: Path, first: TaskData, checkpoint: Path, results: dict) -> dict[str, Any]:
+def start_world_model(cfg: DemoConfig, out: Path, first: TaskData) -> tuple[list[Path], Any]:
+    """Collect the world model's own episodes and start its training in the background (`with_world_model`): the
+    VLA's grounding and training use one core, the world model the other."""
+    from demo.world_model_stage import start_background_training
+
+    extra = world_model_data(cfg, out, first)
+    return extra, start_background_training(first.dataset_dir, out / "world_model", cfg.world_model_budget_s, extra)
+
+
+def world_model_stage(cfg: DemoConfig, out: Path, first: TaskData, checkpoint: Path, results: dict,
+                      background: tuple[list[Path], Any]) -> dict[str, Any]:
     from demo.world_model_stage import run_world_model_stage
 
-    return run_world_model_stage(
-        dataset_dir=first.dataset_dir, extra_dataset_dirs=world_model_data(cfg, out, first),
+    extra, proc = background
+    t0 = time.perf_counter()
+    proc.join()
+    if proc.exitcode != 0:
+        logger.warning("the background world-model training failed (exit code %s); the stage trains it now",
+                       proc.exitcode)
+    waited = round(time.perf_counter() - t0, 1)
+    out_stage = run_world_model_stage(
+        dataset_dir=first.dataset_dir, extra_dataset_dirs=extra,
         checkpoint=checkpoint, env_id=first.task, unnorm_key=first.unnorm_key,
         env_kwargs={"dr_level": cfg.dr_level, "image_size": cfg.image_size, "cameras": list(cfg.cameras)},
         sim_results={n: [r for r in res if r.task == first.task] for n, res in results.items()},
@@ -159,6 +176,7 @@ def world_model_stage(cfg: DemoConfig, out: Path, first: TaskData, checkpoint: P
         num_initial_states=cfg.world_model_initial_states, max_steps=cfg.world_model_max_steps, seed=cfg.seed,
         torch_threads=cfg.torch_threads,
     )
+    return {**out_stage, "waited_for_background_training_s": waited}
 
 
 def bridge_stage(cfg: DemoConfig, out: Path, first: TaskData, checkpoint: Path, results: dict) -> dict[str, Any]:
@@ -194,6 +212,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     summary["tasks"] = [d.task for d in data]
     summary["datasets"] = {d.short: {"path": str(d.dataset_dir), "unnorm_key": d.unnorm_key, "weight": w}
                            for d, w in zip(data, cfg.weights())}
+    background = _stage("world_model_data", timings, lambda: start_world_model(cfg, out, data[0])) \
+        if cfg.with_world_model else None
     grounded = None
     if cfg.ground_steps > 0:
         grounded, summary["grounding"] = _stage("ground", timings, lambda: ground_stage(cfg, out, data))
@@ -209,7 +229,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     checkpoint_summary()
     if cfg.with_world_model:
         summary["world_model"] = _stage("world_model", timings,
-                                        lambda: world_model_stage(cfg, out, data[0], checkpoint, results))
+                                        lambda: world_model_stage(cfg, out, data[0], checkpoint, results, background))
         checkpoint_summary()
     if cfg.with_bridge:
         summary["bridge"] = _stage("bridge", timings, lambda: bridge_stage(cfg, out, data[0], checkpoint, results))

@@ -117,37 +117,23 @@ def has_object_state(dataset_dir: str | Path) -> bool:
     return features.is_file() and '"object_state"' in features.read_text()
 
 
-def rehearse(dataset_dir: str | Path, policies: dict[str, Policy], out_dir: str | Path, budget_s: float = 300.0, *,
-             env_id: str = "", env_kwargs: dict | None = None, sim_results: dict | None = None,
-             num_initial_states: int = 8, max_steps: int = 40, model: str = "tiny", overrides: dict | None = None,
-             extra_dataset_dirs: list[str | Path] | None = None, progress: bool = True) -> dict:
-    """Train a world model on `dataset_dir`, evaluate it open loop and (with `env_id`) closed loop.
+#: Measured training speed of the tiny world model (conv dynamics, rollout heads, batch 32) on this 2-core CPU
+#: with one torch thread and the other core busy: ~6 autoencoder and ~3 dynamics steps per second.
+AE_STEPS_PER_S, DYN_STEPS_PER_S = 6.0, 3.0
 
-    `overrides`: `WorldModelConfig` fields over the `model` preset (configs/world_model/<model>.yaml); by default,
-    when the data records `object_state`, the model predicts it and judges success from it (`objects`).
-    `extra_dataset_dirs`: more RLDS datasets the world model (not the policy) trains on, e.g. the failed
-    grasps of `vla-collect grasp_miss=... keep_failed=true`.
-    Returns {"checkpoint", "report", "metrics", "targets", "timings", "open_loop", "closed_loop"}; targets
-    follow the demo's summary format ({name, value, baseline, target, met}).
-    """
+
+def train_config(dataset_dir: str | Path, out_dir: str | Path, budget_s: float, *, model: str = "tiny",
+                 overrides: dict | None = None, extra_dataset_dirs: Sequence[str | Path] = ()):
+    """The `WMTrainConfig` of the demo's world model: `budget_s` seconds of training at the measured speed, a
+    fifth for the autoencoder (it converges early), the rest for the dynamics. `rehearse` and
+    `start_background_training` build the same one, so the rehearsal resumes the background run's checkpoint."""
     from omegaconf import OmegaConf
 
-    from world_model.closed_loop import compare_policies
-    from world_model.config import WMTrainConfig, WMTrainerConfig, WorldModelConfig
-    from world_model.evaluate import evaluate_open_loop
-    from world_model.model import WorldModel
-    from world_model.results_io import save_results
-    from world_model.train import train_world_model, validation_episodes
-    from world_model.viz.report import build_report
-
-    t0 = time.perf_counter()
-    out = Path(out_dir)
-    timings: dict[str, float] = {}
-    train_s = 0.6 * budget_s
-    ae_steps = max(50, int(train_s * 0.35 * 6))
-    dyn_steps = max(50, int(train_s * 0.65 * 3.5))
     import configs
+    from world_model.config import WMTrainConfig, WMTrainerConfig, WorldModelConfig
 
+    ae_steps = max(50, int(budget_s * 0.2 * AE_STEPS_PER_S))
+    dyn_steps = max(50, int(budget_s * 0.8 * DYN_STEPS_PER_S))
     base = OmegaConf.to_object(OmegaConf.load(Path(configs.__file__).parent / "world_model" / f"{model}.yaml"))
     if overrides is None and has_object_state(dataset_dir):
         # The objects' predicted xyz decide success (the task's own quantity), not pixels: a success head on
@@ -161,11 +147,62 @@ def rehearse(dataset_dir: str | Path, policies: dict[str, Policy], out_dir: str 
                                                 # a judge from state: its predicted state is scored over the
                                                 # rollout too (the issue-22 judge recipe, docs/world_model.md)
                                                 rollout_heads=bool(wm_cfg.state_features)),
-                        output_dir=str(out / "checkpoint"))
-    dirs = [str(dataset_dir), *(str(d) for d in extra_dataset_dirs or [])]
-    cfg.data.dataset_dirs = dirs
+                        output_dir=str(Path(out_dir) / "checkpoint"))
+    cfg.data.dataset_dirs = [str(dataset_dir), *(str(d) for d in extra_dataset_dirs)]
     cfg.data.val_fraction = 0.15
     cfg.data.holdout_seed_fraction = 0.0
+    return cfg
+
+
+def _train_child(dataset_dir: str, out_dir: str, budget_s: float, extra_dataset_dirs: list[str]) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from world_model.train import train_world_model
+
+    train_world_model(train_config(dataset_dir, out_dir, budget_s, extra_dataset_dirs=extra_dataset_dirs),
+                      progress=False)
+
+
+def start_background_training(dataset_dir: Path, out_dir: Path, budget_s: float,
+                              extra_dataset_dirs: Sequence[Path] = ()) -> mp.Process:
+    """Train the demo's world model in a spawned process while the VLA's stages run: they use one torch thread
+    and leave the second core mostly idle. The rehearsal (`run_world_model_stage`) then resumes the finished
+    checkpoint (or finishes the training itself if this process failed)."""
+    proc = mp.get_context("spawn").Process(
+        target=_train_child, args=(str(dataset_dir), str(out_dir), budget_s, [str(d) for d in extra_dataset_dirs]),
+        name="world-model-training", daemon=True)
+    proc.start()
+    return proc
+
+
+def rehearse(dataset_dir: str | Path, policies: dict[str, Policy], out_dir: str | Path, budget_s: float = 300.0, *,
+             env_id: str = "", env_kwargs: dict | None = None, sim_results: dict | None = None,
+             num_initial_states: int = 8, max_steps: int = 40, model: str = "tiny", overrides: dict | None = None,
+             extra_dataset_dirs: list[str | Path] | None = None, progress: bool = True) -> dict:
+    """Train a world model on `dataset_dir`, evaluate it open loop and (with `env_id`) closed loop.
+
+    `budget_s`: seconds of training (`train_config`); a finished run in `out_dir` is resumed, not repeated.
+    `overrides`: `WorldModelConfig` fields over the `model` preset (configs/world_model/<model>.yaml); by default,
+    when the data records `object_state`, the model predicts it and judges success from it (`objects`).
+    `extra_dataset_dirs`: more RLDS datasets the world model (not the policy) trains on, e.g. the failed
+    grasps of `vla-collect grasp_miss=... keep_failed=true`.
+    Returns {"checkpoint", "report", "metrics", "targets", "timings", "open_loop", "closed_loop"}; targets
+    follow the demo's summary format ({name, value, baseline, target, met}).
+    """
+    from world_model.closed_loop import compare_policies
+    from world_model.evaluate import evaluate_open_loop
+    from world_model.model import WorldModel
+    from world_model.results_io import save_results
+    from world_model.train import train_world_model, validation_episodes
+    from world_model.viz.report import build_report
+
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    timings: dict[str, float] = {}
+    cfg = train_config(dataset_dir, out, budget_s, model=model, overrides=overrides,
+                       extra_dataset_dirs=extra_dataset_dirs or ())
     summary = train_world_model(cfg, progress=progress)
     timings["train"] = time.perf_counter() - t0
     wm = WorldModel.load(out / "checkpoint")
