@@ -50,6 +50,10 @@ class GroundingSettings:
         max_expert_steps: frames are taken at step 0 and at random steps up to this one.
         action_noise: DART noise (m) on the expert's executed translation, as in collection.
         steps, batch_size, lr: optimization of the whole model plus the readout.
+        keypoint_weight: weight of an L1 loss that puts one keypoint of a `conv_keypoints` model (the detector's
+            with `film_detector`, else the first) on the named object's position in the first camera's image.
+            The 4-number label alone is a sparse signal for "where in the image": a model can settle on
+            predicting its median (docs/history.md L9). 0: off.
         workers: rendering processes.
         seed: of the frame choice, the readout and the batches.
     """
@@ -65,6 +69,7 @@ class GroundingSettings:
     steps: int = 2000
     batch_size: int = 16
     lr: float = 3e-4
+    keypoint_weight: float = 0.0
     workers: int = 2
     seed: int = 0
 
@@ -87,12 +92,25 @@ def grounding_label(state: dict[str, Any]) -> np.ndarray:
     return (np.concatenate([obj - ee, goal - ee]) / LABEL_SCALE).astype(np.float32)
 
 
+def image_xy(physics, camera: str, pos: np.ndarray) -> np.ndarray:
+    """(2,) float32: where world point `pos` appears in `camera`'s image, x right and y down in [-1, 1] (a
+    square image; the spatial softmax's coordinates). Beyond [-1, 1] or behind the camera: out of view."""
+    model, data = physics.model, physics.data
+    cid = model.camera(camera).id
+    rel = data.cam_xmat[cid].reshape(3, 3).T @ (np.asarray(pos, np.float64) - data.cam_xpos[cid])
+    if rel[2] >= 0:  # MuJoCo cameras look along -z
+        return np.full(2, np.inf, np.float32)
+    f = 1.0 / np.tan(np.deg2rad(model.cam_fovy[cid]) / 2)
+    return np.array([rel[0] / -rel[2] * f, rel[1] / rel[2] * f], np.float32)
+
+
 # ------------------------------------------------------------------------------------------- rendering (workers)
 _ENV_CACHE: dict[str, Any] = {}
 
 
-def _rollout_frames(job: tuple[str, int, GroundingSettings]) -> list[tuple[dict, str, np.ndarray, int]]:
-    """All candidates of one scene: [(images, instruction, label, candidate)] at a few steps of each rollout."""
+def _rollout_frames(job: tuple[str, int, GroundingSettings]) -> list[tuple[dict, str, np.ndarray, int, dict]]:
+    """All candidates of one scene: [(images, instruction, label, candidate, {camera: the named object's
+    `image_xy`})] at a few steps of each rollout."""
     from sim_envs.config import make_env
     from sim_envs.experts import make_expert
     from vla.core.gym import observation_from_gym
@@ -112,7 +130,9 @@ def _rollout_frames(job: tuple[str, int, GroundingSettings]) -> list[tuple[dict,
         for step in range(max(picks) + 1):
             if step in picks:
                 images = {c: np.asarray(obs[c], np.uint8) for c in settings.sim.cameras}
-                out.append((images, info["instruction"], grounding_label(env.unwrapped.privileged_state()), target))
+                state = env.unwrapped.privileged_state()
+                pixels = {c: image_xy(env.unwrapped.physics, c, state["object_pos"]) for c in settings.sim.cameras}
+                out.append((images, info["instruction"], grounding_label(state), target, pixels))
             action = np.asarray(expert.act(observation_from_gym(obs, info)), np.float32)
             action[:3] += rng.normal(0.0, settings.action_noise, 3).astype(np.float32)
             obs, _, terminated, truncated, info = env.step(action)
@@ -168,17 +188,39 @@ def _predict(model, readout, processor, samples: Sequence[tuple], cameras: Seque
     return readout(tokens, text, mask)
 
 
+def _named_keypoint(model, samples: Sequence[tuple], cameras: Sequence[str]):
+    """After `_predict`: ((n, 2) image xy of the keypoint `keypoint_weight` supervises, (n, 2) the named object's
+    `image_xy` in the first camera, (n,) bool in view), or None for a backbone without keypoints."""
+    import torch
+
+    xy = getattr(model.vision_backbone, "last_keypoints_xy", None)
+    if xy is None:
+        return None
+    xy = xy.reshape(len(samples), -1, *xy.shape[1:])[:, 0]  # the first camera (and FiLM query) of each sample
+    xy = xy[:, -1 if model.config.film_detector else 0]
+    target = torch.tensor(np.stack([s[4][cameras[0]] for s in samples]), dtype=xy.dtype)
+    return xy, torch.nan_to_num(target, posinf=9.0, neginf=-9.0), (target.abs() <= 1).all(-1)
+
+
 def heldout_l1(model, readout, processor, samples: Sequence[tuple], cameras: Sequence[str]) -> dict[str, float]:
     """Mean L1 of the readout on `samples` (batches of 64): overall, and for the named object's and the goal's
-    x/y apart (a task can fail on one of the two: which cube, or which plate)."""
+    x/y apart (a task can fail on one of the two: which cube, or which plate); with keypoints, how far the
+    supervised keypoint lies from the named object in the image (in-view samples, image units of [-1, 1])."""
     import torch
 
     labels = torch.tensor(np.stack([s[2] for s in samples]))
+    preds, kp_err = [], []
     with torch.no_grad():
-        pred = torch.cat([_predict(model, readout, processor, samples[i : i + 64], cameras)
-                          for i in range(0, len(samples), 64)])
-    err = (pred - labels).abs()
-    return {"all": float(err.mean()), "object": float(err[:, :2].mean()), "goal": float(err[:, 2:].mean())}
+        for i in range(0, len(samples), 64):
+            preds.append(_predict(model, readout, processor, samples[i : i + 64], cameras))
+            named = _named_keypoint(model, samples[i : i + 64], cameras)
+            if named is not None:
+                kp_err.append((named[0] - named[1]).abs().mean(-1)[named[2]])
+    err = (torch.cat(preds) - labels).abs()
+    out = {"all": float(err.mean()), "object": float(err[:, :2].mean()), "goal": float(err[:, 2:].mean())}
+    if kp_err and len(torch.cat(kp_err)):
+        out["keypoint"] = float(torch.cat(kp_err).mean())
+    return out
 
 
 def pretrain_grounding(settings: GroundingSettings, model_config, out_dir: str | Path, progress: bool = True,
@@ -217,15 +259,22 @@ def pretrain_grounding(settings: GroundingSettings, model_config, out_dir: str |
     mean_label = labels.mean(0)
     rng = np.random.default_rng(settings.seed)
     bar = tqdm(range(settings.steps), desc="grounding", unit="step", disable=not progress)
-    losses = []
+    losses, keypoint_errors = [], []
     for _ in bar:
         idx = rng.integers(0, len(train), settings.batch_size)
-        pred = _predict(model, readout, processor, [train[i] for i in idx], cameras)
-        loss = F.l1_loss(pred, labels[idx])
+        batch = [train[i] for i in idx]
+        pred = _predict(model, readout, processor, batch, cameras)
+        l1 = loss = F.l1_loss(pred, labels[idx])
+        named = _named_keypoint(model, batch, cameras)
+        if named is not None and named[2].any():
+            kp = F.l1_loss(named[0][named[2]], named[1][named[2]])
+            keypoint_errors.append(kp.item())
+            if settings.keypoint_weight > 0:
+                loss = l1 + settings.keypoint_weight * kp
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(loss.item())
+        losses.append(l1.item())
         bar.set_postfix(l1=f"{np.mean(losses[-50:]):.3f}")
     model.eval()
     held_labels = np.stack([s[2] for s in held])
@@ -235,6 +284,7 @@ def pretrain_grounding(settings: GroundingSettings, model_config, out_dir: str |
         "heldout_l1": held_l1["all"],
         "heldout_l1_object": held_l1["object"],
         "heldout_l1_goal": held_l1["goal"],
+        "heldout_keypoint_error": held_l1.get("keypoint"),
         "heldout_l1_mean_label_object": float(mean_err[:, :2].mean()),
         "heldout_l1_mean_label_goal": float(mean_err[:, 2:].mean()),
         "heldout_samples": len(held),
@@ -242,6 +292,7 @@ def pretrain_grounding(settings: GroundingSettings, model_config, out_dir: str |
                                 for t, samples in held_by_task.items()},
         "heldout_l1_mean_label": float(mean_err.mean()),
         "train_l1_last50": float(np.mean(losses[-50:])),
+        "train_keypoint_error_last50": float(np.mean(keypoint_errors[-50:])) if keypoint_errors else None,
         "train_samples": len(train),
         "render_s": round(render_s, 1),
         "train_s": round(time.perf_counter() - t0 - render_s, 1),

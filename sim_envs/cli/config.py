@@ -63,6 +63,7 @@ class GroundConfig:
     steps: int = 3000
     batch_size: int = 16
     lr: float = 3e-4
+    keypoint_weight: float = 0.0  # L1 putting a keypoint on the named object's image position (GroundingSettings)
     workers: int = 2  # rendering processes
     torch_threads: int = 1
     seed: int = 0

@@ -38,7 +38,8 @@ def _app(cfg: DictConfig) -> None:
             tasks=[resolve_task(t) for t in tasks], sim=sim_config_from(cfg.sim), dr=cfg.dr, scenes=cfg.scenes,
             heldout_scenes=cfg.heldout_scenes, frames_per_rollout=cfg.frames_per_rollout,
             max_expert_steps=cfg.max_expert_steps, action_noise=cfg.action_noise, steps=cfg.steps,
-            batch_size=cfg.batch_size, lr=cfg.lr, workers=cfg.workers, seed=cfg.seed)
+            batch_size=cfg.batch_size, lr=cfg.lr, keypoint_weight=cfg.keypoint_weight, workers=cfg.workers,
+            seed=cfg.seed)
         model_config = OmegaConf.to_object(cfg.model)
         out, report = pretrain_grounding(settings, model_config, cfg.output_dir, torch_threads=cfg.torch_threads)
     except ValueError as e:

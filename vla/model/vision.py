@@ -65,6 +65,9 @@ class ConvKeypointBackbone(nn.Module):
     tiny ViT towers stayed at 0.25 against 0.28 for predicting the mean. Reads the first 3 channels (the
     DINOv2-normalized image; the processor stays OpenVLA's). With `vision_film`, the instruction modulates every
     conv block, so the keypoints can follow the object the words name.
+
+    `last_keypoints_xy` (B, K [+ 1 detector], 2) keeps the last call's image coordinates (x right, y down, in
+    [-1, 1]) with their graph, for auxiliary losses on where a keypoint is (`sim_envs.grounding`).
     """
 
     def __init__(self, channels: int, keypoints: int, dim: int, detector: bool = False) -> None:
@@ -81,6 +84,7 @@ class ConvKeypointBackbone(nn.Module):
         # film_detector: one more keypoint, where the instruction's vector matches the last maps (its own embedding)
         self.detector_embedding = nn.Parameter(torch.randn(1, dim) * 0.02) if detector else None
         self.channels = channels
+        self.last_keypoints_xy: torch.Tensor | None = None
         for layer in [*self.convs, self.keypoint_conv, self.coords]:
             layer.torch_init = True  # PyTorch's fan-in init (VLAPreTrainedModel._init_weights)
 
@@ -96,14 +100,17 @@ class ConvKeypointBackbone(nn.Module):
         for i, conv in enumerate(self.convs):
             h = modulate_maps(torch.relu(conv(h)), film[i] if film else None)
         maps = self.keypoint_conv(h)  # (B, K, H', W')
-        tokens = self.coords(self._expected_xy(maps * self.log_temperature.exp()[None, :, None, None]))
-        tokens = tokens + self.keypoint_embedding.to(tokens.dtype)  # (B, K, D)
+        xy = self._expected_xy(maps * self.log_temperature.exp()[None, :, None, None])  # (B, K, 2)
+        self.last_keypoints_xy = xy
+        tokens = self.coords(xy) + self.keypoint_embedding.to(xy.dtype)  # (B, K, D)
         if self.detector_embedding is None:
             return tokens
         if detector is None:
             raise ValueError("this backbone has film_detector=True: pass the instruction's detector vector")
         match = torch.einsum("bc,bchw->bhw", detector.to(h.dtype), h)[:, None] / self.channels**0.5  # (B, 1, H', W')
-        found = self.coords(self._expected_xy(match)) + self.detector_embedding.to(tokens.dtype)
+        found_xy = self._expected_xy(match)
+        self.last_keypoints_xy = torch.cat([xy, found_xy], 1)
+        found = self.coords(found_xy) + self.detector_embedding.to(tokens.dtype)
         return torch.cat([tokens, found], 1)
 
     @staticmethod
