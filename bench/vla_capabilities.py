@@ -91,6 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="grounding pretraining steps before vla-train (sim_envs.grounding; 0 = train from scratch)")
     g.add_argument("--ground-scenes", type=int, default=300, help="rendered scenes per task for grounding pretraining")
     g.add_argument("--ground-frames", type=int, default=2, help="frames per (scene, candidate) expert rollout")
+    g.add_argument("--ground-keypoint-weight", type=float, default=0.0,
+                   help="grounding: weight of the loss putting a keypoint on the named object in the image")
     g.add_argument("--steps", type=int, default=8000)
     g.add_argument("--batch-size", type=int, default=16)
     g.add_argument("--lr", type=float, default=3e-4)
@@ -207,7 +209,8 @@ def ground(args, sim, overrides: list[str], work: Path) -> tuple[Path, dict[str,
     model_config = compose_train_config(overrides).model
     settings = GroundingSettings(tasks=list(args.tasks), sim=sim, dr=args.dr_levels[0], scenes=args.ground_scenes,
                                  frames_per_rollout=args.ground_frames, steps=args.ground_steps,
-                                 action_noise=args.action_noise, seed=args.seed, workers=args.collect_workers)
+                                 keypoint_weight=args.ground_keypoint_weight, action_noise=args.action_noise,
+                                 seed=args.seed, workers=args.collect_workers)
     out, report = pretrain_grounding(settings, model_config, work / "ground", torch_threads=args.num_threads)
     return out, {k: v for k, v in report.items() if k != "settings"}
 

@@ -49,7 +49,9 @@ def _app(cfg: DictConfig) -> None:
                 "train %.0f s", report["heldout_l1"], report["heldout_l1_mean_label"], report["train_samples"],
                 report["render_s"], report["train_s"])
     for task, l1 in report["heldout_l1_per_task"].items():
-        logger.info("  %s: held-out L1 %.3f (named object %.3f, goal %.3f)", task, l1["all"], l1["object"], l1["goal"])
+        keypoint = f"; keypoint {l1['keypoint']:.3f} from the named object in the image" if "keypoint" in l1 else ""
+        logger.info("  %s: held-out L1 %.3f (named object %.3f, goal %.3f%s)", task, l1["all"], l1["object"],
+                    l1["goal"], keypoint)
     logger.info("checkpoint: %s  (next: vla-train init_from=%s ...)", out, out)
 
 
