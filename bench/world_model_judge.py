@@ -144,6 +144,8 @@ def parse_args() -> argparse.Namespace:
                    help="also run each policy in the sim seeing its frames through the (first) model's autoencoder")
     p.add_argument("--videos", default="", help="save the closed-loop result with videos here (wm-viz eval_json=)")
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--key", help="entry name in the results file (default <robot>/<task>; another name keeps an "
+                                 "earlier judge of the same task)")
     return p.parse_args()
 
 
@@ -187,7 +189,7 @@ def main() -> None:
         save_results({"closed_loop": closed}, args.videos)
     ag, ep = closed["agreement"], closed["episode_agreement"]
     sp, pe, mmrv = ag["spearman"]["value"], ag["pearson"]["value"], ag["mmrv"]["value"]
-    key = f"{args.robot}/{args.task}"
+    key = args.key or f"{args.robot}/{args.task}"
     targets = [
         {"name": f"{key}: Spearman imagined vs sim success over {len(policies)} policies", "value": sp,
          "baseline": None, "target": 0.9, "met": bool(sp == sp and sp >= 0.9)},
