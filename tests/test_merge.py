@@ -178,3 +178,35 @@ def test_conv_lora_merges_to_the_adapters_outputs(tmp_path):
         base = VLAForActionPrediction.from_pretrained(str(tmp_path / "base")).eval()(**batch).logits
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (got - want).abs().max()
     assert not torch.allclose(base, want, atol=1e-3), "the adapter changed nothing; the test would be vacuous"
+
+
+def test_freeze_vision_keeps_the_instruction_conditioned_vision_fixed():
+    """`freeze_vision` on a FiLM-conditioned conv backbone freezes the backbone, the FiLM generator and the
+    instruction pooler (they serve the vision only) and trains the rest: after a training step the keypoints the
+    vision finds for the same instruction embedding are unchanged, while the projector has moved. (The word
+    embeddings feed the language model too and stay trainable.)"""
+    from vla.model.presets import build_model
+    from vla.train.config import FinetuneMode, LoraSettings
+    from vla.train.lora import prepare_for_mode
+
+    model, processor = build_model("tiny", seed=0, **{**SMALL, "vision_backbone": "conv_keypoints", "vision_film": True})
+    model = prepare_for_mode(model, FinetuneMode.freeze_vision, LoraSettings())
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert any(n.startswith("film.") for n in frozen) and any(n.startswith("instruction_pooler.") for n in frozen)
+    assert all(n.startswith(("vision_backbone.", "film.", "instruction_pooler.")) for n in frozen), frozen
+    assert all(p.requires_grad for n, p in model.named_parameters() if n.startswith(("projector.", "language_model.")))
+
+    batch = _batch(processor)
+    with torch.no_grad():
+        text = model.get_input_embeddings()(batch["input_ids"])
+        instruction = model.instruction_pooler(text, batch["attention_mask"].bool())
+        tokens_before = model.project_images(batch["pixel_values"], instruction)
+        keypoints_before = model.vision_backbone.last_keypoints_xy.clone()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    out = model(**batch)
+    out.logits.float().square().mean().backward()
+    optimizer.step()
+    with torch.no_grad():
+        tokens_after = model.project_images(batch["pixel_values"], instruction)
+    assert torch.equal(model.vision_backbone.last_keypoints_xy, keypoints_before)
+    assert not torch.equal(tokens_after, tokens_before), "the projector did not train"

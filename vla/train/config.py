@@ -23,7 +23,8 @@ from vla.model.schema import ModelConfig
 
 class FinetuneMode(str, Enum):
     """What is trained. `lora` follows OpenVLA (adapters on every linear layer of both towers, projector
-    and Llama); `projector` trains the projector only; `freeze_vision` trains everything but the towers."""
+    and Llama); `projector` trains the projector only; `freeze_vision` trains everything but the vision (the towers or the conv backbone, and with `vision_film` the
+    instruction's FiLM that conditions it), to keep what grounding pretraining taught the vision."""
 
     full = "full"
     lora = "lora"

@@ -19,8 +19,10 @@ logger = logging.getLogger(__name__)
 #: `conv_keypoints`) it would leave the whole vision frozen, so a new camera could not be adapted to.
 ALL_LINEAR_CONV = "all-linear-conv"
 
-#: Module-name prefixes of the parts a mode freezes or trains (VLAForActionPrediction's attributes).
-VISION_PREFIXES = ("vision_backbone.",)
+#: Module-name prefixes of the parts a mode freezes or trains (VLAForActionPrediction's attributes). The vision
+#: includes its instruction conditioning (`vision_film`: the pooler and the FiLM generator serve the vision only):
+#: left trainable, they would move what a grounding-pretrained backbone attends to (docs/history.md L10).
+VISION_PREFIXES = ("vision_backbone.", "film.", "instruction_pooler.")
 PROJECTOR_PREFIXES = ("projector.",)
 
 
