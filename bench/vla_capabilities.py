@@ -201,18 +201,35 @@ def train_overrides(args, datasets: dict[str, dict[str, Any]], work: Path) -> li
     ]
 
 
+def grounding_settings(args, sim):
+    from sim_envs.grounding import GroundingSettings
+
+    return GroundingSettings(tasks=list(args.tasks), sim=sim, dr=args.dr_levels[0], scenes=args.ground_scenes,
+                             frames_per_rollout=args.ground_frames, steps=args.ground_steps,
+                             keypoint_weight=args.ground_keypoint_weight, action_noise=args.action_noise,
+                             seed=args.seed, workers=args.collect_workers)
+
+
 def ground(args, sim, overrides: list[str], work: Path) -> tuple[Path, dict[str, Any]]:
     """Grounding pretraining of the recipe's model (sim_envs.grounding); vla-train then starts from it."""
-    from sim_envs.grounding import GroundingSettings, pretrain_grounding
+    from sim_envs.grounding import pretrain_grounding
     from vla.train.config import compose_train_config
 
     model_config = compose_train_config(overrides).model
-    settings = GroundingSettings(tasks=list(args.tasks), sim=sim, dr=args.dr_levels[0], scenes=args.ground_scenes,
-                                 frames_per_rollout=args.ground_frames, steps=args.ground_steps,
-                                 keypoint_weight=args.ground_keypoint_weight, action_noise=args.action_noise,
-                                 seed=args.seed, workers=args.collect_workers)
-    out, report = pretrain_grounding(settings, model_config, work / "ground", torch_threads=args.num_threads)
+    out, report = pretrain_grounding(grounding_settings(args, sim), model_config, work / "ground",
+                                     torch_threads=args.num_threads)
     return out, {k: v for k, v in report.items() if k != "settings"}
+
+
+def keypoint_after_training(args, sim, checkpoint: Path) -> dict[str, float | None]:
+    """task -> how far the trained policy's supervised keypoint lies from the named object on grounding's held-out
+    scenes: did the action stage keep what grounding taught the vision? (It did not: docs/history.md L10.)"""
+    from sim_envs.grounding import heldout_scenes, keypoint_error
+    from vla.model.policy import load_checkpoint
+
+    model, processor = load_checkpoint(checkpoint)
+    held = heldout_scenes(grounding_settings(args, sim), progress=False)
+    return {task: keypoint_error(model, processor, samples, list(model.config.cameras)) for task, samples in held.items()}
 
 
 def train(overrides: list[str], work: Path, batch_size: int) -> tuple[Path, dict[str, Any]]:
@@ -469,6 +486,9 @@ def main(argv: list[str] | None = None) -> None:
         result["recipe"] = {"train_overrides": overrides}
         write(result, args, t_start)
         checkpoint, result["training"] = stage("train", lambda: train(overrides, work, args.batch_size))
+        if result.get("grounding", {}).get("heldout_keypoint_error") is not None:
+            result["grounding"]["keypoint_error_after_training"] = stage(
+                "keypoint_check", lambda: keypoint_after_training(args, sim, checkpoint))
         data_dirs = [d["dataset_dir"] for d in datasets.values()]
     else:
         checkpoint, data_dirs = args.checkpoint.resolve(), [str(d) for d in args.data_dir]

@@ -202,6 +202,42 @@ def _named_keypoint(model, samples: Sequence[tuple], cameras: Sequence[str]):
     return xy, torch.nan_to_num(target, posinf=9.0, neginf=-9.0), (target.abs() <= 1).all(-1)
 
 
+def _keypoint_distance(named):
+    """`_named_keypoint`'s output -> the in-view samples' mean |x| + |y| error over 2."""
+    return (named[0] - named[1]).abs().mean(-1)[named[2]]
+
+
+def keypoint_error(model, processor, samples: Sequence[tuple], cameras: Sequence[str]) -> float | None:
+    """How far the keypoint `keypoint_weight` supervises lies from the named object (in-view samples, image units
+    of [-1, 1]); None without keypoints. Works on any checkpoint of the model, e.g. after VLA training, to see
+    whether the action stage kept what grounding taught the vision."""
+    import torch
+
+    errors = []
+    with torch.no_grad():
+        for i in range(0, len(samples), 64):
+            batch = samples[i : i + 64]
+            images = [s[0][cameras[0]] if len(cameras) == 1 else {c: s[0][c] for c in cameras} for s in batch]
+            proprio = np.zeros((len(batch), processor.proprio_dim), np.float32) if processor.use_proprio else None
+            inputs = processor(images, [s[1] for s in batch], proprio=proprio)
+            text = model.get_input_embeddings()(inputs["input_ids"])
+            mask = inputs["attention_mask"].bool()
+            model.project_images(inputs["pixel_values"],
+                                 model.instruction_pooler(text, mask) if model.instruction_pooler is not None else None)
+            named = _named_keypoint(model, batch, cameras)
+            if named is None:
+                return None
+            errors.append(_keypoint_distance(named))
+    errors = torch.cat(errors)
+    return float(errors.mean()) if len(errors) else None
+
+
+def heldout_scenes(settings: GroundingSettings, progress: bool = True) -> dict[str, list[tuple]]:
+    """task -> the held-out samples grounding reports on (its `heldout_scenes` evaluation seeds)."""
+    seeds = range(EVAL_SEED_START, EVAL_SEED_START + settings.heldout_scenes)
+    return {t: render_samples(replace(settings, tasks=(t,)), seeds, progress) for t in settings.tasks}
+
+
 def heldout_l1(model, readout, processor, samples: Sequence[tuple], cameras: Sequence[str]) -> dict[str, float]:
     """Mean L1 of the readout on `samples` (batches of 64): overall, and for the named object's and the goal's
     x/y apart (a task can fail on one of the two: which cube, or which plate); with keypoints, how far the
@@ -215,7 +251,7 @@ def heldout_l1(model, readout, processor, samples: Sequence[tuple], cameras: Seq
             preds.append(_predict(model, readout, processor, samples[i : i + 64], cameras))
             named = _named_keypoint(model, samples[i : i + 64], cameras)
             if named is not None:
-                kp_err.append((named[0] - named[1]).abs().mean(-1)[named[2]])
+                kp_err.append(_keypoint_distance(named))
     err = (torch.cat(preds) - labels).abs()
     out = {"all": float(err.mean()), "object": float(err[:, :2].mean()), "goal": float(err[:, 2:].mean())}
     if kp_err and len(torch.cat(kp_err)):
@@ -245,8 +281,7 @@ def pretrain_grounding(settings: GroundingSettings, model_config, out_dir: str |
         logger.warning("the model has vision_film=false: its vision cannot depend on the instruction, so grounding "
                        "can only teach it where the objects are, not which one is named")
     train = render_samples(settings, range(settings.scenes), progress)
-    held_seeds = range(EVAL_SEED_START, EVAL_SEED_START + settings.heldout_scenes)
-    held_by_task = {t: render_samples(replace(settings, tasks=(t,)), held_seeds, progress) for t in settings.tasks}
+    held_by_task = heldout_scenes(settings, progress)
     held = [s for samples in held_by_task.values() for s in samples]
     render_s = time.perf_counter() - t0
     torch.set_num_threads(torch_threads)

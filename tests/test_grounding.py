@@ -37,7 +37,9 @@ def test_every_candidate_of_a_scene_is_named_once_with_its_own_label():
 
 
 def test_pretrain_grounding_writes_a_checkpoint_vla_train_can_start_from(tmp_path):
+    from sim_envs.grounding import heldout_scenes, keypoint_error
     from vla.model.modeling_vla import VLAForActionPrediction
+    from vla.model.policy import load_checkpoint
     from vla.model.presets import load_preset_config
     from vla.model.processing_vla import VLAProcessor
 
@@ -54,6 +56,12 @@ def test_pretrain_grounding_writes_a_checkpoint_vla_train_can_start_from(tmp_pat
     assert list(per_task) == tasks
     assert report["heldout_l1"] == pytest.approx((6 * per_task[tasks[0]]["all"] + 4 * per_task[tasks[1]]["all"]) / 10)
     assert json.loads((out / "grounding.json").read_text())["settings"]["tasks"] == tasks
+    # the saved checkpoint gives the same keypoint errors on the same held-out scenes (how a trained policy is checked)
+    policy_model, policy_processor = load_checkpoint(out)
+    held = heldout_scenes(settings, progress=False)
+    for task in tasks:
+        assert keypoint_error(policy_model, policy_processor, held[task], ["wrist"]) == pytest.approx(
+            per_task[task].get("keypoint"), abs=1e-5)
     model = VLAForActionPrediction.from_pretrained(str(out))
     assert model.config.vision_film and model.config.vision_backbone == "conv_keypoints"
     assert VLAProcessor.from_pretrained(out).cameras == ["wrist"]
