@@ -39,6 +39,8 @@ PROPRIO_DIM = 8
 VALID_CAMERAS = ("primary", "wrist")
 #: Physics steps with the robot holding still after placing objects, so contacts settle before step 0.
 SETTLE_STEPS = 25
+#: Keys of a task's `privileged_state` that name its goal place; `object_state` ends with that place's xyz.
+GOAL_KEYS = ("place_pos", "target_pos")
 #: `reset(options=...)` keys: DR replay, which candidate the instruction names, which template set / template.
 RESET_OPTIONS = ("dr_params", "target", "templates", "template")
 
@@ -209,12 +211,24 @@ class TabletopEnv(gymnasium.Env):
         return named + [b for b in self.object_names if b not in named]
 
     def object_state(self) -> np.ndarray:
-        """float32 (3 K,): the xyz (m, world frame) of the task's K movable objects in `object_order()` (the
-        named object first), in `info` after every reset and step. Privileged (a camera does not measure it):
-        what a world model can predict and judge success from (`vla-collect object_state=true` records it as
-        the observation feature `object_state`). Named first, because the success of "lift the red cube" is
-        the first object's height whichever slot the red cube has, which a small success head can learn."""
-        return np.concatenate([self.physics.body_pos(b) for b in self.object_order()] or [np.zeros(0)]).astype(np.float32)
+        """float32 (3 K [+ 3],): the xyz (m, world frame) of the task's K movable objects in `object_order()` (the
+        named object first), then, for a task with a goal place (a plate, a push target: `GOAL_KEYS` of the
+        expert's `privileged_state`), that goal's xyz; in `info` after every reset and step. Privileged (a camera
+        does not measure it): what a world model can predict and judge success from (`vla-collect
+        object_state=true` records it as the observation feature `object_state`). Named first, because the
+        success of "lift the red cube" is the first object's height whichever slot the red cube has, which a small
+        success head can learn; the goal because "the cube is on the plate" cannot be judged without the plate."""
+        parts = [self.physics.body_pos(b) for b in self.object_order()]
+        goal = self._goal_position()
+        if goal is not None:
+            parts.append(goal)
+        return np.concatenate(parts or [np.zeros(0)]).astype(np.float32)
+
+    def _goal_position(self) -> np.ndarray | None:
+        """The named goal's xyz (`place_pos` or `target_pos` of the expert's state), or None for a task without one."""
+        state = self.task.privileged_state(self.physics)
+        key = next((k for k in GOAL_KEYS if k in state), None)
+        return None if key is None else np.asarray(state[key], np.float64)
 
     def joint_state(self) -> dict[str, list]:
         """The robot's joints as a ROS JointState carries them: arm then finger joint names (the model's, e.g.

@@ -198,4 +198,14 @@ def test_object_state_puts_the_named_object_first():
                                    atol=1e-6)
         firsts.add(named)
     assert len(firsts) == 3
+    # a place task ends the state with its named goal: without the plate, "on the plate" cannot be judged
+    env = gymnasium.make("vla_sim/PlaceCubeOnNamedPlate-v0", dr_level="low", image_size=32, cameras=["primary"])
+    inner = env.unwrapped
+    for target in range(4):  # 2 cubes x 2 plates
+        _, info = env.reset(seed=11, options={"target": target})
+        cube, plate = inner.task._pair(target)
+        state = info["object_state"]
+        assert state.shape == (3 * len(inner.object_names) + 3,)
+        np.testing.assert_allclose(state[:3], inner.physics.body_pos(cube), atol=1e-6)
+        np.testing.assert_allclose(state[-3:-1], inner.physics.body_pos(plate)[:2], atol=1e-6)
     env.close()
