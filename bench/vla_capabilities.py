@@ -90,6 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--ground-steps", type=int, default=4000,
                    help="grounding pretraining steps before vla-train (sim_envs.grounding; 0 = train from scratch)")
     g.add_argument("--ground-scenes", type=int, default=300, help="rendered scenes per task for grounding pretraining")
+    g.add_argument("--ground-expert-steps", type=int, default=15,
+                   help="grounding frames come from expert steps 0..N of each rollout (GroundingSettings."
+                        "max_expert_steps); raise it to cover carrying and placing, not just the approach")
     g.add_argument("--ground-frames", type=int, default=2, help="frames per (scene, candidate) expert rollout")
     g.add_argument("--ground-keypoint-weight", type=float, default=0.0,
                    help="grounding: weight of the loss putting a keypoint on the named object in the image")
@@ -205,7 +208,8 @@ def grounding_settings(args, sim):
     from sim_envs.grounding import GroundingSettings
 
     return GroundingSettings(tasks=list(args.tasks), sim=sim, dr=args.dr_levels[0], scenes=args.ground_scenes,
-                             frames_per_rollout=args.ground_frames, steps=args.ground_steps,
+                             frames_per_rollout=args.ground_frames, max_expert_steps=args.ground_expert_steps,
+                             steps=args.ground_steps,
                              keypoint_weight=args.ground_keypoint_weight, action_noise=args.action_noise,
                              seed=args.seed, workers=args.collect_workers)
 
