@@ -13,9 +13,11 @@ Stages, each through the API its CLI uses and each timed:
                 MuJoCo's software renderer segfaults, so the evaluation's envs can then stay in this process.
   2. ground   - grounding pretraining of the model's vision + instruction FiLM on rendered scenes with
                 ground-truth labels (`sim_envs.grounding`; `--ground-steps 0` skips it): without it the tiny
-                VLA never learned which object the words name (docs/history.md, L2).
+                VLA never learned which object the words name (docs/history.md, L2); a keypoint loss puts one
+                keypoint on the named object (L9), frames span the whole expert rollout (L10).
   3. train    - ONE tiny VLA on the mixture of those datasets (`data.datasets` with weights; `vla-train`'s
-                `compose_train_config` + `vla.train.run`), the recipe as options (defaults below).
+                `compose_train_config` + `vla.train.run`), the recipe as options (defaults below), the grounded
+                vision frozen (`--freeze-vision`); then how far its keypoint lies from the named object.
   4. evaluate - with `vla.policy.policy_source` policies, 4 envs batched through the policy, 4 actions of each
                 chunk executed (as the demo):
      - success per task at DR `--eval-level` (default low), `--seeds-low` held-out initial states each, next to
@@ -90,12 +92,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--ground-steps", type=int, default=4000,
                    help="grounding pretraining steps before vla-train (sim_envs.grounding; 0 = train from scratch)")
     g.add_argument("--ground-scenes", type=int, default=300, help="rendered scenes per task for grounding pretraining")
-    g.add_argument("--ground-expert-steps", type=int, default=15,
+    g.add_argument("--ground-expert-steps", type=int, default=60,
                    help="grounding frames come from expert steps 0..N of each rollout (GroundingSettings."
-                        "max_expert_steps); raise it to cover carrying and placing, not just the approach")
-    g.add_argument("--ground-frames", type=int, default=2, help="frames per (scene, candidate) expert rollout")
-    g.add_argument("--ground-keypoint-weight", type=float, default=0.0,
-                   help="grounding: weight of the loss putting a keypoint on the named object in the image")
+                        "max_expert_steps): 60 covers carrying and placing, 15 only the approach (docs/history.md L10)")
+    g.add_argument("--ground-frames", type=int, default=3, help="frames per (scene, candidate) expert rollout")
+    g.add_argument("--ground-keypoint-weight", type=float, default=1.0,
+                   help="grounding: weight of the loss putting a keypoint on the named object in the image (L9)")
+    g.add_argument("--freeze-vision", action=bool_opt, default=True,
+                   help="vla-train trainer.mode=freeze_vision: keep the grounded vision and its instruction FiLM as "
+                        "grounding left them (trained on, they lose the named object: L10)")
     g.add_argument("--steps", type=int, default=8000)
     g.add_argument("--batch-size", type=int, default=16)
     g.add_argument("--lr", type=float, default=3e-4)
@@ -200,6 +205,7 @@ def train_overrides(args, datasets: dict[str, dict[str, Any]], work: Path) -> li
         f"model.vision_film={b(args.vision_film)}", f"model.vision_backbone={args.vision_backbone}",
         f"trainer.steps={args.steps}", f"trainer.batch_size={args.batch_size}", f"trainer.lr={args.lr}",
         f"trainer.num_threads={args.num_threads}", f"data.image_augmentation={b(args.image_augmentation)}",
+        *(["trainer.mode=freeze_vision"] if args.freeze_vision else []),
         *args.train_override,
     ]
 
