@@ -205,7 +205,7 @@ def train_overrides(args, datasets: dict[str, dict[str, Any]], work: Path) -> li
         f"model.vision_film={b(args.vision_film)}", f"model.vision_backbone={args.vision_backbone}",
         f"trainer.steps={args.steps}", f"trainer.batch_size={args.batch_size}", f"trainer.lr={args.lr}",
         f"trainer.num_threads={args.num_threads}", f"data.image_augmentation={b(args.image_augmentation)}",
-        *(["trainer.mode=freeze_vision"] if args.freeze_vision else []),
+        *(["trainer.mode=freeze_vision"] if args.freeze_vision and args.ground_steps > 0 else []),
         *args.train_override,
     ]
 

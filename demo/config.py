@@ -73,8 +73,12 @@ class DemoConfig:
         collect_workers: expert processes.
         collect_action_noise: DART-style perturbation of the expert demonstrations (std in m of noise on the
             executed translation, the clean expert action is the label; `sim_envs.collect.CollectSettings`).
-        ground_steps, ground_scenes, ground_frames: grounding pretraining (sim_envs.grounding.GroundingSettings:
-            optimizer steps, rendered scenes per task, frames per (scene, candidate) rollout); 0 steps: none.
+        ground_steps, ground_scenes, ground_frames, ground_expert_steps, ground_keypoint_weight: grounding
+            pretraining (sim_envs.grounding.GroundingSettings: optimizer steps, rendered scenes per task, frames per
+            (scene, candidate) rollout taken from expert steps 0..ground_expert_steps, weight of the loss putting a
+            keypoint on the named object); 0 steps: none.
+        freeze_vision: after grounding, `vla-train` keeps the vision and its instruction FiLM as grounding left
+            them (`trainer.mode=freeze_vision`; trained on, they lose the named object: history.md L10).
         decoding, action_chunk, action_head, action_queries, use_proprio, vision_film, vision_backbone: the tiny
             VLA's options
             (configs/model/tiny.yaml; `autoregressive` / `tokens` / chunk 1 / no queries / no FiLM is plain
@@ -124,7 +128,10 @@ class DemoConfig:
     vision_backbone: str = "conv_keypoints"
     ground_steps: int = 2500
     ground_scenes: int = 200
-    ground_frames: int = 2
+    ground_frames: int = 3
+    ground_expert_steps: int = 60
+    ground_keypoint_weight: float = 1.0
+    freeze_vision: bool = True
     train_steps: int = 4000
     batch_size: int = 16
     lr: float = 3e-4
@@ -214,4 +221,5 @@ class DemoConfig:
             f"trainer.lr={self.lr}",
             f"trainer.num_threads={self.torch_threads}",
             "data.image_augmentation=false",
+            *(["trainer.mode=freeze_vision"] if self.freeze_vision and self.ground_steps > 0 else []),
         ]

@@ -109,6 +109,7 @@ def ground_stage(cfg: DemoConfig, out: Path, data: list[TaskData]) -> tuple[Path
     model_config = compose_train_config(train_overrides(cfg, out, data)).model
     settings = GroundingSettings(tasks=[d.task for d in data], sim=cfg.sim_config(), dr=cfg.dr_level,
                                  scenes=cfg.ground_scenes, frames_per_rollout=cfg.ground_frames,
+                                 max_expert_steps=cfg.ground_expert_steps, keypoint_weight=cfg.ground_keypoint_weight,
                                  steps=cfg.ground_steps, action_noise=cfg.collect_action_noise, seed=cfg.seed,
                                  workers=cfg.collect_workers)
     path, report = pretrain_grounding(settings, model_config, out / "ground", torch_threads=cfg.torch_threads)

@@ -67,6 +67,8 @@ def test_demo_overrides_compose_into_a_valid_train_config(tmp_path):
     assert train.trainer.steps == 7  # train_overrides come last
     assert train.trainer.batch_size == cfg.batch_size
     assert train.data.image_augmentation is False
+    assert train.trainer.mode.value == "freeze_vision"  # the grounded vision is kept (history.md L10) ...
+    assert "trainer.mode=freeze_vision" not in DemoConfig(ground_steps=0).trainer_overrides()  # ... not a random one
 
 
 def _summary(vla: float, nov: float, n: int = 40, language: dict | None = None) -> dict:
