@@ -18,8 +18,11 @@ single-task recipe, L1 onwards for the language tasks of issue 18; what the demo
   - `vision_backbone=conv_keypoints` + `vision_film`: a small CNN with spatial-softmax keypoints whose
     channels the instruction modulates (the tiny ViT towers from scratch did not localize the cubes at all);
   - grounding pretraining (`ground_*`, sim_envs/grounding.py): the vision and the FiLM first learn, from
-    rendered scenes with ground-truth labels, where the named object and its goal are; `vla-train` starts
-    from that model (`init_from`), as OpenVLA starts from pretrained towers.
+    rendered scenes with ground-truth labels, where the named object and its goal are, one keypoint put on
+    the named object (`ground_keypoint_weight`), frames from the whole expert rollout
+    (`ground_expert_steps`); `vla-train` starts from that model (`init_from`), as OpenVLA starts from
+    pretrained towers, and keeps it frozen (`freeze_vision`: trained on, the keypoint left the named
+    object; history.md L10).
 - DART-style perturbed demonstrations (`collect_action_noise` 0.01 m: noise on the executed translation, the
   clean expert action is the label). Measured on LiftCube: from clean demonstrations the VLA never learned to
   correct its x/y position in closed loop (0-2/40 in every configuration tried); from perturbed ones, with the
