@@ -98,6 +98,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--ground-frames", type=int, default=3, help="frames per (scene, candidate) expert rollout")
     g.add_argument("--ground-keypoint-weight", type=float, default=1.0,
                    help="grounding: weight of the loss putting a keypoint on the named object in the image (L9)")
+    g.add_argument("--ground-goal-keypoint-weight", type=float, default=0.0,
+                   help="grounding: the same for a second keypoint and the named goal (plate, push target; L11)")
     g.add_argument("--freeze-vision", action=bool_opt, default=True,
                    help="vla-train trainer.mode=freeze_vision: keep the grounded vision and its instruction FiLM as "
                         "grounding left them (trained on, they lose the named object: L10)")
@@ -120,6 +122,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--seeds-robustness", type=int, default=20, help="initial states per task and perturbation level")
     g.add_argument("--dimensions", nargs="+", help="perturbation dimensions (default: all)")
     g.add_argument("--magnitudes", type=int, nargs="+", default=[2], help="perturbation magnitudes 1-3 (target: 2)")
+    g.add_argument("--unknown-words", default="drop", choices=["warn", "drop"],
+                   help="the tiny VLA's policy option for words its training instructions never used (vla.model."
+                        "policy): drop (its word embeddings are learned from scratch, so an unseen word's pieces carry "
+                        "no meaning, only noise) or warn (fed to the model as they are)")
     g.add_argument("--num-envs", type=int, default=4)
     g.add_argument("--execute-steps", type=int, default=4)
     g = p.add_argument_group("run")
@@ -213,10 +219,10 @@ def train_overrides(args, datasets: dict[str, dict[str, Any]], work: Path) -> li
 def grounding_settings(args, sim):
     from sim_envs.grounding import GroundingSettings
 
-    return GroundingSettings(tasks=list(args.tasks), sim=sim, dr=args.dr_levels[0], scenes=args.ground_scenes,
+    return GroundingSettings(tasks=list(args.tasks), sim=sim, dr=list(args.dr_levels), scenes=args.ground_scenes,
                              frames_per_rollout=args.ground_frames, max_expert_steps=args.ground_expert_steps,
-                             steps=args.ground_steps,
-                             keypoint_weight=args.ground_keypoint_weight, action_noise=args.action_noise,
+                             steps=args.ground_steps, keypoint_weight=args.ground_keypoint_weight,
+                             goal_keypoint_weight=args.ground_goal_keypoint_weight, action_noise=args.action_noise,
                              seed=args.seed, workers=args.collect_workers)
 
 
@@ -231,15 +237,19 @@ def ground(args, sim, overrides: list[str], work: Path) -> tuple[Path, dict[str,
     return out, {k: v for k, v in report.items() if k != "settings"}
 
 
-def keypoint_after_training(args, sim, checkpoint: Path) -> dict[str, float | None]:
-    """task -> how far the trained policy's supervised keypoint lies from the named object on grounding's held-out
-    scenes: did the action stage keep what grounding taught the vision? (It did not: docs/history.md L10.)"""
+def keypoint_after_training(args, sim, checkpoint: Path) -> dict[str, dict[str, float | None]]:
+    """task -> how far the trained policy's supervised keypoints lie from the named object and from its goal on
+    grounding's held-out scenes: did the action stage keep what grounding taught the vision? (Trained on, it did
+    not: docs/history.md L10.)"""
     from sim_envs.grounding import heldout_scenes, keypoint_error
     from vla.model.policy import load_checkpoint
 
     model, processor = load_checkpoint(checkpoint)
     held = heldout_scenes(grounding_settings(args, sim), progress=False)
-    return {task: keypoint_error(model, processor, samples, list(model.config.cameras)) for task, samples in held.items()}
+    cameras = list(model.config.cameras)
+    return {task: {"object": keypoint_error(model, processor, samples, cameras),
+                   "goal": keypoint_error(model, processor, samples, cameras, goal=True)}
+            for task, samples in held.items()}
 
 
 def train(overrides: list[str], work: Path, batch_size: int) -> tuple[Path, dict[str, Any]]:
@@ -300,7 +310,8 @@ class Evaluator:
         context = policy_context(self.tasks, datasets=data_dirs or None, seed=args.seed)
         self.vla, self.blind = {}, {}
         for short, task in zip(args.tasks, self.tasks):
-            spec = {"kind": "vla", "path": str(checkpoint), "unnorm_key": self.keys[short], "name": "tiny_vla"}
+            spec = {"kind": "vla", "path": str(checkpoint), "unnorm_key": self.keys[short], "name": "tiny_vla",
+                    "unknown_words": args.unknown_words}
             self.vla[task] = policy_source(spec, context)[1]
             self.blind[task] = policy_source({**spec, "instruction": BLIND_INSTRUCTION}, context)[1]
         self.no_vision = policy_source("no_vision", context)[1] if data_dirs else None
@@ -470,6 +481,7 @@ def main(argv: list[str] | None = None) -> None:
                  "is evaluated with its own dataset's normalization statistics (unnorm_keys)."),
         "eval": {"level": args.eval_level, "num_envs": args.num_envs, "execute_steps": args.execute_steps,
                  "image_size": args.image_size, "sim_cameras": list(args.sim_cameras),
+                 "unknown_words": args.unknown_words,
                  "seeds": {"eval_level": args.seeds_low, "language": args.seeds_language, "dr_none_high": args.seeds_dr,
                            "robustness": args.seeds_robustness},
                  "robustness_dimensions": args.dimensions or "all", "robustness_magnitudes": args.magnitudes},

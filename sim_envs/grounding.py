@@ -44,7 +44,8 @@ class GroundingSettings:
     Attributes:
         tasks: language tasks whose scenes are rendered (every candidate of each scene is named once).
         sim: env config (image size and cameras: those the model reads must be among them).
-        dr: domain-randomization level of the scenes.
+        dr: domain-randomization level of the scenes, or several: scene `i` takes level `i % len(dr)`, so a vision
+            trained here (and frozen after, `trainer.mode=freeze_vision`) has seen what a policy meets at each.
         scenes: scenes per task; `frames_per_rollout` frames of each (scene, candidate) rollout become samples.
         heldout_scenes: scenes per task (evaluation seeds) measured after training.
         max_expert_steps: frames are taken at step 0 and at random steps up to this one.
@@ -54,13 +55,16 @@ class GroundingSettings:
             with `film_detector`, else the first) on the named object's position in the first camera's image.
             The 4-number label alone is a sparse signal for "where in the image": a model can settle on
             predicting its median (docs/history.md L9). 0: off.
+        goal_keypoint_weight: the same for a second keypoint (the first one after the detector's with
+            `film_detector`, else the second) and the named goal (plate, push target; the object itself for a lift):
+            a frozen vision then also tracks where the named object must go (docs/history.md L11). 0: off.
         workers: rendering processes.
         seed: of the frame choice, the readout and the batches.
     """
 
     tasks: Sequence[str] = ("LiftNamedCube",)
     sim: SimConfig = field(default_factory=lambda: SimConfig(image_size=84, cameras=["primary", "wrist"]))
-    dr: str = "low"
+    dr: str | Sequence[str] = "low"
     scenes: int = 150
     heldout_scenes: int = 20
     frames_per_rollout: int = 4
@@ -70,25 +74,38 @@ class GroundingSettings:
     batch_size: int = 16
     lr: float = 3e-4
     keypoint_weight: float = 0.0
+    goal_keypoint_weight: float = 0.0
     workers: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
+        self.dr = self.dr if isinstance(self.dr, str) else tuple(self.dr)
+        if not self.dr:
+            raise ValueError("grounding: dr names no level; give one (dr=low) or several (dr=[low,high])")
         if self.scenes < 1 or self.heldout_scenes < 1 or self.frames_per_rollout < 1 or self.steps < 1:
             raise ValueError("grounding: scenes, heldout_scenes, frames_per_rollout and steps must be >= 1")
+
+
+def scene_level(settings: GroundingSettings, seed: int) -> str:
+    """The DR level of scene `seed` (`GroundingSettings.dr`)."""
+    return settings.dr if isinstance(settings.dr, str) else settings.dr[seed % len(settings.dr)]
+
+
+def goal_position(state: dict[str, Any]) -> np.ndarray:
+    """(3,) where the named object must go: the plate (`place_pos`), a push's target, else the object itself."""
+    if "place_pos" in state:
+        return np.asarray(state["place_pos"])
+    if state.get("verb") == "push" and "target_pos" in state:
+        return np.asarray(state["target_pos"])
+    return np.asarray(state["object_pos"])
 
 
 def grounding_label(state: dict[str, Any]) -> np.ndarray:
     """(4,) float32: the named object's and its goal's x/y relative to the gripper, in units of `LABEL_SCALE`."""
     ee = np.asarray(state["ee_pos"])[:2]
     obj = np.asarray(state["object_pos"])[:2]
-    if "place_pos" in state:
-        goal = np.asarray(state["place_pos"])[:2]
-    elif state.get("verb") == "push" and "target_pos" in state:
-        goal = np.asarray(state["target_pos"])[:2]
-    else:
-        goal = obj
+    goal = goal_position(state)[:2]
     return (np.concatenate([obj - ee, goal - ee]) / LABEL_SCALE).astype(np.float32)
 
 
@@ -108,18 +125,19 @@ def image_xy(physics, camera: str, pos: np.ndarray) -> np.ndarray:
 _ENV_CACHE: dict[str, Any] = {}
 
 
-def _rollout_frames(job: tuple[str, int, GroundingSettings]) -> list[tuple[dict, str, np.ndarray, int, dict]]:
+def _rollout_frames(job: tuple[str, int, GroundingSettings]) -> list[tuple[dict, str, np.ndarray, int, dict, dict]]:
     """All candidates of one scene: [(images, instruction, label, candidate, {camera: the named object's
-    `image_xy`})] at a few steps of each rollout."""
+    `image_xy`}, {camera: its goal's `image_xy`})] at a few steps of each rollout."""
     from sim_envs.config import make_env
     from sim_envs.experts import make_expert
     from vla.core.gym import observation_from_gym
 
     task, seed, settings = job
-    if task not in _ENV_CACHE:
-        env = make_env(task, sim=settings.sim, dr=settings.dr)
-        _ENV_CACHE[task] = (env, make_expert(env))
-    env, expert = _ENV_CACHE[task]
+    level = scene_level(settings, seed)
+    if (task, level) not in _ENV_CACHE:
+        env = make_env(task, sim=settings.sim, dr=level)
+        _ENV_CACHE[task, level] = (env, make_expert(env))
+    env, expert = _ENV_CACHE[task, level]
     rng = np.random.default_rng([seed, settings.seed, 0x6A0D])
     _, info = env.reset(seed=seed)
     out = []
@@ -131,8 +149,10 @@ def _rollout_frames(job: tuple[str, int, GroundingSettings]) -> list[tuple[dict,
             if step in picks:
                 images = {c: np.asarray(obs[c], np.uint8) for c in settings.sim.cameras}
                 state = env.unwrapped.privileged_state()
-                pixels = {c: image_xy(env.unwrapped.physics, c, state["object_pos"]) for c in settings.sim.cameras}
-                out.append((images, info["instruction"], grounding_label(state), target, pixels))
+                physics = env.unwrapped.physics
+                pixels = {c: image_xy(physics, c, state["object_pos"]) for c in settings.sim.cameras}
+                goal = {c: image_xy(physics, c, goal_position(state)) for c in settings.sim.cameras}
+                out.append((images, info["instruction"], grounding_label(state), target, pixels, goal))
             action = np.asarray(expert.act(observation_from_gym(obs, info)), np.float32)
             action[:3] += rng.normal(0.0, settings.action_noise, 3).astype(np.float32)
             obs, _, terminated, truncated, info = env.step(action)
@@ -188,17 +208,19 @@ def _predict(model, readout, processor, samples: Sequence[tuple], cameras: Seque
     return readout(tokens, text, mask)
 
 
-def _named_keypoint(model, samples: Sequence[tuple], cameras: Sequence[str]):
-    """After `_predict`: ((n, 2) image xy of the keypoint `keypoint_weight` supervises, (n, 2) the named object's
-    `image_xy` in the first camera, (n,) bool in view), or None for a backbone without keypoints."""
+def _named_keypoint(model, samples: Sequence[tuple], cameras: Sequence[str], goal: bool = False):
+    """After `_predict`: ((n, 2) image xy of the keypoint `keypoint_weight` (`goal`: `goal_keypoint_weight`)
+    supervises, (n, 2) the named object's (goal's) `image_xy` in the first camera, (n,) bool in view), or None for
+    a backbone without keypoints."""
     import torch
 
     xy = getattr(model.vision_backbone, "last_keypoints_xy", None)
     if xy is None:
         return None
     xy = xy.reshape(len(samples), -1, *xy.shape[1:])[:, 0]  # the first camera (and FiLM query) of each sample
-    xy = xy[:, -1 if model.config.film_detector else 0]
-    target = torch.tensor(np.stack([s[4][cameras[0]] for s in samples]), dtype=xy.dtype)
+    detector = bool(model.config.film_detector)
+    xy = xy[:, (0 if detector else 1) if goal else (-1 if detector else 0)]
+    target = torch.tensor(np.stack([s[5 if goal else 4][cameras[0]] for s in samples]), dtype=xy.dtype)
     return xy, torch.nan_to_num(target, posinf=9.0, neginf=-9.0), (target.abs() <= 1).all(-1)
 
 
@@ -207,10 +229,12 @@ def _keypoint_distance(named):
     return (named[0] - named[1]).abs().mean(-1)[named[2]]
 
 
-def keypoint_error(model, processor, samples: Sequence[tuple], cameras: Sequence[str]) -> float | None:
-    """How far the keypoint `keypoint_weight` supervises lies from the named object (in-view samples, image units
-    of [-1, 1]); None without keypoints. Works on any checkpoint of the model, e.g. after VLA training, to see
-    whether the action stage kept what grounding taught the vision."""
+def keypoint_error(model, processor, samples: Sequence[tuple], cameras: Sequence[str],
+                   goal: bool = False) -> float | None:
+    """How far the keypoint `keypoint_weight` supervises lies from the named object (`goal`: the one
+    `goal_keypoint_weight` supervises, from the named goal) (in-view samples, image units of [-1, 1]); None
+    without keypoints. Works on any checkpoint of the model, e.g. after VLA training, to see whether the action
+    stage kept what grounding taught the vision."""
     import torch
 
     errors = []
@@ -224,7 +248,7 @@ def keypoint_error(model, processor, samples: Sequence[tuple], cameras: Sequence
             mask = inputs["attention_mask"].bool()
             model.project_images(inputs["pixel_values"],
                                  model.instruction_pooler(text, mask) if model.instruction_pooler is not None else None)
-            named = _named_keypoint(model, batch, cameras)
+            named = _named_keypoint(model, batch, cameras, goal)
             if named is None:
                 return None
             errors.append(_keypoint_distance(named))
@@ -245,17 +269,20 @@ def heldout_l1(model, readout, processor, samples: Sequence[tuple], cameras: Seq
     import torch
 
     labels = torch.tensor(np.stack([s[2] for s in samples]))
-    preds, kp_err = [], []
+    preds, kp_err, goal_err = [], [], []
     with torch.no_grad():
         for i in range(0, len(samples), 64):
             preds.append(_predict(model, readout, processor, samples[i : i + 64], cameras))
             named = _named_keypoint(model, samples[i : i + 64], cameras)
             if named is not None:
                 kp_err.append(_keypoint_distance(named))
+                goal_err.append(_keypoint_distance(_named_keypoint(model, samples[i : i + 64], cameras, goal=True)))
     err = (torch.cat(preds) - labels).abs()
     out = {"all": float(err.mean()), "object": float(err[:, :2].mean()), "goal": float(err[:, 2:].mean())}
     if kp_err and len(torch.cat(kp_err)):
         out["keypoint"] = float(torch.cat(kp_err).mean())
+    if goal_err and len(torch.cat(goal_err)):
+        out["goal_keypoint"] = float(torch.cat(goal_err).mean())
     return out
 
 
@@ -294,7 +321,7 @@ def pretrain_grounding(settings: GroundingSettings, model_config, out_dir: str |
     mean_label = labels.mean(0)
     rng = np.random.default_rng(settings.seed)
     bar = tqdm(range(settings.steps), desc="grounding", unit="step", disable=not progress)
-    losses, keypoint_errors = [], []
+    losses, keypoint_errors, goal_errors = [], [], []
     for _ in bar:
         idx = rng.integers(0, len(train), settings.batch_size)
         batch = [train[i] for i in idx]
@@ -305,7 +332,13 @@ def pretrain_grounding(settings: GroundingSettings, model_config, out_dir: str |
             kp = F.l1_loss(named[0][named[2]], named[1][named[2]])
             keypoint_errors.append(kp.item())
             if settings.keypoint_weight > 0:
-                loss = l1 + settings.keypoint_weight * kp
+                loss = loss + settings.keypoint_weight * kp
+        named = _named_keypoint(model, batch, cameras, goal=True)
+        if named is not None and named[2].any():
+            kp = F.l1_loss(named[0][named[2]], named[1][named[2]])
+            goal_errors.append(kp.item())
+            if settings.goal_keypoint_weight > 0:
+                loss = loss + settings.goal_keypoint_weight * kp
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -320,6 +353,7 @@ def pretrain_grounding(settings: GroundingSettings, model_config, out_dir: str |
         "heldout_l1_object": held_l1["object"],
         "heldout_l1_goal": held_l1["goal"],
         "heldout_keypoint_error": held_l1.get("keypoint"),
+        "heldout_goal_keypoint_error": held_l1.get("goal_keypoint"),
         "heldout_l1_mean_label_object": float(mean_err[:, :2].mean()),
         "heldout_l1_mean_label_goal": float(mean_err[:, 2:].mean()),
         "heldout_samples": len(held),
@@ -328,6 +362,7 @@ def pretrain_grounding(settings: GroundingSettings, model_config, out_dir: str |
         "heldout_l1_mean_label": float(mean_err.mean()),
         "train_l1_last50": float(np.mean(losses[-50:])),
         "train_keypoint_error_last50": float(np.mean(keypoint_errors[-50:])) if keypoint_errors else None,
+        "train_goal_keypoint_error_last50": float(np.mean(goal_errors[-50:])) if goal_errors else None,
         "train_samples": len(train),
         "render_s": round(render_s, 1),
         "train_s": round(time.perf_counter() - t0 - render_s, 1),

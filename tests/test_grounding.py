@@ -34,6 +34,26 @@ def test_every_candidate_of_a_scene_is_named_once_with_its_own_label():
     for s in samples[1:]:
         np.testing.assert_array_equal(s[0]["wrist"], samples[0][0]["wrist"])  # the same image ...
     assert len({tuple(np.round(s[2], 4)) for s in samples}) == 3  # ... three different answers
+    for s in samples:  # a lift's goal is the named cube itself: the same image position
+        np.testing.assert_array_equal(s[5]["wrist"], s[4]["wrist"])
+
+
+def test_scenes_cycle_through_several_dr_levels():
+    from dataclasses import replace
+
+    from sim_envs.grounding import scene_level
+
+    settings = GroundingSettings(tasks=["PlaceSideCubeOnPlate"], sim=SimConfig(image_size=32), dr=["low", "high"],
+                                 scenes=2, frames_per_rollout=1, workers=1)
+    assert settings.dr == ("low", "high") and [scene_level(settings, s) for s in range(3)] == ["low", "high", "low"]
+    mixed = render_samples(settings, [0, 1], progress=False)
+    low = render_samples(replace(settings, dr="low"), [0, 1], progress=False)
+    assert len(mixed) == len(low) == 4  # two candidates per scene
+    np.testing.assert_array_equal(mixed[0][0]["wrist"], low[0][0]["wrist"])  # scene 0: low either way
+    assert not np.array_equal(mixed[2][0]["wrist"], low[2][0]["wrist"])  # scene 1: high DR, other colours and light
+    assert not np.allclose(mixed[0][5]["wrist"], mixed[0][4]["wrist"])  # a place task's goal is the plate
+    with pytest.raises(ValueError, match="dr names no level"):
+        GroundingSettings(dr=[])
 
 
 def test_pretrain_grounding_writes_a_checkpoint_vla_train_can_start_from(tmp_path):
@@ -62,6 +82,8 @@ def test_pretrain_grounding_writes_a_checkpoint_vla_train_can_start_from(tmp_pat
     for task in tasks:
         assert keypoint_error(policy_model, policy_processor, held[task], ["wrist"]) == pytest.approx(
             per_task[task].get("keypoint"), abs=1e-5)
+        assert keypoint_error(policy_model, policy_processor, held[task], ["wrist"], goal=True) == pytest.approx(
+            per_task[task].get("goal_keypoint"), abs=1e-5)
     model = VLAForActionPrediction.from_pretrained(str(out))
     assert model.config.vision_film and model.config.vision_backbone == "conv_keypoints"
     assert VLAProcessor.from_pretrained(out).cameras == ["wrist"]
@@ -89,15 +111,18 @@ def test_vla_ground_command_writes_the_checkpoint_and_names_a_misspelt_key(tmp_p
     assert bad.returncode != 0 and "did you mean 'steps'?" in bad.stderr
 
 
-def test_keypoint_weight_moves_the_supervised_keypoint_towards_the_named_object(tmp_path):
+def test_keypoint_weights_move_the_supervised_keypoints_towards_the_named_object_and_its_goal(tmp_path):
     from vla.model.presets import load_preset_config
 
     mc = load_preset_config("tiny", image_size=32, cameras=["wrist"], vision_film=True,
                             vision_backbone="conv_keypoints", decoding="parallel", action_chunk=2, action_head="l1")
-    base = dict(tasks=["LiftNamedCube"], sim=SimConfig(image_size=32), scenes=3, heldout_scenes=1,
+    base = dict(tasks=["PlaceSideCubeOnPlate"], sim=SimConfig(image_size=32), scenes=4, heldout_scenes=1,
                 frames_per_rollout=1, max_expert_steps=2, steps=200, workers=1, lr=1e-3)
     _, off = pretrain_grounding(GroundingSettings(**base), mc, tmp_path / "off", progress=False)
-    _, on = pretrain_grounding(GroundingSettings(**base, keypoint_weight=1.0), mc, tmp_path / "on", progress=False)
-    assert off["heldout_keypoint_error"] is not None and on["heldout_keypoint_error"] is not None
-    # on its training frames (9 here; held-out needs far more data) the supervised keypoint comes to the cube
+    _, on = pretrain_grounding(GroundingSettings(**base, keypoint_weight=1.0, goal_keypoint_weight=1.0), mc,
+                               tmp_path / "on", progress=False)
+    assert off["heldout_keypoint_error"] is not None and on["heldout_goal_keypoint_error"] is not None
+    # on its training frames (8 here; held-out needs far more data) the supervised keypoints come to the named cube
+    # and to the plate
     assert on["train_keypoint_error_last50"] < 0.7 * off["train_keypoint_error_last50"]
+    assert on["train_goal_keypoint_error_last50"] < 0.7 * off["train_goal_keypoint_error_last50"]

@@ -114,7 +114,7 @@ def test_unknown_words_error_and_ignore(checkpoint, caplog):
     with caplog.at_level(logging.INFO, logger="vla.model.policy"):
         quiet.reset("stack the blue cueb")
     assert _warnings(caplog) == []
-    with pytest.raises(ValueError, match=r"unknown_words='loud'; choose one of \['warn', 'error', 'ignore'\]"):
+    with pytest.raises(ValueError, match=r"unknown_words='loud'; choose one of \['warn', 'error', 'ignore', 'drop'\]"):
         VLAPolicy.from_pretrained(checkpoint["new"], unknown_words="loud")
 
 
@@ -156,6 +156,27 @@ def test_a_mixture_knows_the_words_of_all_its_datasets():
     InstructionChecker({"a": a, "old": DatasetStatistics(action=action)}, "error").check("close the drawer")
 
 
+def test_unknown_words_drop_feeds_the_model_only_known_words(checkpoint, caplog):
+    from vla.model.policy import VLAPolicy
+    from vla.policy import make_policy
+
+    policy = VLAPolicy.from_pretrained(checkpoint["new"], unknown_words="drop")
+    with caplog.at_level(logging.INFO, logger="vla.model.policy"):
+        policy.reset("Set the RED cube down, now!")
+    (message,) = _warnings(caplog)
+    assert "'set'" in message and "dropped (unknown_words=drop): the model reads 'the RED cube,!'" in message
+    dropped = policy.prepare([Observation(images={"primary": IMAGE})])
+    clean = policy.prepare([Observation(images={"primary": IMAGE}, instruction="the RED cube,!")])
+    assert torch.equal(dropped["input_ids"], clean["input_ids"])
+    warned = VLAPolicy.from_pretrained(checkpoint["new"])  # warn: the unseen words still reach the model
+    warned.reset("Set the RED cube down, now!")
+    assert not torch.equal(warned.prepare([Observation(images={"primary": IMAGE})])["input_ids"], clean["input_ids"])
+    with pytest.raises(ValueError, match="nothing of it is left to read"):
+        policy.reset("crimson cueb")
+    _, spec_policy = make_policy(f"vla:path={checkpoint['new']},unknown_words=drop")
+    assert spec_policy.unknown_words == "drop"
+
+
 def test_vla_policy_kind_takes_unknown_words(checkpoint):
     from vla.policy import make_policy
     from vla.policy.registry import PolicySpecError
@@ -163,5 +184,5 @@ def test_vla_policy_kind_takes_unknown_words(checkpoint):
     _, policy = make_policy(f"vla:path={checkpoint['new']},unknown_words=error")
     with pytest.raises(ValueError, match="'crimson'"):
         policy.reset("pick up the crimson cube")
-    with pytest.raises(PolicySpecError, match=r"unknown_words='loud'; choose one of \['warn', 'error', 'ignore'\]"):
+    with pytest.raises(PolicySpecError, match=r"unknown_words='loud'; choose one of \['warn', 'error', 'ignore', 'drop'\]"):
         make_policy(f"vla:path={checkpoint['new']},unknown_words=loud")

@@ -54,7 +54,7 @@ class GroundConfig:
     """`vla-ground tasks=[LiftNamedCube] model.vision_backbone=conv_keypoints model.vision_film=true`."""
 
     tasks: Any = field(default_factory=lambda: ["LiftNamedCube"])  # language tasks whose scenes are rendered
-    dr: str = "low"  # DR level of the scenes
+    dr: Any = "low"  # DR level of the scenes, or a list: scene i takes level i % len(dr)
     scenes: int = 300  # per task; every candidate of each scene is named once
     heldout_scenes: int = 20  # per task, from the evaluation seeds: the held-out L1 in grounding.json
     frames_per_rollout: int = 2  # frames of each (scene, candidate) expert rollout
@@ -64,6 +64,7 @@ class GroundConfig:
     batch_size: int = 16
     lr: float = 3e-4
     keypoint_weight: float = 0.0  # L1 putting a keypoint on the named object's image position (GroundingSettings)
+    goal_keypoint_weight: float = 0.0  # the same for a second keypoint and the named goal (plate, push target)
     workers: int = 2  # rendering processes
     torch_threads: int = 1
     seed: int = 0

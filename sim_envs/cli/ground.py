@@ -35,10 +35,12 @@ def _app(cfg: DictConfig) -> None:
     try:
         tasks = list(cfg.tasks) if OmegaConf.is_list(cfg.tasks) else [str(cfg.tasks)]
         settings = GroundingSettings(
-            tasks=[resolve_task(t) for t in tasks], sim=sim_config_from(cfg.sim), dr=cfg.dr, scenes=cfg.scenes,
+            tasks=[resolve_task(t) for t in tasks], sim=sim_config_from(cfg.sim),
+            dr=list(cfg.dr) if OmegaConf.is_list(cfg.dr) else str(cfg.dr), scenes=cfg.scenes,
             heldout_scenes=cfg.heldout_scenes, frames_per_rollout=cfg.frames_per_rollout,
             max_expert_steps=cfg.max_expert_steps, action_noise=cfg.action_noise, steps=cfg.steps,
-            batch_size=cfg.batch_size, lr=cfg.lr, keypoint_weight=cfg.keypoint_weight, workers=cfg.workers,
+            batch_size=cfg.batch_size, lr=cfg.lr, keypoint_weight=cfg.keypoint_weight,
+            goal_keypoint_weight=cfg.goal_keypoint_weight, workers=cfg.workers,
             seed=cfg.seed)
         model_config = OmegaConf.to_object(cfg.model)
         out, report = pretrain_grounding(settings, model_config, cfg.output_dir, torch_threads=cfg.torch_threads)
@@ -50,6 +52,7 @@ def _app(cfg: DictConfig) -> None:
                 report["render_s"], report["train_s"])
     for task, l1 in report["heldout_l1_per_task"].items():
         keypoint = f"; keypoint {l1['keypoint']:.3f} from the named object in the image" if "keypoint" in l1 else ""
+        keypoint += f", goal keypoint {l1['goal_keypoint']:.3f} from its goal" if "goal_keypoint" in l1 else ""
         logger.info("  %s: held-out L1 %.3f (named object %.3f, goal %.3f%s)", task, l1["all"], l1["object"],
                     l1["goal"], keypoint)
     logger.info("checkpoint: %s  (next: vla-train init_from=%s ...)", out, out)

@@ -56,7 +56,7 @@ VOCABULARY_KEY = "instruction_vocabulary"
 #: Distinct instructions kept verbatim in the vocabulary; beyond this (bridge has thousands) only the words are.
 MAX_STORED_INSTRUCTIONS = 1000
 #: What a policy does with an instruction holding words outside the vocabulary (`vla:unknown_words=`).
-UNKNOWN_WORDS = ("warn", "error", "ignore")
+UNKNOWN_WORDS = ("warn", "error", "ignore", "drop")
 _WORD = re.compile(r"[^\W_]+")  # runs of letters and digits, any script
 
 
@@ -139,6 +139,13 @@ def compute_statistics(episodes: Iterable[Mapping[str, Any]], spec: Any, *, tota
 def instruction_words(text: str) -> list[str]:
     """The lower-cased words of an instruction (letters and digits; punctuation and spaces split them)."""
     return _WORD.findall(str(text).lower())
+
+
+def drop_unknown_words(text: str, words: frozenset[str] | set[str]) -> str:
+    """`text` without the words (`instruction_words`' sense, any case) outside `words`, each with the space before
+    it; spaces collapsed."""
+    kept = re.sub(r"\s*([^\W_]+)", lambda m: m.group(0) if m.group(1).lower() in words else "", str(text))
+    return " ".join(kept.split())
 
 
 def instruction_vocabulary(instructions: Iterable[str]) -> dict[str, Any]:

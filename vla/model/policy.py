@@ -31,7 +31,7 @@ import torch
 
 from vla.core.statistics import DatasetStatistics, select_statistics
 from vla.core.types import GRIPPER_INDEX, ContractError, Observation, Policy, validate_action
-from vla.data.statistics import UNKNOWN_WORDS, VOCABULARY_KEY, instruction_words
+from vla.data.statistics import UNKNOWN_WORDS, VOCABULARY_KEY, drop_unknown_words, instruction_words
 
 logger = logging.getLogger(__name__)
 
@@ -125,14 +125,21 @@ class InstructionChecker:
                         "before it existed): instructions are not checked for words it was never trained on")
         self._seen: dict[str, str | None] = {}  # instruction -> problem message (None: fine)
 
-    def check(self, instruction: str) -> None:
-        """Warn about, raise on or ignore words outside the vocabulary; each distinct string is judged once."""
+    def check(self, instruction: str) -> str:
+        """Warn about, raise on, ignore or drop words outside the vocabulary; each distinct string is judged once.
+        Returns the instruction the model reads (`drop`: without those words)."""
         if instruction not in self._seen:
             self._seen[instruction] = self._problem(instruction)
-            if self._seen[instruction] and self.mode == "warn":
+            if self._seen[instruction] and self.mode in ("warn", "drop"):
                 logger.warning("%s", self._seen[instruction])
         if self._seen[instruction] and self.mode == "error":
             raise ValueError(self._seen[instruction])
+        if self._seen[instruction] and self.mode == "drop":
+            kept = drop_unknown_words(instruction, self.words)
+            if not kept:
+                raise ValueError(f"{self._seen[instruction]}. With unknown_words=drop nothing of it is left to read")
+            return kept
+        return instruction
 
     def _problem(self, instruction: str) -> str | None:
         if self.words is None or self.mode == "ignore":
@@ -146,11 +153,14 @@ class InstructionChecker:
             close = difflib.get_close_matches(w, known, n=3, cutoff=0.6)
             near = f"closest known: {', '.join(map(repr, close))}" if close else "no close known word"
             parts.append(f"{w!r} ({near})")
+        handling = ("they are dropped (unknown_words=drop): the model reads "
+                    f"{drop_unknown_words(instruction, self.words)!r}" if self.mode == "drop" else
+                    "the tokenizer splits unseen words into sub-word pieces, so the model still runs, but how it acts "
+                    "on them is untested")
         return (f"instruction {instruction!r} has words the checkpoint never saw in its training instructions: "
-                f"{'; '.join(parts)}. The tokenizer splits unseen words into sub-word pieces, so the model still "
-                f"runs, but how it acts on them is untested. Rephrase with known words ({len(known)} in the "
-                "checkpoint's statistics, key instruction_vocabulary), or choose with the policy option "
-                "unknown_words: warn (the default: this warning), error (refuse the instruction) or ignore")
+                f"{'; '.join(parts)}; {handling}. Rephrase with known words ({len(known)} in the checkpoint's "
+                "statistics, key instruction_vocabulary), or choose with the policy option unknown_words: warn "
+                "(the default: this warning), error (refuse the instruction), ignore or drop (leave them out)")
 
 
 class VLAPolicy(Policy):
@@ -202,7 +212,7 @@ class VLAPolicy(Policy):
         """The episode's instruction; "" leaves it to each observation's `instruction`."""
         self._instruction = instruction
         if instruction and instruction.strip():
-            self.instructions.check(instruction)
+            self.instructions.check(instruction)  # raises now rather than at the first action
 
     def act(self, observation: Observation) -> np.ndarray:
         return self.act_batch([observation])[0]
@@ -237,8 +247,7 @@ class VLAPolicy(Policy):
                     f"observations[{i}] has no instruction (Observation.instruction={obs.instruction!r}, "
                     f"reset({self._instruction!r})): the model needs a task description such as 'pick up the red "
                     "cube'; pass it to reset(instruction) or set Observation.instruction")
-            self.instructions.check(instruction)
-            instructions.append(instruction)
+            instructions.append(self.instructions.check(instruction))
             if self.config.use_proprio:
                 if self._statistics.proprio is None:
                     raise ValueError(f"statistics {self.unnorm_key!r} have no proprio entry; the model reads proprio")
