@@ -82,7 +82,7 @@ class GroundingSettings:
         self.tasks = tuple(self.tasks)
         self.dr = self.dr if isinstance(self.dr, str) else tuple(self.dr)
         if not self.dr:
-            raise ValueError("grounding: dr names no level; give one (dr=low) or several (dr=[low,high])")
+            raise ValueError("grounding: dr names no level; give one (vla-ground dr=low) or several (vla-ground levels=[low,high])")
         if self.scenes < 1 or self.heldout_scenes < 1 or self.frames_per_rollout < 1 or self.steps < 1:
             raise ValueError("grounding: scenes, heldout_scenes, frames_per_rollout and steps must be >= 1")
 

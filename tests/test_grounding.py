@@ -99,13 +99,16 @@ def test_vla_ground_command_writes_the_checkpoint_and_names_a_misspelt_key(tmp_p
 
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     cmd = [sys.executable, "-m", "sim_envs.cli.ground", "tasks=[PlaceSideCubeOnPlate]", "scenes=1", "heldout_scenes=1",
+           "levels=[low,high]", "goal_keypoint_weight=1.0",
            "steps=2", "frames_per_rollout=1", "workers=1", "sim.image_size=32", "model.image_size=32",
            "model.cameras=[wrist]", "model.vision_backbone=conv_keypoints", "model.vision_film=true",
            f"output_dir={tmp_path / 'g'}"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "held-out L1" in r.stdout + r.stderr and (tmp_path / "g" / "config.json").is_file()
-    assert json.loads((tmp_path / "g" / "grounding.json").read_text())["train_samples"] == 2  # left and right
+    report = json.loads((tmp_path / "g" / "grounding.json").read_text())
+    assert report["train_samples"] == 2  # left and right
+    assert report["settings"]["dr"] == ["low", "high"] and report["settings"]["goal_keypoint_weight"] == 1.0
     bad = subprocess.run([sys.executable, "-m", "sim_envs.cli.ground", "stpes=2"], capture_output=True, text=True,
                          env=env, timeout=120)
     assert bad.returncode != 0 and "did you mean 'steps'?" in bad.stderr

@@ -12,7 +12,7 @@ can be changed from the command line (`dr.physics.friction_scale=[0.5,1.5]`, `si
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -54,7 +54,8 @@ class GroundConfig:
     """`vla-ground tasks=[LiftNamedCube] model.vision_backbone=conv_keypoints model.vision_film=true`."""
 
     tasks: Any = field(default_factory=lambda: ["LiftNamedCube"])  # language tasks whose scenes are rendered
-    dr: Any = "low"  # DR level of the scenes, or a list: scene i takes level i % len(dr)
+    dr: str = "low"  # DR level of the scenes
+    levels: Optional[List[str]] = None  # several DR levels instead (scene i takes levels[i % n]), as vla-eval's
     scenes: int = 300  # per task; every candidate of each scene is named once
     heldout_scenes: int = 20  # per task, from the evaluation seeds: the held-out L1 in grounding.json
     frames_per_rollout: int = 2  # frames of each (scene, candidate) expert rollout

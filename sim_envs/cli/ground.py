@@ -36,7 +36,7 @@ def _app(cfg: DictConfig) -> None:
         tasks = list(cfg.tasks) if OmegaConf.is_list(cfg.tasks) else [str(cfg.tasks)]
         settings = GroundingSettings(
             tasks=[resolve_task(t) for t in tasks], sim=sim_config_from(cfg.sim),
-            dr=list(cfg.dr) if OmegaConf.is_list(cfg.dr) else str(cfg.dr), scenes=cfg.scenes,
+            dr=list(cfg.levels) if cfg.levels else str(cfg.dr), scenes=cfg.scenes,
             heldout_scenes=cfg.heldout_scenes, frames_per_rollout=cfg.frames_per_rollout,
             max_expert_steps=cfg.max_expert_steps, action_noise=cfg.action_noise, steps=cfg.steps,
             batch_size=cfg.batch_size, lr=cfg.lr, keypoint_weight=cfg.keypoint_weight,
